@@ -1,0 +1,310 @@
+/**
+ * The moonpatch client, for Node (pass the `ws` package's WebSocket) and browsers (the global
+ * WebSocket). Used by the play page, the bots, the load test and the tests.
+ *
+ * It keeps every input until the server has processed it: an `ack` for seq N settles every
+ * input up to N (those that got an `err` frame were rejected, the rest applied). When the
+ * connection drops, it reconnects with its resume token into the same seat and resends only the
+ * inputs the server has not processed (the welcome says up to which seq it has).
+ */
+import { decodeServerMessage, encodeClientMessage } from '../server/protocol/codec.ts';
+import type { ErrorMsg, JoinMsg, ServerMessage, Value, VersionMsg, WelcomeMsg } from '../server/protocol/messages.ts';
+import { WorldView } from './world-view.ts';
+
+/** The subset of the WebSocket API both browsers and the `ws` package provide. */
+export interface SocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+export type SocketFactory = new (url: string) => SocketLike;
+
+export interface ClientOptions {
+  url: string;
+  room: string;
+  game?: string;
+  name?: string;
+  /** WebSocket constructor; defaults to globalThis.WebSocket. */
+  WebSocket?: SocketFactory;
+  /** Reconnect and resume after an unexpected close. @default true */
+  autoReconnect?: boolean;
+  /** First reconnect delay, ms (doubles up to 5 s). @default 200 */
+  reconnectDelayMs?: number;
+  /** Ping interval (keeps the connection alive, measures latency), ms. @default 5000 */
+  pingIntervalMs?: number;
+}
+
+export interface PendingInput {
+  seq: number;
+  data: Value;
+  sentAt: number;
+  rejected: ErrorMsg | null;
+}
+
+type Listener<T> = (payload: T) => void;
+interface ClientEvents {
+  welcome: WelcomeMsg;
+  /** The world changed (snapshot or delta applied). */
+  state: { tick: number; full: boolean };
+  /** An input was processed; `rejected` is the err frame when it was refused. */
+  settled: { seq: number; latencyMs: number; rejected: ErrorMsg | null };
+  error: ErrorMsg;
+  version: VersionMsg;
+  disconnect: { code: number; reason: string };
+  reconnect: { attempt: number };
+  pong: { rttMs: number };
+}
+
+/** Close codes after which reconnecting makes no sense. */
+const FINAL_CLOSES = new Set([4001, 4004]);
+
+export class MoonpatchClient {
+  readonly view = new WorldView();
+  playerId = '';
+  resumeToken = '';
+  lastAckedSeq = 0;
+  hz = 0;
+  connected = false;
+  /** Closes that happened while this client wanted to stay connected. */
+  disconnects = 0;
+  rttMs = 0;
+  private socket: SocketLike | null = null;
+  private nextSeq = 1;
+  private readonly pending = new Map<number, PendingInput>();
+  private readonly listeners = new Map<keyof ClientEvents, Set<Listener<never>>>();
+  private closedByUser = false;
+  private pingTimer: ReturnType<typeof setInterval> | null = null;
+  private reconnectAttempt = 0;
+  private joinWaiter: { resolve: (w: WelcomeMsg) => void; reject: (e: Error) => void } | null = null;
+  private welcomeMsg: WelcomeMsg | null = null;
+
+  constructor(readonly opts: ClientOptions) {}
+
+  get world(): Record<string, Value> {
+    return this.view.world;
+  }
+
+  get tick(): number {
+    return this.view.tick;
+  }
+
+  get version(): string {
+    return this.view.version;
+  }
+
+  /** Inputs sent (or waiting to be sent) that the server has not settled yet. */
+  get unsettled(): number {
+    return this.pending.size;
+  }
+
+  on<K extends keyof ClientEvents>(event: K, fn: Listener<ClientEvents[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(fn as Listener<never>);
+    return () => set!.delete(fn as Listener<never>);
+  }
+
+  private emit<K extends keyof ClientEvents>(event: K, payload: ClientEvents[K]): void {
+    for (const fn of this.listeners.get(event) ?? []) (fn as Listener<ClientEvents[K]>)(payload);
+  }
+
+  /** Connect and take a seat; resolves once the welcome and the first snapshot have arrived. */
+  connect(): Promise<WelcomeMsg> {
+    this.closedByUser = false;
+    return new Promise((resolve, reject) => {
+      this.joinWaiter = { resolve, reject };
+      this.open();
+    });
+  }
+
+  /** Send an input. Returns its seq. Kept until the server settles it, resent after a resume. */
+  send(data: Value): number {
+    const seq = this.nextSeq++;
+    this.pending.set(seq, { seq, data, sentAt: now(), rejected: null });
+    if (this.connected) this.transmit({ t: 'in', seq, d: data });
+    return seq;
+  }
+
+  /** Leave the room for good and close. */
+  leave(): void {
+    if (this.connected) this.transmit({ t: 'leave' });
+    this.close();
+  }
+
+  /** Close without giving up the seat (it is kept for the resume window). */
+  close(): void {
+    this.closedByUser = true;
+    this.stopPing();
+    this.socket?.close(1000, 'client closed');
+    this.connected = false;
+  }
+
+  /** Drop the connection as a network failure would, leaving reconnection to autoReconnect. */
+  dropConnection(): void {
+    this.socket?.close(4999, 'simulated drop');
+  }
+
+  private open(): void {
+    const Ctor = this.opts.WebSocket ?? (globalThis as unknown as { WebSocket: SocketFactory }).WebSocket;
+    const ws = new Ctor(this.opts.url);
+    this.socket = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => {
+      const join: JoinMsg = { t: 'join', room: this.opts.room };
+      if (this.resumeToken) join.resume = this.resumeToken;
+      else {
+        if (this.opts.game) join.game = this.opts.game;
+        if (this.opts.name) join.name = this.opts.name;
+      }
+      ws.send(encodeClientMessage(join));
+    };
+    ws.onmessage = (ev) => {
+      if (this.socket !== ws) return;
+      const data = ev.data instanceof ArrayBuffer ? new Uint8Array(ev.data) : (ev.data as Uint8Array);
+      this.onMessage(decodeServerMessage(data));
+    };
+    ws.onclose = (ev) => {
+      if (this.socket !== ws) return;
+      this.onClose(ev.code, ev.reason);
+    };
+    ws.onerror = () => {
+      /* a close event follows */
+    };
+  }
+
+  private onMessage(m: ServerMessage): void {
+    switch (m.t) {
+      case 'welcome':
+        this.welcomeMsg = m;
+        this.playerId = m.player;
+        this.resumeToken = m.resume;
+        this.hz = m.hz;
+        this.settleUpTo(m.seq);
+        return;
+      case 'snap': {
+        this.view.applySnapshot(m.tick, m.v, m.set);
+        const firstAfterWelcome = this.welcomeMsg !== null && !this.connected;
+        this.connected = true;
+        if (firstAfterWelcome) this.onSeated();
+        this.emit('state', { tick: m.tick, full: true });
+        return;
+      }
+      case 'delta':
+        this.view.applyDelta(m.tick, m.v, m.set, m.del);
+        this.emit('state', { tick: m.tick, full: false });
+        return;
+      case 'ack':
+        this.settleUpTo(m.seq);
+        return;
+      case 'err':
+        if (m.seq !== undefined) {
+          const p = this.pending.get(m.seq);
+          if (p) p.rejected = m;
+        } else if (this.joinWaiter && !this.connected) {
+          this.onJoinRefused(m);
+        }
+        this.emit('error', m);
+        return;
+      case 'pong':
+        this.rttMs = now() - m.id;
+        this.emit('pong', { rttMs: this.rttMs });
+        return;
+      case 'ver':
+        this.emit('version', m);
+        return;
+    }
+  }
+
+  /** Seated (first join or resume): resend what the server has not processed, start pinging. */
+  private onSeated(): void {
+    const welcome = this.welcomeMsg!;
+    this.reconnectAttempt = 0;
+    for (const p of [...this.pending.values()].sort((a, b) => a.seq - b.seq)) {
+      if (p.rejected === null) this.transmit({ t: 'in', seq: p.seq, d: p.data });
+    }
+    this.startPing();
+    if (this.joinWaiter) {
+      this.joinWaiter.resolve(welcome);
+      this.joinWaiter = null;
+    } else {
+      this.emit('reconnect', { attempt: this.reconnectAttempt });
+    }
+    this.emit('welcome', welcome);
+  }
+
+  private onJoinRefused(m: ErrorMsg): void {
+    if (m.code === 'RESUME_REJECTED') {
+      // The seat is gone (window passed): inputs for it can never apply.
+      this.resumeToken = '';
+      for (const p of this.pending.values()) if (!p.rejected) p.rejected = m;
+      this.settleUpTo(this.nextSeq - 1);
+    }
+    if (m.retry || m.code === 'RESUME_REJECTED') {
+      this.socket?.close(4999, 'retrying join');
+      return;
+    }
+    this.joinWaiter?.reject(new Error(`${m.code}: ${m.msg}`));
+    this.joinWaiter = null;
+    this.close();
+  }
+
+  private settleUpTo(seq: number): void {
+    if (seq > this.lastAckedSeq) this.lastAckedSeq = seq;
+    const t = now();
+    for (const [s, p] of this.pending) {
+      if (s > seq) continue;
+      this.pending.delete(s);
+      this.emit('settled', { seq: s, latencyMs: t - p.sentAt, rejected: p.rejected });
+    }
+  }
+
+  private onClose(code: number, reason: string): void {
+    const wasConnected = this.connected;
+    this.connected = false;
+    this.welcomeMsg = null;
+    this.stopPing();
+    if (this.closedByUser) return;
+    if (wasConnected) {
+      this.disconnects++;
+      this.emit('disconnect', { code, reason });
+    }
+    if (this.opts.autoReconnect === false || FINAL_CLOSES.has(code)) {
+      this.joinWaiter?.reject(new Error(`connection closed: ${code} ${reason}`));
+      this.joinWaiter = null;
+      return;
+    }
+    const base = this.opts.reconnectDelayMs ?? 200;
+    const delay = Math.min(5000, base * 2 ** Math.min(this.reconnectAttempt, 5));
+    this.reconnectAttempt++;
+    setTimeout(() => {
+      if (!this.closedByUser) this.open();
+    }, delay);
+  }
+
+  private transmit(msg: Parameters<typeof encodeClientMessage>[0]): void {
+    const s = this.socket;
+    if (s && s.readyState === 1) s.send(encodeClientMessage(msg));
+  }
+
+  private startPing(): void {
+    this.stopPing();
+    const every = this.opts.pingIntervalMs ?? 5000;
+    this.pingTimer = setInterval(() => this.transmit({ t: 'ping', id: now() }), every);
+    (this.pingTimer as { unref?: () => void }).unref?.();
+  }
+
+  private stopPing(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}
+
+function now(): number {
+  return typeof performance !== 'undefined' ? performance.now() : Date.now();
+}

@@ -1,0 +1,54 @@
+/**
+ * Builds a running moonpatch server from a config: Redis store, games, rooms, HTTP and
+ * WebSocket front door. main.ts runs it as a process; tests run it in-process.
+ */
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ServerConfig } from './config/config.ts';
+import { GameServer } from './net/ws-server.ts';
+import { createHttpHandler } from './net/http.ts';
+import { RoomManager } from './room/room-manager.ts';
+import { GameRegistry } from './sandbox/games.ts';
+import { RoomStore } from './state/room-store.ts';
+
+export interface RunningServer {
+  /** ws://host:port */
+  url: string;
+  port: number;
+  rooms: RoomManager;
+  store: RoomStore;
+  net: GameServer;
+  redis: Redis;
+  /** Stop rooms (closing players with 4000), the front door and the Redis connection. */
+  close(): Promise<void>;
+}
+
+export async function startServer(config: ServerConfig & { redisUrl: string }, log: Logger): Promise<RunningServer> {
+  const games = await GameRegistry.fromDirectory(config.scriptsDir);
+  if (!games.has(config.defaultGame)) log.warn({ game: config.defaultGame, games: games.names() }, 'default game not found');
+  // Fail fast on a wrong REDIS_URL instead of retrying forever at startup; after startup
+  // ioredis reconnects on its own and rooms hold their events until it is back.
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true });
+  await redis.connect();
+  const store = new RoomStore(redis, config.redisPrefix);
+  const rooms = new RoomManager(store, games, config, log);
+  const http = await createHttpHandler({ rooms, redis, log });
+  const net = new GameServer({ ...config, rooms, http });
+  const addr = await net.listen(config.port, config.host);
+  await rooms.resumeAll();
+  const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+  log.info({ port: addr.port, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
+  return {
+    url: `ws://${host}:${addr.port}`,
+    port: addr.port,
+    rooms,
+    store,
+    net,
+    redis,
+    async close() {
+      await rooms.shutdown();
+      await net.close();
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * Typed configuration with documented defaults. This is the only module that reads
+ * process.env; everything else receives a ServerConfig. Bad values are rejected at startup with
+ * a message that names the option.
+ */
+import path from 'node:path';
+import { ConfigError } from '../errors/errors.ts';
+
+export interface ServerConfig {
+  /** HTTP + WebSocket port. Env PORT. @default 8080 */
+  port: number;
+  /** Interface to listen on. Env HOST. @default "0.0.0.0" */
+  host: string;
+  /** Redis URL. Env REDIS_URL. When unset: 127.0.0.1:6379 if it answers, else a private redis-server under dataDir. */
+  redisUrl?: string;
+  /** Prefix of every Redis key this server writes. Env REDIS_PREFIX. @default "mp" */
+  redisPrefix: string;
+  /** Where a private Redis keeps its data. Env DATA_DIR. @default ".data" */
+  dataDir: string;
+  /** Folder of games (one sub-folder per game). Env SCRIPTS_DIR. @default "scripts" */
+  scriptsDir: string;
+  /** Game a join may create a room with when it names none. Env DEFAULT_GAME. @default "arena" */
+  defaultGame: string;
+  /** Log level (pino). Env LOG_LEVEL. @default "info" */
+  logLevel: string;
+  /** Seat kept for a disconnected player, ms. Env RESUME_WINDOW_MS. @default 30000 */
+  resumeWindowMs: number;
+  /** Largest WebSocket frame accepted, bytes; larger ones close the socket (1009). Env MAX_FRAME_BYTES. @default 16384 */
+  maxFrameBytes: number;
+  /** Sustained input rate allowed per connection, messages/s. Env INPUT_RATE. @default 60 */
+  inputRatePerSecond: number;
+  /** Burst above the sustained rate. Env INPUT_BURST. @default 30 */
+  inputBurst: number;
+  /** Frames refused (bad or over rate) before the connection is closed (4001). Env ABUSE_LIMIT. @default 100 */
+  abuseLimit: number;
+  /** A connection that sends nothing for this long is closed (4003), ms. Env IDLE_TIMEOUT_MS. @default 60000 */
+  idleTimeoutMs: number;
+  /** Client send buffer above which broadcasts to it are merged, bytes. @default 262144 */
+  broadcastSoftLimitBytes: number;
+  /** Client send buffer above which it is disconnected (4002), bytes. @default 4194304 */
+  broadcastHardLimitBytes: number;
+  /** A client lagging behind the broadcast this long is disconnected, ms. @default 10000 */
+  broadcastMaxLagMs: number;
+}
+
+/** Per-game settings from scripts/<game>/game.json. */
+export interface GameManifest {
+  name: string;
+  /** Entry module, relative to the game folder. @default "main.ts" */
+  entry: string;
+  /** State schema version the scripts write (live patching migrates between these). @default 1 */
+  schema: number;
+  /** Ticks per second, 1-60. @default 20 */
+  tickHz: number;
+  /** Broadcasts per second, 1-tickHz. @default tickHz */
+  broadcastHz: number;
+  /** CPU budget of one tick, ms. @default 20 */
+  cpuBudgetMs: number;
+  /** Isolate heap limit, MB (isolated-vm needs at least 8). @default 64 */
+  memoryLimitMb: number;
+  /** Seats per room. @default 500 */
+  maxPlayers: number;
+  /** Inputs one player may have queued for the next tick. @default 16 */
+  inputQueueLimit: number;
+}
+
+export const DEFAULTS: ServerConfig = {
+  port: 8080,
+  host: '0.0.0.0',
+  redisPrefix: 'mp',
+  dataDir: '.data',
+  scriptsDir: 'scripts',
+  defaultGame: 'arena',
+  logLevel: 'info',
+  resumeWindowMs: 30_000,
+  maxFrameBytes: 16 * 1024,
+  inputRatePerSecond: 60,
+  inputBurst: 30,
+  abuseLimit: 100,
+  idleTimeoutMs: 60_000,
+  broadcastSoftLimitBytes: 256 * 1024,
+  broadcastHardLimitBytes: 4 * 1024 * 1024,
+  broadcastMaxLagMs: 10_000,
+};
+
+function int(option: string, raw: unknown, min: number, max: number): number {
+  const n = typeof raw === 'string' ? Number(raw) : raw;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(option, `must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`);
+  }
+  return n;
+}
+
+/** Merge overrides onto the defaults and check every value. */
+export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
+  const c: ServerConfig = { ...DEFAULTS, ...overrides };
+  int('port', c.port, 0, 65535);
+  int('resumeWindowMs', c.resumeWindowMs, 0, 86_400_000);
+  int('maxFrameBytes', c.maxFrameBytes, 256, 16 * 1024 * 1024);
+  int('inputRatePerSecond', c.inputRatePerSecond, 1, 10_000);
+  int('inputBurst', c.inputBurst, 1, 10_000);
+  int('abuseLimit', c.abuseLimit, 1, 1_000_000);
+  int('idleTimeoutMs', c.idleTimeoutMs, 1000, 86_400_000);
+  if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
+    throw new ConfigError('broadcastHardLimitBytes', 'must be larger than broadcastSoftLimitBytes');
+  }
+  if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(c.redisPrefix)) throw new ConfigError('redisPrefix', 'must be 1-32 of A-Z a-z 0-9 _ . : -');
+  return c;
+}
+
+/** The server configuration from environment variables (see ServerConfig for names). */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const o: Partial<ServerConfig> = {};
+  const num = (k: string) => (env[k] !== undefined ? Number(env[k]) : undefined);
+  if (env.PORT) o.port = num('PORT')!;
+  if (env.HOST) o.host = env.HOST;
+  if (env.REDIS_URL) o.redisUrl = env.REDIS_URL;
+  if (env.REDIS_PREFIX) o.redisPrefix = env.REDIS_PREFIX;
+  if (env.DATA_DIR) o.dataDir = env.DATA_DIR;
+  if (env.SCRIPTS_DIR) o.scriptsDir = env.SCRIPTS_DIR;
+  if (env.DEFAULT_GAME) o.defaultGame = env.DEFAULT_GAME;
+  if (env.LOG_LEVEL) o.logLevel = env.LOG_LEVEL;
+  if (env.RESUME_WINDOW_MS) o.resumeWindowMs = num('RESUME_WINDOW_MS')!;
+  if (env.MAX_FRAME_BYTES) o.maxFrameBytes = num('MAX_FRAME_BYTES')!;
+  if (env.INPUT_RATE) o.inputRatePerSecond = num('INPUT_RATE')!;
+  if (env.INPUT_BURST) o.inputBurst = num('INPUT_BURST')!;
+  if (env.ABUSE_LIMIT) o.abuseLimit = num('ABUSE_LIMIT')!;
+  if (env.IDLE_TIMEOUT_MS) o.idleTimeoutMs = num('IDLE_TIMEOUT_MS')!;
+  return makeConfig(o);
+}
+
+/** Check a game.json and fill in defaults. `dir` is only used in messages. */
+export function parseGameManifest(name: string, raw: unknown, dir = name): GameManifest {
+  if (typeof raw !== 'object' || raw === null) throw new ConfigError(`${dir}/game.json`, 'must be a JSON object');
+  const r = raw as Record<string, unknown>;
+  const at = (f: string) => `${dir}/game.json: ${f}`;
+  const tickHz = int(at('tickHz'), r.tickHz ?? 20, 1, 60);
+  const m: GameManifest = {
+    name,
+    entry: typeof r.entry === 'string' ? path.posix.normalize(r.entry) : 'main.ts',
+    schema: int(at('schema'), r.schema ?? 1, 1, 1_000_000),
+    tickHz,
+    broadcastHz: int(at('broadcastHz'), r.broadcastHz ?? tickHz, 1, tickHz),
+    cpuBudgetMs: int(at('cpuBudgetMs'), r.cpuBudgetMs ?? 20, 1, 1000),
+    memoryLimitMb: int(at('memoryLimitMb'), r.memoryLimitMb ?? 64, 8, 4096),
+    maxPlayers: int(at('maxPlayers'), r.maxPlayers ?? 500, 1, 100_000),
+    inputQueueLimit: int(at('inputQueueLimit'), r.inputQueueLimit ?? 16, 1, 1000),
+  };
+  return m;
+}

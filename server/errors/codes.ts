@@ -1,0 +1,64 @@
+/**
+ * The catalog of stable error codes. Players, designers and ops all see these codes, so they are
+ * part of the interface: never rename or reuse one; add new ones at the end of their group.
+ * Every code is documented in docs/errors.md (a test keeps the two in step).
+ *
+ * `retry` tells a client whether sending the same thing again later can succeed.
+ */
+export const ErrorCodes = {
+  // --- frames from clients (protocol) ---
+  BAD_FRAME: { retry: false, text: 'frame is not valid msgpack, or not a binary frame' },
+  UNKNOWN_TYPE: { retry: false, text: 'message type is not one the server knows' },
+  BAD_FIELD: { retry: false, text: 'a field is missing or has the wrong type or range' },
+  NOT_JOINED: { retry: false, text: 'the message needs a seat: join a room first' },
+  ALREADY_JOINED: { retry: false, text: 'this connection already has a seat' },
+  RATE_LIMITED: { retry: true, text: 'too many messages: the input was dropped' },
+  QUEUE_FULL: { retry: true, text: "the player's input queue is full: the input was dropped" },
+  DUPLICATE_SEQ: { retry: false, text: 'input sequence number was already used; it is ignored' },
+
+  // --- rooms and seats ---
+  ROOM_NOT_FOUND: { retry: false, text: 'no such room, and the request did not name a game to create it with' },
+  GAME_NOT_FOUND: { retry: false, text: 'no such game on this server' },
+  BAD_ROOM_ID: { retry: false, text: 'room ids are 1-64 characters of A-Z a-z 0-9 _ -' },
+  ROOM_FULL: { retry: true, text: 'the room has reached its maxPlayers' },
+  RESUME_REJECTED: { retry: false, text: 'the resume token is unknown, expired or wrong: join again' },
+  ROOM_UNAVAILABLE: { retry: true, text: 'the room is not running on this server right now' },
+  SEAT_TAKEN_OVER: { retry: false, text: 'the seat was resumed from another connection' },
+
+  // --- designer scripts ---
+  SCRIPT_ERROR: { retry: false, text: 'the game script threw while handling this' },
+  TICK_FAILED: { retry: true, text: 'the tick this was part of failed and was rolled back' },
+  CPU_BUDGET_EXCEEDED: { retry: true, text: 'the tick overran its CPU budget and was rolled back' },
+  MEMORY_LIMIT: { retry: true, text: 'the script exhausted its memory; the tick was rolled back and the sandbox rebuilt' },
+  STATE_INVALID_VALUE: { retry: false, text: 'a script stored something in the world that is not plain data' },
+  BUILD_FAILED: { retry: false, text: 'the game scripts did not bundle or compile' },
+
+  // --- engine and storage ---
+  COMMIT_FAILED: { retry: true, text: 'the tick could not be committed to Redis and was rolled back' },
+  FENCED: { retry: false, text: 'another server owns this room now; this server stopped ticking it' },
+  ENGINE_ERROR: { retry: true, text: 'the engine failed unexpectedly; the tick was rolled back' },
+  SERVER_SHUTTING_DOWN: { retry: true, text: 'the server is shutting down; reconnect with your resume token' },
+} as const satisfies Record<string, { retry: boolean; text: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/**
+ * WebSocket close codes the server uses (4000-4999 is the application range). Documented in
+ * docs/errors.md and docs/protocol.md.
+ */
+export const CloseCodes = {
+  /** The server is stopping; reconnect and resume. */
+  SHUTDOWN: 4000,
+  /** Too many malformed frames or a flood well above the rate limit. */
+  ABUSE: 4001,
+  /** The client could not keep up with the broadcast (its send buffer passed the bound). */
+  SLOW_CONSUMER: 4002,
+  /** No frame (not even a ping) within the idle timeout. */
+  IDLE: 4003,
+  /** The seat was resumed from another connection. */
+  SEAT_TAKEN_OVER: 4004,
+  /** The room stopped on this server (ownership moved, or it failed to load). */
+  ROOM_CLOSED: 4005,
+} as const;
+
+export type CloseCode = (typeof CloseCodes)[keyof typeof CloseCodes];

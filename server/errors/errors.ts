@@ -1,0 +1,80 @@
+/**
+ * Error classes, one per failure, each carrying a stable code from the catalog and the context
+ * that ops and designers need. Code is recognised by `code`, never by message text.
+ */
+import { ErrorCodes, type ErrorCode } from './codes.ts';
+
+export class MoonpatchError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+
+  get retry(): boolean {
+    return ErrorCodes[this.code].retry;
+  }
+}
+
+/** The game's scripts did not bundle. `details` are the bundler's messages, one per problem. */
+export class BuildError extends MoonpatchError {
+  constructor(
+    message: string,
+    readonly details: string[],
+  ) {
+    super('BUILD_FAILED', details.length ? `${message}:\n  ${details.join('\n  ')}` : message);
+  }
+}
+
+/** A client frame that is rejected; the session answers it with an error frame. */
+export class ProtocolError extends MoonpatchError {}
+
+/** Bad configuration: names the option and what is wrong. */
+export class ConfigError extends Error {
+  constructor(
+    readonly option: string,
+    problem: string,
+  ) {
+    super(`config: ${option} ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** What a script threw, normalised in the isolate: a thrown string or object becomes this. */
+export interface ThrownInfo {
+  name: string;
+  message: string;
+  /** The script's stack, mapped to the designer's source files when a source map is known. */
+  stack: string;
+  /** A `code` the thrown value carried (the engine's own STATE_INVALID_VALUE, or the designer's). */
+  code: string | null;
+}
+
+/** A tick that failed inside the sandbox; the tick was rolled back. */
+export class ScriptTickError extends MoonpatchError {
+  constructor(
+    code: 'SCRIPT_ERROR' | 'CPU_BUDGET_EXCEEDED' | 'MEMORY_LIMIT' | 'ENGINE_ERROR' | 'STATE_INVALID_VALUE',
+    readonly roomId: string,
+    readonly tick: number,
+    readonly version: string,
+    readonly thrown: ThrownInfo | null,
+    options?: { cause?: unknown },
+  ) {
+    super(code, `tick ${tick} of room ${roomId} (version ${version}) failed: ${code}${thrown ? `: ${thrown.message}` : ''}`, options);
+  }
+}
+
+/** The commit of a tick did not land (Redis unreachable, or fenced out by a newer owner). */
+export class CommitError extends MoonpatchError {
+  constructor(
+    code: 'COMMIT_FAILED' | 'FENCED',
+    readonly roomId: string,
+    readonly tick: number,
+    options?: { cause?: unknown },
+  ) {
+    super(code, `commit of tick ${tick} of room ${roomId} failed: ${code}`, options);
+  }
+}

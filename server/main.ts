@@ -1,0 +1,44 @@
+/**
+ * Composition root: read config, find or start Redis, start the server, and stop cleanly on
+ * SIGINT/SIGTERM (rooms stop, players are told to reconnect, a private Redis is shut down).
+ */
+import path from 'node:path';
+import { startServer } from './app.ts';
+import { configFromEnv } from './config/config.ts';
+import { createLogger } from './ops/logger.ts';
+import { RedisNotInstalledError, resolveRedis } from './state/redis-launcher.ts';
+
+const config = configFromEnv();
+const log = createLogger(config.logLevel);
+
+async function main(): Promise<void> {
+  let redis;
+  try {
+    redis = await resolveRedis({ redisUrl: config.redisUrl, dataDir: path.resolve(config.dataDir), log: (msg) => log.info(msg) });
+  } catch (e) {
+    if (e instanceof RedisNotInstalledError) {
+      log.fatal(e.message);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const server = await startServer({ ...config, redisUrl: redis.url }, log);
+  console.log(`moonpatch: play at http://localhost:${server.port}/  (WebSocket ${server.url})`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await server.close();
+    await redis.owned?.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((e) => {
+  log.fatal({ err: e }, 'server failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,169 @@
+/**
+ * One WebSocket connection: parses and checks every frame, enforces the per-connection rate and
+ * abuse limits, and forwards joins and inputs to the room directory. A rejected frame gets an
+ * error frame with a stable code and changes nothing anywhere; too many of them close the socket.
+ */
+import type { WebSocket } from 'ws';
+import { CloseCodes, ErrorCodes, type ErrorCode } from '../errors/codes.ts';
+import { MoonpatchError } from '../errors/errors.ts';
+import { encodeServerMessage, parseClientFrame } from '../protocol/codec.ts';
+import type { ErrorMsg, JoinMsg, Value } from '../protocol/messages.ts';
+import { TokenBucket } from './rate-limit.ts';
+
+/** What the network layer needs from the rooms (implemented by the room manager). */
+export interface RoomDirectory {
+  join(link: Session, msg: JoinMsg): Promise<SeatPort>;
+}
+
+/** What a seated session can do (implemented by the room). */
+export interface SeatPort {
+  readonly playerId: string;
+  input(seq: number, data: Value): ErrorCode | null;
+  leave(): void;
+  detach(): void;
+}
+
+export interface SessionLimits {
+  inputRatePerSecond: number;
+  inputBurst: number;
+  abuseLimit: number;
+}
+
+export class Session {
+  private seat: SeatPort | null = null;
+  private joining = false;
+  private closed = false;
+  private strikes = 0;
+  private readonly bucket: TokenBucket;
+  lastSeenAt = Date.now();
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly rooms: RoomDirectory,
+    private readonly limits: SessionLimits,
+    readonly remoteAddress: string,
+  ) {
+    this.bucket = new TokenBucket(limits.inputRatePerSecond, limits.inputBurst, performance.now());
+    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer | Buffer[] | ArrayBuffer, isBinary));
+    ws.on('pong', () => (this.lastSeenAt = Date.now()));
+    ws.on('close', () => this.onClose());
+    ws.on('error', () => this.onClose());
+  }
+
+  // ---- PlayerLink ----
+
+  send(frame: Uint8Array): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true });
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    // Detach now, not on the socket's 'close' event: that waits for the peer's close frame,
+    // which a dead peer never sends.
+    const seat = this.seat;
+    this.seat = null;
+    seat?.detach();
+    this.ws.close(code, reason);
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.ws.readyState === this.ws.OPEN;
+  }
+
+  get playerId(): string | null {
+    return this.seat?.playerId ?? null;
+  }
+
+  // ---- frames ----
+
+  private onFrame(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
+    if (this.closed) return;
+    this.lastSeenAt = Date.now();
+    if (!this.bucket.take(performance.now())) {
+      this.refuse('RATE_LIMITED', 'over the input rate limit; frame dropped');
+      return;
+    }
+    if (!isBinary) {
+      this.refuse('BAD_FRAME', 'text frames are not accepted: send binary msgpack');
+      return;
+    }
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+    let msg;
+    try {
+      msg = parseClientFrame(bytes);
+    } catch (e) {
+      if (e instanceof MoonpatchError) this.refuse(e.code, e.message);
+      else this.refuse('BAD_FRAME', 'frame could not be read');
+      return;
+    }
+    switch (msg.t) {
+      case 'ping':
+        this.send(encodeServerMessage({ t: 'pong', id: msg.id, srv: Date.now() }));
+        return;
+      case 'join':
+        this.onJoin(msg);
+        return;
+      case 'in': {
+        if (!this.seat) {
+          this.refuse('NOT_JOINED', 'join a room before sending inputs', msg.seq);
+          return;
+        }
+        const code = this.seat.input(msg.seq, msg.d);
+        if (code) this.sendError(code, ErrorCodes[code].text, msg.seq);
+        return;
+      }
+      case 'leave':
+        this.seat?.leave();
+        this.seat = null;
+        return;
+    }
+  }
+
+  private onJoin(msg: JoinMsg): void {
+    if (this.seat || this.joining) {
+      this.refuse('ALREADY_JOINED', 'this connection already has a seat');
+      return;
+    }
+    this.joining = true;
+    this.rooms.join(this, msg).then(
+      (seat) => {
+        this.joining = false;
+        if (this.closed) seat.detach();
+        else this.seat = seat;
+      },
+      (e: unknown) => {
+        this.joining = false;
+        const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
+        this.sendError(code, e instanceof Error ? e.message : ErrorCodes[code].text);
+      },
+    );
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    const seat = this.seat;
+    this.seat = null;
+    seat?.detach();
+  }
+
+  /** Answer a bad frame; past the abuse limit, close the connection. */
+  private refuse(code: ErrorCode, msg: string, seq?: number): void {
+    this.strikes++;
+    if (this.strikes > this.limits.abuseLimit) {
+      this.close(CloseCodes.ABUSE, 'too many refused frames');
+      return;
+    }
+    this.sendError(code, msg, seq);
+  }
+
+  private sendError(code: ErrorCode, msg: string, seq?: number): void {
+    const m: ErrorMsg = { t: 'err', code, msg, retry: ErrorCodes[code].retry };
+    if (seq !== undefined) m.seq = seq;
+    this.send(encodeServerMessage(m));
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * What happens in the engine, published on node:diagnostics_channel. The tick and room code
+ * publish here and never import a metrics or dashboard library; ops subscribers (metrics, the
+ * dashboard, tests) listen. Publishing to a channel nobody listens to costs almost nothing.
+ */
+import diagnostics_channel from 'node:diagnostics_channel';
+import type { ThrownInfo } from '../errors/errors.ts';
+
+export interface TickCommittedEvent {
+  roomId: string;
+  game: string;
+  version: string;
+  tick: number;
+  /** Wall time of the script call, ms. */
+  scriptMs: number;
+  /** CPU time the isolate spent on the tick, ms. */
+  cpuMs: number;
+  /** Wall time of the Redis commit, ms. */
+  commitMs: number;
+  /** Whole tick: drain, script, commit, publish, ms. */
+  totalMs: number;
+  records: number;
+  dels: number;
+  writes: number;
+  events: number;
+  rejections: number;
+}
+
+export interface TickFailedEvent {
+  roomId: string;
+  game: string;
+  version: string;
+  tick: number;
+  code: string;
+  thrown: ThrownInfo | null;
+  scriptMs: number;
+  /** Extra wall time the rollback (and isolate rebuild, if any) took, ms. */
+  rollbackMs: number;
+  isolateRebuilt: boolean;
+}
+
+export interface BroadcastEvent {
+  roomId: string;
+  tick: number;
+  bytes: number;
+  recipients: number;
+  records: number;
+}
+
+export interface RoomLifecycleEvent {
+  roomId: string;
+  game: string;
+  version: string;
+  what: 'started' | 'stopped' | 'fenced' | 'commit-failed' | 'commit-recovered' | 'sandbox-rebuilt';
+  detail?: string;
+}
+
+export const channels = {
+  tickCommitted: diagnostics_channel.channel('moonpatch:tick:committed'),
+  tickFailed: diagnostics_channel.channel('moonpatch:tick:failed'),
+  broadcast: diagnostics_channel.channel('moonpatch:broadcast'),
+  room: diagnostics_channel.channel('moonpatch:room'),
+};
+
+export function publish<T>(channel: diagnostics_channel.Channel, event: T): void {
+  if (channel.hasSubscribers) channel.publish(event);
+}

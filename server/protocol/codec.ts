@@ -1,0 +1,153 @@
+/**
+ * Encoding and validation of wire frames. Client frames are untrusted: `parseClientFrame`
+ * either returns a well-formed message or throws a ProtocolError with a stable code, and never
+ * lets a malformed value through to a room.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { ProtocolError } from '../errors/errors.ts';
+import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
+import type { ClientMessage, ServerMessage, Value } from './messages.ts';
+
+/** Plain msgpack both ways: no records extension, so any msgpack library can be a client. */
+const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+export const LIMITS = {
+  /** Deepest nesting accepted inside an input. */
+  inputDepth: 16,
+  /** Most array items + map entries accepted inside one input. */
+  inputItems: 1024,
+  nameChars: 32,
+  resumeChars: 128,
+};
+
+export function encodeServerMessage(msg: ServerMessage): Uint8Array {
+  return packr.pack(msg);
+}
+
+export function decodeServerMessage(frame: Uint8Array): ServerMessage {
+  return unpackr.unpack(frame) as ServerMessage;
+}
+
+export function encodeClientMessage(msg: ClientMessage): Uint8Array {
+  return packr.pack(msg);
+}
+
+/**
+ * A snapshot or delta frame built from records that are already msgpack-encoded: their bytes are
+ * spliced in, not decoded and re-encoded, so a broadcast costs a memcpy per record.
+ */
+export function encodeRecordsFrame(
+  type: 'snap' | 'delta',
+  tick: number,
+  version: string,
+  sets: Iterable<readonly [string, Uint8Array]>,
+  setCount: number,
+  dels: readonly string[],
+  w: MsgpackWriter = new MsgpackWriter(),
+): Uint8Array {
+  w.reset();
+  w.mapHeader(type === 'snap' ? 4 : 5);
+  w.str('t');
+  w.str(type);
+  w.str('tick');
+  w.uint(tick);
+  w.str('v');
+  w.str(version);
+  w.str('set');
+  w.mapHeader(setCount);
+  for (const [k, v] of sets) {
+    w.str(k);
+    w.raw(v);
+  }
+  if (type === 'delta') {
+    w.str('del');
+    w.arrayHeader(dels.length);
+    for (const k of dels) w.str(k);
+  }
+  return w.bytes().slice();
+}
+
+function fail(code: 'BAD_FRAME' | 'UNKNOWN_TYPE' | 'BAD_FIELD', message: string): never {
+  throw new ProtocolError(code, message);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** Checks that an input payload is plain data within the size limits; returns it typed. */
+export function checkInputValue(v: unknown): Value {
+  let items = 0;
+  const walk = (x: unknown, depth: number): void => {
+    if (x === null || typeof x === 'boolean' || typeof x === 'string') return;
+    if (typeof x === 'number') {
+      if (!Number.isFinite(x)) fail('BAD_FIELD', 'd: numbers must be finite');
+      return;
+    }
+    if (depth >= LIMITS.inputDepth) fail('BAD_FIELD', `d: nested deeper than ${LIMITS.inputDepth}`);
+    if (Array.isArray(x)) {
+      items += x.length;
+      if (items > LIMITS.inputItems) fail('BAD_FIELD', `d: more than ${LIMITS.inputItems} items`);
+      for (const e of x) walk(e, depth + 1);
+      return;
+    }
+    if (isRecord(x) && Object.getPrototypeOf(x) === Object.prototype) {
+      const keys = Object.keys(x);
+      items += keys.length;
+      if (items > LIMITS.inputItems) fail('BAD_FIELD', `d: more than ${LIMITS.inputItems} items`);
+      for (const k of keys) {
+        if (k === '__proto__') fail('BAD_FIELD', 'd: "__proto__" is not allowed as a key');
+        walk(x[k], depth + 1);
+      }
+      return;
+    }
+    fail('BAD_FIELD', `d: ${x instanceof Uint8Array ? 'binary data' : typeof x} is not allowed in an input (plain data only)`);
+  };
+  walk(v, 0);
+  return v as Value;
+}
+
+/** Decode and validate one client frame. */
+export function parseClientFrame(frame: Uint8Array): ClientMessage {
+  let msg: unknown;
+  try {
+    msg = unpackr.unpack(frame);
+  } catch {
+    fail('BAD_FRAME', 'frame is not valid msgpack');
+  }
+  if (!isRecord(msg)) fail('BAD_FRAME', 'a frame must be a msgpack map with a "t" field');
+  switch (msg.t) {
+    case 'in': {
+      const { seq } = msg;
+      if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) fail('BAD_FIELD', 'seq: must be a positive integer');
+      if (!('d' in msg)) fail('BAD_FIELD', 'd: missing');
+      return { t: 'in', seq, d: checkInputValue(msg.d) };
+    }
+    case 'ping': {
+      const { id } = msg;
+      if (typeof id !== 'number' || !Number.isFinite(id)) fail('BAD_FIELD', 'id: must be a number');
+      return { t: 'ping', id };
+    }
+    case 'join': {
+      const { room, game, name, resume } = msg;
+      if (typeof room !== 'string') fail('BAD_FIELD', 'room: must be a string');
+      if (game !== undefined && game !== null && typeof game !== 'string') fail('BAD_FIELD', 'game: must be a string');
+      if (name !== undefined && name !== null && (typeof name !== 'string' || name.length > LIMITS.nameChars)) {
+        fail('BAD_FIELD', `name: must be a string of at most ${LIMITS.nameChars} characters`);
+      }
+      if (resume !== undefined && resume !== null && (typeof resume !== 'string' || resume.length > LIMITS.resumeChars)) {
+        fail('BAD_FIELD', 'resume: must be a token string');
+      }
+      const out: ClientMessage = { t: 'join', room };
+      if (typeof game === 'string') out.game = game;
+      if (typeof name === 'string') out.name = name;
+      if (typeof resume === 'string') out.resume = resume;
+      return out;
+    }
+    case 'leave':
+      return { t: 'leave' };
+    default:
+      fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(String(msg.t)).slice(0, 40)}`);
+  }
+}

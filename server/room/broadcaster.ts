@@ -1,0 +1,122 @@
+/**
+ * Fans a room's committed changes out to its players at the broadcast rate.
+ *
+ * Every client in step gets the same delta frame, encoded once per broadcast. A slow client
+ * never slows the room: when its socket buffer is above the soft limit it is skipped, and the
+ * keys it missed are remembered (a set of record keys, not frames). When it drains, it gets one
+ * merged delta built from the committed mirror, or a full snapshot when it missed most of the
+ * world. Past the hard limit, or lagging for too long, it is disconnected.
+ */
+import { CloseCodes } from '../errors/codes.ts';
+import { encodeRecordsFrame } from '../protocol/codec.ts';
+import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
+import type { CommittedState } from '../state/committed-state.ts';
+import type { PlayerLink } from './link.ts';
+
+export interface BroadcastLimits {
+  /** Above this many buffered bytes a client is skipped and catches up later. @default 256 KiB */
+  softLimitBytes: number;
+  /** Above this many buffered bytes a client is disconnected (SLOW_CONSUMER). @default 4 MiB */
+  hardLimitBytes: number;
+  /** A client lagging longer than this is disconnected, ms. @default 10000 */
+  maxLagMs: number;
+}
+
+interface Subscriber {
+  /** Keys changed while this client was skipped; null when it is in step. */
+  missed: Set<string> | null;
+  laggingSince: number;
+}
+
+export interface FlushStats {
+  bytes: number;
+  recipients: number;
+  records: number;
+}
+
+export class Broadcaster {
+  private pending = new Set<string>();
+  private readonly subs = new Map<PlayerLink, Subscriber>();
+  private readonly writer = new MsgpackWriter(64 * 1024);
+
+  constructor(
+    private readonly state: CommittedState,
+    private readonly limits: BroadcastLimits,
+  ) {}
+
+  get size(): number {
+    return this.subs.size;
+  }
+
+  /** Subscribe a client: it gets a snapshot of the committed state now, then deltas. */
+  add(link: PlayerLink, version: string): void {
+    this.subs.set(link, { missed: null, laggingSince: 0 });
+    link.send(this.snapshotFrame(version));
+  }
+
+  remove(link: PlayerLink): void {
+    this.subs.delete(link);
+  }
+
+  /** Record keys a committed tick changed. */
+  changed(keys: Iterable<string>): void {
+    for (const k of keys) this.pending.add(k);
+  }
+
+  /** Send what changed since the last flush. */
+  flush(version: string, now = performance.now()): FlushStats {
+    const stats: FlushStats = { bytes: 0, recipients: 0, records: this.pending.size };
+    let shared: Uint8Array | null = null;
+    for (const [link, sub] of this.subs) {
+      if (!link.isOpen) {
+        this.subs.delete(link);
+        continue;
+      }
+      const buffered = link.bufferedAmount;
+      if (buffered > this.limits.hardLimitBytes || (sub.missed && now - sub.laggingSince > this.limits.maxLagMs)) {
+        this.subs.delete(link);
+        link.close(CloseCodes.SLOW_CONSUMER, 'client too slow to keep up with the broadcast');
+        continue;
+      }
+      if (sub.missed) {
+        for (const k of this.pending) sub.missed.add(k);
+        if (buffered > this.limits.softLimitBytes) continue;
+        const frame = sub.missed.size * 2 > this.state.records.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed);
+        sub.missed = null;
+        link.send(frame);
+        stats.bytes += frame.length;
+        stats.recipients++;
+        continue;
+      }
+      if (this.pending.size === 0) continue;
+      if (buffered > this.limits.softLimitBytes) {
+        sub.missed = new Set(this.pending);
+        sub.laggingSince = now;
+        continue;
+      }
+      shared ??= this.deltaFrame(version, this.pending);
+      link.send(shared);
+      stats.bytes += shared.length;
+      stats.recipients++;
+    }
+    this.pending.clear();
+    return stats;
+  }
+
+  snapshotFrame(version: string): Uint8Array {
+    const s = this.state;
+    return encodeRecordsFrame('snap', s.tick, version, s.records, s.records.size, [], this.writer);
+  }
+
+  private deltaFrame(version: string, keys: Set<string>): Uint8Array {
+    const records = this.state.records;
+    const sets: [string, Uint8Array][] = [];
+    const dels: string[] = [];
+    for (const k of keys) {
+      const v = records.get(k);
+      if (v) sets.push([k, v]);
+      else dels.push(k);
+    }
+    return encodeRecordsFrame('delta', this.state.tick, version, sets, sets.length, dels, this.writer);
+  }
+}

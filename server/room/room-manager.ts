@@ -1,0 +1,131 @@
+/**
+ * The rooms this server runs: opens a room on first use (creating it in Redis if needed, or
+ * claiming and resuming it at its last committed tick), routes joins and resumes, and stops
+ * every room on shutdown.
+ */
+import { randomInt } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config/config.ts';
+import { MoonpatchError } from '../errors/errors.ts';
+import type { JoinMsg } from '../protocol/messages.ts';
+import type { GameRegistry } from '../sandbox/games.ts';
+import { GameSandbox } from '../sandbox/sandbox.ts';
+import { CommittedState } from '../state/committed-state.ts';
+import { isValidRoomId } from '../state/keys.ts';
+import type { RoomStore } from '../state/room-store.ts';
+import type { PlayerLink } from './link.ts';
+import { Room, type RoomSettings, type SeatHandle } from './room.ts';
+import { decodeSeat } from './seats.ts';
+
+export class RoomManager {
+  private readonly rooms = new Map<string, Room>();
+  private readonly opening = new Map<string, Promise<Room>>();
+  private closing = false;
+
+  constructor(
+    private readonly store: RoomStore,
+    private readonly games: GameRegistry,
+    private readonly config: ServerConfig,
+    private readonly log: Logger,
+  ) {}
+
+  list(): Room[] {
+    return [...this.rooms.values()];
+  }
+
+  get(roomId: string): Room | undefined {
+    return this.rooms.get(roomId);
+  }
+
+  /** Seat a connection: resume when the message carries a token, else a new seat. */
+  async join(link: PlayerLink, msg: JoinMsg): Promise<SeatHandle> {
+    if (!isValidRoomId(msg.room)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    const room = await this.open(msg.room, msg.game ?? (msg.resume ? undefined : this.config.defaultGame));
+    if (msg.resume) return room.resume(link, msg.resume);
+    const name = (msg.name ?? '').trim().slice(0, 32) || 'player';
+    return room.join(link, name);
+  }
+
+  /**
+   * The running room, or open it: create it with `game` if it does not exist in Redis, claim it
+   * (fencing out any previous owner), restore its world into a fresh isolate and start ticking.
+   */
+  async open(roomId: string, game?: string): Promise<Room> {
+    const running = this.rooms.get(roomId);
+    if (running) return running;
+    let p = this.opening.get(roomId);
+    if (!p) {
+      p = this.load(roomId, game).finally(() => this.opening.delete(roomId));
+      this.opening.set(roomId, p);
+    }
+    return p;
+  }
+
+  /** Resume every room recorded in Redis (a starting server brings them all back). */
+  async resumeAll(): Promise<void> {
+    for (const id of await this.store.listRooms()) {
+      try {
+        await this.open(id);
+      } catch (e) {
+        this.log.error({ roomId: id, err: e }, 'room could not be resumed');
+      }
+    }
+  }
+
+  private async load(roomId: string, gameName?: string): Promise<Room> {
+    if (this.closing) throw new MoonpatchError('SERVER_SHUTTING_DOWN', 'server is shutting down');
+    let meta = await this.store.readMeta(roomId);
+    if (!meta) {
+      if (!gameName) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}, and no game given to create it`);
+      const game = this.games.get(gameName);
+      await this.store.create(roomId, {
+        game: gameName,
+        version: game.bundle.version,
+        schema: game.manifest.schema,
+        seed: randomInt(0, 2 ** 32 - 1),
+        createdAt: Date.now(),
+        tickHz: game.manifest.tickHz,
+      });
+    }
+    const claimed = await this.store.claim(roomId);
+    if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
+    meta = claimed.meta;
+    const game = this.games.get(meta.game);
+    if (meta.version && meta.version !== game.bundle.version) {
+      this.log.warn({ roomId, from: meta.version, to: game.bundle.version }, 'room resumes on a different script version than it last committed with');
+    }
+    const m = game.manifest;
+    const settings: RoomSettings = {
+      tickHz: m.tickHz,
+      broadcastHz: m.broadcastHz,
+      cpuBudgetMs: m.cpuBudgetMs,
+      memoryLimitMb: m.memoryLimitMb,
+      maxPlayers: m.maxPlayers,
+      inputQueueLimit: m.inputQueueLimit,
+      resumeWindowMs: this.config.resumeWindowMs,
+      broadcast: {
+        softLimitBytes: this.config.broadcastSoftLimitBytes,
+        hardLimitBytes: this.config.broadcastHardLimitBytes,
+        maxLagMs: this.config.broadcastMaxLagMs,
+      },
+    };
+    const committed = new CommittedState(meta.tick, claimed.records);
+    const sandbox = await GameSandbox.create(game.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs });
+    if (committed.records.size > 0) await sandbox.load(committed.encodeForLoad());
+    const room = new Room(roomId, meta, game.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
+      if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
+    });
+    for (const [id, bytes] of claimed.seats) room.restoreSeat(decodeSeat(id, bytes, claimed.seqs.get(id) ?? 0));
+    this.rooms.set(roomId, room);
+    room.start();
+    this.log.info({ roomId, game: meta.game, version: game.bundle.version, tick: meta.tick, epoch: meta.epoch, seats: claimed.seats.size }, 'room started');
+    return room;
+  }
+
+  /** Stop every room; connected players are told to reconnect (close 4000). */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.opening.values()]);
+    for (const room of this.list()) room.stop();
+  }
+}

@@ -1,0 +1,518 @@
+/**
+ * One running room: its tick loop, its seats, and the tick transaction.
+ *
+ * A tick is a transaction (the order matters, each step only runs if the previous succeeded):
+ *   1. drain the queued events (joins, inputs, leaves) in arrival order;
+ *   2. run them and the `tick` hook in the isolate; a failure there is already rolled back;
+ *   3. commit the changed records, seats and input seqs to Redis in one fenced round trip;
+ *      if that fails, roll the isolate back and put the events back in the queue;
+ *   4. only then update the committed mirror and tell players: acks, errors, welcomes, deltas.
+ * Nothing uncommitted ever reaches Redis or a player.
+ */
+import type { Logger } from 'pino';
+import { ErrorCodes, type ErrorCode, CloseCodes } from '../errors/codes.ts';
+import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
+import { channels, publish, type TickCommittedEvent, type TickFailedEvent } from '../ops/events.ts';
+import { encodeServerMessage } from '../protocol/codec.ts';
+import type { ErrorMsg, Value } from '../protocol/messages.ts';
+import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
+import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickOutcome } from '../sandbox/sandbox.ts';
+import type { GameBundle } from '../sandbox/bundler.ts';
+import type { CommittedState } from '../state/committed-state.ts';
+import type { RoomMeta, RoomStore } from '../state/room-store.ts';
+import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
+import { InputQueue, type RoomEvent } from './input-queue.ts';
+import type { PlayerLink } from './link.ts';
+import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
+import { TickClock } from './tick-clock.ts';
+
+export interface RoomSettings {
+  tickHz: number;
+  broadcastHz: number;
+  cpuBudgetMs: number;
+  memoryLimitMb: number;
+  maxPlayers: number;
+  /** Most inputs one player may have queued for the next tick. */
+  inputQueueLimit: number;
+  /** How long a disconnected player's seat is kept for a resume, ms. */
+  resumeWindowMs: number;
+  broadcast: BroadcastLimits;
+}
+
+/** What the network layer holds for a seated connection. */
+export interface SeatHandle {
+  readonly playerId: string;
+  /** Queue an input; returns an error code when it is refused (nothing was queued). */
+  input(seq: number, data: Value): ErrorCode | null;
+  /** The player asked to leave: the seat is given up at the next tick. */
+  leave(): void;
+  /** The connection dropped: keep the seat for the resume window. */
+  detach(): void;
+}
+
+interface PendingJoin {
+  link: PlayerLink;
+  token: string;
+  tokenHash: string;
+  resolve: (h: SeatHandle) => void;
+  reject: (e: MoonpatchError) => void;
+}
+
+export class Room {
+  readonly queue: InputQueue;
+  readonly seats = new Map<string, Seat>();
+  readonly broadcaster: Broadcaster;
+  private readonly clock: TickClock;
+  private readonly pendingJoins = new Map<string, PendingJoin>();
+  private readonly eventWriter = new MsgpackWriter(16 * 1024);
+  private lastBroadcastAt = 0;
+  private stopped = false;
+  /** The last commit failed (Redis trouble): the room holds its events and retries. */
+  degraded = false;
+  /** Milliseconds since epoch of the last committed tick (health, status). */
+  lastCommitAt = 0;
+
+  constructor(
+    readonly id: string,
+    readonly meta: RoomMeta,
+    public bundle: GameBundle,
+    private sandbox: GameSandbox,
+    private readonly store: RoomStore,
+    readonly committed: CommittedState,
+    readonly settings: RoomSettings,
+    private readonly log: Logger,
+    private readonly onStopped: (room: Room) => void,
+  ) {
+    this.queue = new InputQueue(settings.inputQueueLimit);
+    this.broadcaster = new Broadcaster(committed, settings.broadcast);
+    this.clock = new TickClock(settings.tickHz, () => this.runTick(), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
+  }
+
+  get version(): string {
+    return this.bundle.version;
+  }
+
+  get game(): string {
+    return this.meta.game;
+  }
+
+  get tick(): number {
+    return this.committed.tick;
+  }
+
+  get missedTicks(): number {
+    return this.clock.missed;
+  }
+
+  get playerCount(): number {
+    return this.seats.size;
+  }
+
+  get connectedCount(): number {
+    return this.broadcaster.size;
+  }
+
+  heapUsed(): number {
+    return this.sandbox.heapUsed();
+  }
+
+  /** Seats restored from Redis after a (re)start: all disconnected until they resume. */
+  restoreSeat(seat: Seat): void {
+    this.seats.set(seat.id, seat);
+    this.startLeaveTimer(seat);
+  }
+
+  start(): void {
+    this.clock.start();
+    publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'started' });
+  }
+
+  /** Stop ticking and close every connection (shutdown, or ownership lost). */
+  stop(closeCode: number = CloseCodes.SHUTDOWN, reason = 'server shutting down'): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clock.stop();
+    for (const seat of this.seats.values()) {
+      if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
+      seat.leaveTimer = null;
+      seat.link?.close(closeCode, reason);
+      seat.link = null;
+    }
+    for (const p of this.pendingJoins.values()) p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room stopped'));
+    this.pendingJoins.clear();
+    this.sandbox.dispose();
+    publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'stopped', detail: reason });
+    this.onStopped(this);
+  }
+
+  /** Wait for the tick in progress (if any) to finish; used by shutdown. */
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  // ---- seats ----
+
+  /** Ask for a new seat. Resolves when the tick that ran the `join` hook has committed. */
+  join(link: PlayerLink, name: string): Promise<SeatHandle> {
+    if (this.stopped) return Promise.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room is stopping'));
+    if (this.seats.size + this.pendingJoins.size >= this.settings.maxPlayers) {
+      return Promise.reject(new MoonpatchError('ROOM_FULL', `room ${this.id} is full (${this.settings.maxPlayers} players)`));
+    }
+    const playerId = newPlayerId();
+    const { token, tokenHash } = newResumeToken(playerId);
+    return new Promise((resolve, reject) => {
+      this.pendingJoins.set(playerId, { link, token, tokenHash, resolve, reject });
+      this.queue.pushSystem({ kind: 'join', playerId, name });
+    });
+  }
+
+  /** Take a seat back with its resume token. No tick is needed: the seat never left. */
+  resume(link: PlayerLink, token: string): SeatHandle {
+    const parsed = parseResumeToken(token);
+    const seat = parsed ? this.seats.get(parsed.playerId) : undefined;
+    if (!parsed || !seat || seat.leaving || !tokenMatches(seat, parsed.secret)) {
+      throw new MoonpatchError('RESUME_REJECTED', 'resume token is unknown, expired or wrong');
+    }
+    if (seat.link && seat.link !== link) {
+      this.broadcaster.remove(seat.link);
+      seat.link.close(CloseCodes.SEAT_TAKEN_OVER, 'seat resumed from another connection');
+    }
+    if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
+    seat.leaveTimer = null;
+    seat.link = link;
+    this.welcome(seat, token);
+    return this.handleFor(seat);
+  }
+
+  private welcome(seat: Seat, token: string): void {
+    const link = seat.link!;
+    link.send(
+      encodeServerMessage({
+        t: 'welcome',
+        room: this.id,
+        game: this.game,
+        player: seat.id,
+        name: seat.name,
+        resume: token,
+        resumeMs: this.settings.resumeWindowMs,
+        tick: this.committed.tick,
+        v: this.version,
+        hz: this.settings.tickHz,
+        bhz: this.settings.broadcastHz,
+        seq: seat.lastAppliedSeq,
+      }),
+    );
+    this.broadcaster.add(link, this.version);
+  }
+
+  private handleFor(seat: Seat): SeatHandle {
+    const link = seat.link;
+    return {
+      playerId: seat.id,
+      input: (seq, data) => {
+        if (seat.link !== link || seat.leaving) return 'NOT_JOINED';
+        if (seq <= seat.lastQueuedSeq) return 'DUPLICATE_SEQ';
+        if (!this.queue.pushInput({ kind: 'input', playerId: seat.id, name: seat.name, seq, data })) return 'QUEUE_FULL';
+        seat.lastQueuedSeq = seq;
+        return null;
+      },
+      leave: () => {
+        if (seat.link !== link) return;
+        this.broadcaster.remove(link!);
+        seat.link = null;
+        this.queueLeave(seat);
+      },
+      detach: () => {
+        if (seat.link !== link) return; // already resumed elsewhere
+        this.broadcaster.remove(link!);
+        seat.link = null;
+        this.startLeaveTimer(seat);
+      },
+    };
+  }
+
+  private startLeaveTimer(seat: Seat): void {
+    if (seat.leaveTimer || seat.leaving || this.stopped) return;
+    seat.leaveTimer = setTimeout(() => {
+      seat.leaveTimer = null;
+      if (!seat.link) this.queueLeave(seat);
+    }, this.settings.resumeWindowMs);
+    seat.leaveTimer.unref();
+  }
+
+  private queueLeave(seat: Seat): void {
+    if (seat.leaving) return;
+    if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
+    seat.leaveTimer = null;
+    seat.leaving = true;
+    this.queue.pushSystem({ kind: 'leave', playerId: seat.id, name: seat.name });
+  }
+
+  // ---- the tick transaction ----
+
+  private encodeEvents(events: readonly RoomEvent[]): Uint8Array {
+    const w = this.eventWriter;
+    w.reset();
+    w.arrayHeader(events.length);
+    for (const e of events) {
+      w.arrayHeader(5);
+      w.uint(e.kind === 'join' ? EVENT_JOIN : e.kind === 'leave' ? EVENT_LEAVE : EVENT_INPUT);
+      w.str(e.playerId);
+      w.str(e.name);
+      if (e.kind === 'input') {
+        w.uint(e.seq);
+        w.value(e.data);
+      } else {
+        w.uint(0);
+        w.nil();
+      }
+    }
+    return w.bytes().slice();
+  }
+
+  /** Run one tick now (the clock calls this; tests and benchmarks may call it directly). */
+  async runTick(): Promise<void> {
+    if (this.stopped) return;
+    const started = performance.now();
+    if (this.sandbox.isDisposed) await this.rebuildSandbox('isolate was dead at tick start');
+    const events = this.queue.drain();
+    const tick = this.committed.tick + 1;
+    const tickMs = 1000 / this.settings.tickHz;
+    const outcome = await this.sandbox.tick({
+      events: this.encodeEvents(events),
+      seed: this.meta.seed,
+      tick,
+      nowMs: Math.round(this.meta.createdAt + tick * tickMs),
+      dtSeconds: 1 / this.settings.tickHz,
+      runInit: this.committed.tick === 0,
+    });
+    const scriptDone = performance.now();
+    if (this.stopped) return;
+    if (!outcome.ok) {
+      await this.tickFailed(tick, events, outcome, scriptDone - started, scriptDone);
+      return;
+    }
+    this.writeScriptLogs(tick, outcome.logs);
+    await this.commitTick(tick, events, outcome, started, scriptDone);
+  }
+
+  private async commitTick(
+    tick: number,
+    events: RoomEvent[],
+    outcome: Extract<TickOutcome, { ok: true }>,
+    started: number,
+    scriptDone: number,
+  ): Promise<void> {
+    const rejected = new Map<number, ThrownInfo>();
+    for (const r of outcome.rejections) rejected.set(r.index, r.thrown);
+
+    const seatSets: [string, Uint8Array][] = [];
+    const seatDels: string[] = [];
+    const seqs = new Map<string, number>();
+    events.forEach((e, i) => {
+      if (e.kind === 'join' && !rejected.has(i)) {
+        const p = this.pendingJoins.get(e.playerId);
+        if (p) seatSets.push([e.playerId, encodeSeat({ name: e.name, tokenHash: p.tokenHash })]);
+      } else if (e.kind === 'leave') {
+        seatDels.push(e.playerId);
+      } else if (e.kind === 'input') {
+        seqs.set(e.playerId, Math.max(seqs.get(e.playerId) ?? 0, e.seq));
+      }
+    });
+
+    let result: Awaited<ReturnType<RoomStore['commit']>> | Error;
+    try {
+      result = await this.store.commit(this.id, {
+        epoch: this.meta.epoch,
+        prevTick: this.committed.tick,
+        tick,
+        sets: outcome.sets,
+        dels: outcome.dels,
+        seatSets,
+        seatDels,
+        seqSets: seqs,
+      });
+    } catch (e) {
+      result = e as Error;
+    }
+    const commitDone = performance.now();
+    if (this.stopped) return;
+    if (result !== 'ok') {
+      await this.commitFailed(tick, events, result);
+      return;
+    }
+    if (this.degraded) {
+      this.degraded = false;
+      this.log.info({ roomId: this.id, tick }, 'commits recovered');
+      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-recovered' });
+    }
+
+    // Committed: from here on, everything is told.
+    this.committed.apply(tick, outcome.sets, outcome.dels);
+    this.lastCommitAt = Date.now();
+    this.settleEvents(tick, events, rejected, seqs);
+    this.broadcaster.changed(outcome.sets.map(([k]) => k));
+    this.broadcaster.changed(outcome.dels);
+    this.maybeBroadcast(commitDone);
+
+    const done = performance.now();
+    publish<TickCommittedEvent>(channels.tickCommitted, {
+      roomId: this.id,
+      game: this.game,
+      version: this.version,
+      tick,
+      scriptMs: scriptDone - started,
+      cpuMs: outcome.cpuMs,
+      commitMs: commitDone - scriptDone,
+      totalMs: done - started,
+      records: outcome.sets.length,
+      dels: outcome.dels.length,
+      writes: outcome.writes,
+      events: events.length,
+      rejections: outcome.rejections.length,
+    });
+  }
+
+  /** After a commit: seats for joins, leaves, acks and per-input errors. */
+  private settleEvents(tick: number, events: RoomEvent[], rejected: Map<number, ThrownInfo>, seqs: Map<string, number>): void {
+    events.forEach((e, i) => {
+      const thrown = rejected.get(i);
+      if (e.kind === 'join') {
+        const p = this.pendingJoins.get(e.playerId);
+        if (!p) return;
+        this.pendingJoins.delete(e.playerId);
+        if (thrown) {
+          this.logScriptError(tick, 'join', thrown, e.playerId);
+          p.reject(new MoonpatchError('SCRIPT_ERROR', `join failed in the game script: ${thrown.message}`));
+          return;
+        }
+        const seat: Seat = {
+          id: e.playerId, name: e.name, tokenHash: p.tokenHash, link: p.link,
+          lastQueuedSeq: 0, lastAppliedSeq: 0, leaveTimer: null, leaving: false,
+        };
+        this.seats.set(seat.id, seat);
+        if (p.link.isOpen) {
+          this.welcome(seat, p.token);
+          p.resolve(this.handleFor(seat));
+        } else {
+          seat.link = null;
+          this.startLeaveTimer(seat);
+          p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'connection closed while joining'));
+        }
+      } else if (e.kind === 'leave') {
+        if (thrown) this.logScriptError(tick, 'leave', thrown, e.playerId);
+        this.seats.delete(e.playerId);
+      } else if (thrown) {
+        this.logScriptError(tick, 'input', thrown, e.playerId);
+        this.sendTo(e.playerId, this.errorFrame('SCRIPT_ERROR', `input ${e.seq} failed in the game script: ${thrown.message}`, e.seq));
+      }
+    });
+    for (const [playerId, seq] of seqs) {
+      const seat = this.seats.get(playerId);
+      if (!seat) continue;
+      seat.lastAppliedSeq = seq;
+      seat.link?.send(encodeServerMessage({ t: 'ack', seq, tick }));
+    }
+  }
+
+  private maybeBroadcast(now: number): void {
+    // A little slack, so timer jitter does not make a 20 Hz broadcast skip every other tick.
+    const interval = 1000 / this.settings.broadcastHz;
+    if (now - this.lastBroadcastAt < interval * 0.8) return;
+    this.lastBroadcastAt = now;
+    const stats = this.broadcaster.flush(this.version, now);
+    if (stats.recipients > 0) publish(channels.broadcast, { roomId: this.id, tick: this.committed.tick, ...stats });
+  }
+
+  private async tickFailed(
+    tick: number,
+    events: RoomEvent[],
+    outcome: Extract<TickOutcome, { ok: false }>,
+    scriptMs: number,
+    scriptDone: number,
+  ): Promise<void> {
+    this.writeScriptLogs(tick, outcome.logs);
+    let rebuilt = false;
+    if (outcome.isolateDead) {
+      await this.rebuildSandbox(`tick ${tick} failed with ${outcome.code}`);
+      rebuilt = true;
+    }
+    const rollbackMs = performance.now() - scriptDone;
+    this.log.error(
+      { roomId: this.id, tick, version: this.version, code: outcome.code, err: outcome.thrown ?? undefined, cause: outcome.cause ? String(outcome.cause) : undefined },
+      'tick failed and was rolled back',
+    );
+    // Tell everyone whose event was in the failed tick. An input or join that failed with the
+    // tick is not applied; the client may send it again (retry: true). Leaves are kept.
+    const code: ErrorCode = outcome.code === 'SCRIPT_ERROR' ? 'TICK_FAILED' : outcome.code;
+    const message = `tick ${tick} failed (${outcome.code}${outcome.thrown ? `: ${outcome.thrown.message}` : ''}) and was rolled back`;
+    const leaves: RoomEvent[] = [];
+    for (const e of events) {
+      if (e.kind === 'leave') leaves.push(e);
+      else if (e.kind === 'join') {
+        const p = this.pendingJoins.get(e.playerId);
+        this.pendingJoins.delete(e.playerId);
+        p?.reject(new MoonpatchError(code, message));
+      } else {
+        this.sendTo(e.playerId, this.errorFrame(code, message, e.seq));
+      }
+    }
+    this.queue.requeueFront(leaves);
+    publish<TickFailedEvent>(channels.tickFailed, {
+      roomId: this.id, game: this.game, version: this.version, tick, code: outcome.code,
+      thrown: outcome.thrown, scriptMs, rollbackMs, isolateRebuilt: rebuilt,
+    });
+  }
+
+  private async commitFailed(tick: number, events: RoomEvent[], result: 'fenced' | 'tick-mismatch' | Error): Promise<void> {
+    if (result === 'fenced' || result === 'tick-mismatch') {
+      this.log.error({ roomId: this.id, tick, epoch: this.meta.epoch, result }, 'room is owned elsewhere now; stopping it here');
+      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'fenced' });
+      this.stop(CloseCodes.ROOM_CLOSED, 'room moved to another server');
+      return;
+    }
+    // Redis is unreachable or failing: undo the tick in the isolate and keep its events for the
+    // next attempt, so nothing players sent is lost and nothing uncommitted is shown.
+    try {
+      await this.sandbox.rollback();
+    } catch {
+      await this.rebuildSandbox('rollback after a failed commit failed');
+    }
+    this.queue.requeueFront(events);
+    if (!this.degraded) {
+      this.degraded = true;
+      this.log.error({ roomId: this.id, tick, err: result }, 'commit failed; holding events and retrying');
+      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-failed', detail: result.message });
+    }
+  }
+
+  /** A new isolate with the last committed state: after the old one died or got corrupted. */
+  private async rebuildSandbox(reason: string): Promise<void> {
+    this.sandbox.dispose();
+    const sandbox = await GameSandbox.create(this.bundle, this.sandbox.limits);
+    await sandbox.load(this.committed.encodeForLoad());
+    this.sandbox = sandbox;
+    this.log.warn({ roomId: this.id, tick: this.committed.tick, version: this.version, reason }, 'sandbox rebuilt from committed state');
+    publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'sandbox-rebuilt', detail: reason });
+  }
+
+  // ---- helpers ----
+
+  private errorFrame(code: ErrorCode, msg: string, seq?: number): Uint8Array {
+    const m: ErrorMsg = { t: 'err', code, msg, retry: ErrorCodes[code].retry };
+    if (seq !== undefined) m.seq = seq;
+    return encodeServerMessage(m);
+  }
+
+  private sendTo(playerId: string, frame: Uint8Array): void {
+    this.seats.get(playerId)?.link?.send(frame);
+  }
+
+  private logScriptError(tick: number, hook: string, thrown: ThrownInfo, playerId: string): void {
+    this.log.warn({ roomId: this.id, tick, version: this.version, code: 'SCRIPT_ERROR', hook, playerId, err: thrown }, 'script hook threw; its changes were undone');
+  }
+
+  private writeScriptLogs(tick: number, lines: string[]): void {
+    for (const line of lines) this.log.info({ roomId: this.id, tick, version: this.version, script: true }, line);
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Fixed-rate, drift-corrected scheduling of a room's ticks. Tick n is due at start + n * period;
+ * a late tick does not push later ones back. A run never overlaps the previous one. When the
+ * room falls more than one period behind (a long tick, a stalled event loop), the missed slots
+ * are skipped and counted rather than run in a burst, which would only fall further behind.
+ */
+export class TickClock {
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private slot = 0;
+  private startedAt = 0;
+  /** Slots skipped because the room was too far behind. */
+  missed = 0;
+
+  constructor(
+    readonly hz: number,
+    private readonly run: () => Promise<void>,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  get periodMs(): number {
+    return 1000 / this.hz;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.startedAt = performance.now();
+    this.slot = 0;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  private schedule(): void {
+    if (!this.running) return;
+    this.slot++;
+    const now = performance.now();
+    let due = this.startedAt + this.slot * this.periodMs;
+    if (now - due > this.periodMs) {
+      const behind = Math.floor((now - due) / this.periodMs);
+      this.missed += behind;
+      this.slot += behind;
+      due += behind * this.periodMs;
+    }
+    this.timer = setTimeout(() => void this.fire(), Math.max(0, due - now));
+  }
+
+  private async fire(): Promise<void> {
+    this.timer = null;
+    if (!this.running) return;
+    try {
+      await this.run();
+    } catch (e) {
+      this.onError(e);
+    }
+    this.schedule();
+  }
+}

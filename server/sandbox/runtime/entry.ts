@@ -1,0 +1,264 @@
+/**
+ * The in-isolate half of the tick transaction. The host calls these functions (through
+ * References it takes from `globalThis.__moonpatch` and then deletes); scripts never see them.
+ *
+ * Wire format between host and isolate is msgpack in one Uint8Array each way, so a tick crosses
+ * the boundary as two buffer copies however many inputs and changes it carries.
+ *
+ *   events  = [[kind, playerId, name, seq, data], ...]          kind: 1 join, 2 leave, 3 input
+ *   result  = [ok, error|nil, rejections, logs, sets, dels, writes]
+ *             rejections = [[eventIndex, error], ...]  (events whose hook threw; undone alone)
+ *             sets = [key, recordBytes(bin), key, recordBytes, ...]   dels = [key, ...]
+ *   records = [key, recordBytes(bin), key, recordBytes, ...]          (load / export)
+ */
+import './lockdown.ts';
+import { beginTick } from './clock.ts';
+import { takeLogs } from './logs.ts';
+import { decode, MsgpackWriter } from './msgpack.ts';
+import { isPlainObject, JournaledWorld } from './world.ts';
+
+type Hook = ((...args: unknown[]) => unknown) | undefined;
+interface Hooks {
+  init?: Hook;
+  join?: Hook;
+  leave?: Hook;
+  input?: Hook;
+  tick?: Hook;
+  migrate?: Hook;
+}
+
+const EVENT_JOIN = 1;
+const EVENT_LEAVE = 2;
+const EVENT_INPUT = 3;
+const MAX_TEXT = 4000;
+
+/** A thrown value, whatever it was, as plain data. Never throws (hostile getters included). */
+interface ThrownInfo {
+  name: string;
+  message: string;
+  stack: string;
+  code: string | null;
+}
+
+function clip(s: string): string {
+  return s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) + '…' : s;
+}
+
+function describeThrown(e: unknown): ThrownInfo {
+  const info: ThrownInfo = { name: 'Error', message: '', stack: '', code: null };
+  try {
+    if (typeof e === 'string') {
+      info.name = 'string';
+      info.message = clip(e);
+    } else if (e instanceof Error) {
+      info.name = clip(String(e.name));
+      info.message = clip(String(e.message));
+      info.stack = clip(String(e.stack ?? ''));
+      const code = (e as { code?: unknown }).code;
+      if (typeof code === 'string') info.code = clip(code);
+    } else {
+      info.name = e === null ? 'null' : typeof e;
+      let shown: string | undefined;
+      try {
+        shown = JSON.stringify(e);
+      } catch {
+        shown = undefined;
+      }
+      info.message = clip(`non-Error value thrown: ${shown ?? String(e)}`);
+    }
+  } catch {
+    info.message = info.message || 'a value was thrown that could not be described';
+  }
+  return info;
+}
+
+function writeThrown(w: MsgpackWriter, t: ThrownInfo): void {
+  w.mapHeader(4);
+  w.str('name');
+  w.str(t.name);
+  w.str('message');
+  w.str(t.message);
+  w.str('stack');
+  w.str(t.stack);
+  w.str('code');
+  if (t.code === null) w.nil();
+  else w.str(t.code);
+}
+
+export function install(hooks: Hooks): void {
+  const world = new JournaledWorld();
+  const out = new MsgpackWriter();
+
+  function call(hook: Hook, args: unknown[]): ThrownInfo | null {
+    if (typeof hook !== 'function') return null;
+    try {
+      hook(...args);
+      return null;
+    } catch (e) {
+      return describeThrown(e);
+    }
+  }
+
+  /** Write the value of a record into `out` as a bin; false when the record no longer exists. */
+  function writeRecord(key: string): boolean {
+    const root = world.root;
+    const slash = key.indexOf('/');
+    let value: unknown;
+    if (slash < 0) {
+      if (!Object.prototype.hasOwnProperty.call(root, key)) return false;
+      value = root[key];
+      if (isPlainObject(value)) value = {}; // the object-table marker
+    } else {
+      const table = root[key.slice(0, slash)];
+      const entry = key.slice(slash + 1);
+      if (!isPlainObject(table) || !Object.prototype.hasOwnProperty.call(table, entry)) return false;
+      value = table[entry];
+    }
+    out.str(key);
+    const mark = out.beginBin();
+    out.value(value);
+    out.endBin(mark);
+    return true;
+  }
+
+  /** Encode the dirty records as `sets` and `dels`, and clear the dirty set. */
+  function writeChanges(): void {
+    const dels: string[] = [];
+    const keys = Array.from(world.dirty);
+    world.dirty.clear();
+    // msgpack needs the array length before its items: sort keys into sets and dels first.
+    let sets = 0;
+    for (const key of keys) {
+      if (recordExists(key)) sets++;
+      else dels.push(key);
+    }
+    out.arrayHeader(sets * 2);
+    for (const key of keys) if (recordExists(key)) writeRecord(key);
+    out.arrayHeader(dels.length);
+    for (const key of dels) out.str(key);
+  }
+
+  function recordExists(key: string): boolean {
+    const root = world.root;
+    const slash = key.indexOf('/');
+    if (slash < 0) return Object.prototype.hasOwnProperty.call(root, key);
+    const table = root[key.slice(0, slash)];
+    return isPlainObject(table) && Object.prototype.hasOwnProperty.call(table, key.slice(slash + 1));
+  }
+
+  /**
+   * Run one tick. Each event runs at its own savepoint: an event whose hook throws is undone
+   * alone and reported as a rejection. If `tick` (or `init`) throws, the whole tick is undone.
+   * On success the journal is kept until the host says the commit landed (next tick) or failed
+   * ({@link rollback}).
+   */
+  function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean): Uint8Array {
+    world.forget();
+    world.dirty.clear();
+    beginTick(seed, tickNo, nowMs);
+    const list = decode(events) as unknown[][];
+    const rejections: [number, ThrownInfo][] = [];
+    let failure: ThrownInfo | null = null;
+
+    if (runInit) failure = call(hooks.init, [world.proxy]);
+    for (let i = 0; i < list.length && failure === null; i++) {
+      const [kind, id, name, , data] = list[i] as [number, string, string, number, unknown];
+      const player = Object.freeze({ id, name });
+      const mark = world.mark();
+      const err =
+        kind === EVENT_INPUT
+          ? call(hooks.input, [world.proxy, player, data])
+          : kind === EVENT_JOIN
+            ? call(hooks.join, [world.proxy, player])
+            : kind === EVENT_LEAVE
+              ? call(hooks.leave, [world.proxy, player])
+              : null;
+      if (err !== null) {
+        world.rollback(mark);
+        rejections.push([i, err]);
+      }
+    }
+    if (failure === null) failure = call(hooks.tick, [world.proxy, dt]);
+
+    out.reset();
+    out.arrayHeader(7);
+    if (failure !== null) {
+      world.rollback(0);
+      out.value(false);
+      writeThrown(out, failure);
+    } else {
+      out.value(true);
+      out.nil();
+    }
+    out.arrayHeader(rejections.length);
+    for (const [index, err] of rejections) {
+      out.arrayHeader(2);
+      out.uint(index);
+      writeThrown(out, err);
+    }
+    const logs = takeLogs();
+    out.arrayHeader(logs.length);
+    for (const line of logs) out.str(line);
+    const writes = world.journalLength;
+    if (failure !== null) {
+      out.arrayHeader(0);
+      out.arrayHeader(0);
+    } else {
+      writeChanges();
+    }
+    out.uint(writes);
+    // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
+    return out.bytes().slice();
+  }
+
+  /** Undo the last tick: its commit did not land, or it was interrupted (CPU budget). */
+  function rollback(): void {
+    world.rollback(0);
+    takeLogs();
+  }
+
+  /** Replace the world with the given records (restore after load or rebuild). */
+  function load(records: Uint8Array): void {
+    const flat = decode(records) as unknown[];
+    const root: Record<string, unknown> = {};
+    const entries: [string, string, unknown][] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const key = flat[i] as string;
+      const value = decode(flat[i + 1] as Uint8Array);
+      const slash = key.indexOf('/');
+      if (slash < 0) root[key] = isPlainObject(value) ? {} : value;
+      else entries.push([key.slice(0, slash), key.slice(slash + 1), value]);
+    }
+    for (const [table, entry, value] of entries) {
+      let t = root[table];
+      if (!isPlainObject(t)) {
+        // A record without its table marker: tolerate it (older writers), create the table.
+        t = {};
+        root[table] = t;
+      }
+      if (entry === '__proto__') Object.defineProperty(t, entry, { value, enumerable: true, writable: true, configurable: true });
+      else (t as Record<string, unknown>)[entry] = value;
+    }
+    world.reset(root);
+  }
+
+  /** Every record of the world, for snapshots taken inside the isolate (validation, tests). */
+  function exportRecords(): Uint8Array {
+    out.reset();
+    const keys: string[] = [];
+    for (const table of Object.keys(world.root)) {
+      keys.push(table);
+      const t = world.root[table];
+      if (isPlainObject(t)) for (const entry of Object.keys(t)) keys.push(table + '/' + entry);
+    }
+    out.arrayHeader(keys.length * 2);
+    for (const key of keys) writeRecord(key);
+    // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
+    return out.bytes().slice();
+  }
+
+  Object.defineProperty(globalThis, '__moonpatch', {
+    value: Object.freeze({ tick, rollback, load, exportRecords, hooks: Object.freeze(Object.keys(hooks)) }),
+    configurable: true,
+  });
+}

@@ -1,0 +1,284 @@
+/**
+ * The journaled world: the room's state as plain objects inside the isolate, seen by scripts
+ * through proxies that record every write.
+ *
+ * Why a journal: a tick must be a transaction. Every write appends (object, key, old value) to an
+ * undo journal before it happens, so rolling back a failed tick costs in proportion to what the
+ * tick wrote, never to the size of the world, and no copy of the world is ever taken.
+ *
+ * Why records: the world is stored (in Redis, in the host's mirror, on clients) as records.
+ * Each top-level key of `world` is a table. A table whose value is a plain object is an "object
+ * table": each of its entries is a record of its own, key `table/entry` (players/p1). Any other
+ * table value (number, string, array...) is a single record, key `table`. An object table also
+ * has a marker record at `table` whose value is an empty map. A write anywhere inside a record
+ * marks that record dirty; at the end of a tick only dirty records are encoded and leave the isolate.
+ *
+ * Values are copied when assigned (`world.a = obj` stores a copy of obj): this keeps the world a
+ * tree of plain data that only the proxies can reach, so no write can bypass the journal.
+ */
+
+export class StateValueError extends TypeError {
+  readonly code = 'STATE_INVALID_VALUE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateValueError';
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+const enum Level {
+  Root,
+  Table,
+  Record,
+}
+
+const hasOwn = Object.prototype.hasOwnProperty;
+const ObjectProto = Object.prototype;
+const getProto = Object.getPrototypeOf;
+const objectKeys = Object.keys;
+const isArray = Array.isArray;
+const MAX_DEPTH = 64;
+
+/** True for objects stored as maps: not arrays, prototype Object.prototype or null. */
+export function isPlainObject(v: unknown): v is Obj {
+  if (typeof v !== 'object' || v === null || isArray(v)) return false;
+  const p = getProto(v);
+  return p === ObjectProto || p === null;
+}
+
+/** Per-proxy handler; `this` in the traps is the handler, so each proxy carries its position. */
+interface NodeHandler extends ProxyHandler<Obj> {
+  world: JournaledWorld;
+  level: Level;
+  /** Table name for Level.Table. */
+  table: string;
+  /** Record key for Level.Record. */
+  record: string;
+}
+
+export class JournaledWorld {
+  /** The raw root object: tables by name. Only the runtime touches it directly. */
+  root: Obj = {};
+  /** The proxy handed to scripts. */
+  proxy: Obj;
+  /** Undo journal, flat: target, key, old value, had own property. */
+  private journal: unknown[] = [];
+  /** Record keys written since the last {@link takeChanges} or {@link rollback}. */
+  dirty = new Set<string>();
+  private proxies = new WeakMap<object, Obj>();
+  private targets = new WeakMap<object, Obj>();
+  private readonly traps: ProxyHandler<Obj>;
+
+  constructor() {
+    this.traps = makeTraps();
+    this.proxy = this.wrap(this.root, Level.Root, '', '');
+  }
+
+  /** Replace the whole world (restore from records); clears the journal and dirty set. */
+  reset(root: Obj): void {
+    this.root = root;
+    this.proxies = new WeakMap();
+    this.targets = new WeakMap();
+    this.proxy = this.wrap(root, Level.Root, '', '');
+    this.journal.length = 0;
+    this.dirty.clear();
+  }
+
+  /** A position in the journal to roll back to (a savepoint). */
+  mark(): number {
+    return this.journal.length;
+  }
+
+  /** Undo every write after `mark`, newest first. Cost: the number of writes undone. */
+  rollback(mark = 0): void {
+    const j = this.journal;
+    for (let i = j.length - 4; i >= mark; i -= 4) {
+      const target = j[i] as Obj;
+      const key = j[i + 1] as string;
+      if (j[i + 3]) target[key] = j[i + 2];
+      else delete target[key];
+    }
+    j.length = mark;
+    // The dirty set may now name records whose value is back to what it was: they will be
+    // re-encoded unchanged, which is harmless. A full rollback empties it.
+    if (mark === 0) this.dirty.clear();
+  }
+
+  /** Forget the journal: the tick is committed. */
+  forget(): void {
+    this.journal.length = 0;
+  }
+
+  get journalLength(): number {
+    return this.journal.length / 4;
+  }
+
+  // ---- proxies ----
+
+  wrap(target: Obj, level: Level, table: string, record: string): Obj {
+    const cached = this.proxies.get(target);
+    if (cached) return cached;
+    const handler = Object.create(this.traps) as NodeHandler;
+    handler.world = this;
+    handler.level = level;
+    handler.table = table;
+    handler.record = record;
+    const proxy = new Proxy(target, handler);
+    this.proxies.set(target, proxy);
+    this.targets.set(proxy, target);
+    return proxy;
+  }
+
+  /** The proxy for `child`, found at `key` of the object `parent` handles. */
+  wrapChild(child: Obj, parent: NodeHandler, key: string): Obj {
+    const cached = this.proxies.get(child);
+    if (cached) return cached;
+    switch (parent.level) {
+      case Level.Root:
+        return isArray(child)
+          ? this.wrap(child, Level.Record, '', key)
+          : this.wrap(child, Level.Table, key, '');
+      case Level.Table:
+        return this.wrap(child, Level.Record, '', parent.table + '/' + key);
+      default:
+        return this.wrap(child, Level.Record, '', parent.record);
+    }
+  }
+
+  // ---- writes ----
+
+  write(h: NodeHandler, target: Obj, key: string, value: unknown): void {
+    if (key === '__proto__') throw new StateValueError('moonpatch: "__proto__" cannot be a key in the world');
+    if (value === undefined) {
+      this.remove(h, target, key);
+      return;
+    }
+    if (h.level === Level.Root && key.includes('/')) {
+      throw new StateValueError(`moonpatch: table names cannot contain "/": ${JSON.stringify(key)}`);
+    }
+    const had = hasOwn.call(target, key);
+    const old = had ? target[key] : undefined;
+    const stored = this.toStored(value, 0, key);
+    // Writing the same primitive again changes nothing: skip it, so `p.x = p.x` costs no commit.
+    if (had && old === stored && (typeof stored !== 'object' || stored === null)) return;
+    const j = this.journal;
+    if (isArray(target) && key !== 'length') {
+      // Growing an array past its end changes `length` without a write to it: journal it too,
+      // or undoing the element would leave the array longer than before.
+      const index = Number(key);
+      if (index >= (target as unknown[]).length) j.push(target, 'length', (target as unknown[]).length, true);
+    } else if (isArray(target) && key === 'length' && (stored as number) < (target as unknown[]).length) {
+      // Shrinking drops elements without a write to each: journal them so undo restores them.
+      const arr = target as unknown[];
+      for (let i = stored as number; i < arr.length; i++) {
+        if (hasOwn.call(arr, i)) j.push(target, String(i), arr[i], true);
+      }
+    }
+    j.push(target, key, old, had);
+    target[key] = stored;
+    this.markDirty(h, key, old, stored);
+  }
+
+  remove(h: NodeHandler, target: Obj, key: string): void {
+    if (!hasOwn.call(target, key)) return;
+    const old = target[key];
+    this.journal.push(target, key, old, true);
+    delete target[key];
+    this.markDirty(h, key, old, undefined);
+  }
+
+  private markDirty(h: NodeHandler, key: string, old: unknown, now: unknown): void {
+    switch (h.level) {
+      case Level.Root:
+        // Replacing or deleting a table touches every record in the old and the new table.
+        if (isPlainObject(old)) for (const k of objectKeys(old)) this.dirty.add(key + '/' + k);
+        if (isPlainObject(now)) for (const k of objectKeys(now)) this.dirty.add(key + '/' + k);
+        this.dirty.add(key);
+        return;
+      case Level.Table:
+        this.dirty.add(h.table + '/' + key);
+        return;
+      default:
+        this.dirty.add(h.record);
+    }
+  }
+
+  /**
+   * A deep copy of `value` as plain data, or a StateValueError naming what is wrong and where.
+   * Copying a proxy reads its raw target directly (no traps).
+   */
+  toStored(value: unknown, depth: number, path: string): unknown {
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return value;
+      case 'number':
+        if (value !== value || value === Infinity || value === -Infinity) {
+          throw new StateValueError(`moonpatch: ${value} at "${path}" is not a finite number`);
+        }
+        return value;
+      case 'undefined':
+        return null;
+      case 'object':
+        break;
+      default:
+        throw new StateValueError(`moonpatch: a ${typeof value} at "${path}" cannot be stored in the world`);
+    }
+    if (value === null) return null;
+    if (depth >= MAX_DEPTH) throw new StateValueError(`moonpatch: value at "${path}" is nested deeper than ${MAX_DEPTH} (a cycle?)`);
+    const src = (this.targets.get(value) ?? value) as Obj;
+    if (isArray(src)) {
+      const out: unknown[] = new Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = this.toStored(src[i], depth + 1, path + '.' + i);
+      return out;
+    }
+    if (!isPlainObject(src)) {
+      const name = (getProto(src) as { constructor?: { name?: string } } | null)?.constructor?.name ?? 'object';
+      throw new StateValueError(`moonpatch: a ${name} at "${path}" is not plain data (use plain objects and arrays)`);
+    }
+    const out: Obj = {};
+    for (const k of objectKeys(src)) {
+      if (k === '__proto__') throw new StateValueError(`moonpatch: "__proto__" cannot be a key (at "${path}")`);
+      const v = src[k];
+      if (v !== undefined) out[k] = this.toStored(v, depth + 1, path + '.' + k);
+    }
+    return out;
+  }
+}
+
+function makeTraps(): ProxyHandler<Obj> {
+  const refuse = (what: string) => () => {
+    throw new StateValueError(`moonpatch: ${what} is not allowed on world tables; assign plain values instead`);
+  };
+  const traps: ProxyHandler<Obj> & ThisType<NodeHandler> = {
+    get(target, key) {
+      const v = target[key as string];
+      if (typeof v !== 'object' || v === null || !hasOwn.call(target, key)) return v;
+      return this.world.wrapChild(v as Obj, this, key as string);
+    },
+    set(target, key, value) {
+      if (typeof key === 'symbol') throw new StateValueError('moonpatch: symbol keys cannot be stored in the world');
+      this.world.write(this, target, key, value);
+      return true;
+    },
+    deleteProperty(target, key) {
+      if (typeof key === 'symbol') return true;
+      this.world.remove(this, target, key);
+      return true;
+    },
+    getOwnPropertyDescriptor(target, key) {
+      const d = Reflect.getOwnPropertyDescriptor(target, key);
+      // Spread and Object.entries read through here: hand out proxies, never raw children,
+      // or a write to the copy's nested objects would bypass the journal.
+      if (d && typeof d.value === 'object' && d.value !== null && typeof key === 'string') {
+        d.value = this.world.wrapChild(d.value as Obj, this, key);
+      }
+      return d;
+    },
+    defineProperty: refuse('Object.defineProperty'),
+    setPrototypeOf: refuse('changing the prototype'),
+    preventExtensions: refuse('freezing or sealing'),
+  };
+  return traps;
+}

@@ -1,0 +1,226 @@
+/**
+ * The host half of a game isolate: creates it, installs a bundle, and runs ticks in it.
+ *
+ * The world stays inside the isolate. A tick crosses the boundary as one msgpack buffer of events
+ * in and one buffer of results out; only the records the tick changed come out. Calls are async
+ * (`Reference.apply`), so a running script blocks neither the event loop nor other rooms, and
+ * isolates of different rooms run on different cores.
+ */
+import ivm from 'isolated-vm';
+import { Unpackr } from 'msgpackr';
+import type { ThrownInfo } from '../errors/errors.ts';
+import type { GameBundle } from './bundler.ts';
+import { StackMapper } from './source-map.ts';
+
+export interface SandboxLimits {
+  /** Isolate heap limit, MB. */
+  memoryLimitMb: number;
+  /** CPU budget of one tick (all hooks of the tick together), ms. */
+  cpuBudgetMs: number;
+}
+
+export const EVENT_JOIN = 1;
+export const EVENT_LEAVE = 2;
+export const EVENT_INPUT = 3;
+
+export interface TickCall {
+  /** msgpack of [[kind, playerId, name, seq, data], ...] (see runtime/entry.ts). */
+  events: Uint8Array;
+  seed: number;
+  tick: number;
+  nowMs: number;
+  dtSeconds: number;
+  runInit: boolean;
+}
+
+export interface Rejection {
+  /** Index of the event in the tick's event list. */
+  index: number;
+  thrown: ThrownInfo;
+}
+
+export type FailureCode = 'SCRIPT_ERROR' | 'CPU_BUDGET_EXCEEDED' | 'MEMORY_LIMIT' | 'ENGINE_ERROR';
+
+export type TickOutcome =
+  | {
+      ok: true;
+      /** Changed records: key -> msgpack bytes of the record's value. */
+      sets: [string, Uint8Array][];
+      dels: string[];
+      rejections: Rejection[];
+      logs: string[];
+      /** Writes journaled by the tick (what a rollback would undo). */
+      writes: number;
+      cpuMs: number;
+    }
+  | {
+      ok: false;
+      code: FailureCode;
+      /** What the script threw, when it threw (SCRIPT_ERROR, STATE_INVALID_VALUE). */
+      thrown: ThrownInfo | null;
+      rejections: Rejection[];
+      logs: string[];
+      cpuMs: number;
+      /** The isolate is gone (memory limit): the caller must build a new sandbox. */
+      isolateDead: boolean;
+      cause?: unknown;
+    };
+
+/** Results from the isolate: plain msgpack, 64-bit integers as numbers. */
+const resultUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/** Time allowed for engine-side calls that are not ticks (load, rollback, export). */
+const ENGINE_CALL_TIMEOUT_MS = 10_000;
+
+export class GameSandbox {
+  private constructor(
+    readonly bundle: GameBundle,
+    readonly limits: SandboxLimits,
+    private readonly isolate: ivm.Isolate,
+    private readonly context: ivm.Context,
+    private readonly fns: { tick: ivm.Reference; rollback: ivm.Reference; load: ivm.Reference; exportRecords: ivm.Reference },
+    readonly hooks: readonly string[],
+    private readonly stacks: StackMapper,
+  ) {}
+
+  /**
+   * Create an isolate, run the bundle in it (module top-level code and lockdown), and take the
+   * runtime's entry points. Throws ScriptLoadError-like errors with mapped stacks if the
+   * designer's top-level code throws.
+   */
+  static async create(bundle: GameBundle, limits: SandboxLimits): Promise<GameSandbox> {
+    const isolate = new ivm.Isolate({ memoryLimit: limits.memoryLimitMb });
+    const stacks = new StackMapper(bundle.filename, bundle.sourceMap);
+    try {
+      const context = await isolate.createContext();
+      const script = await isolate.compileScript(bundle.code, { filename: bundle.filename });
+      await script.run(context, { timeout: ENGINE_CALL_TIMEOUT_MS });
+      script.release();
+      const api = (await context.global.get('__moonpatch', { reference: true })) as ivm.Reference;
+      if (api.typeof !== 'object') throw new Error('bundle did not install the moonpatch runtime');
+      const fns = {
+        tick: (await api.get('tick', { reference: true })) as ivm.Reference,
+        rollback: (await api.get('rollback', { reference: true })) as ivm.Reference,
+        load: (await api.get('load', { reference: true })) as ivm.Reference,
+        exportRecords: (await api.get('exportRecords', { reference: true })) as ivm.Reference,
+      };
+      const hooks = (await api.get('hooks', { copy: true })) as string[];
+      api.release();
+      // Scripts must never reach the engine's entry points: remove the only global that names them.
+      await context.global.delete('__moonpatch');
+      return new GameSandbox(bundle, limits, isolate, context, fns, hooks, stacks);
+    } catch (e) {
+      const stack = e instanceof Error && e.stack ? stacks.mapStack(e.stack) : String(e);
+      if (!isolate.isDisposed) isolate.dispose();
+      throw new SandboxStartError(bundle.name, bundle.version, stack, { cause: e });
+    }
+  }
+
+  get isDisposed(): boolean {
+    return this.isolate.isDisposed;
+  }
+
+  /** Replace the world with these records (msgpack [key, bin, key, bin, ...]). */
+  async load(records: Uint8Array): Promise<void> {
+    await this.fns.load.apply(undefined, [records], { arguments: { copy: true }, timeout: ENGINE_CALL_TIMEOUT_MS });
+  }
+
+  /** All records of the world as the isolate holds it (msgpack [key, bin, ...]). */
+  async exportRecords(): Promise<Uint8Array> {
+    return (await this.fns.exportRecords.apply(undefined, [], { result: { copy: true }, timeout: ENGINE_CALL_TIMEOUT_MS })) as Uint8Array;
+  }
+
+  /**
+   * Run one tick. Never throws: every failure is an outcome. On `ok: false` the world is already
+   * back to where it was before the call (or the isolate is dead and must be rebuilt).
+   */
+  async tick(call: TickCall): Promise<TickOutcome> {
+    const cpuBefore = this.isolate.cpuTime;
+    const wallBefore = performance.now();
+    let raw: Uint8Array;
+    try {
+      raw = (await this.fns.tick.apply(
+        undefined,
+        [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit],
+        { arguments: { copy: true }, result: { copy: true }, timeout: this.limits.cpuBudgetMs },
+      )) as Uint8Array;
+    } catch (cause) {
+      return this.failedCall(cause, cpuBefore, wallBefore);
+    }
+    const cpuMs = this.cpuSince(cpuBefore);
+    const [ok, thrown, rejections, logs, flatSets, dels, writes] = resultUnpackr.unpack(raw) as [
+      boolean, ThrownInfo | null, [number, ThrownInfo][], string[], (string | Uint8Array)[], string[], number,
+    ];
+    const mappedRejections = rejections.map(([index, t]) => ({ index, thrown: this.mapThrown(t) }));
+    if (!ok) {
+      const t = this.mapThrown(thrown!);
+      return { ok: false, code: 'SCRIPT_ERROR', thrown: t, rejections: mappedRejections, logs, cpuMs, isolateDead: false };
+    }
+    const sets: [string, Uint8Array][] = new Array(flatSets.length / 2);
+    for (let i = 0; i < flatSets.length; i += 2) sets[i / 2] = [flatSets[i] as string, flatSets[i + 1] as Uint8Array];
+    return { ok: true, sets, dels, rejections: mappedRejections, logs, writes, cpuMs };
+  }
+
+  /** Undo the last successful tick (its commit failed). */
+  async rollback(): Promise<void> {
+    await this.fns.rollback.apply(undefined, [], { timeout: ENGINE_CALL_TIMEOUT_MS });
+  }
+
+  /** Heap in use by the isolate, bytes. */
+  heapUsed(): number {
+    if (this.isolate.isDisposed) return 0;
+    return this.isolate.getHeapStatisticsSync().used_heap_size;
+  }
+
+  dispose(): void {
+    for (const ref of Object.values(this.fns)) ref.release();
+    this.context.release();
+    if (!this.isolate.isDisposed) this.isolate.dispose();
+  }
+
+  private cpuSince(before: bigint): number {
+    if (this.isolate.isDisposed) return 0;
+    return Number(this.isolate.cpuTime - before) / 1e6;
+  }
+
+  /**
+   * Classify a tick call that threw on the host side. Our runtime catches everything a hook
+   * throws, so what escapes is: the isolate dying (memory limit), the CPU budget running out
+   * (the interrupt cannot be caught inside), or an engine bug. Classified by state, not by
+   * message text: a dead isolate is disposed; an overrun has used its budget.
+   */
+  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number): Promise<TickOutcome> {
+    const base = { thrown: null, rejections: [], logs: [], cause };
+    if (this.isolate.isDisposed) {
+      return { ...base, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
+    }
+    const cpuMs = this.cpuSince(cpuBefore);
+    const wallMs = performance.now() - wallBefore;
+    const overran = Math.max(cpuMs, wallMs) >= this.limits.cpuBudgetMs * 0.9;
+    // The interrupted tick may have written part of its changes: undo them.
+    try {
+      await this.rollback();
+    } catch (e) {
+      return { ...base, ok: false, code: overran ? 'CPU_BUDGET_EXCEEDED' : 'ENGINE_ERROR', cpuMs, isolateDead: true, cause: e };
+    }
+    return { ...base, ok: false, code: overran ? 'CPU_BUDGET_EXCEEDED' : 'ENGINE_ERROR', cpuMs, isolateDead: false };
+  }
+
+  private mapThrown(t: ThrownInfo): ThrownInfo {
+    return t.stack ? { ...t, stack: this.stacks.mapStack(t.stack) } : t;
+  }
+}
+
+/** The bundle's top-level code threw, or the isolate could not be set up. */
+export class SandboxStartError extends Error {
+  readonly code = 'BUILD_FAILED';
+  constructor(
+    readonly game: string,
+    readonly version: string,
+    readonly scriptStack: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`game ${game}@${version} failed to start in its sandbox: ${scriptStack.split('\n')[0]}`, options);
+    this.name = 'SandboxStartError';
+  }
+}

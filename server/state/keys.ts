@@ -1,0 +1,31 @@
+/**
+ * Redis key layout (documented in docs/state.md). Every key of a room shares the hash tag
+ * `{roomId}`, so a room's commit is one atomic script call even on Redis Cluster.
+ */
+
+const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function isValidRoomId(id: unknown): id is string {
+  return typeof id === 'string' && ROOM_ID.test(id);
+}
+
+export interface RoomKeys {
+  /** Hash: game, version, schema, tick, epoch, seed, createdAt, tickHz. */
+  meta: string;
+  /** Hash: record key -> msgpack of the record's value. */
+  state: string;
+  /** Hash: player id -> msgpack {name, tokenHash, joinedTick}. */
+  seats: string;
+  /** Hash: player id -> last input sequence number applied (exactly-once across restarts). */
+  seqs: string;
+}
+
+export function roomKeys(prefix: string, roomId: string): RoomKeys {
+  const base = `${prefix}:room:{${roomId}}`;
+  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs` };
+}
+
+/** Set of every room id, so a starting server can resume them all. */
+export function roomIndexKey(prefix: string): string {
+  return `${prefix}:rooms`;
+}

@@ -32,7 +32,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   await redis.connect();
   const store = new RoomStore(redis, config.redisPrefix);
   const rooms = new RoomManager(store, games, config, log);
-  const http = await createHttpHandler({ rooms, redis, log });
+  const http = createHttpHandler({ rooms, redis, log });
   const net = new GameServer({ ...config, rooms, http });
   const addr = await net.listen(config.port, config.host);
   await rooms.resumeAll();

@@ -17,7 +17,7 @@ export interface HttpDeps {
   log: Logger;
 }
 
-/** Bundle the play page's script once, at startup. */
+/** Bundle the play page's script (on first request, then cached). */
 async function bundlePlayPage(): Promise<string> {
   const out = await esbuild.build({
     entryPoints: [path.join(WEB_DIR, 'play.ts')],
@@ -32,15 +32,24 @@ async function bundlePlayPage(): Promise<string> {
   return out.outputFiles[0]!.text;
 }
 
-export async function createHttpHandler(deps: HttpDeps): Promise<(req: http.IncomingMessage, res: http.ServerResponse) => void> {
-  const [page, script] = await Promise.all([readFile(path.join(WEB_DIR, 'index.html'), 'utf8'), bundlePlayPage()]);
+export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  let page: Promise<string> | null = null;
+  let script: Promise<string> | null = null;
+  const serve = (res: http.ServerResponse, type: string, body: () => Promise<string>) =>
+    void body().then(
+      (text) => send(res, 200, type, text),
+      (e: unknown) => {
+        deps.log.error({ err: e }, 'play page failed to build');
+        send(res, 500, 'text/plain', 'play page failed to build; see the server log');
+      },
+    );
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     switch (url.pathname) {
       case '/':
-        return send(res, 200, 'text/html; charset=utf-8', page);
+        return serve(res, 'text/html; charset=utf-8', () => (page ??= readFile(path.join(WEB_DIR, 'index.html'), 'utf8')));
       case '/play.js':
-        return send(res, 200, 'text/javascript; charset=utf-8', script);
+        return serve(res, 'text/javascript; charset=utf-8', () => (script ??= bundlePlayPage()));
       case '/healthz':
         void health(deps).then((h) => send(res, h.ready ? 200 : 503, 'application/json', JSON.stringify(h)));
         return;

@@ -126,6 +126,8 @@ export class RoomManager {
   async shutdown(): Promise<void> {
     this.closing = true;
     await Promise.allSettled([...this.opening.values()]);
+    // Let ticks in progress commit first, so nothing a player was acked for is cut off.
+    await Promise.all(this.list().map((r) => r.pauseClock()));
     for (const room of this.list()) room.stop();
   }
 }

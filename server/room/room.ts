@@ -116,6 +116,11 @@ export class Room {
     return this.sandbox.heapUsed();
   }
 
+  /** Every record as the isolate holds it now (tests compare it with the committed mirror). */
+  async isolateRecords(): Promise<Uint8Array> {
+    return this.sandbox.exportRecords();
+  }
+
   /** Seats restored from Redis after a (re)start: all disconnected until they resume. */
   restoreSeat(seat: Seat): void {
     this.seats.set(seat.id, seat);
@@ -125,6 +130,19 @@ export class Room {
   start(): void {
     this.clock.start();
     publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'started' });
+  }
+
+  /**
+   * Stop the tick clock and wait for the tick in progress; ticks then run only when called
+   * ({@link runTick}). For tests, benchmarks and a graceful shutdown.
+   */
+  async pauseClock(): Promise<void> {
+    this.clock.stop();
+    await this.clock.idle();
+  }
+
+  resumeClock(): void {
+    if (!this.stopped) this.clock.start();
   }
 
   /** Stop ticking and close every connection (shutdown, or ownership lost). */
@@ -145,7 +163,6 @@ export class Room {
     this.onStopped(this);
   }
 
-  /** Wait for the tick in progress (if any) to finish; used by shutdown. */
   get isStopped(): boolean {
     return this.stopped;
   }

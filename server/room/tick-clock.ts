@@ -7,6 +7,7 @@
 export class TickClock {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  private current: Promise<void> | null = null;
   private slot = 0;
   private startedAt = 0;
   /** Slots skipped because the room was too far behind. */
@@ -36,6 +37,11 @@ export class TickClock {
     this.timer = null;
   }
 
+  /** Resolves when the run in progress, if any, has finished. */
+  async idle(): Promise<void> {
+    await this.current;
+  }
+
   get isRunning(): boolean {
     return this.running;
   }
@@ -57,11 +63,9 @@ export class TickClock {
   private async fire(): Promise<void> {
     this.timer = null;
     if (!this.running) return;
-    try {
-      await this.run();
-    } catch (e) {
-      this.onError(e);
-    }
+    this.current = this.run().catch(this.onError);
+    await this.current;
+    this.current = null;
     this.schedule();
   }
 }

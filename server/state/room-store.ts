@@ -162,9 +162,9 @@ export class RoomStore {
     const k = this.keys(roomId);
     const items: (string | Uint8Array)[] = [];
     const count = { set: 0, del: 0, seatSet: 0, seatDel: 0, seq: 0, meta: 0 };
-    for (const [f, v] of c.sets) (items.push(f, v), count.set++);
+    for (const [f, v] of c.sets) (items.push(f, asBuffer(v)), count.set++);
     for (const f of c.dels) (items.push(f), count.del++);
-    for (const [f, v] of c.seatSets) (items.push(f, v), count.seatSet++);
+    for (const [f, v] of c.seatSets) (items.push(f, asBuffer(v)), count.seatSet++);
     for (const f of c.seatDels) (items.push(f), count.seatDel++);
     for (const [f, v] of c.seqSets) (items.push(f, String(v)), count.seq++);
     for (const [f, v] of c.metaSets ?? []) (items.push(f, String(v)), count.meta++);
@@ -189,6 +189,11 @@ export class RoomStore {
     const flat = await this.redis.hgetallBuffer(this.keys(roomId).state);
     return new Map(Object.entries(flat));
   }
+}
+
+/** ioredis sends Buffers as bytes but stringifies a plain Uint8Array ("1,2,3"): view it as a Buffer. */
+function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
 function pairs<T>(flat: Buffer[], value: (b: Buffer) => T): Map<string, T> {

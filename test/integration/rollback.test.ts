@@ -1,0 +1,166 @@
+/**
+ * A tick that throws, overruns its CPU budget or exhausts its memory leaves the room's state
+ * exactly as before: in the isolate, in the committed mirror and in Redis. The room keeps
+ * ticking. Real isolates, real Redis, real sockets; the tick clock is paused so each test
+ * decides exactly which events go into which tick.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpack } from 'msgpackr';
+import type { MoonpatchClient } from '../../client/client.ts';
+import type { ErrorMsg } from '../../server/protocol/messages.ts';
+import type { Room } from '../../server/room/room.ts';
+import { stateHash } from '../../server/state/committed-state.ts';
+import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+
+let server: Server;
+let room: Room;
+let alice: MoonpatchClient;
+let bob: MoonpatchClient;
+const errors: ErrorMsg[] = [];
+
+/** Decode the isolate's own export and hash it like the mirror, to prove the isolate rolled back too. */
+async function isolateHash(): Promise<string> {
+  const flat = unpack(await room.isolateRecords()) as (string | Uint8Array)[];
+  const m = new Map<string, Uint8Array>();
+  for (let i = 0; i < flat.length; i += 2) m.set(flat[i] as string, flat[i + 1] as Uint8Array);
+  return stateHash(m);
+}
+
+async function redisHash(): Promise<string> {
+  return stateHash(await server.store.readRecords(room.id));
+}
+
+/** Hashes of the three copies of the state; all must agree. */
+async function hashes(): Promise<{ mirror: string; isolate: string; redis: string }> {
+  return { mirror: room.committed.hash(), isolate: await isolateHash(), redis: await redisHash() };
+}
+
+function player(c: MoonpatchClient): { sum: number; inputs: number } {
+  return (room.committed.records.has(`players/${c.playerId}`)
+    ? unpack(room.committed.records.get(`players/${c.playerId}`)!)
+    : undefined) as { sum: number; inputs: number };
+}
+
+/** Queue inputs from a client and wait until the room has them all queued. */
+async function queued(count: number): Promise<void> {
+  await waitFor(() => room.queue.size >= count, `${count} events queued`);
+}
+
+beforeAll(async () => {
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+  const roomId = 'rollback-' + Date.now();
+  alice = testClient(server.url, { room: roomId, game: 'probe', name: 'alice' });
+  bob = testClient(server.url, { room: roomId, game: 'probe', name: 'bob' });
+  await alice.connect();
+  await bob.connect();
+  alice.on('error', (e) => errors.push(e));
+  room = server.rooms.get(roomId)!;
+  await room.pauseClock();
+});
+
+afterAll(async () => {
+  alice?.close();
+  bob?.close();
+  await server?.close();
+});
+
+describe('a failing input hook is undone alone', () => {
+  it('rolls back only the throwing input; the others in the same tick apply', async () => {
+    const before = player(alice).sum;
+    const bobBefore = player(bob).sum;
+    alice.send({ op: 'add', n: 5 });
+    const bad = alice.send({ op: 'throw' });
+    alice.send({ op: 'add', n: 7 });
+    bob.send({ op: 'add', n: 1 });
+    await queued(4);
+    const tickBefore = room.tick;
+    await room.runTick();
+    expect(room.tick).toBe(tickBefore + 1);
+    expect(player(alice).sum).toBe(before + 12); // not +1012: the throw's partial write is gone
+    expect(player(bob).sum).toBe(bobBefore + 1);
+    await waitFor(() => errors.some((e) => e.seq === bad), 'error frame for the throwing input');
+    const err = errors.find((e) => e.seq === bad)!;
+    expect(err.code).toBe('SCRIPT_ERROR');
+    await waitFor(() => alice.lastAckedSeq >= bad + 1, 'ack covering all three inputs');
+    const h = await hashes();
+    expect(h.isolate).toBe(h.mirror);
+    expect(h.redis).toBe(h.mirror);
+  });
+
+  it.each([['throw-string'], ['throw-object'], ['throw-deep']])('normalises a thrown %s into an error frame', async (op) => {
+    const before = player(alice).sum;
+    const seq = alice.send({ op });
+    await queued(1);
+    await room.runTick();
+    await waitFor(() => errors.some((e) => e.seq === seq), `error frame for ${op}`);
+    expect(errors.find((e) => e.seq === seq)!.code).toBe('SCRIPT_ERROR');
+    expect(player(alice).sum).toBe(before);
+  });
+
+  it('refuses a non-plain value stored in the world with STATE_INVALID_VALUE, and undoes it', async () => {
+    const seq = alice.send({ op: 'bad-value' });
+    await queued(1);
+    const h0 = await hashes();
+    await room.runTick();
+    await waitFor(() => errors.some((e) => e.seq === seq), 'error frame for bad value');
+    expect(errors.find((e) => e.seq === seq)!.msg).toMatch(/not plain data/);
+    // Only meta (tick counter and roll) changed; the player record is untouched.
+    const h1 = await hashes();
+    expect(h1.isolate).toBe(h1.mirror);
+    expect(h1.redis).toBe(h1.mirror);
+    expect(h0.mirror).not.toBe(h1.mirror);
+    expect(player(alice)).not.toHaveProperty('junk');
+  });
+});
+
+describe('a failing tick leaves the state exactly as before', () => {
+  async function failedTickLeavesNoTrace(op: string, expectedCode: string) {
+    const seq = alice.send({ op });
+    const okSeq = bob.send({ op: 'add', n: 3 });
+    const bobErrors: ErrorMsg[] = [];
+    const off = bob.on('error', (e) => bobErrors.push(e));
+    await queued(2);
+    const before = await hashes();
+    const tickBefore = room.tick;
+    await room.runTick();
+    // Nothing moved: same tick, same state in the isolate, the mirror and Redis.
+    expect(room.tick).toBe(tickBefore);
+    const after = await hashes();
+    expect(after).toEqual(before);
+    const meta = await server.store.readMeta(room.id);
+    expect(meta!.tick).toBe(tickBefore);
+    await waitFor(() => errors.some((e) => e.seq === seq), `error frame for ${op}`);
+    expect(errors.find((e) => e.seq === seq)!.code).toBe(expectedCode);
+    // The other player's input in the failed tick is reported too, not silently lost.
+    await waitFor(() => bobErrors.some((e) => e.seq === okSeq), 'error frame for the bystander input');
+    expect(bobErrors.find((e) => e.seq === okSeq)!.retry).toBe(true);
+    off();
+    // And the room still ticks: a normal tick commits afterwards.
+    await room.runTick();
+    expect(room.tick).toBe(tickBefore + 1);
+    const final = await hashes();
+    expect(final.isolate).toBe(final.mirror);
+    expect(final.redis).toBe(final.mirror);
+  }
+
+  it('a tick hook that throws', async () => {
+    await failedTickLeavesNoTrace('fail-tick', 'TICK_FAILED');
+  });
+
+  it('an infinite loop overrunning the CPU budget', async () => {
+    await failedTickLeavesNoTrace('loop', 'CPU_BUDGET_EXCEEDED');
+  });
+
+  it('a memory bomb that kills the isolate (rebuilt from the committed state)', async () => {
+    await failedTickLeavesNoTrace('bomb', 'MEMORY_LIMIT');
+  });
+
+  it('keeps ticking on its own clock after failures', async () => {
+    const t = room.tick;
+    room.resumeClock();
+    await waitFor(() => room.tick >= t + 3, 'three more ticks');
+    await room.pauseClock();
+  });
+});

@@ -44,7 +44,6 @@ export interface PendingInput {
   seq: number;
   data: Value;
   sentAt: number;
-  rejected: ErrorMsg | null;
 }
 
 type Listener<T> = (payload: T) => void;
@@ -83,6 +82,8 @@ export class MoonpatchClient {
   private reconnectAttempt = 0;
   private joinWaiter: { resolve: (w: WelcomeMsg) => void; reject: (e: Error) => void } | null = null;
   private welcomeMsg: WelcomeMsg | null = null;
+  /** Highest seq the server had received when it last welcomed us (no need to resend those). */
+  private receivedSeq = 0;
 
   constructor(readonly opts: ClientOptions) {}
 
@@ -126,7 +127,7 @@ export class MoonpatchClient {
   /** Send an input. Returns its seq. Kept until the server settles it, resent after a resume. */
   send(data: Value): number {
     const seq = this.nextSeq++;
-    this.pending.set(seq, { seq, data, sentAt: now(), rejected: null });
+    this.pending.set(seq, { seq, data, sentAt: now() });
     if (this.connected) this.transmit({ t: 'in', seq, d: data });
     return seq;
   }
@@ -185,6 +186,7 @@ export class MoonpatchClient {
         this.playerId = m.player;
         this.resumeToken = m.resume;
         this.hz = m.hz;
+        this.receivedSeq = m.rcv;
         this.settleUpTo(m.seq);
         return;
       case 'snap': {
@@ -204,8 +206,9 @@ export class MoonpatchClient {
         return;
       case 'err':
         if (m.seq !== undefined) {
-          const p = this.pending.get(m.seq);
-          if (p) p.rejected = m;
+          // A refused input is settled by its error. DUPLICATE_SEQ is not about this send: the
+          // first one with that seq is still on its way to being settled.
+          if (m.code !== 'DUPLICATE_SEQ') this.settleRejected(m.seq, m);
         } else if (this.joinWaiter && !this.connected) {
           this.onJoinRefused(m);
         }
@@ -226,7 +229,7 @@ export class MoonpatchClient {
     const welcome = this.welcomeMsg!;
     this.reconnectAttempt = 0;
     for (const p of [...this.pending.values()].sort((a, b) => a.seq - b.seq)) {
-      if (p.rejected === null) this.transmit({ t: 'in', seq: p.seq, d: p.data });
+      if (p.seq > this.receivedSeq) this.transmit({ t: 'in', seq: p.seq, d: p.data });
     }
     this.startPing();
     if (this.joinWaiter) {
@@ -242,8 +245,8 @@ export class MoonpatchClient {
     if (m.code === 'RESUME_REJECTED') {
       // The seat is gone (window passed): inputs for it can never apply.
       this.resumeToken = '';
-      for (const p of this.pending.values()) if (!p.rejected) p.rejected = m;
-      this.settleUpTo(this.nextSeq - 1);
+      this.receivedSeq = 0;
+      for (const p of [...this.pending.values()]) this.settleRejected(p.seq, m);
     }
     if (m.retry || m.code === 'RESUME_REJECTED') {
       this.socket?.close(4999, 'retrying join');
@@ -254,13 +257,20 @@ export class MoonpatchClient {
     this.close();
   }
 
+  private settleRejected(seq: number, err: ErrorMsg): void {
+    const p = this.pending.get(seq);
+    if (!p) return;
+    this.pending.delete(seq);
+    this.emit('settled', { seq, latencyMs: now() - p.sentAt, rejected: err });
+  }
+
   private settleUpTo(seq: number): void {
     if (seq > this.lastAckedSeq) this.lastAckedSeq = seq;
     const t = now();
     for (const [s, p] of this.pending) {
       if (s > seq) continue;
       this.pending.delete(s);
-      this.emit('settled', { seq: s, latencyMs: t - p.sentAt, rejected: p.rejected });
+      this.emit('settled', { seq: s, latencyMs: t - p.sentAt, rejected: null });
     }
   }
 

@@ -10,11 +10,7 @@ import type { Item, PlayerState, Round, World } from '../scripts/arena/world.ts'
 
 const GAME = 'arena';
 const DEFAULT_ROOM = 'arena-1';
-const ITEM_STYLE: Record<string, { color: string; shape: 'circle' | 'diamond' | 'bolt' }> = {
-  coin: { color: '#ffd23f', shape: 'circle' },
-  gem: { color: '#3ee0ff', shape: 'diamond' },
-  bolt: { color: '#c77dff', shape: 'bolt' },
-};
+const ITEM_COLORS = { coin: '#ffd23f', gem: '#3ee0ff', bolt: '#c77dff' };
 const KEYS: Record<string, [number, number]> = {
   KeyW: [0, -1], ArrowUp: [0, -1], KeyS: [0, 1], ArrowDown: [0, 1],
   KeyA: [-1, 0], ArrowLeft: [-1, 0], KeyD: [1, 0], ArrowRight: [1, 0],
@@ -80,13 +76,15 @@ async function join(): Promise<void> {
   client = c;
   lastDir = '0,0';
   $('room-name').textContent = room;
+  $('rtt').textContent = 'measuring…';
   setState('connecting', 'connecting…', 'warn');
   joinButton.disabled = true;
   c.on('version', (v) => notice(`script updated from ${v.from} to ${v.to} at tick ${v.tick}`, 'patch'));
   c.on('error', (e) => notice(`error ${e.code}${e.seq !== undefined ? ` (input ${e.seq})` : ''}: ${e.msg}`, 'error'));
   c.on('disconnect', (d) => {
-    setState('reconnecting', `reconnecting (closed ${d.code})`, 'warn');
-    notice(`disconnected (${d.code}${d.reason ? ` ${d.reason}` : ''}), reconnecting`, 'info');
+    const final = d.code === 4001 || d.code === 4004; // the client does not retry these
+    setState(final ? 'closed' : 'reconnecting', final ? `closed (${d.code})` : `reconnecting (closed ${d.code})`, final ? 'bad' : 'warn');
+    notice(`disconnected (${d.code}${d.reason ? ` ${d.reason}` : ''})`, 'info');
   });
   c.on('reconnect', () => {
     setState('joined', 'connected', 'ok');
@@ -119,29 +117,21 @@ $('join-form').addEventListener('submit', (ev) => {
 const held = new Set<string>();
 let lastDir = '0,0';
 
+/** Send the held keys' direction, only when it changed (the game keeps the last one). */
 function sendDirection(): void {
   let dx = 0;
   let dy = 0;
-  for (const code of held) {
-    const d = KEYS[code]!;
-    dx += d[0];
-    dy += d[1];
-  }
-  dx = Math.max(-1, Math.min(1, dx));
+  for (const code of held) (dx += KEYS[code]![0]), (dy += KEYS[code]![1]);
+  dx = Math.max(-1, Math.min(1, dx)); // opposite keys cancel, same-axis keys do not add up
   dy = Math.max(-1, Math.min(1, dy));
-  const key = `${dx},${dy}`;
-  if (key === lastDir || !client || !joined) return;
-  lastDir = key;
+  if (`${dx},${dy}` === lastDir || !client || !joined) return;
+  lastDir = `${dx},${dy}`;
   client.send({ move: [dx, dy] });
 }
 
-function isTyping(ev: KeyboardEvent): boolean {
-  const t = ev.target as HTMLElement | null;
-  return t !== null && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA');
-}
-
 window.addEventListener('keydown', (ev) => {
-  if (isTyping(ev) || !joined) return;
+  const typing = ev.target instanceof HTMLInputElement;
+  if (typing || !joined) return;
   if (ev.code in KEYS) {
     ev.preventDefault();
     held.add(ev.code);
@@ -161,31 +151,34 @@ window.addEventListener('blur', () => {
 
 // ---- rendering ----
 
+/** Keep the canvas' pixel size equal to its CSS size times the device pixel ratio. */
 function resize(): void {
   const r = canvas.getBoundingClientRect();
   const dpr = window.devicePixelRatio || 1;
   const w = Math.max(1, Math.round(r.width * dpr));
   const h = Math.max(1, Math.round(r.height * dpr));
-  if (canvas.width !== w || canvas.height !== h) {
-    canvas.width = w;
-    canvas.height = h;
-  }
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
 }
 
-function drawItem(item: Item, x: number, y: number, s: number): void {
-  const style = ITEM_STYLE[item.kind] ?? ITEM_STYLE.coin!;
-  const r = 7 * s;
-  ctx.fillStyle = style.color;
+function circle(x: number, y: number, r: number, fill: string | null, stroke?: string, width = 1): void {
   ctx.beginPath();
-  if (style.shape === 'circle') ctx.arc(x, y, r, 0, Math.PI * 2);
-  else if (style.shape === 'diamond') {
-    ctx.moveTo(x, y - r * 1.3); ctx.lineTo(x + r, y); ctx.lineTo(x, y + r * 1.3); ctx.lineTo(x - r, y);
-  } else {
-    ctx.moveTo(x + r * 0.3, y - r * 1.3); ctx.lineTo(x - r * 0.8, y + r * 0.2); ctx.lineTo(x, y + r * 0.2);
-    ctx.lineTo(x - r * 0.3, y + r * 1.3); ctx.lineTo(x + r * 0.8, y - r * 0.2); ctx.lineTo(x, y - r * 0.2);
-  }
-  ctx.closePath();
-  ctx.fill();
+  ctx.arc(x, y, r, 0, Math.PI * 2);
+  if (fill) (ctx.fillStyle = fill), ctx.fill();
+  if (stroke) (ctx.strokeStyle = stroke), (ctx.lineWidth = width), ctx.stroke();
+}
+
+/** Coin: gold disc; gem: cyan diamond; bolt: purple lightning. */
+function drawItem(item: Item, x: number, y: number, s: number): void {
+  const r = 7 * s;
+  if (item.kind === 'gem' || item.kind === 'bolt') {
+    const pts = item.kind === 'gem' ? [0, -1.3, 1, 0, 0, 1.3, -1, 0] : [0.3, -1.3, -0.8, 0.2, 0, 0.2, -0.3, 1.3, 0.8, -0.2, 0, -0.2];
+    ctx.beginPath();
+    for (let i = 0; i < pts.length; i += 2) ctx.lineTo(x + pts[i]! * r, y + pts[i + 1]! * r);
+    ctx.closePath();
+    ctx.fillStyle = ITEM_COLORS[item.kind];
+    ctx.fill();
+  } else circle(x, y, r, ITEM_COLORS.coin, '#a8860c', 1.5 * s);
 }
 
 let lastFrame = performance.now();
@@ -195,35 +188,35 @@ function frame(t: number): void {
   lastFrame = t;
   resize();
   const world = (client?.world ?? {}) as unknown as Partial<World>;
-  const arena = world.arena ?? { w: 1000, h: 700 };
+  const { w, h } = world.arena ?? { w: 1000, h: 700 };
   const players = world.players ?? {};
-  const items = world.items ?? {};
   const round = world.round;
+  const me = client?.playerId;
 
-  const scale = Math.min(canvas.width / arena.w, canvas.height / arena.h);
-  const ox = (canvas.width - arena.w * scale) / 2;
-  const oy = (canvas.height - arena.h * scale) / 2;
-  const s = scale; // canvas pixels per world unit
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  // s = canvas pixels per world unit; the arena is centred in the canvas.
+  const s = Math.min(canvas.width / w, canvas.height / h);
+  const ox = (canvas.width - w * s) / 2;
+  const oy = (canvas.height - h * s) / 2;
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.fillStyle = '#1b2030';
-  ctx.fillRect(ox, oy, arena.w * s, arena.h * s);
-  ctx.strokeStyle = '#323a52';
-  ctx.lineWidth = 2;
-  ctx.strokeRect(ox, oy, arena.w * s, arena.h * s);
-  ctx.strokeStyle = '#232a3d';
-  ctx.lineWidth = 1;
+  ctx.fillRect(ox, oy, w * s, h * s);
   ctx.beginPath();
-  for (let gx = 100; gx < arena.w; gx += 100) { ctx.moveTo(ox + gx * s, oy); ctx.lineTo(ox + gx * s, oy + arena.h * s); }
-  for (let gy = 100; gy < arena.h; gy += 100) { ctx.moveTo(ox, oy + gy * s); ctx.lineTo(ox + arena.w * s, oy + gy * s); }
+  for (let gx = 100; gx < w; gx += 100) ctx.moveTo(ox + gx * s, oy), ctx.lineTo(ox + gx * s, oy + h * s);
+  for (let gy = 100; gy < h; gy += 100) ctx.moveTo(ox, oy + gy * s), ctx.lineTo(ox + w * s, oy + gy * s);
+  ctx.strokeStyle = '#252c40';
+  ctx.lineWidth = 1;
   ctx.stroke();
+  ctx.strokeStyle = '#3a4360';
+  ctx.lineWidth = 2;
+  ctx.strokeRect(ox, oy, w * s, h * s);
 
-  for (const item of Object.values(items)) drawItem(item, ox + item.x * s, oy + item.y * s, s);
+  for (const item of Object.values(world.items ?? {})) drawItem(item, ox + item.x * s, oy + item.y * s, s);
 
+  // Ease drawn positions toward the latest state; jump when a player teleports (respawn, join).
   const ease = 1 - Math.exp(-dt * 15);
   for (const id of drawn.keys()) if (!players[id]) drawn.delete(id);
   ctx.textAlign = 'center';
-  ctx.font = `${Math.max(11, 12 * s)}px system-ui, sans-serif`;
+  ctx.font = `${Math.round(Math.max(12, 14 * s))}px system-ui, sans-serif`;
   for (const [id, p] of Object.entries(players)) {
     let d = drawn.get(id);
     if (!d || Math.hypot(p.x - d.x, p.y - d.y) > 150) drawn.set(id, (d = { x: p.x, y: p.y }));
@@ -232,31 +225,15 @@ function frame(t: number): void {
     const x = ox + d.x * s;
     const y = oy + d.y * s;
     const r = 12 * s;
-    ctx.fillStyle = p.color;
-    ctx.beginPath();
-    ctx.arc(x, y, r, 0, Math.PI * 2);
-    ctx.fill();
-    if (round?.it === id) {
-      ctx.strokeStyle = '#ff3b3b';
-      ctx.lineWidth = 3 * s;
-      ctx.beginPath();
-      ctx.arc(x, y, r + 4 * s, 0, Math.PI * 2);
-      ctx.stroke();
-    }
-    if (id === client?.playerId) {
-      ctx.strokeStyle = '#ffffff';
-      ctx.lineWidth = 2 * s;
-      ctx.beginPath();
-      ctx.arc(x, y, r, 0, Math.PI * 2);
-      ctx.stroke();
-    }
-    ctx.fillStyle = id === client?.playerId ? '#ffffff' : '#c9cfdd';
-    ctx.fillText(p.name, x, y - r - 8 * s);
+    circle(x, y, r, p.color, id === me ? '#ffffff' : '#0b0d13', (id === me ? 2.5 : 1.5) * s);
+    if (round?.it === id) circle(x, y, r + 5 * s, null, '#ff3b3b', 3 * s);
+    ctx.fillStyle = id === me ? '#ffffff' : '#c9cfdd';
+    ctx.fillText(p.name, x, y - r - 9 * s);
   }
 
   if (!joined) {
     ctx.fillStyle = '#8a91a5';
-    ctx.font = `${Math.max(14, 22 * s)}px system-ui, sans-serif`;
+    ctx.font = `${Math.round(Math.max(14, 22 * s))}px system-ui, sans-serif`;
     ctx.fillText(client ? 'connecting…' : 'Enter a name and press Join', canvas.width / 2, canvas.height / 2);
   }
   updatePanel(players, round);

@@ -58,8 +58,13 @@ export interface WelcomeMsg {
   v: string;
   hz: number;
   bhz: number;
-  /** Highest input seq of this seat already processed: resend only inputs above it. */
+  /** Highest input seq of this seat processed by a committed tick: those are settled. */
   seq: number;
+  /**
+   * Highest input seq the server has received for this seat. Inputs up to it will still be
+   * settled (ack or err) without being sent again; resend only the ones above it.
+   */
+  rcv: number;
 }
 
 /** The whole world: every record. Sent after welcome and when a client fell too far behind. */

@@ -217,6 +217,7 @@ export class Room {
         hz: this.settings.tickHz,
         bhz: this.settings.broadcastHz,
         seq: seat.lastAppliedSeq,
+        rcv: seat.lastQueuedSeq,
       }),
     );
     this.broadcaster.add(link, this.version);

@@ -23,8 +23,13 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig & { redisUrl: string }, log: Logger): Promise<RunningServer> {
-  const games = await GameRegistry.fromDirectory(config.scriptsDir);
+export interface StartOptions {
+  /** Games to serve instead of reading config.scriptsDir (benchmarks build theirs in memory). */
+  games?: GameRegistry;
+}
+
+export async function startServer(config: ServerConfig & { redisUrl: string }, log: Logger, opts: StartOptions = {}): Promise<RunningServer> {
+  const games = opts.games ?? (await GameRegistry.fromDirectory(config.scriptsDir));
   if (!games.has(config.defaultGame)) log.warn({ game: config.defaultGame, games: games.names() }, 'default game not found');
   // Fail fast on a wrong REDIS_URL instead of retrying forever at startup; after startup
   // ioredis reconnects on its own and rooms hold their events until it is back.

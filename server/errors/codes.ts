@@ -53,11 +53,11 @@ export const CloseCodes = {
   ABUSE: 4001,
   /** The client could not keep up with the broadcast (its send buffer passed the bound). */
   SLOW_CONSUMER: 4002,
-  /** No frame (not even a ping) within the idle timeout. */
+  /** No frame and no answer to the server's WebSocket pings within the idle timeout. */
   IDLE: 4003,
   /** The seat was resumed from another connection. */
   SEAT_TAKEN_OVER: 4004,
-  /** The room stopped on this server (ownership moved, or it failed to load). */
+  /** The room stopped on this server (another server claimed it). */
   ROOM_CLOSED: 4005,
 } as const;
 

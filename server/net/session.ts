@@ -5,7 +5,7 @@
  */
 import type { WebSocket } from 'ws';
 import { CloseCodes, ErrorCodes, type ErrorCode } from '../errors/codes.ts';
-import { MoonpatchError } from '../errors/errors.ts';
+import { MoonpatchError, ProtocolError } from '../errors/errors.ts';
 import { encodeServerMessage, parseClientFrame } from '../protocol/codec.ts';
 import type { ErrorMsg, JoinMsg, Value } from '../protocol/messages.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -84,21 +84,20 @@ export class Session {
   private onFrame(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {
     if (this.closed) return;
     this.lastSeenAt = Date.now();
-    if (!this.bucket.take(performance.now())) {
-      this.refuse('RATE_LIMITED', 'over the input rate limit; frame dropped');
-      return;
-    }
-    if (!isBinary) {
-      this.refuse('BAD_FRAME', 'text frames are not accepted: send binary msgpack');
-      return;
-    }
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+    // Parse before rate limiting (frames are small: maxPayload bounds them), so that an input
+    // dropped for the rate carries its seq and the client knows which one it lost.
     let msg;
     try {
-      msg = parseClientFrame(bytes);
+      if (!isBinary) throw new ProtocolError('BAD_FRAME', 'text frames are not accepted: send binary msgpack');
+      msg = parseClientFrame(Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data);
     } catch (e) {
-      if (e instanceof MoonpatchError) this.refuse(e.code, e.message);
+      if (!this.bucket.take(performance.now())) this.refuse('RATE_LIMITED', 'over the input rate limit; frame dropped');
+      else if (e instanceof MoonpatchError) this.refuse(e.code, e.message);
       else this.refuse('BAD_FRAME', 'frame could not be read');
+      return;
+    }
+    if (!this.bucket.take(performance.now())) {
+      this.refuse('RATE_LIMITED', 'over the input rate limit; frame dropped', msg.t === 'in' ? msg.seq : undefined);
       return;
     }
     switch (msg.t) {

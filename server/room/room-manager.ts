@@ -87,6 +87,9 @@ export class RoomManager {
         tickHz: game.manifest.tickHz,
       });
     }
+    // Check that this server can run the room before claiming it: a claim fences out the
+    // current owner, which must not happen for a room we would then fail to run.
+    this.games.get(meta?.game ?? gameName!);
     const claimed = await this.store.claim(roomId);
     if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
     meta = claimed.meta;

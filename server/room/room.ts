@@ -422,7 +422,8 @@ export class Room {
         this.seats.delete(e.playerId);
       } else if (thrown) {
         this.logScriptError(tick, 'input', thrown, e.playerId);
-        this.sendTo(e.playerId, this.errorFrame('SCRIPT_ERROR', `input ${e.seq} failed in the game script: ${thrown.message}`, e.seq));
+        const code: ErrorCode = thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
+        this.sendTo(e.playerId, this.errorFrame(code, `input ${e.seq} failed in the game script: ${thrown.message}`, e.seq));
       }
     });
     for (const [playerId, seq] of seqs) {

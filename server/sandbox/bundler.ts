@@ -59,6 +59,8 @@ export async function bundleGame(sources: GameSources): Promise<GameBundle> {
       bundle: true,
       write: false,
       format: 'iife',
+      // Strict mode everywhere: a write to a frozen built-in throws instead of failing silently.
+      banner: { js: '"use strict";' },
       platform: 'neutral',
       target: 'es2022',
       sourcemap: 'external',

@@ -8,7 +8,7 @@
  */
 import ivm from 'isolated-vm';
 import { Unpackr } from 'msgpackr';
-import type { ThrownInfo } from '../errors/errors.ts';
+import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
 import type { GameBundle } from './bundler.ts';
 import { StackMapper } from './source-map.ts';
 
@@ -85,8 +85,8 @@ export class GameSandbox {
 
   /**
    * Create an isolate, run the bundle in it (module top-level code and lockdown), and take the
-   * runtime's entry points. Throws ScriptLoadError-like errors with mapped stacks if the
-   * designer's top-level code throws.
+   * runtime's entry points. Throws SandboxStartError (BUILD_FAILED), with the stack mapped to
+   * the designer's files, if the designer's top-level code throws.
    */
   static async create(bundle: GameBundle, limits: SandboxLimits): Promise<GameSandbox> {
     const isolate = new ivm.Isolate({ memoryLimit: limits.memoryLimitMb });
@@ -186,24 +186,27 @@ export class GameSandbox {
   /**
    * Classify a tick call that threw on the host side. Our runtime catches everything a hook
    * throws, so what escapes is: the isolate dying (memory limit), the CPU budget running out
-   * (the interrupt cannot be caught inside), or an engine bug. Classified by state, not by
-   * message text: a dead isolate is disposed; an overrun has used its budget.
+   * (the interrupt cannot be caught inside), or an error from script code that ran after the
+   * hooks returned (a promise callback; V8 runs those before the call completes). Classified
+   * by state, not by message text: a dead isolate is disposed; an overrun has used its budget.
    */
   private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number): Promise<TickOutcome> {
-    const base = { thrown: null, rejections: [], logs: [], cause };
+    const base = { rejections: [], logs: [], cause };
     if (this.isolate.isDisposed) {
-      return { ...base, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
+      return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
     }
     const cpuMs = this.cpuSince(cpuBefore);
     const wallMs = performance.now() - wallBefore;
     const overran = Math.max(cpuMs, wallMs) >= this.limits.cpuBudgetMs * 0.9;
+    const code: FailureCode = overran ? 'CPU_BUDGET_EXCEEDED' : 'SCRIPT_ERROR';
+    const thrown = overran ? null : this.mapThrown(thrownFromHost(cause));
     // The interrupted tick may have written part of its changes: undo them.
     try {
       await this.rollback();
     } catch (e) {
-      return { ...base, ok: false, code: overran ? 'CPU_BUDGET_EXCEEDED' : 'ENGINE_ERROR', cpuMs, isolateDead: true, cause: e };
+      return { ...base, thrown, ok: false, code, cpuMs, isolateDead: true, cause: e };
     }
-    return { ...base, ok: false, code: overran ? 'CPU_BUDGET_EXCEEDED' : 'ENGINE_ERROR', cpuMs, isolateDead: false };
+    return { ...base, thrown, ok: false, code, cpuMs, isolateDead: false };
   }
 
   private mapThrown(t: ThrownInfo): ThrownInfo {
@@ -211,16 +214,23 @@ export class GameSandbox {
   }
 }
 
+/** An error that came out of the isolate as a host Error (isolated-vm copies name, message, stack). */
+function thrownFromHost(e: unknown): ThrownInfo {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return { name: e.name, message: e.message, stack: e.stack ?? '', code: typeof code === 'string' ? code : e.name === 'StateValueError' ? 'STATE_INVALID_VALUE' : null };
+  }
+  return { name: typeof e, message: String(e), stack: '', code: null };
+}
+
 /** The bundle's top-level code threw, or the isolate could not be set up. */
-export class SandboxStartError extends Error {
-  readonly code = 'BUILD_FAILED';
+export class SandboxStartError extends MoonpatchError {
   constructor(
     readonly game: string,
     readonly version: string,
     readonly scriptStack: string,
     options?: { cause?: unknown },
   ) {
-    super(`game ${game}@${version} failed to start in its sandbox: ${scriptStack.split('\n')[0]}`, options);
-    this.name = 'SandboxStartError';
+    super('BUILD_FAILED', `game ${game}@${version} failed to start in its sandbox: ${scriptStack.split('\n')[0]}`, options);
   }
 }

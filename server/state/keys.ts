@@ -14,7 +14,7 @@ export interface RoomKeys {
   meta: string;
   /** Hash: record key -> msgpack of the record's value. */
   state: string;
-  /** Hash: player id -> msgpack {name, tokenHash, joinedTick}. */
+  /** Hash: player id -> msgpack {name, th} (th: sha256 of the resume secret). */
   seats: string;
   /** Hash: player id -> last input sequence number applied (exactly-once across restarts). */
   seqs: string;

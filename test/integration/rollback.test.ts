@@ -105,13 +105,33 @@ describe('a failing input hook is undone alone', () => {
     const h0 = await hashes();
     await room.runTick();
     await waitFor(() => errors.some((e) => e.seq === seq), 'error frame for bad value');
-    expect(errors.find((e) => e.seq === seq)!.msg).toMatch(/not plain data/);
+    const err = errors.find((e) => e.seq === seq)!;
+    expect(err.code).toBe('STATE_INVALID_VALUE');
+    expect(err.msg).toMatch(/not plain data/);
     // Only meta (tick counter and roll) changed; the player record is untouched.
     const h1 = await hashes();
     expect(h1.isolate).toBe(h1.mirror);
     expect(h1.redis).toBe(h1.mirror);
     expect(h0.mirror).not.toBe(h1.mirror);
     expect(player(alice)).not.toHaveProperty('junk');
+  });
+});
+
+describe('writes outside a hook', () => {
+  it('a promise callback that writes after the hook returned fails its tick and changes nothing', async () => {
+    const before = player(alice);
+    const tickBefore = room.tick;
+    const seq = alice.send({ op: 'async-write' });
+    await queued(1);
+    await room.runTick();
+    await waitFor(() => errors.some((e) => e.seq === seq), 'error frame for async-write');
+    expect(errors.find((e) => e.seq === seq)!.msg).toMatch(/only be changed inside a hook/);
+    expect(room.tick).toBe(tickBefore);
+    await room.runTick();
+    expect(player(alice)).toEqual(before);
+    const h = await hashes();
+    expect(h.isolate).toBe(h.mirror);
+    expect(h.redis).toBe(h.mirror);
   });
 });
 

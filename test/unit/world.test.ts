@@ -8,8 +8,15 @@ import { JournaledWorld } from '../../server/sandbox/runtime/world.ts';
 
 type W = Record<string, any>;
 
-function fresh(): { jw: JournaledWorld; w: W } {
+/** A world open for writes, as it is while a hook runs. */
+function openWorld(): JournaledWorld {
   const jw = new JournaledWorld();
+  jw.open = true;
+  return jw;
+}
+
+function fresh(): { jw: JournaledWorld; w: W } {
+  const jw = openWorld();
   const w = jw.proxy as W;
   w.players = { a: { x: 1, inv: ['sword'] }, b: { x: 2, inv: [] } };
   w.round = 3;
@@ -51,7 +58,7 @@ describe('rollback', () => {
   });
 
   it('journals in proportion to the writes, not the size of the world', () => {
-    const jw = new JournaledWorld();
+    const jw = openWorld();
     const w = jw.proxy as W;
     const big: W = {};
     for (let i = 0; i < 10_000; i++) big['e' + i] = { x: i, y: i };
@@ -127,6 +134,14 @@ describe('only plain data gets in', () => {
     expect(jw.journalLength).toBe(1);
   });
 
+  it('refuses writes when no hook is running (a promise callback after the tick)', () => {
+    const { jw, w } = fresh();
+    jw.open = false;
+    expect(() => (w.players.a.x = 5)).toThrow(/only be changed inside a hook/);
+    expect(() => delete w.players.a).toThrow(/only be changed inside a hook/);
+    expect(w.players.a.x).toBe(1);
+  });
+
   it('undefined deletes, like nil in Lua', () => {
     const { w } = fresh();
     w.players.a = undefined;
@@ -137,8 +152,8 @@ describe('only plain data gets in', () => {
     const { jw, w } = fresh();
     const copy = { ...w.players };
     copy.a.x = 42;
-    const [[, first]] = Object.entries(w.players) as [string, W][];
-    first!.x = 43;
+    const first = (Object.entries(w.players) as [string, W][])[0]![1];
+    first.x = 43;
     expect(jw.dirty.has('players/a')).toBe(true);
     jw.rollback(0);
     expect(w.players.a.x).toBe(1);

@@ -91,11 +91,14 @@ export function install(hooks: Hooks): void {
 
   function call(hook: Hook, args: unknown[]): ThrownInfo | null {
     if (typeof hook !== 'function') return null;
+    world.open = true;
     try {
       hook(...args);
       return null;
     } catch (e) {
       return describeThrown(e);
+    } finally {
+      world.open = false;
     }
   }
 

@@ -21,7 +21,9 @@ export class StateValueError extends TypeError {
   readonly code = 'STATE_INVALID_VALUE';
   constructor(message: string) {
     super(message);
-    this.name = 'StateValueError';
+    // Not `this.name = ...`: lockdown froze Error.prototype, and assigning a property that is
+    // read-only on the prototype throws in strict code (the "override mistake").
+    Object.defineProperty(this, 'name', { value: 'StateValueError', configurable: true });
   }
 }
 
@@ -69,6 +71,12 @@ export class JournaledWorld {
   private proxies = new WeakMap<object, Obj>();
   private targets = new WeakMap<object, Obj>();
   private readonly traps: ProxyHandler<Obj>;
+  /**
+   * Writes are accepted only while the engine is running a hook. A write from anywhere else
+   * (a promise callback that runs after the tick returned, module top-level code) would change
+   * the isolate's world outside any transaction: it would never be committed nor rolled back.
+   */
+  open = false;
 
   constructor() {
     this.traps = makeTraps();
@@ -148,7 +156,12 @@ export class JournaledWorld {
 
   // ---- writes ----
 
+  private assertOpen(): void {
+    if (!this.open) throw new StateValueError('moonpatch: the world can only be changed inside a hook call (not from a promise callback or module code)');
+  }
+
   write(h: NodeHandler, target: Obj, key: string, value: unknown): void {
+    this.assertOpen();
     if (key === '__proto__') throw new StateValueError('moonpatch: "__proto__" cannot be a key in the world');
     if (value === undefined) {
       this.remove(h, target, key);
@@ -181,6 +194,7 @@ export class JournaledWorld {
   }
 
   remove(h: NodeHandler, target: Obj, key: string): void {
+    this.assertOpen();
     if (!hasOwn.call(target, key)) return;
     const old = target[key];
     this.journal.push(target, key, old, true);

@@ -1,0 +1,76 @@
+/** Shared benchmark plumbing: percentiles, machine facts, result files, a private Redis. */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startPrivateRedis, type PrivateRedis } from '../server/state/redis-launcher.ts';
+
+export const RESULTS_DIR = path.join(import.meta.dirname, 'results');
+
+/** The p-th percentile (0-100) of `values`, nearest-rank; NaN when empty. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export function summary(values: readonly number[]): { p50: number; p95: number; p99: number; max: number; n: number } {
+  return {
+    p50: round(percentile(values, 50)),
+    p95: round(percentile(values, 95)),
+    p99: round(percentile(values, 99)),
+    max: round(values.length ? Math.max(...values) : NaN),
+    n: values.length,
+  };
+}
+
+export function round(x: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function machine(): { cpu_model: string; cpu_count: number; memory_gb: number; node: string; platform: string } {
+  const cpus = os.cpus();
+  return {
+    cpu_model: cpus[0]?.model ?? 'unknown',
+    cpu_count: cpus.length,
+    memory_gb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+}
+
+export function writeResult(name: string, result: unknown): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `${name}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  return file;
+}
+
+/** A private Redis with the same persistence as production (AOF, fsync every second). */
+export async function benchRedis(): Promise<PrivateRedis & { cleanup(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-bench-redis-'));
+  const redis = await startPrivateRedis({ dir, appendOnly: true });
+  return Object.assign(redis, {
+    async cleanup() {
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+export function parseArgs(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) continue;
+    const next = argv[i + 1];
+    if (next !== undefined && !next.startsWith('--')) {
+      out[a.slice(2)] = next;
+      i++;
+    } else out[a.slice(2)] = 'true';
+  }
+  return out;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

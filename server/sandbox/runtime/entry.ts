@@ -126,19 +126,19 @@ export function install(hooks: Hooks): void {
 
   /** Encode the dirty records as `sets` and `dels`, and clear the dirty set. */
   function writeChanges(): void {
-    const dels: string[] = [];
-    const keys = Array.from(world.dirty);
-    world.dirty.clear();
     // msgpack needs the array length before its items: sort keys into sets and dels first.
-    let sets = 0;
-    for (const key of keys) {
-      if (recordExists(key)) sets++;
-      else dels.push(key);
-    }
-    out.arrayHeader(sets * 2);
-    for (const key of keys) if (recordExists(key)) writeRecord(key);
+    // (Arrays are filled by index, not push: scripts can replace Array.prototype methods.)
+    const sets: string[] = [];
+    const dels: string[] = [];
+    world.dirty.forEach((key) => {
+      if (recordExists(key)) sets[sets.length] = key;
+      else dels[dels.length] = key;
+    });
+    world.dirty.clear();
+    out.arrayHeader(sets.length * 2);
+    for (let i = 0; i < sets.length; i++) writeRecord(sets[i]!);
     out.arrayHeader(dels.length);
-    for (const key of dels) out.str(key);
+    for (let i = 0; i < dels.length; i++) out.str(dels[i]!);
   }
 
   function recordExists(key: string): boolean {
@@ -165,7 +165,11 @@ export function install(hooks: Hooks): void {
 
     if (runInit) failure = call(hooks.init, [world.proxy]);
     for (let i = 0; i < list.length && failure === null; i++) {
-      const [kind, id, name, , data] = list[i] as [number, string, string, number, unknown];
+      const ev = list[i] as [number, string, string, number, unknown];
+      const kind = ev[0];
+      const id = ev[1];
+      const name = ev[2];
+      const data = ev[4];
       const player = Object.freeze({ id, name });
       const mark = world.mark();
       const err =
@@ -178,7 +182,7 @@ export function install(hooks: Hooks): void {
               : null;
       if (err !== null) {
         world.rollback(mark);
-        rejections.push([i, err]);
+        rejections[rejections.length] = [i, err];
       }
     }
     if (failure === null) failure = call(hooks.tick, [world.proxy, dt]);
@@ -194,14 +198,14 @@ export function install(hooks: Hooks): void {
       out.nil();
     }
     out.arrayHeader(rejections.length);
-    for (const [index, err] of rejections) {
+    for (let r = 0; r < rejections.length; r++) {
       out.arrayHeader(2);
-      out.uint(index);
-      writeThrown(out, err);
+      out.uint(rejections[r]![0]);
+      writeThrown(out, rejections[r]![1]);
     }
     const logs = takeLogs();
     out.arrayHeader(logs.length);
-    for (const line of logs) out.str(line);
+    for (let l = 0; l < logs.length; l++) out.str(logs[l]!);
     const writes = world.journalLength;
     if (failure !== null) {
       out.arrayHeader(0);
@@ -230,9 +234,12 @@ export function install(hooks: Hooks): void {
       const value = decode(flat[i + 1] as Uint8Array);
       const slash = key.indexOf('/');
       if (slash < 0) root[key] = isPlainObject(value) ? {} : value;
-      else entries.push([key.slice(0, slash), key.slice(slash + 1), value]);
+      else entries[entries.length] = [key.slice(0, slash), key.slice(slash + 1), value];
     }
-    for (const [table, entry, value] of entries) {
+    for (let e = 0; e < entries.length; e++) {
+      const table = entries[e]![0];
+      const entry = entries[e]![1];
+      const value = entries[e]![2];
       let t = root[table];
       if (!isPlainObject(t)) {
         // A record without its table marker: tolerate it (older writers), create the table.
@@ -249,13 +256,17 @@ export function install(hooks: Hooks): void {
   function exportRecords(): Uint8Array {
     out.reset();
     const keys: string[] = [];
-    for (const table of Object.keys(world.root)) {
-      keys.push(table);
+    const tables = Object.keys(world.root);
+    for (let i = 0; i < tables.length; i++) {
+      const table = tables[i]!;
+      keys[keys.length] = table;
       const t = world.root[table];
-      if (isPlainObject(t)) for (const entry of Object.keys(t)) keys.push(table + '/' + entry);
+      if (!isPlainObject(t)) continue;
+      const entries = Object.keys(t);
+      for (let e = 0; e < entries.length; e++) keys[keys.length] = table + '/' + entries[e]!;
     }
     out.arrayHeader(keys.length * 2);
-    for (const key of keys) writeRecord(key);
+    for (let i = 0; i < keys.length; i++) writeRecord(keys[i]!);
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
     return out.bytes().slice();
   }

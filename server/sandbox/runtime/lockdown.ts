@@ -5,9 +5,18 @@
  *    RNG; WeakRef and FinalizationRegistry (which expose GC timing) are removed.
  * 2. Containment: WebAssembly (its memory is not bounded by the isolate's memoryLimit),
  *    SharedArrayBuffer and Atomics are removed.
- * 3. Integrity: every intrinsic reachable from the global object (constructors, prototypes,
- *    iterator prototypes, Math, JSON, Reflect...) is frozen, so a script cannot pollute a
- *    prototype the engine's own code (the journal, the encoder) relies on.
+ * 3. Integrity: no intrinsic reachable from the global object can get new properties (so a
+ *    script cannot plant a getter or setter that hijacks the engine's objects), and the objects
+ *    whose methods the engine's own code calls (Set, Map, String, Function, Number, Error,
+ *    Math, JSON, Reflect, the Set/Map iterators) are frozen outright.
+ *
+ * Why not freeze everything: freezing Object.prototype, Array.prototype and the array iterator
+ * switches off V8 fast paths for every object and array operation in the isolate. Measured on
+ * the arena with 1,000 players: 9.5 ms a tick with everything frozen, 5.3 ms with nothing
+ * frozen, 5.4-6.4 ms with this scheme. Those prototypes are made non-extensible instead, and
+ * the runtime does not call their replaceable methods on its own data (it indexes arrays
+ * directly and loops with counters, see entry.ts and world.ts).
+ *
  * The isolate never holds a host Reference or Callback at all: the host calls in, nothing calls out.
  */
 import { now, random } from './clock.ts';
@@ -34,15 +43,15 @@ Object.defineProperties(EngineDate, {
 Object.defineProperty(RealDate.prototype, 'constructor', { value: EngineDate });
 g.Date = EngineDate;
 
-/** Freeze `root` and everything reachable from it through properties and prototypes. */
-function harden(root: unknown): void {
+/** Apply `lock` to `roots` and everything reachable from them through properties and prototypes. */
+function lockAll(roots: unknown[], lock: (o: object) => void): void {
   const seen = new Set<unknown>();
-  const stack: unknown[] = [root];
+  const stack: unknown[] = roots.slice();
   while (stack.length > 0) {
     const v = stack.pop();
     if ((typeof v !== 'object' && typeof v !== 'function') || v === null || seen.has(v)) continue;
     seen.add(v);
-    Object.freeze(v);
+    lock(v as object);
     stack.push(Object.getPrototypeOf(v));
     for (const key of Reflect.ownKeys(v as object)) {
       const d = Reflect.getOwnPropertyDescriptor(v as object, key);
@@ -54,11 +63,14 @@ function harden(root: unknown): void {
   }
 }
 
+const setIterator = Object.getPrototypeOf(new Set()[Symbol.iterator]());
+const mapIterator = Object.getPrototypeOf(new Map()[Symbol.iterator]());
+
 // Intrinsics not reachable by name from the global object.
 const hidden = [
   Object.getPrototypeOf([][Symbol.iterator]()),
-  Object.getPrototypeOf(new Map()[Symbol.iterator]()),
-  Object.getPrototypeOf(new Set()[Symbol.iterator]()),
+  setIterator,
+  mapIterator,
   Object.getPrototypeOf(''[Symbol.iterator]()),
   Object.getPrototypeOf(/x/[Symbol.matchAll]('')),
   Object.getPrototypeOf(function* () {}),
@@ -67,9 +79,17 @@ const hidden = [
   Object.getPrototypeOf(Uint8Array),
 ];
 
+const intrinsics: unknown[] = hidden.slice();
 for (const name of Reflect.ownKeys(g)) {
   if (name === 'globalThis') continue;
   const d = Reflect.getOwnPropertyDescriptor(g, name);
-  if (d && 'value' in d && (typeof d.value === 'function' || typeof d.value === 'object')) harden(d.value);
+  if (d && 'value' in d && (typeof d.value === 'function' || typeof d.value === 'object')) intrinsics.push(d.value);
 }
-harden(hidden);
+
+// Shallow on purpose: walking from these would reach Object.prototype (see above).
+for (const o of [Math, JSON, Reflect, setIterator, mapIterator]) Object.freeze(o);
+for (const ctor of [Set, Map, String, Function, Number, Error]) {
+  Object.freeze(ctor.prototype);
+  Object.freeze(ctor);
+}
+lockAll(intrinsics, Object.preventExtensions);

@@ -679,7 +679,7 @@ class Reader {
     // Each element takes at least one byte: reject absurd counts before allocating anything.
     this.checkCount(n, 1);
     const out: unknown[] = [];
-    for (let i = 0; i < n; i++) out.push(this.readValue(depth + 1));
+    for (let i = 0; i < n; i++) out[i] = this.readValue(depth + 1);
     return out;
   }
 

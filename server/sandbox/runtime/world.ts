@@ -42,6 +42,20 @@ const objectKeys = Object.keys;
 const isArray = Array.isArray;
 const MAX_DEPTH = 64;
 
+/**
+ * Each world object caches its proxy in a non-enumerable property under this module-private
+ * symbol, and a proxy answers RAW with its target. Scripts cannot name either symbol. This
+ * replaced two WeakMaps: V8 scans WeakMap entries at every young-generation GC, which made the
+ * GC cost of a tick grow with the number of proxied objects.
+ */
+const PROXY = Symbol('moonpatch.proxy');
+const RAW = Symbol('moonpatch.raw');
+
+interface ProxySlot {
+  proxy: Obj;
+  generation: object;
+}
+
 /** True for objects stored as maps: not arrays, prototype Object.prototype or null. */
 export function isPlainObject(v: unknown): v is Obj {
   if (typeof v !== 'object' || v === null || isArray(v)) return false;
@@ -57,19 +71,35 @@ interface NodeHandler extends ProxyHandler<Obj> {
   table: string;
   /** Record key for Level.Record. */
   record: string;
+  /** The target is an array (decided once, not per write). */
+  isArray: boolean;
 }
+
+/**
+ * Past this many journal slots after a tick, the journal's storage is dropped instead of kept
+ * for reuse, so one huge tick does not pin its memory for the life of the isolate.
+ */
+const JOURNAL_KEEP_SLOTS = 1 << 20;
 
 export class JournaledWorld {
   /** The raw root object: tables by name. Only the runtime touches it directly. */
   root: Obj = {};
   /** The proxy handed to scripts. */
   proxy: Obj;
-  /** Undo journal, flat: target, key, old value, had own property. */
+  /**
+   * Undo journal, flat: target, key, old value, had own property. Written by index with its
+   * own length counter and never shrunk between ticks: regrowing an array every tick (push
+   * after `length = 0`) cost more than the writes themselves.
+   */
   private journal: unknown[] = [];
+  private journalEnd = 0;
   /** Record keys written since the last {@link takeChanges} or {@link rollback}. */
   dirty = new Set<string>();
-  private proxies = new WeakMap<object, Obj>();
-  private targets = new WeakMap<object, Obj>();
+  /**
+   * Which world a proxy cached on a target belongs to: a world built by reset() must not hand
+   * out the proxies (and handlers) of the world before it.
+   */
+  private generation = {};
   private readonly traps: ProxyHandler<Obj>;
   /**
    * Writes are accepted only while the engine is running a hook. A write from anywhere else
@@ -86,28 +116,27 @@ export class JournaledWorld {
   /** Replace the whole world (restore from records); clears the journal and dirty set. */
   reset(root: Obj): void {
     this.root = root;
-    this.proxies = new WeakMap();
-    this.targets = new WeakMap();
+    this.generation = {};
     this.proxy = this.wrap(root, Level.Root, '', '');
-    this.journal.length = 0;
+    this.forget();
     this.dirty.clear();
   }
 
   /** A position in the journal to roll back to (a savepoint). */
   mark(): number {
-    return this.journal.length;
+    return this.journalEnd;
   }
 
   /** Undo every write after `mark`, newest first. Cost: the number of writes undone. */
   rollback(mark = 0): void {
     const j = this.journal;
-    for (let i = j.length - 4; i >= mark; i -= 4) {
+    for (let i = this.journalEnd - 4; i >= mark; i -= 4) {
       const target = j[i] as Obj;
       const key = j[i + 1] as string;
       if (j[i + 3]) target[key] = j[i + 2];
       else delete target[key];
     }
-    j.length = mark;
+    this.truncate(mark);
     // The dirty set may now name records whose value is back to what it was: they will be
     // re-encoded unchanged, which is harmless. A full rollback empties it.
     if (mark === 0) this.dirty.clear();
@@ -115,32 +144,63 @@ export class JournaledWorld {
 
   /** Forget the journal: the tick is committed. */
   forget(): void {
-    this.journal.length = 0;
+    this.truncate(0);
+  }
+
+  /** Drop journal entries from `end` on, releasing what they point to. */
+  private truncate(end: number): void {
+    if (end === 0 && this.journal.length > JOURNAL_KEEP_SLOTS) {
+      this.journal = [];
+    } else {
+      this.journal.fill(undefined, end, this.journalEnd);
+    }
+    this.journalEnd = end;
+  }
+
+  private record(target: Obj, key: string, old: unknown, had: boolean): void {
+    const j = this.journal;
+    const n = this.journalEnd;
+    j[n] = target;
+    j[n + 1] = key;
+    j[n + 2] = old;
+    j[n + 3] = had;
+    this.journalEnd = n + 4;
   }
 
   get journalLength(): number {
-    return this.journal.length / 4;
+    return this.journalEnd / 4;
   }
 
   // ---- proxies ----
 
   wrap(target: Obj, level: Level, table: string, record: string): Obj {
-    const cached = this.proxies.get(target);
+    const cached = this.cachedProxy(target);
     if (cached) return cached;
     const handler = Object.create(this.traps) as NodeHandler;
     handler.world = this;
     handler.level = level;
     handler.table = table;
     handler.record = record;
+    handler.isArray = isArray(target);
     const proxy = new Proxy(target, handler);
-    this.proxies.set(target, proxy);
-    this.targets.set(proxy, target);
+    const slot = (target as Record<symbol, ProxySlot | undefined>)[PROXY];
+    if (slot) {
+      slot.proxy = proxy;
+      slot.generation = this.generation;
+    } else {
+      Object.defineProperty(target, PROXY, { value: { proxy, generation: this.generation }, enumerable: false });
+    }
     return proxy;
+  }
+
+  private cachedProxy(target: Obj): Obj | undefined {
+    const slot = (target as Record<symbol, ProxySlot | undefined>)[PROXY];
+    return slot && slot.generation === this.generation ? slot.proxy : undefined;
   }
 
   /** The proxy for `child`, found at `key` of the object `parent` handles. */
   wrapChild(child: Obj, parent: NodeHandler, key: string): Obj {
-    const cached = this.proxies.get(child);
+    const cached = this.cachedProxy(child);
     if (cached) return cached;
     switch (parent.level) {
       case Level.Root:
@@ -162,6 +222,18 @@ export class JournaledWorld {
 
   write(h: NodeHandler, target: Obj, key: string, value: unknown): void {
     this.assertOpen();
+    // Fast path: a number, string or boolean over an existing property of a record (most
+    // writes in a game tick: positions, counters, flags).
+    const t = typeof value;
+    if (h.level === Level.Record && !h.isArray && (t === 'number' || t === 'string' || t === 'boolean') && hasOwn.call(target, key)) {
+      const old = target[key];
+      if (old === value) return; // the same value again changes nothing, and costs no commit
+      if (t === 'number' && !Number.isFinite(value)) this.toStored(value, 0, key); // throws
+      this.record(target, key, old, true);
+      target[key] = value;
+      this.dirty.add(h.record);
+      return;
+    }
     if (key === '__proto__') throw new StateValueError('moonpatch: "__proto__" cannot be a key in the world');
     if (value === undefined) {
       this.remove(h, target, key);
@@ -173,22 +245,21 @@ export class JournaledWorld {
     const had = hasOwn.call(target, key);
     const old = had ? target[key] : undefined;
     const stored = this.toStored(value, 0, key);
-    // Writing the same primitive again changes nothing: skip it, so `p.x = p.x` costs no commit.
     if (had && old === stored && (typeof stored !== 'object' || stored === null)) return;
-    const j = this.journal;
-    if (isArray(target) && key !== 'length') {
-      // Growing an array past its end changes `length` without a write to it: journal it too,
-      // or undoing the element would leave the array longer than before.
-      const index = Number(key);
-      if (index >= (target as unknown[]).length) j.push(target, 'length', (target as unknown[]).length, true);
-    } else if (isArray(target) && key === 'length' && (stored as number) < (target as unknown[]).length) {
-      // Shrinking drops elements without a write to each: journal them so undo restores them.
-      const arr = target as unknown[];
-      for (let i = stored as number; i < arr.length; i++) {
-        if (hasOwn.call(arr, i)) j.push(target, String(i), arr[i], true);
+    if (h.isArray) {
+      const arr = target as unknown as unknown[];
+      if (key !== 'length') {
+        // Growing an array past its end changes `length` without a write to it: journal it
+        // too, or undoing the element would leave the array longer than before.
+        if (Number(key) >= arr.length) this.record(target, 'length', arr.length, true);
+      } else if ((stored as number) < arr.length) {
+        // Shrinking drops elements without a write to each: journal them so undo restores them.
+        for (let i = stored as number; i < arr.length; i++) {
+          if (hasOwn.call(arr, i)) this.record(target, String(i), arr[i], true);
+        }
       }
     }
-    j.push(target, key, old, had);
+    this.record(target, key, old, had);
     target[key] = stored;
     this.markDirty(h, key, old, stored);
   }
@@ -197,17 +268,22 @@ export class JournaledWorld {
     this.assertOpen();
     if (!hasOwn.call(target, key)) return;
     const old = target[key];
-    this.journal.push(target, key, old, true);
+    this.record(target, key, old, true);
     delete target[key];
     this.markDirty(h, key, old, undefined);
+  }
+
+  private dirtyEntries(table: string, obj: Obj): void {
+    const keys = objectKeys(obj);
+    for (let i = 0; i < keys.length; i++) this.dirty.add(table + '/' + keys[i]);
   }
 
   private markDirty(h: NodeHandler, key: string, old: unknown, now: unknown): void {
     switch (h.level) {
       case Level.Root:
         // Replacing or deleting a table touches every record in the old and the new table.
-        if (isPlainObject(old)) for (const k of objectKeys(old)) this.dirty.add(key + '/' + k);
-        if (isPlainObject(now)) for (const k of objectKeys(now)) this.dirty.add(key + '/' + k);
+        if (isPlainObject(old)) this.dirtyEntries(key, old);
+        if (isPlainObject(now)) this.dirtyEntries(key, now);
         this.dirty.add(key);
         return;
       case Level.Table:
@@ -241,7 +317,8 @@ export class JournaledWorld {
     }
     if (value === null) return null;
     if (depth >= MAX_DEPTH) throw new StateValueError(`moonpatch: value at "${path}" is nested deeper than ${MAX_DEPTH} (a cycle?)`);
-    const src = (this.targets.get(value) ?? value) as Obj;
+    // Copying a proxy reads its raw target directly (no traps).
+    const src = ((value as Record<symbol, Obj | undefined>)[RAW] ?? value) as Obj;
     if (isArray(src)) {
       const out: unknown[] = new Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = this.toStored(src[i], depth + 1, path + '.' + i);
@@ -252,7 +329,9 @@ export class JournaledWorld {
       throw new StateValueError(`moonpatch: a ${name} at "${path}" is not plain data (use plain objects and arrays)`);
     }
     const out: Obj = {};
-    for (const k of objectKeys(src)) {
+    const keys = objectKeys(src);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
       if (k === '__proto__') throw new StateValueError(`moonpatch: "__proto__" cannot be a key (at "${path}")`);
       const v = src[k];
       if (v !== undefined) out[k] = this.toStored(v, depth + 1, path + '.' + k);
@@ -267,6 +346,7 @@ function makeTraps(): ProxyHandler<Obj> {
   };
   const traps: ProxyHandler<Obj> & ThisType<NodeHandler> = {
     get(target, key) {
+      if (key === RAW) return target;
       const v = target[key as string];
       if (typeof v !== 'object' || v === null || !hasOwn.call(target, key)) return v;
       return this.world.wrapChild(v as Obj, this, key as string);

@@ -131,6 +131,7 @@ export class RoomManager {
     await Promise.allSettled([...this.opening.values()]);
     // Let ticks in progress commit first, so nothing a player was acked for is cut off.
     await Promise.all(this.list().map((r) => r.pauseClock()));
+    await Promise.allSettled(this.list().map((r) => r.checkpoint()));
     for (const room of this.list()) room.stop();
   }
 }

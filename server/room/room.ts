@@ -18,7 +18,9 @@ import type { ErrorMsg, Value } from '../protocol/messages.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickOutcome } from '../sandbox/sandbox.ts';
 import type { GameBundle } from '../sandbox/bundler.ts';
+import { Checkpointer } from '../state/checkpointer.ts';
 import type { CommittedState } from '../state/committed-state.ts';
+import { encodeTickDelta } from '../state/tick-delta.ts';
 import type { RoomMeta, RoomStore } from '../state/room-store.ts';
 import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
 import { InputQueue, type RoomEvent } from './input-queue.ts';
@@ -65,6 +67,8 @@ export class Room {
   private readonly clock: TickClock;
   private readonly pendingJoins = new Map<string, PendingJoin>();
   private readonly eventWriter = new MsgpackWriter(16 * 1024);
+  private readonly deltaWriter = new MsgpackWriter(64 * 1024);
+  private readonly checkpointer: Checkpointer;
   private lastBroadcastAt = 0;
   private stopped = false;
   /** The last commit failed (Redis trouble): the room holds its events and retries. */
@@ -86,6 +90,19 @@ export class Room {
     this.queue = new InputQueue(settings.inputQueueLimit);
     this.broadcaster = new Broadcaster(committed, settings.broadcast);
     this.clock = new TickClock(settings.tickHz, () => this.runTick(), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
+    this.checkpointer = new Checkpointer(
+      store,
+      id,
+      meta.epoch,
+      committed,
+      (playerId) => this.seats.get(playerId)?.lastAppliedSeq,
+      (e) => this.log.warn({ err: e, roomId: id }, 'checkpoint failed; the log keeps everything, will retry'),
+    );
+  }
+
+  /** Fold the tick log into the checkpoint now (graceful shutdown). */
+  async checkpoint(): Promise<void> {
+    await this.checkpointer.flush();
   }
 
   get version(): string {
@@ -344,11 +361,9 @@ export class Room {
         epoch: this.meta.epoch,
         prevTick: this.committed.tick,
         tick,
-        sets: outcome.sets,
-        dels: outcome.dels,
+        delta: encodeTickDelta(tick, outcome.sets, outcome.dels, seqs, this.deltaWriter),
         seatSets,
         seatDels,
-        seqSets: seqs,
       });
     } catch (e) {
       result = e as Error;
@@ -369,8 +384,10 @@ export class Room {
     this.committed.apply(tick, outcome.sets, outcome.dels);
     this.lastCommitAt = Date.now();
     this.settleEvents(tick, events, rejected, seqs);
-    this.broadcaster.changed(outcome.sets.map(([k]) => k));
+    const keys = outcome.sets.map(([k]) => k);
+    this.broadcaster.changed(keys);
     this.broadcaster.changed(outcome.dels);
+    this.checkpointer.noteTick(keys, outcome.dels, seqs.keys());
     this.maybeBroadcast(commitDone);
 
     const done = performance.now();

@@ -10,19 +10,21 @@ export function isValidRoomId(id: unknown): id is string {
 }
 
 export interface RoomKeys {
-  /** Hash: game, version, schema, tick, epoch, seed, createdAt, tickHz. */
+  /** Hash: game, version, schema, tick, epoch, checkpoint, seed, createdAt, tickHz. */
   meta: string;
-  /** Hash: record key -> msgpack of the record's value. */
+  /** Hash: record key -> msgpack of the record's value, as of the last checkpoint (or newer). */
   state: string;
   /** Hash: player id -> msgpack {name, th} (th: sha256 of the resume secret). */
   seats: string;
-  /** Hash: player id -> last input sequence number applied (exactly-once across restarts). */
+  /** Hash: player id -> last input sequence number applied (exactly-once across restarts), as of the last checkpoint. */
   seqs: string;
+  /** List: one delta per tick committed since the checkpoint, oldest first. */
+  log: string;
 }
 
 export function roomKeys(prefix: string, roomId: string): RoomKeys {
   const base = `${prefix}:room:{${roomId}}`;
-  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs` };
+  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log` };
 }
 
 /** Set of every room id, so a starting server can resume them all. */

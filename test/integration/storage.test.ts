@@ -1,0 +1,77 @@
+/**
+ * The Redis side of the tick transaction: the log stays short because checkpoints fold it in,
+ * what Redis holds always equals what the room committed, and the fence refuses a stale or
+ * duplicate writer as a whole.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CloseCodes } from '../../server/errors/codes.ts';
+import { stateHash } from '../../server/state/committed-state.ts';
+import { encodeTickDelta } from '../../server/state/tick-delta.ts';
+import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+let server: Server;
+beforeAll(async () => {
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+});
+afterAll(async () => server?.close());
+
+describe('log and checkpoints', () => {
+  it('keeps the log short and Redis equal to the committed mirror', async () => {
+    const roomId = 'ckpt-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'c' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    await room.pauseClock();
+    for (let i = 0; i < 100; i++) {
+      c.send({ op: 'add', n: i });
+      await waitFor(() => room.queue.size > 0, 'input queued');
+      await room.runTick();
+    }
+    await room.checkpoint();
+    const meta = (await server.store.readMeta(roomId))!;
+    expect(meta.checkpoint).toBe(room.tick);
+    expect(await server.store.logLength(roomId)).toBe(0);
+    expect(stateHash(await server.store.readRecords(roomId))).toBe(room.committed.hash());
+    // And between checkpoints, the log holds at most a checkpoint interval or so of ticks.
+    for (let i = 0; i < 30; i++) await room.runTick();
+    expect(await server.store.logLength(roomId)).toBeLessThan(30);
+    expect(stateHash(await server.store.readRecords(roomId))).toBe(room.committed.hash());
+    c.close();
+  });
+});
+
+describe('fencing', () => {
+  it('a second claim fences the running owner: its next commit is refused and the room stops here', async () => {
+    const roomId = 'fence-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'c', autoReconnect: false });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    await room.pauseClock();
+    const closed = new Promise<number>((resolve) => c.on('disconnect', (d) => resolve(d.code)));
+    const before = await server.store.readMeta(roomId);
+    const newOwner = await server.store.claim(roomId); // another process taking the room over
+    expect(newOwner!.meta.epoch).toBe(before!.epoch + 1);
+    await room.runTick();
+    expect(room.isStopped).toBe(true);
+    expect(await closed).toBe(CloseCodes.ROOM_CLOSED);
+    expect((await server.store.readMeta(roomId))!.tick).toBe(before!.tick);
+  });
+
+  it('a duplicate or out-of-order tick is refused as a whole', async () => {
+    const roomId = 'dup-' + Date.now();
+    await server.store.create(roomId, { game: 'probe', version: 'v', schema: 1, seed: 1, createdAt: 0, tickHz: 20 });
+    const { meta } = (await server.store.claim(roomId))!;
+    const delta = (t: number) => encodeTickDelta(t, [['k', new Uint8Array([t])]], [], new Map());
+    const commit = (prevTick: number, tick: number, epoch = meta.epoch) =>
+      server.store.commit(roomId, { epoch, prevTick, tick, delta: delta(tick), seatSets: [], seatDels: [] });
+    expect(await commit(0, 1)).toBe('ok');
+    expect(await commit(0, 1)).toBe('tick-mismatch'); // the same tick again
+    expect(await commit(2, 3)).toBe('tick-mismatch'); // skipping a tick
+    expect(await commit(1, 2, meta.epoch - 1)).toBe('fenced'); // an older owner
+    expect(await commit(1, 2)).toBe('ok');
+    const records = await server.store.readRecords(roomId);
+    expect([...records.get('k')!]).toEqual([2]);
+    expect(await server.store.logLength(roomId)).toBe(2);
+  });
+});

@@ -38,6 +38,11 @@ export interface ClientOptions {
   reconnectDelayMs?: number;
   /** Ping interval (keeps the connection alive, measures latency), ms. @default 5000 */
   pingIntervalMs?: number;
+  /**
+   * Keep a copy of the world. Load-test bots that steer blindly turn this off: they then skip
+   * decoding snapshots and deltas, which is most of a client's CPU in a big room. @default true
+   */
+  trackWorld?: boolean;
 }
 
 export interface PendingInput {
@@ -168,6 +173,7 @@ export class MoonpatchClient {
     ws.onmessage = (ev) => {
       if (this.socket !== ws) return;
       const data = ev.data instanceof ArrayBuffer ? new Uint8Array(ev.data) : (ev.data as Uint8Array);
+      if (this.opts.trackWorld === false && this.connected && isDeltaFrame(data)) return;
       this.onMessage(decodeServerMessage(data));
     };
     ws.onclose = (ev) => {
@@ -313,6 +319,14 @@ export class MoonpatchClient {
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.pingTimer = null;
   }
+}
+
+/**
+ * A delta frame, recognised without decoding it: server frames are maps whose first key is `t`
+ * (docs/protocol.md), so a delta starts with a map header, "t", "delta".
+ */
+function isDeltaFrame(b: Uint8Array): boolean {
+  return (b[0]! & 0xf0) === 0x80 && b[1] === 0xa1 && b[2] === 0x74 && b[3] === 0xa5 && b[4] === 0x64 && b[5] === 0x65;
 }
 
 function now(): number {

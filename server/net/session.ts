@@ -23,6 +23,9 @@ export interface SeatPort {
   detach(): void;
 }
 
+/** How long a closing socket may take to complete the close handshake. */
+const CLOSE_GRACE_MS = 2000;
+
 export interface SessionLimits {
   inputRatePerSecond: number;
   inputBurst: number;
@@ -65,6 +68,9 @@ export class Session {
     this.seat = null;
     seat?.detach();
     this.ws.close(code, reason);
+    // A peer that does not read (a slow consumer) never completes the close handshake: drop
+    // the socket after a grace period instead of ws's 30 s.
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
   get bufferedAmount(): number {

@@ -8,7 +8,10 @@
  * makes after decoding a frame), and their connections are counting stubs: this measures the
  * tick, not 1,000 sockets on the same two cores. Socket load is the load test's job.
  *
- *   npm run bench -- --players 1000 --seconds 30
+ *   npm run bench -- --players 1000 --seconds 30 [--turn-every 1]
+ *
+ * With --turn-every 1 (the default, the worst case) every input changes its player's
+ * direction, so every player record changes every tick; --turn-every 20 turns once a second.
  */
 import path from 'node:path';
 import { startServer } from '../server/app.ts';
@@ -27,6 +30,8 @@ const args = parseArgs(process.argv.slice(2));
 const PLAYERS = Number(args.players ?? 1000);
 const SECONDS = Number(args.seconds ?? 30);
 const INPUT_HZ = 20;
+/** Each player turns every this many inputs (1: every input changes its direction). */
+const TURN_EVERY = Number(args['turn-every'] ?? 1);
 const ARENA_DIR = path.join(import.meta.dirname, '..', 'scripts', 'arena');
 
 /** A connection that only counts what it is sent. */
@@ -123,7 +128,7 @@ async function main(): Promise<void> {
   const inputTimer = setInterval(() => {
     seq++;
     for (let i = 0; i < seats.length; i++) {
-      const a = (seq / 40 + i) % (2 * Math.PI);
+      const a = (Math.floor(seq / TURN_EVERY) * 0.3 + i) % (2 * Math.PI);
       if (seats[i]!.input(seq, { move: [round(Math.cos(a), 2), round(Math.sin(a), 2)] })) refused++;
     }
   }, 1000 / INPUT_HZ);
@@ -154,6 +159,7 @@ async function main(): Promise<void> {
     players: PLAYERS,
     tick_hz: room.settings.tickHz,
     input_hz_per_player: INPUT_HZ,
+    turn_every_inputs: TURN_EVERY,
     seconds: SECONDS,
     ticks: committed.length,
     missed_ticks: missed,
@@ -178,7 +184,7 @@ async function main(): Promise<void> {
       'Players are in-process stubs at the seat API; see the load test for sockets.',
     measured_at: new Date().toISOString(),
   };
-  const file = writeResult('core', result);
+  const file = writeResult(TURN_EVERY === 1 ? 'core' : `core-turn-every-${TURN_EVERY}`, result);
   console.log(JSON.stringify({ players: result.players, ticks: result.ticks, missed_ticks: missed, tick_ms: result.tick_ms, script_ms: result.script_ms, commit_ms: result.commit_ms, failed_tick_ms: result.failed_tick_ms, rollback_extra_ms: result.rollback_extra_ms, broadcast_bytes_per_recipient: result.broadcast_bytes_per_recipient }, null, 2));
   console.log(`core bench: wrote ${file}`);
 

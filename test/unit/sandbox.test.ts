@@ -1,0 +1,94 @@
+/**
+ * What a script can and cannot reach inside its isolate, and how build and start-up failures
+ * are reported. Real esbuild, real isolates.
+ */
+import { describe, expect, it } from 'vitest';
+import { Unpackr } from 'msgpackr';
+import { BuildError } from '../../server/errors/errors.ts';
+import { bundleGame } from '../../server/sandbox/bundler.ts';
+import { GameSandbox, SandboxStartError } from '../../server/sandbox/sandbox.ts';
+import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
+
+const LIMITS = { memoryLimitMb: 32, cpuBudgetMs: 500 };
+const unpackr = new Unpackr({ int64AsType: 'number' });
+
+function game(files: Record<string, string>) {
+  return bundleGame({ name: 't', entry: 'main.ts', files: new Map(Object.entries(files)) });
+}
+
+/** Run one tick of a game whose init stores what it observed in world.seen; return it. */
+async function observe(initBody: string, tick = 7, seed = 99): Promise<Record<string, unknown>> {
+  const bundle = await game({ 'main.ts': `export function init(world: any) { world.seen = {}; ${initBody} }` });
+  const sb = await GameSandbox.create(bundle, LIMITS);
+  try {
+    const w = new MsgpackWriter();
+    w.value([]);
+    const out = await sb.tick({ events: w.bytes().slice(), seed, tick, nowMs: 1_700_000_000_000, dtSeconds: 0.05, runInit: true });
+    if (!out.ok) throw new Error(`${out.code}: ${out.thrown?.message}`);
+    const seen: Record<string, unknown> = {};
+    for (const [k, v] of out.sets) if (k.startsWith('seen/')) seen[k.slice(5)] = unpackr.unpack(v);
+    return seen;
+  } finally {
+    sb.dispose();
+  }
+}
+
+describe('the sandbox reaches nothing of the host', () => {
+  it('has no require, process, timers, fetch, WebAssembly, SharedArrayBuffer, Atomics, WeakRef', async () => {
+    const names = ['require', 'process', 'setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'fetch', 'WebAssembly', 'SharedArrayBuffer', 'Atomics', 'WeakRef', 'FinalizationRegistry', 'Buffer', '__moonpatch'];
+    const seen = await observe(names.map((n) => `world.seen[${JSON.stringify(n)}] = typeof (globalThis as any)[${JSON.stringify(n)}];`).join('\n'));
+    for (const n of names) expect(seen[n], n).toBe('undefined');
+  });
+
+  it('Math.random and Date are the engine clock and seeded RNG: same seed and tick, same values', async () => {
+    const body = `world.seen.r = Math.random(); world.seen.now = Date.now(); world.seen.date = new Date().getTime();`;
+    const a = await observe(body, 7, 99);
+    const b = await observe(body, 7, 99);
+    const c = await observe(body, 8, 99);
+    expect(a).toEqual(b);
+    expect(a.r).not.toBe(c.r);
+    expect(a.now).toBe(1_700_000_000_000);
+    expect(a.date).toBe(1_700_000_000_000);
+  });
+
+  it('built-ins cannot get new properties, and the engine-critical ones cannot be changed', async () => {
+    const seen = await observe(`
+      const tryIt = (f: () => void) => { try { f(); return 'allowed'; } catch { return 'refused'; } };
+      world.seen.addToObjectProto = tryIt(() => Object.defineProperty(Object.prototype, 'hijack', { set() {} }));
+      world.seen.addToArrayProto = tryIt(() => { (Array.prototype as any).evil = 1; });
+      world.seen.replaceSetAdd = tryIt(() => { (Set.prototype as any).add = () => 0; });
+      world.seen.replaceRandom = tryIt(() => { (Math as any).random = () => 0.5; });
+      world.seen.constructorEscape = tryIt(() => { const F = (() => {}).constructor as any; if (F('return typeof process')() !== 'undefined') throw 0; throw 1; });
+    `);
+    expect(seen).toEqual({
+      addToObjectProto: 'refused',
+      addToArrayProto: 'refused',
+      replaceSetAdd: 'refused',
+      replaceRandom: 'refused',
+      constructorEscape: 'refused',
+    });
+  });
+});
+
+describe('build and start failures are clear', () => {
+  it('importing a Node module fails the build with BUILD_FAILED naming the import', async () => {
+    const e = await game({ 'main.ts': `import fs from 'fs'; export function init() { fs.readFileSync('/etc/passwd'); }` }).catch((x) => x);
+    expect(e).toBeInstanceOf(BuildError);
+    expect(e.code).toBe('BUILD_FAILED');
+    expect(e.message).toMatch(/cannot import "fs"/);
+  });
+
+  it('a syntax error names the file and line', async () => {
+    const e = await game({ 'main.ts': `import { x } from './util';\nexport function init() { return x; }`, 'util.ts': `\n\nexport const x = ;` }).catch((x) => x);
+    expect(e).toBeInstanceOf(BuildError);
+    expect(e.message).toMatch(/util\.ts:3:/);
+  });
+
+  it('a top-level throw is BUILD_FAILED with the stack mapped to the designer file', async () => {
+    const bundle = await game({ 'main.ts': `import './boom';\nexport function init() {}`, 'boom.ts': `\n\nthrow new Error('top-level boom');` });
+    const e = await GameSandbox.create(bundle, LIMITS).catch((x) => x);
+    expect(e).toBeInstanceOf(SandboxStartError);
+    expect(e.code).toBe('BUILD_FAILED');
+    expect(e.scriptStack).toMatch(/boom\.ts:3:/);
+  });
+});

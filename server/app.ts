@@ -34,6 +34,17 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   // Fail fast on a wrong REDIS_URL instead of retrying forever at startup; after startup
   // ioredis reconnects on its own and rooms hold their events until it is back.
   const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true });
+  // ioredis reconnects by itself; log its errors (at most every 5 s) instead of letting them
+  // surface as unhandled 'error' events.
+  let lastRedisErrorLog = 0;
+  redis.on('error', (e: Error) => {
+    if (Date.now() - lastRedisErrorLog < 5000) return;
+    lastRedisErrorLog = Date.now();
+    log.warn({ err: e }, 'redis connection error; rooms hold their events until it is back');
+  });
+  redis.on('ready', () => {
+    if (lastRedisErrorLog) log.info('redis connection ready again');
+  });
   await redis.connect();
   const store = new RoomStore(redis, config.redisPrefix);
   const rooms = new RoomManager(store, games, config, log);

@@ -118,6 +118,7 @@ export class RoomManager {
     const room = new Room(roomId, meta, game.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
     });
+    room.inheritUncheckpointed(claimed.uncheckpointed.keys, claimed.uncheckpointed.players);
     for (const [id, bytes] of claimed.seats) room.restoreSeat(decodeSeat(id, bytes, claimed.seqs.get(id) ?? 0));
     this.rooms.set(roomId, room);
     room.start();

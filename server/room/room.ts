@@ -100,6 +100,14 @@ export class Room {
     );
   }
 
+  /**
+   * Records and players a previous owner committed to the log but never checkpointed: the
+   * first checkpoint here trims that log, so it must write them too.
+   */
+  inheritUncheckpointed(keys: Iterable<string>, players: Iterable<string>): void {
+    this.checkpointer.inherit(keys, players);
+  }
+
   /** Fold the tick log into the checkpoint now (graceful shutdown). */
   async checkpoint(): Promise<void> {
     await this.checkpointer.flush();

@@ -69,10 +69,19 @@ export type TickOutcome =
 /** Results from the isolate: plain msgpack, 64-bit integers as numbers. */
 const resultUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
+/**
+ * The first ticks of a fresh isolate run cold (nothing is compiled yet): they get this much
+ * time at least, so a room's first join is not refused for a budget it would meet when warm.
+ */
+const WARMUP_TICKS = 3;
+const WARMUP_BUDGET_MS = 1000;
+
 /** Time allowed for engine-side calls that are not ticks (load, rollback, export). */
 const ENGINE_CALL_TIMEOUT_MS = 10_000;
 
 export class GameSandbox {
+  private ticksRun = 0;
+
   private constructor(
     readonly bundle: GameBundle,
     readonly limits: SandboxLimits,
@@ -137,15 +146,16 @@ export class GameSandbox {
   async tick(call: TickCall): Promise<TickOutcome> {
     const cpuBefore = this.isolate.cpuTime;
     const wallBefore = performance.now();
+    const budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(this.limits.cpuBudgetMs, WARMUP_BUDGET_MS) : this.limits.cpuBudgetMs;
     let raw: Uint8Array;
     try {
       raw = (await this.fns.tick.apply(
         undefined,
         [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit],
-        { arguments: { copy: true }, result: { copy: true }, timeout: this.limits.cpuBudgetMs },
+        { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs },
       )) as Uint8Array;
     } catch (cause) {
-      return this.failedCall(cause, cpuBefore, wallBefore);
+      return this.failedCall(cause, cpuBefore, wallBefore, budgetMs);
     }
     const cpuMs = this.cpuSince(cpuBefore);
     const [ok, thrown, rejections, logs, flatSets, dels, writes] = resultUnpackr.unpack(raw) as [
@@ -190,14 +200,14 @@ export class GameSandbox {
    * hooks returned (a promise callback; V8 runs those before the call completes). Classified
    * by state, not by message text: a dead isolate is disposed; an overrun has used its budget.
    */
-  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number): Promise<TickOutcome> {
+  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number, budgetMs: number): Promise<TickOutcome> {
     const base = { rejections: [], logs: [], cause };
     if (this.isolate.isDisposed) {
       return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
     }
     const cpuMs = this.cpuSince(cpuBefore);
     const wallMs = performance.now() - wallBefore;
-    const overran = Math.max(cpuMs, wallMs) >= this.limits.cpuBudgetMs * 0.9;
+    const overran = Math.max(cpuMs, wallMs) >= budgetMs * 0.9;
     const code: FailureCode = overran ? 'CPU_BUDGET_EXCEEDED' : 'SCRIPT_ERROR';
     const thrown = overran ? null : this.mapThrown(thrownFromHost(cause));
     // The interrupted tick may have written part of its changes: undo them.

@@ -33,6 +33,12 @@ export class Checkpointer {
     private readonly opts: CheckpointerOptions = { everyTicks: 20, chunkSize: 256 },
   ) {}
 
+  /** Changes already in the log when this owner claimed the room (see Room.inheritUncheckpointed). */
+  inherit(keys: Iterable<string>, players: Iterable<string>): void {
+    for (const k of keys) this.changed.add(k);
+    for (const p of players) this.players.add(p);
+  }
+
   /** A tick committed: remember what it touched, and start a checkpoint when one is due. */
   noteTick(keys: Iterable<string>, dels: Iterable<string>, players: Iterable<string>): void {
     for (const k of keys) this.changed.add(k);

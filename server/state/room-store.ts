@@ -42,6 +42,11 @@ export interface ClaimedRoom {
   seats: Map<string, Buffer>;
   /** Player id -> last applied input seq. */
   seqs: Map<string, number>;
+  /**
+   * What the replayed log touched: records and players whose newest values are only in the
+   * log. The new owner's first checkpoint must write them, because it trims that log.
+   */
+  uncheckpointed: { keys: Set<string>; players: Set<string> };
 }
 
 export interface TickCommit {
@@ -202,8 +207,8 @@ export class RoomStore {
     if (!reply) return null;
     const [metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
     const meta = parseMeta(pairs(metaFlat, (b) => b.toString()));
-    const { records, seqs } = replay(stateFlat, seqsFlat, log);
-    return { meta, records, seats: pairs(seatsFlat, (b) => b), seqs };
+    const { records, seqs, touched } = replay(stateFlat, seqsFlat, log);
+    return { meta, records, seats: pairs(seatsFlat, (b) => b), seqs, uncheckpointed: touched };
   }
 
   /** Commit one tick atomically in one round trip, if the fence still holds. */
@@ -269,12 +274,17 @@ export class RoomStore {
   }
 }
 
-/** The checkpoint hashes with the log replayed over them, in order. */
-function replay(stateFlat: Buffer[], seqsFlat: Buffer[], log: Buffer[]): { records: Map<string, Uint8Array>; seqs: Map<string, number> } {
+/** The checkpoint hashes with the log replayed over them, in order, and what the log touched. */
+function replay(
+  stateFlat: Buffer[],
+  seqsFlat: Buffer[],
+  log: Buffer[],
+): { records: Map<string, Uint8Array>; seqs: Map<string, number>; touched: { keys: Set<string>; players: Set<string> } } {
   const records: Map<string, Uint8Array> = pairs(stateFlat, (b) => b);
   const seqs = pairs(seqsFlat, (b) => Number(b.toString()));
-  for (const delta of log) applyTickDelta(delta, records, seqs);
-  return { records, seqs };
+  const touched = { keys: new Set<string>(), players: new Set<string>() };
+  for (const delta of log) applyTickDelta(delta, records, seqs, touched);
+  return { records, seqs, touched };
 }
 
 /** ioredis sends Buffers as bytes but stringifies a plain Uint8Array ("1,2,3"): view it as a Buffer. */

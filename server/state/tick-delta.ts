@@ -35,11 +35,28 @@ export function encodeTickDelta(
   return Buffer.from(w.bytes());
 }
 
-/** Apply a logged delta onto records and seqs (in place); returns the delta's tick. */
-export function applyTickDelta(bytes: Uint8Array, records: Map<string, Uint8Array>, seqs: Map<string, number>): number {
+/**
+ * Apply a logged delta onto records and seqs (in place); returns the delta's tick. When
+ * `touched` is given, the record keys and player ids the delta wrote are added to it.
+ */
+export function applyTickDelta(
+  bytes: Uint8Array,
+  records: Map<string, Uint8Array>,
+  seqs: Map<string, number>,
+  touched?: { keys: Set<string>; players: Set<string> },
+): number {
   const [tick, sets, dels, seqPairs] = unpackr.unpack(bytes) as [number, (string | Uint8Array)[], string[], (string | number)[]];
-  for (let i = 0; i < sets.length; i += 2) records.set(sets[i] as string, sets[i + 1] as Uint8Array);
-  for (const k of dels) records.delete(k);
-  for (let i = 0; i < seqPairs.length; i += 2) seqs.set(seqPairs[i] as string, seqPairs[i + 1] as number);
+  for (let i = 0; i < sets.length; i += 2) {
+    records.set(sets[i] as string, sets[i + 1] as Uint8Array);
+    touched?.keys.add(sets[i] as string);
+  }
+  for (const k of dels) {
+    records.delete(k);
+    touched?.keys.add(k);
+  }
+  for (let i = 0; i < seqPairs.length; i += 2) {
+    seqs.set(seqPairs[i] as string, seqPairs[i + 1] as number);
+    touched?.players.add(seqPairs[i] as string);
+  }
   return tick;
 }

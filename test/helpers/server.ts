@@ -6,7 +6,7 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { startServer, type RunningServer } from '../../server/app.ts';
 import { makeConfig, type ServerConfig } from '../../server/config/config.ts';
-import { silentLogger } from '../../server/ops/logger.ts';
+import { createLogger, silentLogger } from '../../server/ops/logger.ts';
 import { MoonpatchClient, type ClientOptions, type SocketFactory } from '../../client/client.ts';
 import { testRedisUrl, uniquePrefix } from './redis.ts';
 
@@ -16,12 +16,17 @@ export const FIXTURE_GAMES = path.join(REPO_ROOT, 'test', 'fixtures', 'games');
 export interface TestServerOptions extends Partial<ServerConfig> {
   /** Key prefix; defaults to a fresh unique one. Reuse one to restart "the same" server. */
   redisPrefix?: string;
+  /** Collect the server's structured log lines here (parsed JSON) instead of discarding them. */
+  logLines?: Record<string, unknown>[];
 }
 
 export async function startTestServer(o: TestServerOptions = {}): Promise<RunningServer & { prefix: string }> {
   const prefix = o.redisPrefix ?? uniquePrefix('srv');
-  const config = makeConfig({ port: 0, host: '127.0.0.1', scriptsDir: path.join(REPO_ROOT, 'scripts'), ...o, redisPrefix: prefix });
-  const server = await startServer({ ...config, redisUrl: o.redisUrl ?? testRedisUrl() }, silentLogger());
+  const { logLines: _lines, ...overrides } = o;
+  const config = makeConfig({ port: 0, host: '127.0.0.1', scriptsDir: path.join(REPO_ROOT, 'scripts'), ...overrides, redisPrefix: prefix });
+  const lines = o.logLines;
+  const log = lines ? createLogger('info', { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }) : silentLogger();
+  const server = await startServer({ ...config, redisUrl: o.redisUrl ?? testRedisUrl() }, log);
   return Object.assign(server, { prefix });
 }
 

@@ -19,6 +19,7 @@ let room: Room;
 let alice: MoonpatchClient;
 let bob: MoonpatchClient;
 const errors: ErrorMsg[] = [];
+const logLines: Record<string, unknown>[] = [];
 
 /** Decode the isolate's own export and hash it like the mirror, to prove the isolate rolled back too. */
 async function isolateHash(): Promise<string> {
@@ -49,7 +50,7 @@ async function queued(count: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', logLines });
   const roomId = 'rollback-' + Date.now();
   alice = testClient(server.url, { room: roomId, game: 'probe', name: 'alice' });
   bob = testClient(server.url, { room: roomId, game: 'probe', name: 'bob' });
@@ -167,6 +168,10 @@ describe('a failing tick leaves the state exactly as before', () => {
 
   it('a tick hook that throws', async () => {
     await failedTickLeavesNoTrace('fail-tick', 'TICK_FAILED');
+    // Ops and the designer see it: room, tick, version, code and the script's stack, mapped.
+    const entry = logLines.findLast((l) => l.msg === 'tick failed and was rolled back' && l.code === 'SCRIPT_ERROR');
+    expect(entry).toMatchObject({ roomId: room.id, version: room.version, tick: room.tick });
+    expect((entry!.err as { stack: string }).stack).toMatch(/at tick \(main\.ts:\d+:\d+\)/);
   });
 
   it('an infinite loop overrunning the CPU budget', async () => {

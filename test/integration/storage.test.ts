@@ -41,6 +41,40 @@ describe('log and checkpoints', () => {
   });
 });
 
+describe('a takeover in the middle of a checkpoint interval', () => {
+  it('loses nothing the previous owner committed but had not checkpointed', async () => {
+    const prefix = server.prefix;
+    const roomId = 'takeover-ckpt-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'first', autoReconnect: false });
+    await c.connect();
+    const first = server.rooms.get(roomId)!;
+    await first.pauseClock();
+    // Ticks past the last checkpoint: their changes live only in the log.
+    for (let i = 0; i < 25; i++) {
+      c.send({ op: 'add', n: 1 });
+      await waitFor(() => first.queue.size > 0, 'queued');
+      await first.runTick();
+    }
+    expect(await server.store.logLength(roomId)).toBeGreaterThan(0);
+    const committedHash = first.committed.hash();
+    // A second server takes the room over (the first is fenced), ticks past its own first
+    // checkpoint, and shuts down cleanly.
+    const second = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', redisPrefix: prefix });
+    const room2 = await second.rooms.open(roomId);
+    expect(room2.committed.hash()).toBe(committedHash);
+    await room2.pauseClock();
+    for (let i = 0; i < 45; i++) await room2.runTick();
+    await room2.checkpoint();
+    expect(await second.store.logLength(roomId)).toBe(0);
+    // What Redis holds now is exactly what the second owner committed, first owner's ticks included.
+    expect(stateHash(await second.store.readRecords(roomId))).toBe(room2.committed.hash());
+    const player = (await second.store.readRecords(roomId)).get(`players/${c.playerId}`);
+    expect(player).toBeDefined();
+    c.close();
+    await second.close();
+  });
+});
+
 describe('fencing', () => {
   it('a second claim fences the running owner: its next commit is refused and the room stops here', async () => {
     const roomId = 'fence-' + Date.now();

@@ -58,6 +58,8 @@ describe('the sandbox reaches nothing of the host', () => {
       world.seen.addToArrayProto = tryIt(() => { (Array.prototype as any).evil = 1; });
       world.seen.replaceSetAdd = tryIt(() => { (Set.prototype as any).add = () => 0; });
       world.seen.replaceRandom = tryIt(() => { (Math as any).random = () => 0.5; });
+      world.seen.replaceObjectKeys = tryIt(() => { (Object as any).keys = () => []; });
+      world.seen.replaceIsArray = tryIt(() => { (Array as any).isArray = () => false; });
       world.seen.constructorEscape = tryIt(() => { const F = (() => {}).constructor as any; if (F('return typeof process')() !== 'undefined') throw 0; throw 1; });
     `);
     expect(seen).toEqual({
@@ -65,6 +67,8 @@ describe('the sandbox reaches nothing of the host', () => {
       addToArrayProto: 'refused',
       replaceSetAdd: 'refused',
       replaceRandom: 'refused',
+      replaceObjectKeys: 'refused',
+      replaceIsArray: 'refused',
       constructorEscape: 'refused',
     });
   });

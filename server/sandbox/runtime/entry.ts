@@ -27,6 +27,9 @@ interface Hooks {
   migrate?: Hook;
 }
 
+/** Captured before any designer module runs: Object.prototype's methods stay replaceable. */
+const hasOwn = Object.prototype.hasOwnProperty;
+
 const EVENT_JOIN = 1;
 const EVENT_LEAVE = 2;
 const EVENT_INPUT = 3;
@@ -108,13 +111,13 @@ export function install(hooks: Hooks): void {
     const slash = key.indexOf('/');
     let value: unknown;
     if (slash < 0) {
-      if (!Object.prototype.hasOwnProperty.call(root, key)) return false;
+      if (!hasOwn.call(root, key)) return false;
       value = root[key];
       if (isPlainObject(value)) value = {}; // the object-table marker
     } else {
       const table = root[key.slice(0, slash)];
       const entry = key.slice(slash + 1);
-      if (!isPlainObject(table) || !Object.prototype.hasOwnProperty.call(table, entry)) return false;
+      if (!isPlainObject(table) || !hasOwn.call(table, entry)) return false;
       value = table[entry];
     }
     out.str(key);
@@ -144,9 +147,9 @@ export function install(hooks: Hooks): void {
   function recordExists(key: string): boolean {
     const root = world.root;
     const slash = key.indexOf('/');
-    if (slash < 0) return Object.prototype.hasOwnProperty.call(root, key);
+    if (slash < 0) return hasOwn.call(root, key);
     const table = root[key.slice(0, slash)];
-    return isPlainObject(table) && Object.prototype.hasOwnProperty.call(table, key.slice(slash + 1));
+    return isPlainObject(table) && hasOwn.call(table, key.slice(slash + 1));
   }
 
   /**

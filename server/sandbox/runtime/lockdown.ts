@@ -8,7 +8,9 @@
  * 3. Integrity: no intrinsic reachable from the global object can get new properties (so a
  *    script cannot plant a getter or setter that hijacks the engine's objects), and the objects
  *    whose methods the engine's own code calls (Set, Map, String, Function, Number, Error,
- *    Math, JSON, Reflect, the Set/Map iterators) are frozen outright.
+ *    Math, JSON, Reflect, the Object and Array constructors, the Set/Map iterators) are frozen
+ *    outright. The few Object.prototype methods the runtime uses are captured before any
+ *    designer code runs.
  *
  * Why not freeze everything: freezing Object.prototype, Array.prototype and the array iterator
  * switches off V8 fast paths for every object and array operation in the isolate. Measured on
@@ -87,7 +89,7 @@ for (const name of Reflect.ownKeys(g)) {
 }
 
 // Shallow on purpose: walking from these would reach Object.prototype (see above).
-for (const o of [Math, JSON, Reflect, setIterator, mapIterator]) Object.freeze(o);
+for (const o of [Math, JSON, Reflect, Object, Array, setIterator, mapIterator]) Object.freeze(o);
 for (const ctor of [Set, Map, String, Function, Number, Error]) {
   Object.freeze(ctor.prototype);
   Object.freeze(ctor);

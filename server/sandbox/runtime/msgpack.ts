@@ -11,6 +11,9 @@
 
 const INITIAL_CAPACITY = 4096;
 
+/** Captured at load: inside an isolate, scripts may replace Object.prototype's methods later. */
+const objectToString = Object.prototype.toString;
+
 /** Maximum container nesting, on both encode and decode, so hostile input cannot exhaust the stack. */
 export const MAX_DEPTH = 512;
 
@@ -219,7 +222,7 @@ function describeType(v: unknown): string {
   if (proto === null) return 'Object';
   const ctor = (proto as { constructor?: unknown }).constructor;
   if (typeof ctor === 'function' && ctor.name) return ctor.name;
-  return Object.prototype.toString.call(v).slice(8, -1);
+  return objectToString.call(v).slice(8, -1);
 }
 
 /**

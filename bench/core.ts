@@ -21,7 +21,7 @@ import { silentLogger } from '../server/ops/logger.ts';
 import type { PlayerLink } from '../server/room/link.ts';
 import type { SeatHandle } from '../server/room/room.ts';
 import { bundleGame } from '../server/sandbox/bundler.ts';
-import { GameRegistry, loadGame, readGameFiles } from '../server/sandbox/games.ts';
+import { GameRegistry, loadGame, makeGame, readGameFiles } from '../server/sandbox/games.ts';
 import { GameSandbox } from '../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import { benchRedis, machine, parseArgs, round, sleep, summary, writeResult } from './lib.ts';
@@ -67,7 +67,7 @@ export function tick(world: any, dt: number) {
   );
   const bundle = await bundleGame({ name: 'arena-bench', entry: 'bench-main.ts', files });
   const registry = new GameRegistry();
-  registry.add({ manifest: { ...arena.manifest, name: 'arena-bench', maxPlayers: PLAYERS + 10, cpuBudgetMs: 100 }, bundle });
+  registry.add(makeGame({ ...arena.manifest, name: 'arena-bench', maxPlayers: PLAYERS + 10, cpuBudgetMs: 100 }, files, bundle));
   return registry;
 }
 

@@ -68,5 +68,10 @@ declare module 'moonpatch' {
      * @param fromSchema the schema version the world was written by
      */
     migrate?(world: W, fromSchema: number): void;
+    /**
+     * Check the world after a migration (live patching); throw to refuse the patch. Runs in the
+     * same transaction as the migration: a throw leaves the room on its old version, untouched.
+     */
+    validate?(world: W): void;
   }
 }

@@ -29,7 +29,11 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig & { redisUrl: string }, log: Logger, opts: StartOptions = {}): Promise<RunningServer> {
-  const games = opts.games ?? (await GameRegistry.fromDirectory(config.scriptsDir));
+  const games =
+    opts.games ??
+    (await GameRegistry.fromDirectory(config.scriptsDir, config.patchesDir, (game, folder, e) =>
+      log.error({ game, patch: folder, err: e }, 'patch is not usable; it and the patches after it are skipped'),
+    ));
   if (!games.has(config.defaultGame)) log.warn({ game: config.defaultGame, games: games.names() }, 'default game not found');
   // Fail fast on a wrong REDIS_URL instead of retrying forever at startup; after startup
   // ioredis reconnects on its own and rooms hold their events until it is back.

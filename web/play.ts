@@ -168,9 +168,25 @@ function circle(x: number, y: number, r: number, fill: string | null, stroke?: s
   if (stroke) (ctx.strokeStyle = stroke), (ctx.lineWidth = width), ctx.stroke();
 }
 
-/** Coin: gold disc; gem: cyan diamond; bolt: purple lightning. */
+/** A five-pointed star: the item patch 002-stars adds (live patches may add kinds). */
+function drawStar(x: number, y: number, r: number): void {
+  ctx.beginPath();
+  for (let i = 0; i < 10; i++) {
+    const a = -Math.PI / 2 + (i * Math.PI) / 5;
+    const rr = i % 2 === 0 ? r * 1.4 : r * 0.6;
+    ctx.lineTo(x + Math.cos(a) * rr, y + Math.sin(a) * rr);
+  }
+  ctx.closePath();
+  ctx.fillStyle = '#ff8fd8';
+  ctx.fill();
+}
+
+/** Coin: gold disc; gem: cyan diamond; bolt: purple lightning; star: pink star; anything else: a grey ring. */
 function drawItem(item: Item, x: number, y: number, s: number): void {
   const r = 7 * s;
+  const kind = item.kind as string;
+  if (kind === 'star') return drawStar(x, y, r);
+  if (kind !== 'coin' && kind !== 'gem' && kind !== 'bolt') return circle(x, y, r, null, '#9aa0a6', 2 * s);
   if (item.kind === 'gem' || item.kind === 'bolt') {
     const pts = item.kind === 'gem' ? [0, -1.3, 1, 0, 0, 1.3, -1, 0] : [0.3, -1.3, -0.8, 0.2, 0, 0.2, -0.3, 1.3, 0.8, -0.2, 0, -0.2];
     ctx.beginPath();

@@ -19,6 +19,8 @@ export interface ServerConfig {
   dataDir: string;
   /** Folder of games (one sub-folder per game). Env SCRIPTS_DIR. @default "scripts" */
   scriptsDir: string;
+  /** Folder of patches (patches/<game>/<NNN-name>/). Env PATCHES_DIR. @default "patches" */
+  patchesDir: string;
   /** Game a join may create a room with when it names none. Env DEFAULT_GAME. @default "arena" */
   defaultGame: string;
   /** Log level (pino). Env LOG_LEVEL. @default "info" */
@@ -70,6 +72,7 @@ export const DEFAULTS: ServerConfig = {
   redisPrefix: 'mp',
   dataDir: '.data',
   scriptsDir: 'scripts',
+  patchesDir: 'patches',
   defaultGame: 'arena',
   logLevel: 'info',
   resumeWindowMs: 30_000,
@@ -118,6 +121,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.REDIS_PREFIX) o.redisPrefix = env.REDIS_PREFIX;
   if (env.DATA_DIR) o.dataDir = env.DATA_DIR;
   if (env.SCRIPTS_DIR) o.scriptsDir = env.SCRIPTS_DIR;
+  if (env.PATCHES_DIR) o.patchesDir = env.PATCHES_DIR;
   if (env.DEFAULT_GAME) o.defaultGame = env.DEFAULT_GAME;
   if (env.LOG_LEVEL) o.logLevel = env.LOG_LEVEL;
   if (env.RESUME_WINDOW_MS) o.resumeWindowMs = num('RESUME_WINDOW_MS')!;

@@ -38,6 +38,10 @@ export const ErrorCodes = {
   FENCED: { retry: false, text: 'another server owns this room now; this server stopped ticking it' },
   ENGINE_ERROR: { retry: true, text: 'the engine failed unexpectedly; the tick was rolled back' },
   SERVER_SHUTTING_DOWN: { retry: true, text: 'the server is shutting down; reconnect with your resume token' },
+
+  // --- live patching ---
+  PATCH_IN_PROGRESS: { retry: true, text: 'the room is already switching to another version' },
+  ALREADY_ON_VERSION: { retry: false, text: 'the room already runs that version' },
 } as const satisfies Record<string, { retry: boolean; text: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -51,7 +51,7 @@ export interface RoomLifecycleEvent {
   roomId: string;
   game: string;
   version: string;
-  what: 'started' | 'stopped' | 'fenced' | 'commit-failed' | 'commit-recovered' | 'sandbox-rebuilt';
+  what: 'started' | 'stopped' | 'fenced' | 'commit-failed' | 'commit-recovered' | 'sandbox-rebuilt' | 'patched';
   detail?: string;
 }
 

@@ -15,6 +15,8 @@ import { isValidRoomId } from '../state/keys.ts';
 import type { RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
 import { Room, type RoomSettings, type SeatHandle } from './room.ts';
+import type { SwapResult } from './staged-version.ts';
+import type { GameVersion } from '../patch/versions.ts';
 import { decodeSeat } from './seats.ts';
 
 export class RoomManager {
@@ -86,17 +88,16 @@ export class RoomManager {
         createdAt: Date.now(),
         tickHz: game.manifest.tickHz,
       });
+      meta = await this.store.readMeta(roomId);
+      if (!meta) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
     }
     // Check that this server can run the room before claiming it: a claim fences out the
     // current owner, which must not happen for a room we would then fail to run.
-    this.games.get(meta?.game ?? gameName!);
+    const version = this.resolveVersion(roomId, meta.game, meta.version, meta.schema);
+    const game = this.games.get(meta.game);
     const claimed = await this.store.claim(roomId);
     if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
     meta = claimed.meta;
-    const game = this.games.get(meta.game);
-    if (meta.version && meta.version !== game.bundle.version) {
-      this.log.warn({ roomId, from: meta.version, to: game.bundle.version }, 'room resumes on a different script version than it last committed with');
-    }
     const m = game.manifest;
     const settings: RoomSettings = {
       tickHz: m.tickHz,
@@ -113,17 +114,42 @@ export class RoomManager {
       },
     };
     const committed = new CommittedState(meta.tick, claimed.records);
-    const sandbox = await GameSandbox.create(game.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs });
+    const sandbox = await GameSandbox.create(version.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs });
     if (committed.records.size > 0) await sandbox.load(committed.encodeForLoad());
-    const room = new Room(roomId, meta, game.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
+    const room = new Room(roomId, { ...meta, version: version.bundle.version, schema: version.schema }, version.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
     });
     room.inheritUncheckpointed(claimed.uncheckpointed.keys, claimed.uncheckpointed.players);
     for (const [id, bytes] of claimed.seats) room.restoreSeat(decodeSeat(id, bytes, claimed.seqs.get(id) ?? 0));
     this.rooms.set(roomId, room);
     room.start();
-    this.log.info({ roomId, game: meta.game, version: game.bundle.version, tick: meta.tick, epoch: meta.epoch, seats: claimed.seats.size }, 'room started');
+    this.log.info({ roomId, game: meta.game, version: version.bundle.version, tick: meta.tick, epoch: meta.epoch, seats: claimed.seats.size }, 'room started');
     return room;
+  }
+
+  /**
+   * Switch a room to version `versionNumber` of its game (1 = base scripts) at its next tick
+   * boundary. Resolves with the outcome after the swap tick (see Room.stageVersion).
+   */
+  async applyVersion(roomId: string, versionNumber: number): Promise<SwapResult> {
+    const room = await this.open(roomId);
+    return room.stageVersion(this.games.version(room.game, versionNumber));
+  }
+
+  /**
+   * The version a room runs: the one it last committed with (its pin). When this server does
+   * not have that version, the base scripts only if they read the same state schema; otherwise
+   * the room cannot run here (its world would be misread).
+   */
+  private resolveVersion(roomId: string, game: string, pinned: string, schema: number): GameVersion {
+    const found = this.games.findVersion(game, pinned);
+    if (found) return found;
+    const base = this.games.get(game).versions[0]!;
+    if (base.schema !== schema) {
+      throw new MoonpatchError('ROOM_UNAVAILABLE', `room ${roomId} runs ${game} version ${pinned} (schema ${schema}), which this server does not have`);
+    }
+    if (pinned) this.log.warn({ roomId, pinned, running: base.bundle.version }, 'pinned script version unknown here; resuming on the base version (same schema)');
+    return base;
   }
 
   /** Stop every room; connected players are told to reconnect (close 4000). */

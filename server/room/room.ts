@@ -26,7 +26,9 @@ import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
 import { InputQueue, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
 import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
+import { StagedVersion, type SwapResult } from './staged-version.ts';
 import { TickClock } from './tick-clock.ts';
+import type { GameVersion } from '../patch/versions.ts';
 
 export interface RoomSettings {
   tickHz: number;
@@ -69,6 +71,8 @@ export class Room {
   private readonly eventWriter = new MsgpackWriter(16 * 1024);
   private readonly deltaWriter = new MsgpackWriter(64 * 1024);
   private readonly checkpointer: Checkpointer;
+  /** A new version waiting for the next tick boundary (live patching). */
+  private staged: StagedVersion | null = null;
   private lastBroadcastAt = 0;
   private stopped = false;
   /** The last commit failed (Redis trouble): the room holds its events and retries. */
@@ -183,6 +187,7 @@ export class Room {
     }
     for (const p of this.pendingJoins.values()) p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room stopped'));
     this.pendingJoins.clear();
+    this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ROOM_UNAVAILABLE', message: 'the room stopped before the swap' });
     this.sandbox.dispose();
     publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'stopped', detail: reason });
     this.onStopped(this);
@@ -190,6 +195,89 @@ export class Room {
 
   get isStopped(): boolean {
     return this.stopped;
+  }
+
+  get schema(): number {
+    return this.meta.schema;
+  }
+
+  // ---- live patching ----
+
+  /**
+   * Prepare `version` in a fresh isolate off the tick path, and swap to it at the next tick
+   * boundary: the swap tick migrates the live state (when the schema changes), validates it and
+   * runs the tick, all in the new isolate and in one transaction. If any of that fails, the
+   * same tick runs on the current version instead: the room stays where it was, state
+   * untouched, no input lost. Resolves with the outcome once the swap tick has committed.
+   */
+  async stageVersion(version: GameVersion): Promise<SwapResult> {
+    if (this.staged) throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} is already switching to ${this.staged.version.bundle.version}`);
+    if (version.bundle.version === this.version) throw new MoonpatchError('ALREADY_ON_VERSION', `room ${this.id} already runs ${this.version}`);
+    let sandbox: GameSandbox;
+    try {
+      sandbox = await GameSandbox.create(version.bundle, this.sandbox.limits);
+    } catch (e) {
+      const err = e as MoonpatchError & { scriptStack?: string };
+      return { ok: false, roomId: this.id, stage: 'build', code: err.code ?? 'BUILD_FAILED', message: err.message, stack: err.scriptStack };
+    }
+    if (this.staged || this.stopped) {
+      sandbox.dispose();
+      throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} changed while the patch was compiling`);
+    }
+    // From this moment every commit also goes to the staged backlog, so the snapshot taken
+    // here plus the backlog is always the committed state.
+    const staged = new StagedVersion(version, sandbox);
+    this.staged = staged;
+    await sandbox.load(this.committed.encodeForLoad());
+    staged.ready = true;
+    return staged.result;
+  }
+
+  /** Run this tick on the staged version; null when it failed (and the staging was dropped). */
+  private async trySwapTick(staged: StagedVersion, call: Parameters<GameSandbox['tick']>[0], tick: number): Promise<TickOutcome | null> {
+    await staged.catchUp();
+    const fromSchema = this.meta.schema;
+    const outcome = await staged.sandbox.tick({ ...call, migrateFrom: staged.version.schema !== fromSchema ? fromSchema : undefined });
+    if (outcome.ok) return outcome;
+    const migrating = outcome.thrown?.name.startsWith('migration: ') ?? false;
+    this.log.warn(
+      { roomId: this.id, tick, version: this.version, toVersion: staged.version.bundle.version, code: outcome.code, err: outcome.thrown ?? undefined },
+      'patch refused at the swap tick; the room stays on its version',
+    );
+    this.dropStaged({
+      ok: false,
+      roomId: this.id,
+      stage: migrating ? 'migrate' : 'tick',
+      code: outcome.thrown?.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : outcome.code,
+      message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code,
+      stack: outcome.thrown?.stack,
+    });
+    return null;
+  }
+
+  private dropStaged(result: SwapResult): void {
+    const staged = this.staged;
+    if (!staged) return;
+    this.staged = null;
+    staged.sandbox.dispose();
+    staged.finish(result);
+  }
+
+  /** The swap tick committed: the staged version is the room's version from here on. */
+  private completeSwap(staged: StagedVersion, tick: number, swapTickMs: number, records: number): void {
+    const from = this.version;
+    const fromSchema = this.meta.schema;
+    this.sandbox.dispose();
+    this.sandbox = staged.sandbox;
+    this.bundle = staged.version.bundle;
+    this.meta.version = staged.version.bundle.version;
+    this.meta.schema = staged.version.schema;
+    this.staged = null;
+    const notice = encodeServerMessage({ t: 'ver', from, to: this.version, tick });
+    for (const seat of this.seats.values()) seat.link?.send(notice);
+    this.log.info({ roomId: this.id, tick, fromVersion: from, toVersion: this.version, fromSchema, toSchema: this.meta.schema, swapTickMs }, 'script swapped');
+    publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'patched', detail: `${from} -> ${this.version}` });
+    staged.finish({ ok: true, roomId: this.id, from, to: this.version, fromSchema, toSchema: this.meta.schema, tick, swapTickMs, records });
   }
 
   // ---- seats ----
@@ -321,14 +409,18 @@ export class Room {
     const events = this.queue.drain();
     const tick = this.committed.tick + 1;
     const tickMs = 1000 / this.settings.tickHz;
-    const outcome = await this.sandbox.tick({
+    const call = {
       events: this.encodeEvents(events),
       seed: this.meta.seed,
       tick,
       nowMs: Math.round(this.meta.createdAt + tick * tickMs),
       dtSeconds: 1 / this.settings.tickHz,
       runInit: this.committed.tick === 0,
-    });
+    };
+    // A staged version takes this tick if it can; otherwise the current version runs it.
+    const swap = this.staged?.ready && !call.runInit ? this.staged : null;
+    const swapOutcome = swap ? await this.trySwapTick(swap, call, tick) : null;
+    const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();
     if (this.stopped) return;
     if (!outcome.ok) {
@@ -336,7 +428,7 @@ export class Room {
       return;
     }
     this.writeScriptLogs(tick, outcome.logs);
-    await this.commitTick(tick, events, outcome, started, scriptDone);
+    await this.commitTick(tick, events, outcome, started, scriptDone, swapOutcome ? swap : null);
   }
 
   private async commitTick(
@@ -345,6 +437,7 @@ export class Room {
     outcome: Extract<TickOutcome, { ok: true }>,
     started: number,
     scriptDone: number,
+    swap: StagedVersion | null = null,
   ): Promise<void> {
     const rejected = new Map<number, ThrownInfo>();
     for (const r of outcome.rejections) rejected.set(r.index, r.thrown);
@@ -372,6 +465,7 @@ export class Room {
         delta: encodeTickDelta(tick, outcome.sets, outcome.dels, seqs, this.deltaWriter),
         seatSets,
         seatDels,
+        metaSets: swap ? [['version', swap.version.bundle.version], ['schema', swap.version.schema]] : undefined,
       });
     } catch (e) {
       result = e as Error;
@@ -379,9 +473,13 @@ export class Room {
     const commitDone = performance.now();
     if (this.stopped) return;
     if (result !== 'ok') {
-      await this.commitFailed(tick, events, result);
+      // A swap tick that did not commit is undone in the staged isolate, which stays staged
+      // and tries again at the next tick.
+      await this.commitFailed(tick, events, result, swap?.sandbox ?? this.sandbox);
       return;
     }
+    if (swap) this.completeSwap(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
+    else this.staged?.noteCommitted(outcome.sets, outcome.dels);
     if (this.degraded) {
       this.degraded = false;
       this.log.info({ roomId: this.id, tick }, 'commits recovered');
@@ -508,7 +606,7 @@ export class Room {
     });
   }
 
-  private async commitFailed(tick: number, events: RoomEvent[], result: 'fenced' | 'tick-mismatch' | Error): Promise<void> {
+  private async commitFailed(tick: number, events: RoomEvent[], result: 'fenced' | 'tick-mismatch' | Error, ran: GameSandbox): Promise<void> {
     if (result === 'fenced' || result === 'tick-mismatch') {
       this.log.error({ roomId: this.id, tick, epoch: this.meta.epoch, result }, 'room is owned elsewhere now; stopping it here');
       publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'fenced' });
@@ -518,9 +616,10 @@ export class Room {
     // Redis is unreachable or failing: undo the tick in the isolate and keep its events for the
     // next attempt, so nothing players sent is lost and nothing uncommitted is shown.
     try {
-      await this.sandbox.rollback();
+      await ran.rollback();
     } catch {
-      await this.rebuildSandbox('rollback after a failed commit failed');
+      if (ran === this.sandbox) await this.rebuildSandbox('rollback after a failed commit failed');
+      else this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: 'the staged isolate could not be rolled back' });
     }
     this.queue.requeueFront(events);
     if (!this.degraded) {

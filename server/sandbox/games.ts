@@ -6,51 +6,52 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseGameManifest, type GameManifest } from '../config/config.ts';
 import { MoonpatchError } from '../errors/errors.ts';
+import { loadVersions, type GameVersion } from '../patch/versions.ts';
 import { bundleGame, type GameBundle } from './bundler.ts';
+import { readGameFiles } from './game-files.ts';
+
+export { readGameFiles };
 
 export interface Game {
   manifest: GameManifest;
+  /** The base scripts (version 1). */
   bundle: GameBundle;
-}
-
-const SOURCE_FILE = /\.(ts|js|mts|mjs)$/;
-
-/** Every script file of a game folder, relative path -> text (recursively, no node_modules). */
-export async function readGameFiles(dir: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  const walk = async (rel: string): Promise<void> => {
-    for (const entry of await readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const p = rel ? `${rel}/${entry.name}` : entry.name;
-      if (entry.isDirectory()) {
-        if (entry.name !== 'node_modules' && !entry.name.startsWith('.')) await walk(p);
-      } else if (SOURCE_FILE.test(entry.name) && !entry.name.endsWith('.d.ts')) {
-        files.set(p, await readFile(path.join(dir, p), 'utf8'));
-      }
-    }
-  };
-  await walk('');
-  return files;
+  files: ReadonlyMap<string, string>;
+  /** Version 1 and every patch after it, in order (see patch/versions.ts). */
+  versions: GameVersion[];
 }
 
 /** Read and bundle one game folder. */
-export async function loadGame(dir: string): Promise<Game> {
+export async function loadGame(dir: string, patchesDir?: string, onBadPatch?: (game: string, folder: string, e: unknown) => void): Promise<Game> {
   const name = path.basename(dir);
   const manifest = parseGameManifest(name, JSON.parse(await readFile(path.join(dir, 'game.json'), 'utf8')), dir);
-  const bundle = await bundleGame({ name, entry: manifest.entry, files: await readGameFiles(dir) });
-  return { manifest, bundle };
+  const files = await readGameFiles(dir);
+  const bundle = await bundleGame({ name, entry: manifest.entry, files });
+  const game = makeGame(manifest, files, bundle);
+  if (patchesDir) {
+    const report = onBadPatch ? (folder: string, e: unknown) => onBadPatch(name, folder, e) : undefined;
+    game.versions = await loadVersions({ name, entry: manifest.entry, schema: manifest.schema, files, bundle }, patchesDir, report);
+  }
+  return game;
+}
+
+/** A game with only its base version (no patches). */
+export function makeGame(manifest: GameManifest, files: ReadonlyMap<string, string>, bundle: GameBundle): Game {
+  const base: GameVersion = { game: manifest.name, number: 1, schema: manifest.schema, description: 'base scripts', entry: manifest.entry, files, bundle };
+  return { manifest, bundle, files, versions: [base] };
 }
 
 export class GameRegistry {
   private readonly games = new Map<string, Game>();
 
-  /** Load every game under `scriptsDir` (folders with a game.json). */
-  static async fromDirectory(scriptsDir: string): Promise<GameRegistry> {
+  /** Load every game under `scriptsDir` (folders with a game.json), with its patches from `patchesDir`. */
+  static async fromDirectory(scriptsDir: string, patchesDir?: string, onBadPatch?: (game: string, folder: string, e: unknown) => void): Promise<GameRegistry> {
     const reg = new GameRegistry();
     for (const entry of await readdir(scriptsDir, { withFileTypes: true })) {
       if (!entry.isDirectory()) continue;
       const dir = path.join(scriptsDir, entry.name);
       const hasManifest = await stat(path.join(dir, 'game.json')).then(() => true, () => false);
-      if (hasManifest) reg.add(await loadGame(dir));
+      if (hasManifest) reg.add(await loadGame(dir, patchesDir, onBadPatch));
     }
     return reg;
   }
@@ -63,6 +64,18 @@ export class GameRegistry {
     const g = this.games.get(name);
     if (!g) throw new MoonpatchError('GAME_NOT_FOUND', `no game named ${JSON.stringify(name)} on this server`);
     return g;
+  }
+
+  /** The version of a game whose bundle has this content hash (a room's pinned version). */
+  findVersion(name: string, bundleVersion: string): GameVersion | undefined {
+    return this.get(name).versions.find((v) => v.bundle.version === bundleVersion);
+  }
+
+  /** Version `n` of a game (1 = base scripts). */
+  version(name: string, n: number): GameVersion {
+    const v = this.get(name).versions.find((x) => x.number === n);
+    if (!v) throw new MoonpatchError('GAME_NOT_FOUND', `game ${name} has no version ${n}`);
+    return v;
   }
 
   has(name: string): boolean {

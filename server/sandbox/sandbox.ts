@@ -31,6 +31,8 @@ export interface TickCall {
   nowMs: number;
   dtSeconds: number;
   runInit: boolean;
+  /** Set on the swap tick of a live patch: run `migrate(world, migrateFrom)` and `validate(world)` first. */
+  migrateFrom?: number;
 }
 
 export interface Rejection {
@@ -87,7 +89,7 @@ export class GameSandbox {
     readonly limits: SandboxLimits,
     private readonly isolate: ivm.Isolate,
     private readonly context: ivm.Context,
-    private readonly fns: { tick: ivm.Reference; rollback: ivm.Reference; load: ivm.Reference; exportRecords: ivm.Reference },
+    private readonly fns: { tick: ivm.Reference; rollback: ivm.Reference; load: ivm.Reference; applyRecords: ivm.Reference; exportRecords: ivm.Reference },
     readonly hooks: readonly string[],
     private readonly stacks: StackMapper,
   ) {}
@@ -111,6 +113,7 @@ export class GameSandbox {
         tick: (await api.get('tick', { reference: true })) as ivm.Reference,
         rollback: (await api.get('rollback', { reference: true })) as ivm.Reference,
         load: (await api.get('load', { reference: true })) as ivm.Reference,
+        applyRecords: (await api.get('applyRecords', { reference: true })) as ivm.Reference,
         exportRecords: (await api.get('exportRecords', { reference: true })) as ivm.Reference,
       };
       const hooks = (await api.get('hooks', { copy: true })) as string[];
@@ -134,6 +137,11 @@ export class GameSandbox {
     await this.fns.load.apply(undefined, [records], { arguments: { copy: true }, timeout: ENGINE_CALL_TIMEOUT_MS });
   }
 
+  /** Apply committed changes to the world directly (a staged isolate catching up). */
+  async applyRecords(sets: Uint8Array, dels: Uint8Array): Promise<void> {
+    await this.fns.applyRecords.apply(undefined, [sets, dels], { arguments: { copy: true }, timeout: ENGINE_CALL_TIMEOUT_MS });
+  }
+
   /** All records of the world as the isolate holds it (msgpack [key, bin, ...]). */
   async exportRecords(): Promise<Uint8Array> {
     return (await this.fns.exportRecords.apply(undefined, [], { result: { copy: true }, timeout: ENGINE_CALL_TIMEOUT_MS })) as Uint8Array;
@@ -151,7 +159,7 @@ export class GameSandbox {
     try {
       raw = (await this.fns.tick.apply(
         undefined,
-        [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit],
+        [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1],
         { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs },
       )) as Uint8Array;
     } catch (cause) {

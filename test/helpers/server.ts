@@ -12,6 +12,7 @@ import { testRedisUrl, uniquePrefix } from './redis.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const FIXTURE_GAMES = path.join(REPO_ROOT, 'test', 'fixtures', 'games');
+export const FIXTURE_PATCHES = path.join(REPO_ROOT, 'test', 'fixtures', 'patches');
 
 export interface TestServerOptions extends Partial<ServerConfig> {
   /** Key prefix; defaults to a fresh unique one. Reuse one to restart "the same" server. */
@@ -23,7 +24,7 @@ export interface TestServerOptions extends Partial<ServerConfig> {
 export async function startTestServer(o: TestServerOptions = {}): Promise<RunningServer & { prefix: string }> {
   const prefix = o.redisPrefix ?? uniquePrefix('srv');
   const { logLines: _lines, ...overrides } = o;
-  const config = makeConfig({ port: 0, host: '127.0.0.1', scriptsDir: path.join(REPO_ROOT, 'scripts'), ...overrides, redisPrefix: prefix });
+  const config = makeConfig({ port: 0, host: '127.0.0.1', scriptsDir: path.join(REPO_ROOT, 'scripts'), patchesDir: path.join(REPO_ROOT, 'patches'), ...overrides, redisPrefix: prefix });
   const lines = o.logLines;
   const log = lines ? createLogger('info', { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }) : silentLogger();
   const server = await startServer({ ...config, redisUrl: o.redisUrl ?? testRedisUrl() }, log);

@@ -10,7 +10,7 @@ import { GameSandbox, SandboxStartError } from '../../server/sandbox/sandbox.ts'
 import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 
 const LIMITS = { memoryLimitMb: 32, cpuBudgetMs: 500 };
-const unpackr = new Unpackr({ int64AsType: 'number' });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 function game(files: Record<string, string>) {
   return bundleGame({ name: 't', entry: 'main.ts', files: new Map(Object.entries(files)) });

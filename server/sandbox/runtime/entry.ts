@@ -25,6 +25,7 @@ interface Hooks {
   input?: Hook;
   tick?: Hook;
   migrate?: Hook;
+  validate?: Hook;
 }
 
 /** Captured before any designer module runs: Object.prototype's methods stay replaceable. */
@@ -158,7 +159,12 @@ export function install(hooks: Hooks): void {
    * On success the journal is kept until the host says the commit landed (next tick) or failed
    * ({@link rollback}).
    */
-  function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean): Uint8Array {
+  /**
+   * `migrateFrom` >= 0 makes this the swap tick of a live patch: `migrate(world, migrateFrom)`
+   * and then `validate(world)` run first, inside the same transaction as the tick, so a
+   * migration that throws or leaves an invalid world fails the whole tick like any other error.
+   */
+  function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean, migrateFrom = -1): Uint8Array {
     world.forget();
     world.dirty.clear();
     beginTick(seed, tickNo, nowMs);
@@ -167,6 +173,11 @@ export function install(hooks: Hooks): void {
     let failure: ThrownInfo | null = null;
 
     if (runInit) failure = call(hooks.init, [world.proxy]);
+    if (migrateFrom >= 0 && failure === null) {
+      failure = call(hooks.migrate, [world.proxy, migrateFrom]);
+      if (failure === null) failure = call(hooks.validate, [world.proxy]);
+      if (failure !== null) failure.name = 'migration: ' + failure.name;
+    }
     for (let i = 0; i < list.length && failure === null; i++) {
       const ev = list[i] as [number, string, string, number, unknown];
       const kind = ev[0];
@@ -255,6 +266,49 @@ export function install(hooks: Hooks): void {
     world.reset(root);
   }
 
+  /**
+   * Bring a staged isolate's world up to date with records committed since it was loaded:
+   * msgpack [key, bin, ...] sets and [key, ...] dels, applied directly (not journaled).
+   */
+  function applyRecords(setsBuf: Uint8Array, delsBuf: Uint8Array): void {
+    const root = world.root;
+    const dels = decode(delsBuf) as string[];
+    for (let i = 0; i < dels.length; i++) {
+      const key = dels[i]!;
+      const slash = key.indexOf('/');
+      if (slash < 0) delete root[key];
+      else {
+        const t = root[key.slice(0, slash)];
+        if (isPlainObject(t)) delete t[key.slice(slash + 1)];
+      }
+    }
+    const flat = decode(setsBuf) as unknown[];
+    // Table markers first, so entries land in their tables.
+    for (let i = 0; i < flat.length; i += 2) {
+      const key = flat[i] as string;
+      if (key.indexOf('/') >= 0) continue;
+      const value = decode(flat[i + 1] as Uint8Array);
+      if (isPlainObject(value)) {
+        if (!isPlainObject(root[key])) root[key] = {};
+      } else root[key] = value;
+    }
+    for (let i = 0; i < flat.length; i += 2) {
+      const key = flat[i] as string;
+      const slash = key.indexOf('/');
+      if (slash < 0) continue;
+      const name = key.slice(0, slash);
+      let t = root[name];
+      if (!isPlainObject(t)) {
+        t = {};
+        root[name] = t;
+      }
+      const entry = key.slice(slash + 1);
+      const value = decode(flat[i + 1] as Uint8Array);
+      if (entry === '__proto__') Object.defineProperty(t, entry, { value, enumerable: true, writable: true, configurable: true });
+      else (t as Record<string, unknown>)[entry] = value;
+    }
+  }
+
   /** Every record of the world, for snapshots taken inside the isolate (validation, tests). */
   function exportRecords(): Uint8Array {
     out.reset();
@@ -275,7 +329,7 @@ export function install(hooks: Hooks): void {
   }
 
   Object.defineProperty(globalThis, '__moonpatch', {
-    value: Object.freeze({ tick, rollback, load, exportRecords, hooks: Object.freeze(Object.keys(hooks)) }),
+    value: Object.freeze({ tick, rollback, load, applyRecords, exportRecords, hooks: Object.freeze(Object.keys(hooks)) }),
     configurable: true,
   });
 }

@@ -1,0 +1,98 @@
+/**
+ * A game's versions: version 1 is its folder under scripts/; each patch folder under
+ * patches/<game>/ (sorted by its number) makes the next one. A patch folder holds patch.json
+ * and the modules it changes or adds (whole files, same relative paths as the game); its files
+ * overlay the previous version's. See docs/patching.md.
+ *
+ *   patches/arena/002-stars/patch.json   { "version": 2, "schema": 2, "description": "..." }
+ *   patches/arena/002-stars/items.ts     replaces items.ts of version 1
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ConfigError } from '../errors/errors.ts';
+import { bundleGame, type GameBundle } from '../sandbox/bundler.ts';
+import { readGameFiles } from '../sandbox/game-files.ts';
+
+export interface GameVersion {
+  game: string;
+  /** 1 for the base scripts, then each patch's number. */
+  number: number;
+  /** State schema this version's scripts read and write. */
+  schema: number;
+  description: string;
+  entry: string;
+  files: ReadonlyMap<string, string>;
+  bundle: GameBundle;
+}
+
+export interface PatchManifest {
+  version: number;
+  schema: number;
+  description: string;
+  /** Files of the previous version this patch removes. */
+  delete?: string[];
+}
+
+export function parsePatchManifest(raw: unknown, where: string): PatchManifest {
+  const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
+  const int = (f: string) => {
+    const v = r[f];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`${where}: ${f}`, 'must be a positive integer');
+    return v;
+  };
+  const version = int('version');
+  const schema = int('schema');
+  const description = typeof r.description === 'string' ? r.description : '';
+  const del = r.delete;
+  if (del !== undefined && (!Array.isArray(del) || del.some((d) => typeof d !== 'string'))) {
+    throw new ConfigError(`${where}: delete`, 'must be a list of file paths');
+  }
+  return { version, schema, description, delete: del as string[] | undefined };
+}
+
+/** The files of the next version: `base` with the patch's files laid over and deletions applied. */
+export function overlay(base: ReadonlyMap<string, string>, patchFiles: ReadonlyMap<string, string>, deletions: readonly string[] = []): Map<string, string> {
+  const files = new Map(base);
+  for (const d of deletions) files.delete(d);
+  for (const [p, text] of patchFiles) files.set(p, text);
+  return files;
+}
+
+/**
+ * Build every version of a game: the base, then each patch in order. Patch numbers must follow
+ * each other (2, 3, 4...) and schemas may only go up; anything else is a ConfigError naming the
+ * patch, and a patch that does not build is a BuildError. A bad patch ends the chain there
+ * (it and the patches after it are not available) and is reported to `onBadPatch`; the server
+ * keeps running the versions before it.
+ */
+export async function loadVersions(
+  base: { name: string; entry: string; schema: number; files: ReadonlyMap<string, string>; bundle: GameBundle },
+  patchesDir: string,
+  onBadPatch: (folder: string, error: unknown) => void = (folder, e) => {
+    throw Object.assign(e as Error, { folder });
+  },
+): Promise<GameVersion[]> {
+  const versions: GameVersion[] = [{ game: base.name, number: 1, schema: base.schema, description: 'base scripts', entry: base.entry, files: base.files, bundle: base.bundle }];
+  const dir = path.join(patchesDir, base.name);
+  const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
+  if (!exists) return versions;
+  const folders = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  for (const folder of folders) {
+    try {
+      versions.push(await loadPatch(path.join(dir, folder), `patches/${base.name}/${folder}/patch.json`, base, versions[versions.length - 1]!));
+    } catch (e) {
+      onBadPatch(folder, e);
+      break;
+    }
+  }
+  return versions;
+}
+
+async function loadPatch(folderPath: string, where: string, base: { name: string; entry: string }, prev: GameVersion): Promise<GameVersion> {
+  const manifest = parsePatchManifest(JSON.parse(await readFile(path.join(folderPath, 'patch.json'), 'utf8')), where);
+  if (manifest.version !== prev.number + 1) throw new ConfigError(where, `version must be ${prev.number + 1} (the previous version is ${prev.number})`);
+  if (manifest.schema < prev.schema) throw new ConfigError(where, `schema cannot go down (from ${prev.schema} to ${manifest.schema})`);
+  const files = overlay(prev.files, await readGameFiles(folderPath), manifest.delete);
+  const bundle = await bundleGame({ name: base.name, entry: base.entry, files });
+  return { game: base.name, number: manifest.version, schema: manifest.schema, description: manifest.description, entry: base.entry, files, bundle };
+}

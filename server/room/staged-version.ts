@@ -1,0 +1,85 @@
+/**
+ * A new script version waiting to replace a room's current one at the next tick boundary.
+ *
+ * It is compiled and loaded with the committed state in a fresh isolate OFF the tick path.
+ * While it waits, every commit's changes go to its backlog (latest value per record), so at
+ * the swap tick it catches up with a call proportional to what changed since it was loaded,
+ * not to the size of the world. The swap tick itself (migration + validation + the tick) runs
+ * in the staged isolate; see Room.runTick.
+ */
+import type { GameVersion } from '../patch/versions.ts';
+import type { GameSandbox } from '../sandbox/sandbox.ts';
+import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
+
+export type SwapResult =
+  | {
+      ok: true;
+      roomId: string;
+      from: string;
+      to: string;
+      fromSchema: number;
+      toSchema: number;
+      /** The tick that ran on the new version first. */
+      tick: number;
+      /** Wall time of the swap tick's script call (migration + validation + tick), ms. */
+      swapTickMs: number;
+      /** Records the swap tick wrote (the migration's changes and the tick's). */
+      records: number;
+    }
+  | {
+      ok: false;
+      roomId: string;
+      /** Where it failed: building or starting the new isolate, or the swap tick. */
+      stage: 'build' | 'migrate' | 'tick';
+      code: string;
+      message: string;
+      /** The script's stack, mapped to the patch's files, when a script threw. */
+      stack?: string;
+    };
+
+export class StagedVersion {
+  /** Committed changes since the staged world was loaded: key -> bytes, or null for deleted. */
+  private readonly backlog = new Map<string, Uint8Array | null>();
+  ready = false;
+  private settle!: (r: SwapResult) => void;
+  readonly result: Promise<SwapResult>;
+
+  constructor(
+    readonly version: GameVersion,
+    readonly sandbox: GameSandbox,
+  ) {
+    this.result = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  noteCommitted(sets: readonly (readonly [string, Uint8Array])[], dels: readonly string[]): void {
+    for (const [k, v] of sets) this.backlog.set(k, v);
+    for (const k of dels) this.backlog.set(k, null);
+  }
+
+  /** Apply the backlog to the staged isolate. */
+  async catchUp(): Promise<void> {
+    if (this.backlog.size === 0) return;
+    const sets = new MsgpackWriter();
+    const dels: string[] = [];
+    let n = 0;
+    for (const v of this.backlog.values()) if (v) n++;
+    sets.arrayHeader(n * 2);
+    for (const [k, v] of this.backlog) {
+      if (!v) {
+        dels.push(k);
+        continue;
+      }
+      sets.str(k);
+      sets.binHeader(v.length);
+      sets.raw(v);
+    }
+    const delsW = new MsgpackWriter();
+    delsW.value(dels);
+    await this.sandbox.applyRecords(sets.bytes().slice(), delsW.bytes().slice());
+    this.backlog.clear();
+  }
+
+  finish(result: SwapResult): void {
+    this.settle(result);
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Live patching at a tick boundary, against real isolates, Redis and sockets: a good patch
+ * migrates the live state and swaps while players stay connected with every input settled once;
+ * a throwing migration, a migration that yields invalid state, and a patch that does not build
+ * each leave the room on its version with its state unchanged; a patched room resumes on its
+ * pinned version after a restart.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpack } from 'msgpackr';
+import type { MoonpatchClient } from '../../client/client.ts';
+import type { VersionMsg } from '../../server/protocol/messages.ts';
+import type { Room } from '../../server/room/room.ts';
+import { loadGame } from '../../server/sandbox/games.ts';
+import { BuildError } from '../../server/errors/errors.ts';
+import path from 'node:path';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+let server: Server;
+beforeAll(async () => {
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', inputRatePerSecond: 500, inputBurst: 200 });
+});
+afterAll(async () => server?.close());
+
+const record = (room: Room, key: string) => {
+  const v = room.committed.records.get(key);
+  return v ? (unpack(v) as Record<string, unknown>) : undefined;
+};
+
+describe('a good patch', () => {
+  it('migrates the live state at one tick boundary while players keep playing, losing nothing', async () => {
+    const roomId = 'patch-good-' + Date.now();
+    const clients: MoonpatchClient[] = [];
+    const applied = new Map<MoonpatchClient, number>();
+    const notices: VersionMsg[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = testClient(server.url, { room: roomId, game: 'probe', name: `p${i}` });
+      await c.connect();
+      c.on('settled', (s) => {
+        if (!s.rejected) applied.set(c, (applied.get(c) ?? 0) + 1);
+      });
+      c.on('version', (v) => notices.push(v));
+      clients.push(c);
+    }
+    const room = server.rooms.get(roomId)!;
+    const v1 = room.version;
+    let sending = true;
+    const senders = clients.map(async (c) => {
+      while (sending) {
+        c.send({ op: 'add', n: 1 });
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const result = await server.rooms.applyVersion(roomId, 2);
+    await new Promise((r) => setTimeout(r, 300));
+    sending = false;
+    await Promise.all(senders);
+    await waitFor(() => clients.every((c) => c.unsettled === 0), 'all inputs settled');
+
+    expect(result).toMatchObject({ ok: true, from: v1, fromSchema: 1, toSchema: 2 });
+    if (!result.ok) return;
+    expect(room.version).toBe(result.to);
+    expect(room.schema).toBe(2);
+    // Every client was told once, about the same tick, and none was disconnected.
+    expect(notices).toHaveLength(clients.length);
+    for (const n of notices) expect(n).toEqual({ t: 'ver', from: v1, to: result.to, tick: result.tick });
+    for (const c of clients) expect(c.disconnects).toBe(0);
+    // The migrated state is what the migration says: `sum` became `score`, and every input
+    // applied before and after the swap is in it exactly once.
+    for (const c of clients) {
+      const p = record(room, `players/${c.playerId}`)!;
+      expect(p).not.toHaveProperty('sum');
+      expect(p.score).toBe(applied.get(c));
+      expect(p.inputs).toBe(applied.get(c));
+    }
+    const meta = (await server.store.readMeta(roomId))!;
+    expect(meta).toMatchObject({ version: result.to, schema: 2 });
+    await waitFor(() => clients.every((c) => c.version === result.to), 'clients see the new version on deltas');
+    for (const c of clients) c.close();
+  });
+});
+
+describe('refused patches leave version and state unchanged', () => {
+  async function refusedAt(versionNumber: number, stage: string, code: string) {
+    const roomId = `patch-bad-${versionNumber}-` + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    await room.pauseClock();
+    c.send({ op: 'add', n: 5 });
+    await waitFor(() => room.queue.size > 0, 'queued');
+    await room.runTick();
+    const before = { version: room.version, schema: room.schema, player: record(room, `players/${c.playerId}`) };
+    const pending = server.rooms.applyVersion(roomId, versionNumber);
+    await waitFor(() => (room as unknown as { staged: { ready: boolean } | null }).staged?.ready === true, 'patch staged');
+    const seq = c.send({ op: 'add', n: 7 });
+    await waitFor(() => room.queue.size > 0, 'queued');
+    await room.runTick(); // the swap tick: refused, and run on the old version instead
+    const result = await pending;
+    expect(result).toMatchObject({ ok: false, stage, code });
+    expect(room.version).toBe(before.version);
+    expect(room.schema).toBe(before.schema);
+    expect((await server.store.readMeta(roomId))!).toMatchObject({ version: before.version, schema: before.schema });
+    // The input in the swap tick was applied by the old version, once; the migration left no trace.
+    await waitFor(() => c.lastAckedSeq >= seq, 'input acknowledged');
+    expect(record(room, `players/${c.playerId}`)).toEqual({ ...before.player, sum: 12, inputs: 2 });
+    c.close();
+    return result;
+  }
+
+  it('a migration that throws', async () => {
+    const r = await refusedAt(3, 'migrate', 'SCRIPT_ERROR');
+    if (!r.ok) expect(r.stack).toMatch(/main\.ts:\d+:\d+/);
+  });
+
+  it('a migration that yields invalid state', async () => {
+    const r = await refusedAt(4, 'migrate', 'STATE_INVALID_VALUE');
+    if (!r.ok) expect(r.message).toMatch(/not plain data/);
+  });
+
+  it('a patch that does not build is reported with its file and line, and the versions before it stay usable', async () => {
+    const problems: [string, unknown][] = [];
+    const game = await loadGame(path.join(FIXTURE_GAMES, 'probe'), FIXTURE_PATCHES, (_g, folder, e) => problems.push([folder, e]));
+    expect(game.versions.map((v) => v.number)).toEqual([1, 2, 3, 4]);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]![0]).toBe('005-syntax-error');
+    expect(problems[0]![1]).toBeInstanceOf(BuildError);
+    expect(String((problems[0]![1] as Error).message)).toMatch(/helper\.ts:\d+:\d+/);
+    const room = await server.rooms.open('patch-nobuild-' + Date.now(), 'probe');
+    await expect(server.rooms.applyVersion(room.id, 5).catch((e: { code: string }) => e.code)).resolves.toBe('GAME_NOT_FOUND');
+    expect(room.version).toBe(game.versions[0]!.bundle.version);
+  });
+});
+
+describe('pinned versions', () => {
+  it('a patched room resumes on its version after a restart', async () => {
+    const roomId = 'patch-pin-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p', autoReconnect: false });
+    await c.connect();
+    const result = await server.rooms.applyVersion(roomId, 2);
+    expect(result.ok).toBe(true);
+    c.close();
+    const again = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix });
+    try {
+      const room = await again.rooms.open(roomId);
+      expect(room.version).toBe(result.ok ? result.to : '');
+      expect(room.schema).toBe(2);
+    } finally {
+      await again.close();
+    }
+  });
+});

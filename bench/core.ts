@@ -18,13 +18,12 @@ import { startServer } from '../server/app.ts';
 import { makeConfig } from '../server/config/config.ts';
 import { channels, type BroadcastEvent, type TickCommittedEvent, type TickFailedEvent } from '../server/ops/events.ts';
 import { silentLogger } from '../server/ops/logger.ts';
-import type { PlayerLink } from '../server/room/link.ts';
-import type { SeatHandle } from '../server/room/room.ts';
 import { bundleGame } from '../server/sandbox/bundler.ts';
 import { GameRegistry, loadGame, makeGame, readGameFiles } from '../server/sandbox/games.ts';
 import { GameSandbox } from '../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import { benchRedis, machine, parseArgs, round, sleep, summary, writeResult } from './lib.ts';
+import { simulatePlayers } from './sim.ts';
 
 const args = parseArgs(process.argv.slice(2));
 const PLAYERS = Number(args.players ?? 1000);
@@ -33,19 +32,6 @@ const INPUT_HZ = 20;
 /** Each player turns every this many inputs (1: every input changes its direction). */
 const TURN_EVERY = Number(args['turn-every'] ?? 1);
 const ARENA_DIR = path.join(import.meta.dirname, '..', 'scripts', 'arena');
-
-/** A connection that only counts what it is sent. */
-class CountingLink implements PlayerLink {
-  bytes = 0;
-  frames = 0;
-  readonly bufferedAmount = 0;
-  readonly isOpen = true;
-  send(frame: Uint8Array): void {
-    this.bytes += frame.length;
-    this.frames++;
-  }
-  close(): void {}
-}
 
 /** The arena plus one extra input, `{ benchFail: true }`, that makes that tick throw at its end. */
 async function benchGames(): Promise<GameRegistry> {
@@ -99,17 +85,8 @@ async function main(): Promise<void> {
   const room = await server.rooms.open('bench-room', 'arena-bench');
 
   console.log(`core bench: seating ${PLAYERS} simulated players...`);
-  const links: CountingLink[] = [];
-  const seats: SeatHandle[] = [];
-  for (let i = 0; i < PLAYERS; i += 100) {
-    const batch = [];
-    for (let j = i; j < Math.min(PLAYERS, i + 100); j++) {
-      const link = new CountingLink();
-      links.push(link);
-      batch.push(room.join(link, `bot${j}`));
-    }
-    seats.push(...(await Promise.all(batch)));
-  }
+  const players = await simulatePlayers(room, PLAYERS, INPUT_HZ, TURN_EVERY);
+  const seats = players.seats;
 
   const committed: TickCommittedEvent[] = [];
   const failed: TickFailedEvent[] = [];
@@ -122,26 +99,14 @@ async function main(): Promise<void> {
   channels.tickFailed.subscribe(onFail);
   channels.broadcast.subscribe(onBroadcast);
 
-  // Every player sends one input per 50 ms, steering in a slowly turning direction.
-  let seq = 0;
-  let refused = 0;
-  const inputTimer = setInterval(() => {
-    seq++;
-    for (let i = 0; i < seats.length; i++) {
-      const a = (Math.floor(seq / TURN_EVERY) * 0.3 + i) % (2 * Math.PI);
-      if (seats[i]!.input(seq, { move: [round(Math.cos(a), 2), round(Math.sin(a), 2)] })) refused++;
-    }
-  }, 1000 / INPUT_HZ);
-
   await sleep(3000); // warm up: JIT, isolate heap, Redis AOF
   const missedBefore = room.missedTicks;
   measuring = true;
   console.log(`core bench: measuring for ${SECONDS}s at ${room.settings.tickHz} Hz...`);
-  const failer = seats[0]!;
-  const failTimer = setInterval(() => failer.input(++seq, { benchFail: true }), 1000);
+  const failTimer = setInterval(() => players.extra(0, { benchFail: true }), 1000);
   await sleep(SECONDS * 1000);
   measuring = false;
-  clearInterval(inputTimer);
+  players.stop();
   clearInterval(failTimer);
   const missed = room.missedTicks - missedBefore;
 
@@ -163,7 +128,7 @@ async function main(): Promise<void> {
     seconds: SECONDS,
     ticks: committed.length,
     missed_ticks: missed,
-    inputs_refused: refused,
+    inputs_refused: players.refused(),
     tick_ms: summary(tickMs),
     script_ms: summary(scriptMs),
     script_cpu_ms: summary(committed.map((e) => e.cpuMs)),

@@ -58,6 +58,11 @@ export interface GameManifest {
   broadcastHz: number;
   /** CPU budget of one tick, ms. @default 20 */
   cpuBudgetMs: number;
+  /**
+   * Extra CPU time the swap tick of a live patch may take for the migration, on top of
+   * cpuBudgetMs, ms. @default 250
+   */
+  migrationBudgetMs: number;
   /** Isolate heap limit, MB (isolated-vm needs at least 8). @default 64 */
   memoryLimitMb: number;
   /** Seats per room. @default 500 */
@@ -146,6 +151,7 @@ export function parseGameManifest(name: string, raw: unknown, dir = name): GameM
     tickHz,
     broadcastHz: int(at('broadcastHz'), r.broadcastHz ?? tickHz, 1, tickHz),
     cpuBudgetMs: int(at('cpuBudgetMs'), r.cpuBudgetMs ?? 20, 1, 1000),
+    migrationBudgetMs: int(at('migrationBudgetMs'), r.migrationBudgetMs ?? 250, 0, 60_000),
     memoryLimitMb: int(at('memoryLimitMb'), r.memoryLimitMb ?? 64, 8, 4096),
     maxPlayers: int(at('maxPlayers'), r.maxPlayers ?? 500, 1, 100_000),
     inputQueueLimit: int(at('inputQueueLimit'), r.inputQueueLimit ?? 16, 1, 1000),

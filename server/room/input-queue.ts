@@ -50,6 +50,11 @@ export class InputQueue {
     this.events.push(e);
   }
 
+  /** A copy of what is queued, without taking it (warming up a staged version). */
+  peek(): RoomEvent[] {
+    return this.events.slice();
+  }
+
   /** Take everything queued, in arrival order. */
   drain(): RoomEvent[] {
     const out = this.events;

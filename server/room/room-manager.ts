@@ -103,6 +103,7 @@ export class RoomManager {
       tickHz: m.tickHz,
       broadcastHz: m.broadcastHz,
       cpuBudgetMs: m.cpuBudgetMs,
+      migrationBudgetMs: m.migrationBudgetMs,
       memoryLimitMb: m.memoryLimitMb,
       maxPlayers: m.maxPlayers,
       inputQueueLimit: m.inputQueueLimit,

@@ -34,6 +34,8 @@ export interface RoomSettings {
   tickHz: number;
   broadcastHz: number;
   cpuBudgetMs: number;
+  /** Extra CPU for the migration in a live patch's swap tick, ms. */
+  migrationBudgetMs: number;
   memoryLimitMb: number;
   maxPlayers: number;
   /** Most inputs one player may have queued for the next tick. */
@@ -229,17 +231,51 @@ export class Room {
     const staged = new StagedVersion(version, sandbox);
     this.staged = staged;
     await sandbox.load(this.committed.encodeForLoad());
-    staged.ready = true;
+    await this.warmUp(staged);
+    if (this.staged === staged) staged.ready = true;
     return staged.result;
+  }
+
+  /**
+   * A fresh isolate runs its first calls cold (nothing compiled yet): run the swap tick a few
+   * times off the tick path, each rolled back, so the real one runs warm. A warm-up that fails
+   * is not fatal here; the real swap tick decides. (The staged world is behind the committed
+   * one by the ticks since it loaded; for warming the code that does not matter.)
+   */
+  private async warmUp(staged: StagedVersion): Promise<void> {
+    const fromSchema = this.meta.schema;
+    for (let i = 0; i < 3 && this.staged === staged; i++) {
+      // The events waiting for the next tick make a realistic warm-up, and a rolled-back
+      // run has no effect on anything.
+      const events = this.encodeEvents(this.queue.peek());
+      const tick = this.committed.tick + 1;
+      const out = await staged.sandbox.tick({
+        events,
+        seed: this.meta.seed,
+        tick,
+        nowMs: Math.round(this.meta.createdAt + (tick * 1000) / this.settings.tickHz),
+        dtSeconds: 1 / this.settings.tickHz,
+        runInit: false,
+        migrateFrom: staged.version.schema !== fromSchema ? fromSchema : undefined,
+        budgetMs: this.settings.cpuBudgetMs + this.settings.migrationBudgetMs,
+      });
+      if (!out.ok) break;
+      await staged.sandbox.rollback();
+    }
   }
 
   /** Run this tick on the staged version; null when it failed (and the staging was dropped). */
   private async trySwapTick(staged: StagedVersion, call: Parameters<GameSandbox['tick']>[0], tick: number): Promise<TickOutcome | null> {
     await staged.catchUp();
     const fromSchema = this.meta.schema;
-    const outcome = await staged.sandbox.tick({ ...call, migrateFrom: staged.version.schema !== fromSchema ? fromSchema : undefined });
+    const migrating = staged.version.schema !== fromSchema;
+    const outcome = await staged.sandbox.tick({
+      ...call,
+      migrateFrom: migrating ? fromSchema : undefined,
+      budgetMs: this.settings.cpuBudgetMs + (migrating ? this.settings.migrationBudgetMs : 0),
+    });
     if (outcome.ok) return outcome;
-    const migrating = outcome.thrown?.name.startsWith('migration: ') ?? false;
+    const inMigration = outcome.thrown?.name.startsWith('migration: ') ?? false;
     this.log.warn(
       { roomId: this.id, tick, version: this.version, toVersion: staged.version.bundle.version, code: outcome.code, err: outcome.thrown ?? undefined },
       'patch refused at the swap tick; the room stays on its version',
@@ -247,7 +283,7 @@ export class Room {
     this.dropStaged({
       ok: false,
       roomId: this.id,
-      stage: migrating ? 'migrate' : 'tick',
+      stage: inMigration ? 'migrate' : 'tick',
       code: outcome.thrown?.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : outcome.code,
       message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code,
       stack: outcome.thrown?.stack,
@@ -479,7 +515,10 @@ export class Room {
       return;
     }
     if (swap) this.completeSwap(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
-    else this.staged?.noteCommitted(outcome.sets, outcome.dels);
+    else if (this.staged) {
+      this.staged.noteCommitted(outcome.sets, outcome.dels);
+      if (this.staged.ready) void this.staged.catchUp().catch(() => {}); // a failure shows at the swap tick
+    }
     if (this.degraded) {
       this.degraded = false;
       this.log.info({ roomId: this.id, tick }, 'commits recovered');

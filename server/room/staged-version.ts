@@ -41,6 +41,8 @@ export class StagedVersion {
   /** Committed changes since the staged world was loaded: key -> bytes, or null for deleted. */
   private readonly backlog = new Map<string, Uint8Array | null>();
   ready = false;
+  /** Catch-ups run one after another, in the staged isolate's thread, off the tick path. */
+  private catchingUp: Promise<void> = Promise.resolve();
   private settle!: (r: SwapResult) => void;
   readonly result: Promise<SwapResult>;
 
@@ -56,9 +58,17 @@ export class StagedVersion {
     for (const k of dels) this.backlog.set(k, null);
   }
 
-  /** Apply the backlog to the staged isolate. */
-  async catchUp(): Promise<void> {
-    if (this.backlog.size === 0) return;
+  /**
+   * Apply the backlog to the staged isolate. Called after every commit while staged (so the
+   * swap tick only has the last tick's changes left to apply) and at the swap tick.
+   */
+  catchUp(): Promise<void> {
+    this.catchingUp = this.catchingUp.then(() => this.applyBacklog());
+    return this.catchingUp;
+  }
+
+  private async applyBacklog(): Promise<void> {
+    if (this.backlog.size === 0 || this.sandbox.isDisposed) return;
     const sets = new MsgpackWriter();
     const dels: string[] = [];
     let n = 0;
@@ -75,8 +85,9 @@ export class StagedVersion {
     }
     const delsW = new MsgpackWriter();
     delsW.value(dels);
-    await this.sandbox.applyRecords(sets.bytes().slice(), delsW.bytes().slice());
+    // Taken now: commits that land while the call runs go to the next catch-up.
     this.backlog.clear();
+    await this.sandbox.applyRecords(sets.bytes().slice(), delsW.bytes().slice());
   }
 
   finish(result: SwapResult): void {

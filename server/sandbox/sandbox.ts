@@ -33,6 +33,8 @@ export interface TickCall {
   runInit: boolean;
   /** Set on the swap tick of a live patch: run `migrate(world, migrateFrom)` and `validate(world)` first. */
   migrateFrom?: number;
+  /** CPU budget for this call instead of the sandbox's (a swap tick also migrates). */
+  budgetMs?: number;
 }
 
 export interface Rejection {
@@ -154,7 +156,8 @@ export class GameSandbox {
   async tick(call: TickCall): Promise<TickOutcome> {
     const cpuBefore = this.isolate.cpuTime;
     const wallBefore = performance.now();
-    const budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(this.limits.cpuBudgetMs, WARMUP_BUDGET_MS) : this.limits.cpuBudgetMs;
+    const normal = call.budgetMs ?? this.limits.cpuBudgetMs;
+    const budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(normal, WARMUP_BUDGET_MS) : normal;
     let raw: Uint8Array;
     try {
       raw = (await this.fns.tick.apply(

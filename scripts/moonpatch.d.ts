@@ -73,5 +73,11 @@ declare module 'moonpatch' {
      * same transaction as the migration: a throw leaves the room on its old version, untouched.
      */
     validate?(world: W): void;
+    /**
+     * Turn this version's world back into an older schema, for rolling the patch back without
+     * losing what players did since it was applied. Without it, a patch that changed the
+     * schema cannot be rolled back (the engine says so).
+     */
+    downgrade?(world: W, toSchema: number): void;
   }
 }

@@ -63,6 +63,10 @@ export interface GameManifest {
    * cpuBudgetMs, ms. @default 250
    */
   migrationBudgetMs: number;
+  /** Ticks a new version is watched after a live patch. @default 200 (10 s at 20 Hz) */
+  verifyWindowTicks: number;
+  /** Failed ticks within that window that roll the patch back automatically. @default 3 */
+  verifyMaxFailures: number;
   /** Isolate heap limit, MB (isolated-vm needs at least 8). @default 64 */
   memoryLimitMb: number;
   /** Seats per room. @default 500 */
@@ -152,6 +156,8 @@ export function parseGameManifest(name: string, raw: unknown, dir = name): GameM
     broadcastHz: int(at('broadcastHz'), r.broadcastHz ?? tickHz, 1, tickHz),
     cpuBudgetMs: int(at('cpuBudgetMs'), r.cpuBudgetMs ?? 20, 1, 1000),
     migrationBudgetMs: int(at('migrationBudgetMs'), r.migrationBudgetMs ?? 250, 0, 60_000),
+    verifyWindowTicks: int(at('verifyWindowTicks'), r.verifyWindowTicks ?? 200, 0, 1_000_000),
+    verifyMaxFailures: int(at('verifyMaxFailures'), r.verifyMaxFailures ?? 3, 1, 1_000_000),
     memoryLimitMb: int(at('memoryLimitMb'), r.memoryLimitMb ?? 64, 8, 4096),
     maxPlayers: int(at('maxPlayers'), r.maxPlayers ?? 500, 1, 100_000),
     inputQueueLimit: int(at('inputQueueLimit'), r.inputQueueLimit ?? 16, 1, 1000),

@@ -104,6 +104,8 @@ export class RoomManager {
       broadcastHz: m.broadcastHz,
       cpuBudgetMs: m.cpuBudgetMs,
       migrationBudgetMs: m.migrationBudgetMs,
+      verifyWindowTicks: m.verifyWindowTicks,
+      verifyMaxFailures: m.verifyMaxFailures,
       memoryLimitMb: m.memoryLimitMb,
       maxPlayers: m.maxPlayers,
       inputQueueLimit: m.inputQueueLimit,
@@ -120,6 +122,7 @@ export class RoomManager {
     const room = new Room(roomId, { ...meta, version: version.bundle.version, schema: version.schema }, version.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
     });
+    room.current = version;
     room.inheritUncheckpointed(claimed.uncheckpointed.keys, claimed.uncheckpointed.players);
     for (const [id, bytes] of claimed.seats) room.restoreSeat(decodeSeat(id, bytes, claimed.seqs.get(id) ?? 0));
     this.rooms.set(roomId, room);
@@ -135,6 +138,20 @@ export class RoomManager {
   async applyVersion(roomId: string, versionNumber: number): Promise<SwapResult> {
     const room = await this.open(roomId);
     return room.stageVersion(this.games.version(room.game, versionNumber));
+  }
+
+  /**
+   * Take a room back to version `versionNumber`, or to the version before its last patch when
+   * none is given, without losing what players did since (see Room.rollbackTo).
+   */
+  async rollback(roomId: string, versionNumber?: number): Promise<SwapResult> {
+    const room = await this.open(roomId);
+    return room.rollbackTo(versionNumber === undefined ? undefined : this.games.version(room.game, versionNumber));
+  }
+
+  /** A room's patch history, newest first. */
+  async history(roomId: string) {
+    return this.store.readHistory(roomId);
   }
 
   /**

@@ -21,7 +21,7 @@ import type { GameBundle } from '../sandbox/bundler.ts';
 import { Checkpointer } from '../state/checkpointer.ts';
 import type { CommittedState } from '../state/committed-state.ts';
 import { encodeTickDelta } from '../state/tick-delta.ts';
-import type { RoomMeta, RoomStore } from '../state/room-store.ts';
+import type { PatchHistoryEntry, RoomMeta, RoomStore } from '../state/room-store.ts';
 import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
 import { InputQueue, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
@@ -36,6 +36,10 @@ export interface RoomSettings {
   cpuBudgetMs: number;
   /** Extra CPU for the migration in a live patch's swap tick, ms. */
   migrationBudgetMs: number;
+  /** Ticks a new version is watched after a patch. */
+  verifyWindowTicks: number;
+  /** Failed ticks within the window that roll the patch back. */
+  verifyMaxFailures: number;
   memoryLimitMb: number;
   maxPlayers: number;
   /** Most inputs one player may have queued for the next tick. */
@@ -75,6 +79,12 @@ export class Room {
   private readonly checkpointer: Checkpointer;
   /** A new version waiting for the next tick boundary (live patching). */
   private staged: StagedVersion | null = null;
+  /** The version running, with its number and schema (set by the room manager). */
+  current: GameVersion | null = null;
+  /** The version before the last patch: where a rollback goes by default. */
+  private previous: GameVersion | null = null;
+  /** After a patch: the version before it, watched failures, and until which tick. */
+  private verification: { previous: GameVersion; untilTick: number; failures: number } | null = null;
   private lastBroadcastAt = 0;
   private stopped = false;
   /** The last commit failed (Redis trouble): the room holds its events and retries. */
@@ -212,7 +222,7 @@ export class Room {
    * same tick runs on the current version instead: the room stays where it was, state
    * untouched, no input lost. Resolves with the outcome once the swap tick has committed.
    */
-  async stageVersion(version: GameVersion): Promise<SwapResult> {
+  async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch'): Promise<SwapResult> {
     if (this.staged) throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} is already switching to ${this.staged.version.bundle.version}`);
     if (version.bundle.version === this.version) throw new MoonpatchError('ALREADY_ON_VERSION', `room ${this.id} already runs ${this.version}`);
     let sandbox: GameSandbox;
@@ -228,12 +238,60 @@ export class Room {
     }
     // From this moment every commit also goes to the staged backlog, so the snapshot taken
     // here plus the backlog is always the committed state.
-    const staged = new StagedVersion(version, sandbox);
+    const downgrade = version.schema < this.meta.schema;
+    const staged = new StagedVersion(version, sandbox, reason, downgrade);
     this.staged = staged;
     await sandbox.load(this.committed.encodeForLoad());
     await this.warmUp(staged);
     if (this.staged === staged) staged.ready = true;
     return staged.result;
+  }
+
+  /**
+   * Go back to `version` (by default the one before the last patch) without losing what players
+   * did since: same schema, a plain swap; an older schema, the current version's
+   * `downgrade(world, toSchema)` turns the live world back first, in the same transaction as
+   * the swap tick. A version without `downgrade` cannot go back across its schema change:
+   * ROLLBACK_NEEDS_DOWNGRADE, and nothing changes.
+   */
+  async rollbackTo(version: GameVersion | null = this.previous, why = 'manual rollback'): Promise<SwapResult> {
+    if (!version) throw new MoonpatchError('NOTHING_TO_ROLL_BACK', `room ${this.id} has no previous version to go back to`);
+    if (version.schema < this.meta.schema && !this.sandbox.hooks.includes('downgrade')) {
+      void this.recordHistory({ kind: 'rollback-refused', from: this.version, to: version.bundle.version, tick: this.tick, reason: `${why}: no downgrade` });
+      throw new MoonpatchError('ROLLBACK_NEEDS_DOWNGRADE', `version ${this.version} changed the schema (${version.schema} -> ${this.meta.schema}) and exports no downgrade(world, toSchema): it cannot be rolled back without losing state`);
+    }
+    this.log.warn({ roomId: this.id, tick: this.tick, fromVersion: this.version, toVersion: version.bundle.version, reason: why }, 'rolling back');
+    this.rollbackReason = why;
+    return this.stageVersion(version, 'rollback');
+  }
+
+  private rollbackReason = '';
+
+  private recordHistory(e: Omit<PatchHistoryEntry, 'at'>): Promise<void> {
+    return this.store.appendHistory(this.id, { at: Date.now(), ...e }).catch((err: unknown) => this.log.warn({ err, roomId: this.id }, 'could not record patch history'));
+  }
+
+  /** Count a failed tick against a patch being verified; roll it back past the limit. */
+  private watchVerification(tick: number): void {
+    const v = this.verification;
+    if (!v || this.staged) return;
+    v.failures++;
+    if (v.failures < this.settings.verifyMaxFailures) return;
+    const previous = v.previous;
+    this.verification = null;
+    const why = `verification failed: ${v.failures} failed ticks by tick ${tick}`;
+    this.rollbackTo(previous, why).then(
+      (r) => this.log.warn({ roomId: this.id, ok: r.ok, result: r }, 'automatic rollback finished'),
+      (e: unknown) => this.log.error({ roomId: this.id, err: e }, 'automatic rollback impossible'),
+    );
+  }
+
+  /** A committed tick while a patch is being verified: past the window, it is verified. */
+  private passVerification(tick: number): void {
+    const v = this.verification;
+    if (!v || tick < v.untilTick) return;
+    this.verification = null;
+    void this.recordHistory({ kind: 'verified', from: v.previous.bundle.version, to: this.version, tick, reason: `${v.failures} failed ticks in the window` });
   }
 
   /**
@@ -291,11 +349,54 @@ export class Room {
     return null;
   }
 
+  /**
+   * The swap tick of a rollback to an older schema: the CURRENT isolate runs its downgrade
+   * (journaled), the staged older version receives the downgraded records and runs the tick.
+   * The commit carries both. Any failure undoes the downgrade and drops the staging.
+   */
+  private async tryDowngradeSwapTick(staged: StagedVersion, call: Parameters<GameSandbox['tick']>[0], tick: number): Promise<TickOutcome | null> {
+    const down = await this.sandbox.tick({ ...call, downgradeTo: staged.version.schema, budgetMs: this.settings.cpuBudgetMs + this.settings.migrationBudgetMs });
+    if (!down.ok) {
+      this.dropStaged({ ok: false, roomId: this.id, stage: 'downgrade', code: down.thrown?.code ?? down.code, message: down.thrown ? down.thrown.message : down.code, stack: down.thrown?.stack });
+      return null;
+    }
+    staged.noteCommitted(down.sets, down.dels);
+    await staged.catchUp();
+    const outcome = await staged.sandbox.tick(call);
+    if (!outcome.ok) {
+      await this.sandbox.rollback();
+      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: outcome.code, message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code, stack: outcome.thrown?.stack });
+      return null;
+    }
+    // One commit: the downgrade's records, then the tick's on top.
+    const merged = new Map<string, Uint8Array | null>();
+    for (const [k, v] of down.sets) merged.set(k, v);
+    for (const k of down.dels) merged.set(k, null);
+    for (const [k, v] of outcome.sets) merged.set(k, v);
+    for (const k of outcome.dels) merged.set(k, null);
+    const sets: [string, Uint8Array][] = [];
+    const dels: string[] = [];
+    for (const [k, v] of merged) {
+      if (v) sets.push([k, v]);
+      else dels.push(k);
+    }
+    return { ...outcome, sets, dels, writes: outcome.writes + down.writes };
+  }
+
   private dropStaged(result: SwapResult): void {
     const staged = this.staged;
     if (!staged) return;
     this.staged = null;
     staged.sandbox.dispose();
+    if (!result.ok) {
+      void this.recordHistory({
+        kind: staged.reason === 'rollback' ? 'rollback-refused' : 'refused',
+        from: this.version,
+        to: staged.version.bundle.version,
+        tick: this.tick,
+        reason: `${result.stage}: ${result.code}: ${result.message}`,
+      });
+    }
     staged.finish(result);
   }
 
@@ -309,6 +410,20 @@ export class Room {
     this.meta.version = staged.version.bundle.version;
     this.meta.schema = staged.version.schema;
     this.staged = null;
+    const previous = this.current;
+    this.current = staged.version;
+    if (staged.reason === 'patch') this.previous = previous;
+    // A patch is watched for a while: enough failed ticks and it is rolled back. A rollback
+    // is not watched (there would be nothing safer to go back to).
+    this.verification =
+      staged.reason === 'patch' && previous ? { previous, untilTick: tick + this.settings.verifyWindowTicks, failures: 0 } : null;
+    void this.recordHistory({
+      kind: staged.reason === 'rollback' ? 'rolled-back' : 'applied',
+      from,
+      to: staged.version.bundle.version,
+      tick,
+      reason: staged.reason === 'rollback' ? this.rollbackReason : undefined,
+    });
     const notice = encodeServerMessage({ t: 'ver', from, to: this.version, tick });
     for (const seat of this.seats.values()) seat.link?.send(notice);
     this.log.info({ roomId: this.id, tick, fromVersion: from, toVersion: this.version, fromSchema, toSchema: this.meta.schema, swapTickMs }, 'script swapped');
@@ -455,7 +570,7 @@ export class Room {
     };
     // A staged version takes this tick if it can; otherwise the current version runs it.
     const swap = this.staged?.ready && !call.runInit ? this.staged : null;
-    const swapOutcome = swap ? await this.trySwapTick(swap, call, tick) : null;
+    const swapOutcome = swap ? (swap.downgrade ? await this.tryDowngradeSwapTick(swap, call, tick) : await this.trySwapTick(swap, call, tick)) : null;
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();
     if (this.stopped) return;
@@ -510,12 +625,21 @@ export class Room {
     if (this.stopped) return;
     if (result !== 'ok') {
       // A swap tick that did not commit is undone in the staged isolate, which stays staged
-      // and tries again at the next tick.
+      // and tries again at the next tick. A downgrading swap cannot retry (its staged world got
+      // the downgraded records directly): undo the downgrade and drop the staging.
+      if (swap?.downgrade) {
+        await this.sandbox.rollback();
+        this.dropStaged({ ok: false, roomId: this.id, stage: 'commit', code: 'COMMIT_FAILED', message: 'the swap tick did not commit' });
+        this.queue.requeueFront(events);
+        if (result === 'fenced' || result === 'tick-mismatch') await this.commitFailed(tick, [], result, this.sandbox);
+        return;
+      }
       await this.commitFailed(tick, events, result, swap?.sandbox ?? this.sandbox);
       return;
     }
     if (swap) this.completeSwap(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
-    else if (this.staged) {
+    else this.passVerification(tick);
+    if (!swap && this.staged) {
       this.staged.noteCommitted(outcome.sets, outcome.dels);
       if (this.staged.ready) void this.staged.catchUp().catch(() => {}); // a failure shows at the swap tick
     }
@@ -639,6 +763,7 @@ export class Room {
       }
     }
     this.queue.requeueFront(leaves);
+    this.watchVerification(tick);
     publish<TickFailedEvent>(channels.tickFailed, {
       roomId: this.id, game: this.game, version: this.version, tick, code: outcome.code,
       thrown: outcome.thrown, scriptMs, rollbackMs, isolateRebuilt: rebuilt,

@@ -29,8 +29,8 @@ export type SwapResult =
   | {
       ok: false;
       roomId: string;
-      /** Where it failed: building or starting the new isolate, or the swap tick. */
-      stage: 'build' | 'migrate' | 'tick';
+      /** Where it failed: building or starting the new isolate, the swap tick, or a rollback's downgrade. */
+      stage: 'build' | 'migrate' | 'tick' | 'downgrade' | 'commit';
       code: string;
       message: string;
       /** The script's stack, mapped to the patch's files, when a script threw. */
@@ -49,6 +49,10 @@ export class StagedVersion {
   constructor(
     readonly version: GameVersion,
     readonly sandbox: GameSandbox,
+    /** Why: a patch going forward, or a rollback (manual or by the verification window). */
+    readonly reason: 'patch' | 'rollback',
+    /** A rollback to an older schema: the current version's downgrade runs first. */
+    readonly downgrade: boolean,
   ) {
     this.result = new Promise((resolve) => (this.settle = resolve));
   }

@@ -35,6 +35,8 @@ export interface TickCall {
   migrateFrom?: number;
   /** CPU budget for this call instead of the sandbox's (a swap tick also migrates). */
   budgetMs?: number;
+  /** Instead of a tick: run `downgrade(world, downgradeTo)` (rolling a patch back). */
+  downgradeTo?: number;
 }
 
 export interface Rejection {
@@ -162,7 +164,7 @@ export class GameSandbox {
     try {
       raw = (await this.fns.tick.apply(
         undefined,
-        [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1],
+        [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1],
         { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs },
       )) as Uint8Array;
     } catch (cause) {

@@ -20,11 +20,13 @@ export interface RoomKeys {
   seqs: string;
   /** List: one delta per tick committed since the checkpoint, oldest first. */
   log: string;
+  /** List: the room's patch history, newest first (JSON entries, at most 100). */
+  history: string;
 }
 
 export function roomKeys(prefix: string, roomId: string): RoomKeys {
   const base = `${prefix}:room:{${roomId}}`;
-  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log` };
+  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history` };
 }
 
 /** Set of every room id, so a starting server can resume them all. */

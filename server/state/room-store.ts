@@ -71,6 +71,17 @@ export interface CheckpointChunk {
 
 export type CommitResult = 'ok' | 'fenced' | 'tick-mismatch';
 
+/** One line of a room's patch history. */
+export interface PatchHistoryEntry {
+  /** ms since epoch */
+  at: number;
+  kind: 'applied' | 'refused' | 'verified' | 'rolled-back' | 'rollback-refused';
+  from: string;
+  to: string;
+  tick: number;
+  reason?: string;
+}
+
 // Shared by the scripts below: HSET/HDEL over ARGV items starting at `i`, in chunks, because
 // Lua's unpack is limited to a few thousand values.
 const LUA_HELPERS = `
@@ -266,6 +277,16 @@ export class RoomStore {
     const k = this.keys(roomId);
     const [stateFlat, seqsFlat, log] = await this.redis.mpReadBuffer(k.meta, k.state, k.seqs, k.log);
     return replay(stateFlat, seqsFlat, log).records;
+  }
+
+  /** Record a patch outcome in the room's history (newest first, 100 kept). */
+  async appendHistory(roomId: string, entry: PatchHistoryEntry): Promise<void> {
+    const key = this.keys(roomId).history;
+    await this.redis.multi().lpush(key, JSON.stringify(entry)).ltrim(key, 0, 99).exec();
+  }
+
+  async readHistory(roomId: string): Promise<PatchHistoryEntry[]> {
+    return (await this.redis.lrange(this.keys(roomId).history, 0, -1)).map((s) => JSON.parse(s) as PatchHistoryEntry);
   }
 
   /** Length of the log not yet folded into a checkpoint (tests, ops). */

@@ -110,25 +110,25 @@ describe('refused patches leave version and state unchanged', () => {
   }
 
   it('a migration that throws', async () => {
-    const r = await refusedAt(3, 'migrate', 'SCRIPT_ERROR');
+    const r = await refusedAt(4, 'migrate', 'SCRIPT_ERROR');
     if (!r.ok) expect(r.stack).toMatch(/main\.ts:\d+:\d+/);
   });
 
   it('a migration that yields invalid state', async () => {
-    const r = await refusedAt(4, 'migrate', 'STATE_INVALID_VALUE');
+    const r = await refusedAt(5, 'migrate', 'STATE_INVALID_VALUE');
     if (!r.ok) expect(r.message).toMatch(/not plain data/);
   });
 
   it('a patch that does not build is reported with its file and line, and the versions before it stay usable', async () => {
     const problems: [string, unknown][] = [];
     const game = await loadGame(path.join(FIXTURE_GAMES, 'probe'), FIXTURE_PATCHES, (_g, folder, e) => problems.push([folder, e]));
-    expect(game.versions.map((v) => v.number)).toEqual([1, 2, 3, 4]);
+    expect(game.versions.map((v) => v.number)).toEqual([1, 2, 3, 4, 5]);
     expect(problems).toHaveLength(1);
-    expect(problems[0]![0]).toBe('005-syntax-error');
+    expect(problems[0]![0]).toBe('006-syntax-error');
     expect(problems[0]![1]).toBeInstanceOf(BuildError);
     expect(String((problems[0]![1] as Error).message)).toMatch(/helper\.ts:\d+:\d+/);
     const room = await server.rooms.open('patch-nobuild-' + Date.now(), 'probe');
-    await expect(server.rooms.applyVersion(room.id, 5).catch((e: { code: string }) => e.code)).resolves.toBe('GAME_NOT_FOUND');
+    await expect(server.rooms.applyVersion(room.id, 6).catch((e: { code: string }) => e.code)).resolves.toBe('GAME_NOT_FOUND');
     expect(room.version).toBe(game.versions[0]!.bundle.version);
   });
 });
@@ -148,6 +148,71 @@ describe('pinned versions', () => {
       expect(room.schema).toBe(2);
     } finally {
       await again.close();
+    }
+  });
+});
+
+describe('rollback', () => {
+  it('goes back across a schema change with the downgrade, keeping what players did since the patch', async () => {
+    const roomId = 'rollback-down-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    const v1 = room.version;
+    let applied = 0;
+    c.on('settled', (s) => {
+      if (!s.rejected) applied++;
+    });
+    for (let i = 0; i < 5; i++) c.send({ op: 'add', n: 1 });
+    await waitFor(() => c.unsettled === 0, 'inputs before the patch');
+    expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
+    for (let i = 0; i < 5; i++) c.send({ op: 'add', n: 1 });
+    await waitFor(() => c.unsettled === 0, 'inputs on version 2');
+    const back = await server.rooms.rollback(roomId);
+    expect(back).toMatchObject({ ok: true, to: v1, fromSchema: 2, toSchema: 1 });
+    for (let i = 0; i < 5; i++) c.send({ op: 'add', n: 1 });
+    await waitFor(() => c.unsettled === 0, 'inputs after the rollback');
+    expect(applied).toBe(15);
+    expect(record(room, `players/${c.playerId}`)).toMatchObject({ sum: 15, inputs: 15 });
+    expect(record(room, `players/${c.playerId}`)).not.toHaveProperty('score');
+    const kinds = (await server.rooms.history(roomId)).map((h) => h.kind);
+    expect(kinds.slice(0, 2)).toEqual(['rolled-back', 'applied']);
+    c.close();
+  });
+
+  it('rolls back automatically a patch whose ticks fail after it went live, and records it', async () => {
+    const roomId = 'rollback-auto-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
+    const v2 = room.version;
+    const bomb = await server.rooms.applyVersion(roomId, 3);
+    expect(bomb.ok).toBe(true); // the swap tick itself succeeds; the ticks after it throw
+    await waitFor(() => room.version === v2, 'back on version 2 by itself');
+    const history = await server.rooms.history(roomId);
+    expect(history[0]).toMatchObject({ kind: 'rolled-back', to: v2 });
+    expect(history[0]!.reason).toMatch(/verification failed/);
+    // The room ticks on the restored version.
+    const t = room.tick;
+    await waitFor(() => room.tick > t + 3, 'ticking again');
+    c.close();
+  });
+
+  it('refuses to roll back across a schema change without a downgrade, and changes nothing', async () => {
+    const arena = await startTestServer({ redisPrefix: server.prefix + 'a' });
+    try {
+      const roomId = 'rollback-nodown-' + Date.now();
+      const room = await arena.rooms.open(roomId, 'arena');
+      expect((await arena.rooms.applyVersion(roomId, 3)).ok).toBe(true);
+      expect((await arena.rooms.applyVersion(roomId, 4)).ok).toBe(true);
+      const v4 = room.version;
+      const err = await arena.rooms.rollback(roomId).catch((e: { code: string }) => e);
+      expect(err).toMatchObject({ code: 'ROLLBACK_NEEDS_DOWNGRADE' });
+      expect(room.version).toBe(v4);
+      expect(room.schema).toBe(3);
+    } finally {
+      await arena.close();
     }
   });
 });

@@ -26,6 +26,7 @@ interface Hooks {
   tick?: Hook;
   migrate?: Hook;
   validate?: Hook;
+  downgrade?: Hook;
 }
 
 /** Captured before any designer module runs: Object.prototype's methods stay replaceable. */
@@ -164,7 +165,7 @@ export function install(hooks: Hooks): void {
    * and then `validate(world)` run first, inside the same transaction as the tick, so a
    * migration that throws or leaves an invalid world fails the whole tick like any other error.
    */
-  function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean, migrateFrom = -1): Uint8Array {
+  function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean, migrateFrom = -1, downgradeTo = -1): Uint8Array {
     world.forget();
     world.dirty.clear();
     beginTick(seed, tickNo, nowMs);
@@ -172,6 +173,7 @@ export function install(hooks: Hooks): void {
     const rejections: [number, ThrownInfo][] = [];
     let failure: ThrownInfo | null = null;
 
+    if (downgradeTo >= 0) return downgrade(downgradeTo);
     if (runInit) failure = call(hooks.init, [world.proxy]);
     if (migrateFrom >= 0 && failure === null) {
       failure = call(hooks.migrate, [world.proxy, migrateFrom]);
@@ -229,6 +231,45 @@ export function install(hooks: Hooks): void {
     }
     out.uint(writes);
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
+    return out.bytes().slice();
+  }
+
+  /**
+   * Rolling a patch back across a schema change: `downgrade(world, toSchema)` turns this
+   * version's world into the older schema, journaled like a tick (no events, no tick hook).
+   * The host hands the changes to the older version's isolate and commits them with its first
+   * tick; if anything fails it rolls this back. Same result format as `tick`.
+   */
+  function downgrade(toSchema: number): Uint8Array {
+    let failure: ThrownInfo | null;
+    if (typeof hooks.downgrade !== 'function') {
+      failure = { name: 'downgrade: Error', message: 'this version exports no downgrade(world, toSchema)', stack: '', code: 'NO_DOWNGRADE' };
+    } else {
+      failure = call(hooks.downgrade, [world.proxy, toSchema]);
+      if (failure !== null) failure.name = 'downgrade: ' + failure.name;
+    }
+    out.reset();
+    out.arrayHeader(7);
+    if (failure !== null) {
+      world.rollback(0);
+      out.value(false);
+      writeThrown(out, failure);
+    } else {
+      out.value(true);
+      out.nil();
+    }
+    out.arrayHeader(0);
+    const logs = takeLogs();
+    out.arrayHeader(logs.length);
+    for (let l = 0; l < logs.length; l++) out.str(logs[l]!);
+    const writes = world.journalLength;
+    if (failure !== null) {
+      out.arrayHeader(0);
+      out.arrayHeader(0);
+    } else {
+      writeChanges();
+    }
+    out.uint(writes);
     return out.bytes().slice();
   }
 

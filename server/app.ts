@@ -6,6 +6,8 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ServerConfig } from './config/config.ts';
 import { GameServer } from './net/ws-server.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createAdminHandler } from './net/admin-api.ts';
 import { createHttpHandler } from './net/http.ts';
 import { RoomManager } from './room/room-manager.ts';
 import { GameRegistry } from './sandbox/games.ts';
@@ -52,7 +54,27 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   await redis.connect();
   const store = new RoomStore(redis, config.redisPrefix);
   const rooms = new RoomManager(store, games, config, log);
-  const http = createHttpHandler({ rooms, redis, log });
+  const pages = createHttpHandler({ rooms, redis, log });
+  const admin = config.adminToken
+    ? createAdminHandler(
+        {
+          status: () => rooms.status(),
+          games: () => rooms.games(),
+          patch: (roomId, version) => rooms.applyVersion(roomId, version),
+          rollback: (roomId, version) => rooms.rollback(roomId, version),
+          history: (roomId) => rooms.history(roomId),
+        },
+        config.adminToken,
+      )
+    : null;
+  const http = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith('/admin/')) {
+      if (admin) return admin(req, res);
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ code: 'UNAUTHORIZED', msg: 'the admin API is off: no admin token configured' }));
+    }
+    return pages(req, res);
+  };
   const net = new GameServer({ ...config, rooms, http });
   const addr = await net.listen(config.port, config.host);
   await rooms.resumeAll();

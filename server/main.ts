@@ -2,6 +2,8 @@
  * Composition root: read config, find or start Redis, start the server, and stop cleanly on
  * SIGINT/SIGTERM (rooms stop, players are told to reconnect, a private Redis is shut down).
  */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer } from './app.ts';
 import { configFromEnv } from './config/config.ts';
@@ -22,7 +24,8 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const server = await startServer({ ...config, redisUrl: redis.url }, log);
+  const adminToken = config.adminToken ?? (await localAdminToken(path.resolve(config.dataDir)));
+  const server = await startServer({ ...config, adminToken, redisUrl: redis.url }, log);
   console.log(`moonpatch: play at http://localhost:${server.port}/  (WebSocket ${server.url})`);
 
   let stopping = false;
@@ -36,6 +39,23 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Without ADMIN_TOKEN, the admin API uses a random token kept in <dataDir>/admin-token (only
+ * this user can read it), which the local `moonpatch` command line picks up.
+ */
+async function localAdminToken(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'admin-token');
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    await mkdir(dataDir, { recursive: true });
+    const token = randomBytes(24).toString('base64url');
+    await writeFile(file, token + '\n', { mode: 0o600 });
+    log.info({ file }, 'admin token created');
+    return token;
+  }
 }
 
 main().catch((e) => {

@@ -23,6 +23,11 @@ export interface ServerConfig {
   patchesDir: string;
   /** Game a join may create a room with when it names none. Env DEFAULT_GAME. @default "arena" */
   defaultGame: string;
+  /**
+   * Bearer token for the admin API (/admin/...). Env ADMIN_TOKEN. When unset, main.ts makes one
+   * and writes it to <dataDir>/admin-token for the local `moonpatch` command line.
+   */
+  adminToken?: string;
   /** Log level (pino). Env LOG_LEVEL. @default "info" */
   logLevel: string;
   /** Seat kept for a disconnected player, ms. Env RESUME_WINDOW_MS. @default 30000 */
@@ -116,6 +121,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
     throw new ConfigError('broadcastHardLimitBytes', 'must be larger than broadcastSoftLimitBytes');
   }
+  if (c.adminToken !== undefined && c.adminToken.length < 16) throw new ConfigError('adminToken', 'must be at least 16 characters');
   if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(c.redisPrefix)) throw new ConfigError('redisPrefix', 'must be 1-32 of A-Z a-z 0-9 _ . : -');
   return c;
 }
@@ -133,6 +139,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.PATCHES_DIR) o.patchesDir = env.PATCHES_DIR;
   if (env.DEFAULT_GAME) o.defaultGame = env.DEFAULT_GAME;
   if (env.LOG_LEVEL) o.logLevel = env.LOG_LEVEL;
+  if (env.ADMIN_TOKEN) o.adminToken = env.ADMIN_TOKEN;
   if (env.RESUME_WINDOW_MS) o.resumeWindowMs = num('RESUME_WINDOW_MS')!;
   if (env.MAX_FRAME_BYTES) o.maxFrameBytes = num('MAX_FRAME_BYTES')!;
   if (env.INPUT_RATE) o.inputRatePerSecond = num('INPUT_RATE')!;

@@ -19,6 +19,21 @@ import type { SwapResult } from './staged-version.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import { decodeSeat } from './seats.ts';
 
+export interface RoomStatus {
+  room: string;
+  game: string;
+  version: string;
+  versionNumber: number | null;
+  schema: number;
+  tick: number;
+  players: number;
+  connected: number;
+  degraded: boolean;
+  missedTicks: number;
+  /** The last committed tick's script + commit time, ms. */
+  lastTickMs: number;
+}
+
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
   private readonly opening = new Map<string, Promise<Room>>();
@@ -26,7 +41,7 @@ export class RoomManager {
 
   constructor(
     private readonly store: RoomStore,
-    private readonly games: GameRegistry,
+    private readonly games_: GameRegistry,
     private readonly config: ServerConfig,
     private readonly log: Logger,
   ) {}
@@ -79,7 +94,7 @@ export class RoomManager {
     let meta = await this.store.readMeta(roomId);
     if (!meta) {
       if (!gameName) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}, and no game given to create it`);
-      const game = this.games.get(gameName);
+      const game = this.games_.get(gameName);
       await this.store.create(roomId, {
         game: gameName,
         version: game.bundle.version,
@@ -94,7 +109,7 @@ export class RoomManager {
     // Check that this server can run the room before claiming it: a claim fences out the
     // current owner, which must not happen for a room we would then fail to run.
     const version = this.resolveVersion(roomId, meta.game, meta.version, meta.schema);
-    const game = this.games.get(meta.game);
+    const game = this.games_.get(meta.game);
     const claimed = await this.store.claim(roomId);
     if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
     meta = claimed.meta;
@@ -137,7 +152,7 @@ export class RoomManager {
    */
   async applyVersion(roomId: string, versionNumber: number): Promise<SwapResult> {
     const room = await this.open(roomId);
-    return room.stageVersion(this.games.version(room.game, versionNumber));
+    return room.stageVersion(this.games_.version(room.game, versionNumber));
   }
 
   /**
@@ -146,7 +161,32 @@ export class RoomManager {
    */
   async rollback(roomId: string, versionNumber?: number): Promise<SwapResult> {
     const room = await this.open(roomId);
-    return room.rollbackTo(versionNumber === undefined ? undefined : this.games.version(room.game, versionNumber));
+    return room.rollbackTo(versionNumber === undefined ? undefined : this.games_.version(room.game, versionNumber));
+  }
+
+  /** What ops and designers see of every room (admin API, `moonpatch status`). */
+  status(): RoomStatus[] {
+    return this.list().map((r) => ({
+      room: r.id,
+      game: r.game,
+      version: r.version,
+      versionNumber: r.current?.number ?? null,
+      schema: r.schema,
+      tick: r.tick,
+      players: r.playerCount,
+      connected: r.connectedCount,
+      degraded: r.degraded,
+      missedTicks: r.missedTicks,
+      lastTickMs: r.lastTickMs,
+    }));
+  }
+
+  /** Every game and its versions (admin API). */
+  games(): { game: string; versions: { number: number; schema: number; version: string; description: string }[] }[] {
+    return this.games_.names().map((name) => ({
+      game: name,
+      versions: this.games_.get(name).versions.map((v) => ({ number: v.number, schema: v.schema, version: v.bundle.version, description: v.description })),
+    }));
   }
 
   /** A room's patch history, newest first. */
@@ -160,9 +200,9 @@ export class RoomManager {
    * the room cannot run here (its world would be misread).
    */
   private resolveVersion(roomId: string, game: string, pinned: string, schema: number): GameVersion {
-    const found = this.games.findVersion(game, pinned);
+    const found = this.games_.findVersion(game, pinned);
     if (found) return found;
-    const base = this.games.get(game).versions[0]!;
+    const base = this.games_.get(game).versions[0]!;
     if (base.schema !== schema) {
       throw new MoonpatchError('ROOM_UNAVAILABLE', `room ${roomId} runs ${game} version ${pinned} (schema ${schema}), which this server does not have`);
     }

@@ -91,6 +91,8 @@ export class Room {
   degraded = false;
   /** Milliseconds since epoch of the last committed tick (health, status). */
   lastCommitAt = 0;
+  /** Script + commit time of the last committed tick, ms (status). */
+  lastTickMs = 0;
 
   constructor(
     readonly id: string,
@@ -660,6 +662,7 @@ export class Room {
     this.maybeBroadcast(commitDone);
 
     const done = performance.now();
+    this.lastTickMs = commitDone - started;
     publish<TickCommittedEvent>(channels.tickCommitted, {
       roomId: this.id,
       game: this.game,

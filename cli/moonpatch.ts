@@ -1,0 +1,217 @@
+/**
+ * The designers' command line: `npx moonpatch <command>`.
+ *
+ *   validate <version> [--game arena] [--from N] [--players 50] [--ticks 200]
+ *            [--scripts DIR] [--patches DIR]   check a patch locally
+ *   versions                                   games and their versions on the server
+ *   status                                     every room: game, version, players, tick time
+ *   push <version> (--room ID ... | --all)     apply a version; non-zero exit if any room refused
+ *   rollback --room ID [--to N]                go back (by default to before the last patch)
+ *   history --room ID                          a room's patch history
+ *
+ * Options: --json (machine output), --url (default http://127.0.0.1:8080, or $MOONPATCH_URL),
+ * --token (default $MOONPATCH_ADMIN_TOKEN, else .data/admin-token written by a local server).
+ * Exit codes: 0 done, 1 refused or invalid, 2 usage or connection error.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadGame } from '../server/sandbox/games.ts';
+import { API_DTS_PATH, validateVersion } from './validate.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+
+interface Args {
+  _: string[];
+  flags: Map<string, string[]>;
+}
+
+function parse(argv: string[]): Args {
+  const out: Args = { _: [], flags: new Map() };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      out._.push(a);
+      continue;
+    }
+    const name = a.slice(2);
+    const next = argv[i + 1];
+    const value = next !== undefined && !next.startsWith('--') ? (i++, next) : 'true';
+    out.flags.set(name, [...(out.flags.get(name) ?? []), value]);
+  }
+  return out;
+}
+
+const flag = (a: Args, name: string) => a.flags.get(name)?.[0];
+
+class UsageError extends Error {}
+
+function token(a: Args): string {
+  const t = flag(a, 'token') ?? process.env.MOONPATCH_ADMIN_TOKEN;
+  if (t) return t;
+  try {
+    return readFileSync(path.join(process.env.DATA_DIR ?? path.join(ROOT, '.data'), 'admin-token'), 'utf8').trim();
+  } catch {
+    throw new UsageError('no admin token: pass --token, set MOONPATCH_ADMIN_TOKEN, or run against a local server (it writes .data/admin-token)');
+  }
+}
+
+async function api(a: Args, method: 'GET' | 'POST', route: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const url = (flag(a, 'url') ?? process.env.MOONPATCH_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8080}`).replace(/\/$/, '');
+  let res: Response;
+  try {
+    res = await fetch(url + route, {
+      method,
+      headers: { authorization: `Bearer ${token(a)}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new UsageError(`cannot reach the server at ${url}: ${(e as Error).message}`);
+  }
+  const parsed = (await res.json()) as any;
+  if (res.status === 401) throw new UsageError(`${parsed.code}: ${parsed.msg}`);
+  return { status: res.status, body: parsed };
+}
+
+function print(a: Args, value: unknown, human: () => void): void {
+  if (a.flags.has('json')) console.log(JSON.stringify(value, null, 2));
+  else human();
+}
+
+function versionArg(a: Args): number {
+  const v = Number(a._[1]);
+  if (!Number.isInteger(v) || v < 1) throw new UsageError('name the version as a number, e.g. `moonpatch push 2 --room arena-1`');
+  return v;
+}
+
+async function cmdValidate(a: Args): Promise<number> {
+  const n = versionArg(a);
+  const gameName = flag(a, 'game') ?? 'arena';
+  const problems: string[] = [];
+  const scripts = flag(a, 'scripts') ?? path.join(ROOT, 'scripts');
+  const patches = flag(a, 'patches') ?? path.join(ROOT, 'patches');
+  const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
+  const to = game.versions.find((v) => v.number === n);
+  if (!to) {
+    print(a, { ok: false, problems }, () => {
+      console.error(`version ${n} of ${gameName} is not usable.`);
+      for (const p of problems) console.error(`  ${p}`);
+    });
+    return 1;
+  }
+  const from = game.versions.find((v) => v.number === Number(flag(a, 'from') ?? n - 1)) ?? game.versions[0]!;
+  if (!a.flags.has('json')) console.log(`validating ${gameName} v${to.number} (schema ${to.schema}) against a world built by v${from.number} (schema ${from.schema})...`);
+  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players: Number(flag(a, 'players') ?? 50), ticks: Number(flag(a, 'ticks') ?? 200) });
+  print(a, report, () => {
+    for (const e of report.typeErrors) console.log(`type error: ${e}`);
+    for (const f of report.failures) console.log(`${f.stage} failed: ${f.code}: ${f.message}${f.stack ? `\n${f.stack}` : ''}`);
+    if (report.migration) {
+      const m = report.migration;
+      console.log(`migration ${m.ran ? 'ran' : 'not needed (same schema)'}: ${m.recordsChanged} records changed, ${m.recordsDeleted} deleted`);
+      if (m.fieldsAdded.length) console.log(`  fields added:   ${m.fieldsAdded.join(', ')}`);
+      if (m.fieldsRemoved.length) console.log(`  fields removed: ${m.fieldsRemoved.join(', ')}`);
+    }
+    console.log(report.ok ? `ok: v${to.number} ran ${report.ticksRun} ticks after the swap` : 'NOT OK');
+  });
+  return report.ok ? 0 : 1;
+}
+
+async function cmdStatus(a: Args): Promise<number> {
+  const { body } = await api(a, 'GET', '/admin/rooms');
+  print(a, body, () => {
+    if (body.length === 0) return console.log('no rooms running');
+    console.log('room'.padEnd(24) + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms');
+    for (const r of body) {
+      console.log(String(r.room).padEnd(24) + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1) + (r.degraded ? '  DEGRADED' : ''));
+    }
+  });
+  return 0;
+}
+
+async function cmdVersions(a: Args): Promise<number> {
+  const { body } = await api(a, 'GET', '/admin/games');
+  print(a, body, () => {
+    for (const g of body) {
+      console.log(g.game);
+      for (const v of g.versions) console.log(`  v${v.number}  schema ${v.schema}  ${v.version}  ${v.description}`);
+    }
+  });
+  return 0;
+}
+
+function outcomeLine(room: string, r: any, status: number): string {
+  if (status !== 200) return `${room}: error ${r.code}: ${r.msg}`;
+  if (r.ok) return `${room}: ${r.from} -> ${r.to} at tick ${r.tick} (schema ${r.fromSchema} -> ${r.toSchema}, swap tick ${r.swapTickMs.toFixed(1)} ms)`;
+  return `${room}: REFUSED at ${r.stage}: ${r.code}: ${r.message}${r.stack ? `\n${r.stack}` : ''}`;
+}
+
+async function cmdPush(a: Args): Promise<number> {
+  const n = versionArg(a);
+  let rooms = a.flags.get('room') ?? [];
+  if (a.flags.has('all')) rooms = (await api(a, 'GET', '/admin/rooms')).body.map((r: { room: string }) => r.room);
+  if (rooms.length === 0) throw new UsageError('name the rooms: --room ID (repeatable) or --all');
+  const results: Record<string, unknown> = {};
+  let refused = 0;
+  for (const room of rooms) {
+    if (!a.flags.has('json')) process.stdout.write(`${room}: applying v${n}... `);
+    const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/patch`, { version: n });
+    results[room] = body;
+    if (status !== 200 || !body.ok) refused++;
+    if (!a.flags.has('json')) console.log('\r' + outcomeLine(room, body, status));
+  }
+  if (a.flags.has('json')) console.log(JSON.stringify(results, null, 2));
+  else console.log(refused ? `${refused} of ${rooms.length} rooms refused v${n}` : `all ${rooms.length} rooms on v${n}`);
+  return refused ? 1 : 0;
+}
+
+async function cmdRollback(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  const to = flag(a, 'to');
+  const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, to ? { version: Number(to) } : {});
+  print(a, body, () => console.log(outcomeLine(room, body, status)));
+  return status === 200 && body.ok ? 0 : 1;
+}
+
+async function cmdHistory(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  const { status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/history`);
+  if (status !== 200) throw new UsageError(`${body.code}: ${body.msg}`);
+  print(a, body, () => {
+    if (body.length === 0) console.log('no patches yet');
+    for (const h of body) console.log(`${new Date(h.at).toISOString()}  tick ${h.tick}  ${h.kind.padEnd(16)} ${h.from} -> ${h.to}${h.reason ? `  (${h.reason})` : ''}`);
+  });
+  return 0;
+}
+
+const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
+  validate: cmdValidate,
+  status: cmdStatus,
+  versions: cmdVersions,
+  push: cmdPush,
+  rollback: cmdRollback,
+  history: cmdHistory,
+};
+
+async function main(): Promise<number> {
+  const a = parse(process.argv.slice(2));
+  const cmd = COMMANDS[a._[0] ?? ''];
+  if (!cmd) {
+    console.error('usage: moonpatch validate|versions|status|push|rollback|history ... (see cli/moonpatch.ts)');
+    return 2;
+  }
+  try {
+    return await cmd(a);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`moonpatch: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+main().then((code) => process.exit(code), (e) => {
+  console.error(e);
+  process.exit(2);
+});

@@ -1,0 +1,91 @@
+/**
+ * The admin HTTP API, for the `moonpatch` command line and ops: room status, applying a patch
+ * version, rolling back, patch history. Every request needs `Authorization: Bearer <token>`
+ * (the server's admin token, compared in constant time); players' WebSocket connections never
+ * reach these operations. JSON in, JSON out; errors carry the stable code.
+ *
+ *   GET  /admin/rooms                       status of every room
+ *   GET  /admin/games                       games and their versions
+ *   POST /admin/rooms/:id/patch    {version}        swap to a version (waits for the swap tick)
+ *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
+ *   GET  /admin/rooms/:id/history           patch history, newest first
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type http from 'node:http';
+import { ErrorCodes, type ErrorCode } from '../errors/codes.ts';
+import { MoonpatchError } from '../errors/errors.ts';
+
+/** What the admin API needs from the rooms (implemented by the room manager). */
+export interface AdminOps {
+  status(): unknown[];
+  games(): unknown[];
+  patch(roomId: string, version: number): Promise<unknown>;
+  rollback(roomId: string, version?: number): Promise<unknown>;
+  history(roomId: string): Promise<unknown[]>;
+}
+
+const MAX_BODY = 16 * 1024;
+
+export function createAdminHandler(ops: AdminOps, adminToken: string): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const expected = Buffer.from(`Bearer ${adminToken}`);
+  const authorised = (req: http.IncomingMessage) => {
+    const got = Buffer.from(req.headers.authorization ?? '');
+    return got.length === expected.length && timingSafeEqual(got, expected);
+  };
+  return (req, res) => {
+    if (!authorised(req)) return json(res, 401, { code: 'UNAUTHORIZED', msg: 'admin operations need the admin token (Authorization: Bearer ...)' });
+    void route(ops, req).then(
+      (body) => json(res, 200, body),
+      (e: unknown) => {
+        const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
+        const status = code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' ? 404 : code === 'BAD_FIELD' ? 400 : ErrorCodes[code].retry ? 503 : 409;
+        json(res, status, { code, msg: e instanceof Error ? e.message : String(e) });
+      },
+    );
+  };
+}
+
+async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const parts = url.pathname.split('/').filter(Boolean); // ['admin', ...]
+  if (req.method === 'GET' && parts[1] === 'rooms' && parts.length === 2) return ops.status();
+  if (req.method === 'GET' && parts[1] === 'games' && parts.length === 2) return ops.games();
+  if (parts[1] === 'rooms' && parts.length === 4) {
+    const roomId = decodeURIComponent(parts[2]!);
+    if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
+    if (req.method === 'POST' && parts[3] === 'patch') {
+      const { version } = await readJson(req);
+      if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
+      return ops.patch(roomId, version);
+    }
+    if (req.method === 'POST' && parts[3] === 'rollback') {
+      const { version } = await readJson(req);
+      if (version !== undefined && (typeof version !== 'number' || !Number.isInteger(version) || version < 1)) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
+      return ops.rollback(roomId, version as number | undefined);
+    }
+  }
+  throw new MoonpatchError('UNKNOWN_TYPE', `no admin operation ${req.method} ${url.pathname}`);
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new MoonpatchError('BAD_FIELD', 'request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch {
+    throw new MoonpatchError('BAD_FIELD', 'body must be a JSON object');
+  }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}

@@ -1,0 +1,85 @@
+/**
+ * The designers' command line against a real server: validate a patch locally, push it to a
+ * room, see status and history, roll back; the admin API refuses a wrong token. Runs the real
+ * `bin/moonpatch.js` as a child process.
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient } from '../helpers/server.ts';
+
+const TOKEN = 'test-admin-token-0123456789';
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+let server: Server;
+let httpUrl = '';
+
+function moonpatch(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, MOONPATCH_URL: httpUrl, MOONPATCH_ADMIN_TOKEN: TOKEN } }, (e, out, err) =>
+      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+    );
+  });
+}
+
+beforeAll(async () => {
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN });
+  httpUrl = `http://127.0.0.1:${server.port}`;
+});
+afterAll(async () => server?.close());
+
+describe('moonpatch validate', () => {
+  it('passes a good patch and reports what its migration changed', async () => {
+    const r = await moonpatch('validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '5', '--ticks', '20', '--json');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out);
+    expect(report).toMatchObject({ ok: true, version: 2, from: 1 });
+    expect(report.migration.fieldsAdded).toContain('players.score');
+    expect(report.migration.fieldsRemoved).toContain('players.sum');
+  });
+
+  it('fails a patch whose migration throws, with the stack mapped to the patch file', async () => {
+    const r = await moonpatch('validate', '4', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--from', '2', '--players', '3', '--ticks', '5');
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/migrate failed: SCRIPT_ERROR: migration 3 is broken on purpose/);
+    expect(r.out).toMatch(/main\.ts:\d+:\d+/);
+  });
+});
+
+describe('push, status, history, rollback', () => {
+  it('pushes a version to a room, shows it, and rolls it back', async () => {
+    const roomId = 'cli-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const push = await moonpatch('push', '2', '--room', roomId);
+    expect(push.code).toBe(0);
+    expect(push.out).toMatch(new RegExp(`${roomId}: \\w+ -> \\w+ at tick \\d+`));
+    const status = JSON.parse((await moonpatch('status', '--json')).out) as { room: string; versionNumber: number; schema: number }[];
+    expect(status.find((s) => s.room === roomId)).toMatchObject({ versionNumber: 2, schema: 2 });
+    const back = await moonpatch('rollback', '--room', roomId);
+    expect(back.code).toBe(0);
+    const history = JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out) as { kind: string }[];
+    expect(history.map((h) => h.kind)).toEqual(['rolled-back', 'applied']);
+    expect(c.disconnects).toBe(0);
+    c.close();
+  });
+
+  it('exits non-zero when a room refuses the patch', async () => {
+    const roomId = 'cli-refused-' + Date.now();
+    await server.rooms.open(roomId, 'probe');
+    const r = await moonpatch('push', '4', '--room', roomId);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/REFUSED at migrate/);
+  });
+
+  it('the admin API refuses a wrong token and changes nothing', async () => {
+    const roomId = 'cli-auth-' + Date.now();
+    const room = await server.rooms.open(roomId, 'probe');
+    const before = room.version;
+    const r = await moonpatch('push', '2', '--room', roomId, '--token', 'wrong-token-wrong-token');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/UNAUTHORIZED/);
+    expect(room.version).toBe(before);
+    const raw = await fetch(`${httpUrl}/admin/rooms`);
+    expect(raw.status).toBe(401);
+  });
+});

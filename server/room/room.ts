@@ -245,6 +245,8 @@ export class Room {
     this.staged = staged;
     await sandbox.load(this.committed.encodeForLoad());
     await this.warmUp(staged);
+    // Catch up with the ticks committed while loading and warming, before the swap tick can come.
+    await staged.catchUp();
     if (this.staged === staged) staged.ready = true;
     return staged.result;
   }
@@ -322,6 +324,21 @@ export class Room {
       if (!out.ok) break;
       await staged.sandbox.rollback();
     }
+  }
+
+  /** Ticks skipped waiting for a staged version's catch-up to finish. */
+  private swapWaits = 0;
+
+  /**
+   * The staged version, if it should take this tick. It waits while a catch-up is still running
+   * (so the swap tick does not wait for it), but not forever: after 20 ticks it swaps anyway.
+   */
+  private swapCandidate(runInit: boolean): StagedVersion | null {
+    const staged = this.staged;
+    if (!staged?.ready || runInit) return null;
+    if (!staged.canSwap && ++this.swapWaits <= 20) return null;
+    this.swapWaits = 0;
+    return staged;
   }
 
   /** Run this tick on the staged version; null when it failed (and the staging was dropped). */
@@ -571,7 +588,7 @@ export class Room {
       runInit: this.committed.tick === 0,
     };
     // A staged version takes this tick if it can; otherwise the current version runs it.
-    const swap = this.staged?.ready && !call.runInit ? this.staged : null;
+    const swap = this.swapCandidate(call.runInit);
     const swapOutcome = swap ? (swap.downgrade ? await this.tryDowngradeSwapTick(swap, call, tick) : await this.trySwapTick(swap, call, tick)) : null;
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();

@@ -43,6 +43,7 @@ export class StagedVersion {
   ready = false;
   /** Catch-ups run one after another, in the staged isolate's thread, off the tick path. */
   private catchingUp: Promise<void> = Promise.resolve();
+  private inFlight = 0;
   private settle!: (r: SwapResult) => void;
   readonly result: Promise<SwapResult>;
 
@@ -67,8 +68,17 @@ export class StagedVersion {
    * swap tick only has the last tick's changes left to apply) and at the swap tick.
    */
   catchUp(): Promise<void> {
-    this.catchingUp = this.catchingUp.then(() => this.applyBacklog());
+    this.inFlight++;
+    this.catchingUp = this.catchingUp.then(() => this.applyBacklog()).finally(() => this.inFlight--);
     return this.catchingUp;
+  }
+
+  /**
+   * Ready to take the next tick: loaded, warmed, and no catch-up still running. The room skips
+   * swapping at a tick where a catch-up is still busy rather than wait for it on the tick path.
+   */
+  get canSwap(): boolean {
+    return this.ready && this.inFlight === 0;
   }
 
   private async applyBacklog(): Promise<void> {

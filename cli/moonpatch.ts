@@ -5,7 +5,10 @@
  *            [--scripts DIR] [--patches DIR]   check a patch locally
  *   versions                                   games and their versions on the server
  *   status                                     every room: game, version, players, tick time
- *   push <version> (--room ID ... | --all)     apply a version; non-zero exit if any room refused
+ *   push <version> (--room ID ... | --all | --canary PERCENT) [--game G] [--safe-point [--deadline S]]
+ *                                              apply a version; non-zero exit if any room refused
+ *   promote <version> [--game G]               push it to every room of the game not on it yet
+ *   abort <version> [--game G]                 roll back every room running it (end a canary)
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
  *   history --room ID                          a room's patch history
  *
@@ -144,16 +147,74 @@ function outcomeLine(room: string, r: any, status: number): string {
   return `${room}: REFUSED at ${r.stage}: ${r.code}: ${r.message}${r.stack ? `\n${r.stack}` : ''}`;
 }
 
+interface RoomRow {
+  room: string;
+  game: string;
+  versionNumber: number | null;
+}
+
+/** A stable pick of `percent`% of the rooms: the same rooms every time for the same ids. */
+function canaryPick(rooms: RoomRow[], percent: number): RoomRow[] {
+  const score = (id: string) => [...id].reduce((h, ch) => (Math.imul(h, 31) + ch.charCodeAt(0)) >>> 0, 7);
+  const sorted = [...rooms].sort((x, y) => score(x.room) - score(y.room));
+  return sorted.slice(0, Math.max(1, Math.round((sorted.length * percent) / 100)));
+}
+
+async function gameRooms(a: Args): Promise<RoomRow[]> {
+  const game = flag(a, 'game') ?? 'arena';
+  return ((await api(a, 'GET', '/admin/rooms')).body as RoomRow[]).filter((r) => r.game === game);
+}
+
+async function cmdPromote(a: Args): Promise<number> {
+  const n = versionArg(a);
+  const rooms = (await gameRooms(a)).filter((r) => r.versionNumber !== n).map((r) => r.room);
+  if (rooms.length === 0) {
+    console.log(`every room is on v${n} already`);
+    return 0;
+  }
+  return pushTo(a, n, rooms);
+}
+
+async function cmdAbort(a: Args): Promise<number> {
+  const n = versionArg(a);
+  const rooms = (await gameRooms(a)).filter((r) => r.versionNumber === n).map((r) => r.room);
+  let failed = 0;
+  for (const room of rooms) {
+    const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, {});
+    if (status !== 200 || !body.ok) failed++;
+    if (!a.flags.has('json')) console.log(outcomeLine(room, body, status));
+  }
+  if (!a.flags.has('json')) console.log(rooms.length ? `${rooms.length - failed} of ${rooms.length} rooms rolled back from v${n}` : `no room runs v${n}`);
+  return failed ? 1 : 0;
+}
+
 async function cmdPush(a: Args): Promise<number> {
   const n = versionArg(a);
   let rooms = a.flags.get('room') ?? [];
-  if (a.flags.has('all')) rooms = (await api(a, 'GET', '/admin/rooms')).body.map((r: { room: string }) => r.room);
-  if (rooms.length === 0) throw new UsageError('name the rooms: --room ID (repeatable) or --all');
+  if (a.flags.has('all')) rooms = (await gameRooms(a)).map((r) => r.room);
+  const canary = flag(a, 'canary');
+  if (canary) {
+    const percent = Number(canary);
+    if (!(percent > 0 && percent <= 100)) throw new UsageError('--canary takes a percentage, 1-100');
+    rooms = canaryPick((await gameRooms(a)).filter((r) => r.versionNumber !== n), percent).map((r) => r.room);
+    if (!a.flags.has('json')) console.log(`canary: ${rooms.length} rooms (${percent}%): ${rooms.join(', ')}; then \`moonpatch promote ${n}\` or \`moonpatch abort ${n}\``);
+  }
+  if (rooms.length === 0) throw new UsageError('name the rooms: --room ID (repeatable), --all or --canary PERCENT');
+  return pushTo(a, n, rooms);
+}
+
+async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
+  const safePoint = a.flags.has('safe-point');
+  const deadline = flag(a, 'deadline');
   const results: Record<string, unknown> = {};
   let refused = 0;
   for (const room of rooms) {
     if (!a.flags.has('json')) process.stdout.write(`${room}: applying v${n}... `);
-    const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/patch`, { version: n });
+    const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/patch`, {
+      version: n,
+      safePoint,
+      deadlineMs: deadline ? Number(deadline) * 1000 : undefined,
+    });
     results[room] = body;
     if (status !== 200 || !body.ok) refused++;
     if (!a.flags.has('json')) console.log('\r' + outcomeLine(room, body, status));
@@ -189,6 +250,8 @@ const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   status: cmdStatus,
   versions: cmdVersions,
   push: cmdPush,
+  promote: cmdPromote,
+  abort: cmdAbort,
   rollback: cmdRollback,
   history: cmdHistory,
 };
@@ -197,7 +260,7 @@ async function main(): Promise<number> {
   const a = parse(process.argv.slice(2));
   const cmd = COMMANDS[a._[0] ?? ''];
   if (!cmd) {
-    console.error('usage: moonpatch validate|versions|status|push|rollback|history ... (see cli/moonpatch.ts)');
+    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history ... (see cli/moonpatch.ts)');
     return 2;
   }
   try {

@@ -79,5 +79,11 @@ declare module 'moonpatch' {
      * schema cannot be rolled back (the engine says so).
      */
     downgrade?(world: W, toSchema: number): void;
+    /**
+     * Whether now is a good moment to swap in a patch that asked for a safe point (between
+     * rounds, say). Read-only: it must not change the world. Without it, any tick is safe.
+     * A patch waits for a safe tick until its deadline, then applies anyway.
+     */
+    safeToPatch?(world: W): boolean;
   }
 }

@@ -60,7 +60,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
         {
           status: () => rooms.status(),
           games: () => rooms.games(),
-          patch: (roomId, version) => rooms.applyVersion(roomId, version),
+          patch: (roomId, version, opts) => rooms.applyVersion(roomId, version, opts),
           rollback: (roomId, version) => rooms.rollback(roomId, version),
           history: (roomId) => rooms.history(roomId),
         },

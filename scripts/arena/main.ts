@@ -105,3 +105,11 @@ export function tick(world: World, dt: number): void {
   spawnItems(world, grid.count, dt);
   updateRound(world, t);
 }
+
+/**
+ * Live patches that ask for a safe point land in the first 3 seconds of a round, when scores
+ * have just been reset: nobody loses a lead to a rule change mid-round.
+ */
+export function safeToPatch(world: World): boolean {
+  return now() - (world.round.endsAt - ROUND_MS) < 3000;
+}

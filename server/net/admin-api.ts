@@ -6,7 +6,7 @@
  *
  *   GET  /admin/rooms                       status of every room
  *   GET  /admin/games                       games and their versions
- *   POST /admin/rooms/:id/patch    {version}        swap to a version (waits for the swap tick)
+ *   POST /admin/rooms/:id/patch    {version, safePoint?, deadlineMs?}   swap to a version (waits for the swap tick)
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
  *   GET  /admin/rooms/:id/history           patch history, newest first
  */
@@ -19,7 +19,7 @@ import { MoonpatchError } from '../errors/errors.ts';
 export interface AdminOps {
   status(): unknown[];
   games(): unknown[];
-  patch(roomId: string, version: number): Promise<unknown>;
+  patch(roomId: string, version: number, opts: { safePoint?: boolean; deadlineMs?: number }): Promise<unknown>;
   rollback(roomId: string, version?: number): Promise<unknown>;
   history(roomId: string): Promise<unknown[]>;
 }
@@ -54,9 +54,10 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
     const roomId = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
     if (req.method === 'POST' && parts[3] === 'patch') {
-      const { version } = await readJson(req);
+      const { version, safePoint, deadlineMs } = await readJson(req);
       if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
-      return ops.patch(roomId, version);
+      if (deadlineMs !== undefined && (typeof deadlineMs !== 'number' || !(deadlineMs >= 0 && deadlineMs <= 3_600_000))) throw new MoonpatchError('BAD_FIELD', 'deadlineMs: 0 to 3600000');
+      return ops.patch(roomId, version, { safePoint: safePoint === true, deadlineMs: deadlineMs as number | undefined });
     }
     if (req.method === 'POST' && parts[3] === 'rollback') {
       const { version } = await readJson(req);

@@ -14,7 +14,7 @@ import { CommittedState } from '../state/committed-state.ts';
 import { isValidRoomId } from '../state/keys.ts';
 import type { RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
-import { Room, type RoomSettings, type SeatHandle } from './room.ts';
+import { Room, type RoomSettings, type SeatHandle, type StageOptions } from './room.ts';
 import type { SwapResult } from './staged-version.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import { decodeSeat } from './seats.ts';
@@ -150,9 +150,9 @@ export class RoomManager {
    * Switch a room to version `versionNumber` of its game (1 = base scripts) at its next tick
    * boundary. Resolves with the outcome after the swap tick (see Room.stageVersion).
    */
-  async applyVersion(roomId: string, versionNumber: number): Promise<SwapResult> {
+  async applyVersion(roomId: string, versionNumber: number, opts: StageOptions = {}): Promise<SwapResult> {
     const room = await this.open(roomId);
-    return room.stageVersion(this.games_.version(room.game, versionNumber));
+    return room.stageVersion(this.games_.version(room.game, versionNumber), 'patch', opts);
   }
 
   /**

@@ -30,6 +30,13 @@ import { StagedVersion, type SwapResult } from './staged-version.ts';
 import { TickClock } from './tick-clock.ts';
 import type { GameVersion } from '../patch/versions.ts';
 
+export interface StageOptions {
+  /** Swap only at a tick where the running scripts' safeToPatch(world) says yes... */
+  safePoint?: boolean;
+  /** ...or once this much time has passed, ms. @default 30000 */
+  deadlineMs?: number;
+}
+
 export interface RoomSettings {
   tickHz: number;
   broadcastHz: number;
@@ -224,7 +231,7 @@ export class Room {
    * same tick runs on the current version instead: the room stays where it was, state
    * untouched, no input lost. Resolves with the outcome once the swap tick has committed.
    */
-  async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch'): Promise<SwapResult> {
+  async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch', opts: StageOptions = {}): Promise<SwapResult> {
     if (this.staged) throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} is already switching to ${this.staged.version.bundle.version}`);
     if (version.bundle.version === this.version) throw new MoonpatchError('ALREADY_ON_VERSION', `room ${this.id} already runs ${this.version}`);
     let sandbox: GameSandbox;
@@ -241,7 +248,8 @@ export class Room {
     // From this moment every commit also goes to the staged backlog, so the snapshot taken
     // here plus the backlog is always the committed state.
     const downgrade = version.schema < this.meta.schema;
-    const staged = new StagedVersion(version, sandbox, reason, downgrade);
+    const deadline = opts.safePoint ? Date.now() + (opts.deadlineMs ?? 30_000) : null;
+    const staged = new StagedVersion(version, sandbox, reason, downgrade, deadline);
     this.staged = staged;
     await sandbox.load(this.committed.encodeForLoad());
     await this.warmUp(staged);
@@ -588,7 +596,8 @@ export class Room {
       runInit: this.committed.tick === 0,
     };
     // A staged version takes this tick if it can; otherwise the current version runs it.
-    const swap = this.swapCandidate(call.runInit);
+    let swap = this.swapCandidate(call.runInit);
+    if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
     const swapOutcome = swap ? (swap.downgrade ? await this.tryDowngradeSwapTick(swap, call, tick) : await this.trySwapTick(swap, call, tick)) : null;
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();

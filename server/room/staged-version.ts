@@ -54,6 +54,8 @@ export class StagedVersion {
     readonly reason: 'patch' | 'rollback',
     /** A rollback to an older schema: the current version's downgrade runs first. */
     readonly downgrade: boolean,
+    /** Wait for the running scripts' safeToPatch(world) until this time (ms since epoch); null: any tick. */
+    readonly safePointDeadline: number | null = null,
   ) {
     this.result = new Promise((resolve) => (this.settle = resolve));
   }

@@ -93,7 +93,7 @@ export class GameSandbox {
     readonly limits: SandboxLimits,
     private readonly isolate: ivm.Isolate,
     private readonly context: ivm.Context,
-    private readonly fns: { tick: ivm.Reference; rollback: ivm.Reference; load: ivm.Reference; applyRecords: ivm.Reference; exportRecords: ivm.Reference },
+    private readonly fns: { tick: ivm.Reference; rollback: ivm.Reference; load: ivm.Reference; applyRecords: ivm.Reference; exportRecords: ivm.Reference; safeToPatch: ivm.Reference },
     readonly hooks: readonly string[],
     private readonly stacks: StackMapper,
   ) {}
@@ -118,6 +118,7 @@ export class GameSandbox {
         rollback: (await api.get('rollback', { reference: true })) as ivm.Reference,
         load: (await api.get('load', { reference: true })) as ivm.Reference,
         applyRecords: (await api.get('applyRecords', { reference: true })) as ivm.Reference,
+        safeToPatch: (await api.get('safeToPatch', { reference: true })) as ivm.Reference,
         exportRecords: (await api.get('exportRecords', { reference: true })) as ivm.Reference,
       };
       const hooks = (await api.get('hooks', { copy: true })) as string[];
@@ -139,6 +140,15 @@ export class GameSandbox {
   /** Replace the world with these records (msgpack [key, bin, key, bin, ...]). */
   async load(records: Uint8Array): Promise<void> {
     await this.fns.load.apply(undefined, [records], { arguments: { copy: true }, timeout: ENGINE_CALL_TIMEOUT_MS });
+  }
+
+  /** The script's `safeToPatch(world)` (true when it has none); false if it fails or overruns. */
+  async safeToPatch(): Promise<boolean> {
+    try {
+      return (await this.fns.safeToPatch.apply(undefined, [], { timeout: this.limits.cpuBudgetMs })) === true;
+    } catch {
+      return false;
+    }
   }
 
   /** Apply committed changes to the world directly (a staged isolate catching up). */

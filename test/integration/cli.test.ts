@@ -14,8 +14,12 @@ let server: Server;
 let httpUrl = '';
 
 function moonpatch(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return moonpatchAt(httpUrl, ...args);
+}
+
+function moonpatchAt(url: string, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, MOONPATCH_URL: httpUrl, MOONPATCH_ADMIN_TOKEN: TOKEN } }, (e, out, err) =>
+    execFile(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, MOONPATCH_URL: url, MOONPATCH_ADMIN_TOKEN: TOKEN } }, (e, out, err) =>
       resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
     );
   });
@@ -81,5 +85,27 @@ describe('push, status, history, rollback', () => {
     expect(room.version).toBe(before);
     const raw = await fetch(`${httpUrl}/admin/rooms`);
     expect(raw.status).toBe(401);
+  });
+});
+
+describe('canary, promote, abort', () => {
+  it('pushes to a share of the rooms, then promotes to all or aborts back', async () => {
+    // A server of its own, so "all rooms of the game" is exactly these four.
+    const own = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN });
+    try {
+      const url = `http://127.0.0.1:${own.port}`;
+      const ids = Array.from({ length: 4 }, (_, i) => `canary-${i}`);
+      for (const id of ids) await own.rooms.open(id, 'probe');
+      const onV = (n: number) => ids.filter((id) => own.rooms.get(id)!.current?.number === n);
+      expect((await moonpatchAt(url, 'push', '2', '--canary', '25', '--game', 'probe')).code).toBe(0);
+      expect(onV(2)).toHaveLength(1);
+      expect((await moonpatchAt(url, 'abort', '2', '--game', 'probe')).code).toBe(0);
+      expect(onV(2)).toHaveLength(0);
+      expect(onV(1)).toHaveLength(4);
+      expect((await moonpatchAt(url, 'promote', '2', '--game', 'probe')).code).toBe(0);
+      expect(onV(2)).toHaveLength(4);
+    } finally {
+      await own.close();
+    }
   });
 });

@@ -216,3 +216,33 @@ describe('rollback', () => {
     }
   });
 });
+
+describe('safe points', () => {
+  it('waits for the script to say it is safe, then swaps', async () => {
+    const roomId = 'safe-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    const v1 = room.version;
+    let done = false;
+    const pending = server.rooms.applyVersion(roomId, 2, { safePoint: true, deadlineMs: 60_000 }).finally(() => (done = true));
+    const t = room.tick;
+    await waitFor(() => room.tick > t + 10, 'ten ticks while not safe');
+    expect(done).toBe(false);
+    expect(room.version).toBe(v1);
+    c.send({ op: 'make-safe' });
+    const result = await pending;
+    expect(result.ok).toBe(true);
+    expect(room.version).not.toBe(v1);
+    c.close();
+  });
+
+  it('applies anyway once the deadline has passed', async () => {
+    const roomId = 'safe-deadline-' + Date.now();
+    const room = await server.rooms.open(roomId, 'probe');
+    const v1 = room.version;
+    const result = await server.rooms.applyVersion(roomId, 2, { safePoint: true, deadlineMs: 300 });
+    expect(result.ok).toBe(true);
+    expect(room.version).not.toBe(v1);
+  });
+});

@@ -27,6 +27,7 @@ interface Hooks {
   migrate?: Hook;
   validate?: Hook;
   downgrade?: Hook;
+  safeToPatch?: Hook;
 }
 
 /** Captured before any designer module runs: Object.prototype's methods stay replaceable. */
@@ -273,6 +274,20 @@ export function install(hooks: Hooks): void {
     return out.bytes().slice();
   }
 
+  /**
+   * Ask the script whether now is a good moment to swap in a patch (`safeToPatch(world)`, e.g.
+   * between rounds). Read-only: the world refuses writes outside hook calls, and this is not
+   * one. A script without the hook is always safe; one that throws is not.
+   */
+  function safeToPatch(): boolean {
+    if (typeof hooks.safeToPatch !== 'function') return true;
+    try {
+      return hooks.safeToPatch(world.proxy) === true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Undo the last tick: its commit did not land, or it was interrupted (CPU budget). */
   function rollback(): void {
     world.rollback(0);
@@ -370,7 +385,7 @@ export function install(hooks: Hooks): void {
   }
 
   Object.defineProperty(globalThis, '__moonpatch', {
-    value: Object.freeze({ tick, rollback, load, applyRecords, exportRecords, hooks: Object.freeze(Object.keys(hooks)) }),
+    value: Object.freeze({ tick, rollback, load, applyRecords, exportRecords, safeToPatch, hooks: Object.freeze(Object.keys(hooks)) }),
     configurable: true,
   });
 }

@@ -86,7 +86,10 @@ const WARMUP_BUDGET_MS = 1000;
 const ENGINE_CALL_TIMEOUT_MS = 10_000;
 
 export class GameSandbox {
+  /** Isolates created and not yet disposed, process-wide (leak checks, metrics). */
+  static live = 0;
   private ticksRun = 0;
+  private disposed = false;
 
   private constructor(
     readonly bundle: GameBundle,
@@ -125,6 +128,7 @@ export class GameSandbox {
       api.release();
       // Scripts must never reach the engine's entry points: remove the only global that names them.
       await context.global.delete('__moonpatch');
+      GameSandbox.live++;
       return new GameSandbox(bundle, limits, isolate, context, fns, hooks, stacks);
     } catch (e) {
       const stack = e instanceof Error && e.stack ? stacks.mapStack(e.stack) : String(e);
@@ -206,6 +210,9 @@ export class GameSandbox {
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    GameSandbox.live--;
     for (const ref of Object.values(this.fns)) ref.release();
     this.context.release();
     if (!this.isolate.isDisposed) this.isolate.dispose();

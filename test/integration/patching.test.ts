@@ -246,3 +246,40 @@ describe('safe points', () => {
     expect(room.version).not.toBe(v1);
   });
 });
+
+describe('many patches', () => {
+  it('50 successive patches under load leave the isolate count and heap near where they started', async () => {
+    const { GameSandbox } = await import('../../server/sandbox/sandbox.ts');
+    const roomId = 'many-' + Date.now();
+    const clients: MoonpatchClient[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = testClient(server.url, { room: roomId, game: 'probe', name: `p${i}` });
+      await c.connect();
+      clients.push(c);
+    }
+    const room = server.rooms.get(roomId)!;
+    let sending = true;
+    const senders = clients.map(async (c) => {
+      while (sending) {
+        c.send({ op: 'add', n: 1 });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+    const liveBefore = GameSandbox.live;
+    const heapBefore = room.heapUsed();
+    for (let i = 0; i < 50; i++) {
+      const r = i % 2 === 0 ? await server.rooms.applyVersion(roomId, 2) : await server.rooms.rollback(roomId);
+      expect(r.ok, `patch ${i}`).toBe(true);
+    }
+    sending = false;
+    await Promise.all(senders);
+    await waitFor(() => clients.every((c) => c.unsettled === 0), 'inputs settled');
+    expect(GameSandbox.live).toBe(liveBefore);
+    // One isolate's heap, a few MB: not 50 isolates' worth.
+    expect(room.heapUsed()).toBeLessThan(Math.max(heapBefore * 3, 16 * 2 ** 20));
+    for (const c of clients) {
+      expect(c.disconnects).toBe(0);
+      c.close();
+    }
+  });
+});

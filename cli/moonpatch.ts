@@ -122,9 +122,10 @@ async function cmdStatus(a: Args): Promise<number> {
   const { body } = await api(a, 'GET', '/admin/rooms');
   print(a, body, () => {
     if (body.length === 0) return console.log('no rooms running');
-    console.log('room'.padEnd(24) + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms');
+    console.log('room'.padEnd(24) + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms'.padEnd(9) + 'last patch');
     for (const r of body) {
-      console.log(String(r.room).padEnd(24) + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1) + (r.degraded ? '  DEGRADED' : ''));
+      const patch = r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-';
+      console.log(String(r.room).padEnd(24) + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1).padEnd(9) + patch + (r.degraded ? '  DEGRADED' : ''));
     }
   });
   return 0;

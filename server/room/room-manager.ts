@@ -32,6 +32,8 @@ export interface RoomStatus {
   missedTicks: number;
   /** The last committed tick's script + commit time, ms. */
   lastTickMs: number;
+  /** The latest patch outcome on this server, if any. */
+  lastPatch: { kind: string; to: string; tick: number; reason?: string } | null;
 }
 
 export class RoomManager {
@@ -178,6 +180,7 @@ export class RoomManager {
       degraded: r.degraded,
       missedTicks: r.missedTicks,
       lastTickMs: r.lastTickMs,
+      lastPatch: r.lastPatch && { kind: r.lastPatch.kind, to: r.lastPatch.to, tick: r.lastPatch.tick, reason: r.lastPatch.reason },
     }));
   }
 

@@ -279,8 +279,12 @@ export class Room {
 
   private rollbackReason = '';
 
+  /** The latest patch outcome in this room (status); the full history is in Redis. */
+  lastPatch: PatchHistoryEntry | null = null;
+
   private recordHistory(e: Omit<PatchHistoryEntry, 'at'>): Promise<void> {
-    return this.store.appendHistory(this.id, { at: Date.now(), ...e }).catch((err: unknown) => this.log.warn({ err, roomId: this.id }, 'could not record patch history'));
+    this.lastPatch = { at: Date.now(), ...e };
+    return this.store.appendHistory(this.id, this.lastPatch).catch((err: unknown) => this.log.warn({ err, roomId: this.id }, 'could not record patch history'));
   }
 
   /** Count a failed tick against a patch being verified; roll it back past the limit. */

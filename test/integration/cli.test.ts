@@ -58,7 +58,7 @@ describe('push, status, history, rollback', () => {
     expect(push.code).toBe(0);
     expect(push.out).toMatch(new RegExp(`${roomId}: \\w+ -> \\w+ at tick \\d+`));
     const status = JSON.parse((await moonpatch('status', '--json')).out) as { room: string; versionNumber: number; schema: number }[];
-    expect(status.find((s) => s.room === roomId)).toMatchObject({ versionNumber: 2, schema: 2 });
+    expect(status.find((s) => s.room === roomId)).toMatchObject({ versionNumber: 2, schema: 2, lastPatch: { kind: 'applied' } });
     const back = await moonpatch('rollback', '--room', roomId);
     expect(back.code).toBe(0);
     const history = JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out) as { kind: string }[];

@@ -11,14 +11,19 @@
  *   abort <version> [--game G]                 roll back every room running it (end a canary)
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
  *   history --room ID                          a room's patch history
+ *   keygen [--out FILE]                        make an ed25519 signing key (default .data/patch-signing-key.pem)
+ *   upload <patch-folder> [--key FILE] [--game G]   sign a patch and send it to the servers
  *
  * Options: --json (machine output), --url (default http://127.0.0.1:8080, or $MOONPATCH_URL),
  * --token (default $MOONPATCH_ADMIN_TOKEN, else .data/admin-token written by a local server).
  * Exit codes: 0 done, 1 refused or invalid, 2 usage or connection error.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadGame } from '../server/sandbox/games.ts';
+import { generateSigningKey, signPatch } from '../server/patch/package.ts';
+import { parsePatchManifest } from '../server/patch/versions.ts';
+import { readGameFiles } from '../server/sandbox/game-files.ts';
 import { API_DTS_PATH, validateVersion } from './validate.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
@@ -246,7 +251,50 @@ async function cmdHistory(a: Args): Promise<number> {
   return 0;
 }
 
+const DEFAULT_KEY = path.join(ROOT, '.data', 'patch-signing-key.pem');
+
+async function cmdKeygen(a: Args): Promise<number> {
+  const out = flag(a, 'out') ?? DEFAULT_KEY;
+  const { privatePem, publicKey } = generateSigningKey();
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, privatePem, { mode: 0o600, flag: 'wx' });
+  print(a, { key: out, publicKey }, () => {
+    console.log(`private key written to ${out} (keep it secret)`);
+    console.log(`public key (add it to the servers' TRUSTED_PATCH_KEYS):\n${publicKey}`);
+  });
+  return 0;
+}
+
+async function cmdUpload(a: Args): Promise<number> {
+  const folder = a._[1];
+  if (!folder) throw new UsageError('name the patch folder, e.g. `moonpatch upload patches/arena/005-speed`');
+  const dir = path.resolve(folder);
+  const game = flag(a, 'game') ?? path.basename(path.dirname(dir));
+  let manifest;
+  try {
+    manifest = parsePatchManifest(JSON.parse(readFileSync(path.join(dir, 'patch.json'), 'utf8')), path.join(folder, 'patch.json'));
+  } catch (e) {
+    throw new UsageError(`cannot read ${folder}/patch.json: ${(e as Error).message}`);
+  }
+  let privatePem: string;
+  try {
+    privatePem = readFileSync(flag(a, 'key') ?? DEFAULT_KEY, 'utf8');
+  } catch {
+    throw new UsageError('no signing key: run `moonpatch keygen` or pass --key FILE');
+  }
+  const files = Object.fromEntries(await readGameFiles(dir));
+  const signed = signPatch({ game, manifest, files }, privatePem);
+  const { status, body } = await api(a, 'POST', '/admin/patches', signed);
+  print(a, body, () => {
+    if (status === 200) console.log(`uploaded ${game} v${body.version} (${body.bundle}, patch ${String(body.id).slice(0, 12)}); push it with \`moonpatch push ${body.version} ...\``);
+    else console.log(`refused: ${body.code}: ${body.msg}`);
+  });
+  return status === 200 ? 0 : 1;
+}
+
 const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
+  keygen: cmdKeygen,
+  upload: cmdUpload,
   validate: cmdValidate,
   status: cmdStatus,
   versions: cmdVersions,
@@ -261,7 +309,7 @@ async function main(): Promise<number> {
   const a = parse(process.argv.slice(2));
   const cmd = COMMANDS[a._[0] ?? ''];
   if (!cmd) {
-    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history ... (see cli/moonpatch.ts)');
+    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|keygen|upload ... (see cli/moonpatch.ts)');
     return 2;
   }
   try {

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
 import { createHttpHandler } from './net/http.ts';
 import { RoomManager } from './room/room-manager.ts';
+import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
 import { RoomStore } from './state/room-store.ts';
 
@@ -53,6 +54,9 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   });
   await redis.connect();
   const store = new RoomStore(redis, config.redisPrefix);
+  // Patches uploaded through Redis (by any server) before rooms resume, so pinned versions exist.
+  const patches = new PatchDistribution(redis, config.redisPrefix, games, config.trustedPatchKeys, log);
+  await patches.start();
   const rooms = new RoomManager(store, games, config, log);
   const pages = createHttpHandler({ rooms, redis, log });
   const admin = config.adminToken
@@ -63,6 +67,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           patch: (roomId, version, opts) => rooms.applyVersion(roomId, version, opts),
           rollback: (roomId, version) => rooms.rollback(roomId, version),
           history: (roomId) => rooms.history(roomId),
+          upload: (signed) => patches.upload(signed),
         },
         config.adminToken,
       )
@@ -90,6 +95,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     async close() {
       await rooms.shutdown();
       await net.close();
+      patches.stop();
       redis.disconnect();
     },
   };

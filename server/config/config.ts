@@ -28,6 +28,11 @@ export interface ServerConfig {
    * and writes it to <dataDir>/admin-token for the local `moonpatch` command line.
    */
   adminToken?: string;
+  /**
+   * Public keys (base64 SPKI DER, from `moonpatch keygen`) whose signed patches this server
+   * accepts through Redis. Env TRUSTED_PATCH_KEYS, comma-separated. @default none (uploads refused)
+   */
+  trustedPatchKeys: string[];
   /** Log level (pino). Env LOG_LEVEL. @default "info" */
   logLevel: string;
   /** Seat kept for a disconnected player, ms. Env RESUME_WINDOW_MS. @default 30000 */
@@ -89,6 +94,7 @@ export const DEFAULTS: ServerConfig = {
   patchesDir: 'patches',
   defaultGame: 'arena',
   logLevel: 'info',
+  trustedPatchKeys: [],
   resumeWindowMs: 30_000,
   maxFrameBytes: 16 * 1024,
   inputRatePerSecond: 60,
@@ -140,6 +146,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.DEFAULT_GAME) o.defaultGame = env.DEFAULT_GAME;
   if (env.LOG_LEVEL) o.logLevel = env.LOG_LEVEL;
   if (env.ADMIN_TOKEN) o.adminToken = env.ADMIN_TOKEN;
+  if (env.TRUSTED_PATCH_KEYS) o.trustedPatchKeys = env.TRUSTED_PATCH_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
   if (env.RESUME_WINDOW_MS) o.resumeWindowMs = num('RESUME_WINDOW_MS')!;
   if (env.MAX_FRAME_BYTES) o.maxFrameBytes = num('MAX_FRAME_BYTES')!;
   if (env.INPUT_RATE) o.inputRatePerSecond = num('INPUT_RATE')!;

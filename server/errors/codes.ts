@@ -43,6 +43,8 @@ export const ErrorCodes = {
   PATCH_IN_PROGRESS: { retry: true, text: 'the room is already switching to another version' },
   ALREADY_ON_VERSION: { retry: false, text: 'the room already runs that version' },
   UNAUTHORIZED: { retry: false, text: 'admin operations need the admin token' },
+  PATCH_UNTRUSTED: { retry: false, text: 'the patch is signed by a key this server does not trust' },
+  PATCH_BAD_SIGNATURE: { retry: false, text: 'the patch is not signed, or was changed after signing' },
   NOTHING_TO_ROLL_BACK: { retry: false, text: 'the room has no earlier version to go back to' },
   ROLLBACK_NEEDS_DOWNGRADE: { retry: false, text: 'the version changed the schema and has no downgrade: it cannot be rolled back without losing state' },
 } as const satisfies Record<string, { retry: boolean; text: string }>;

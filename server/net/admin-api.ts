@@ -9,6 +9,7 @@
  *   POST /admin/rooms/:id/patch    {version, safePoint?, deadlineMs?}   swap to a version (waits for the swap tick)
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
  *   GET  /admin/rooms/:id/history           patch history, newest first
+ *   POST /admin/patches   {package, signature, publicKey}   upload a signed patch (all servers get it)
  */
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
@@ -22,9 +23,12 @@ export interface AdminOps {
   patch(roomId: string, version: number, opts: { safePoint?: boolean; deadlineMs?: number }): Promise<unknown>;
   rollback(roomId: string, version?: number): Promise<unknown>;
   history(roomId: string): Promise<unknown[]>;
+  /** Accept a signed patch package (see patch/package.ts). */
+  upload(signed: Record<string, unknown>): Promise<unknown>;
 }
 
-const MAX_BODY = 16 * 1024;
+/** Big enough for a signed patch package (whole script files). */
+const MAX_BODY = 4 * 1024 * 1024;
 
 export function createAdminHandler(ops: AdminOps, adminToken: string): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const expected = Buffer.from(`Bearer ${adminToken}`);
@@ -38,7 +42,11 @@ export function createAdminHandler(ops: AdminOps, adminToken: string): (req: htt
       (body) => json(res, 200, body),
       (e: unknown) => {
         const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
-        const status = code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' ? 404 : code === 'BAD_FIELD' ? 400 : ErrorCodes[code].retry ? 503 : 409;
+        const status =
+          code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' ? 404
+          : code === 'BAD_FIELD' || code === 'PATCH_BAD_SIGNATURE' ? 400
+          : code === 'PATCH_UNTRUSTED' ? 403
+          : ErrorCodes[code].retry ? 503 : 409;
         json(res, status, { code, msg: e instanceof Error ? e.message : String(e) });
       },
     );
@@ -50,6 +58,7 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
   const parts = url.pathname.split('/').filter(Boolean); // ['admin', ...]
   if (req.method === 'GET' && parts[1] === 'rooms' && parts.length === 2) return ops.status();
   if (req.method === 'GET' && parts[1] === 'games' && parts.length === 2) return ops.games();
+  if (req.method === 'POST' && parts[1] === 'patches' && parts.length === 2) return ops.upload(await readJson(req));
   if (parts[1] === 'rooms' && parts.length === 4) {
     const roomId = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);

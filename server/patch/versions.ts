@@ -90,9 +90,14 @@ export async function loadVersions(
 
 async function loadPatch(folderPath: string, where: string, base: { name: string; entry: string }, prev: GameVersion): Promise<GameVersion> {
   const manifest = parsePatchManifest(JSON.parse(await readFile(path.join(folderPath, 'patch.json'), 'utf8')), where);
+  return buildPatchVersion(prev, manifest, await readGameFiles(folderPath), where);
+}
+
+/** The version a patch makes on top of `prev` (checked to follow it), bundled. */
+export async function buildPatchVersion(prev: GameVersion, manifest: PatchManifest, patchFiles: ReadonlyMap<string, string>, where: string): Promise<GameVersion> {
   if (manifest.version !== prev.number + 1) throw new ConfigError(where, `version must be ${prev.number + 1} (the previous version is ${prev.number})`);
   if (manifest.schema < prev.schema) throw new ConfigError(where, `schema cannot go down (from ${prev.schema} to ${manifest.schema})`);
-  const files = overlay(prev.files, await readGameFiles(folderPath), manifest.delete);
-  const bundle = await bundleGame({ name: base.name, entry: base.entry, files });
-  return { game: base.name, number: manifest.version, schema: manifest.schema, description: manifest.description, entry: base.entry, files, bundle };
+  const files = overlay(prev.files, patchFiles, manifest.delete);
+  const bundle = await bundleGame({ name: prev.game, entry: prev.entry, files });
+  return { game: prev.game, number: manifest.version, schema: manifest.schema, description: manifest.description, entry: prev.entry, files, bundle };
 }

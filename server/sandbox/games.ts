@@ -71,6 +71,14 @@ export class GameRegistry {
     return this.get(name).versions.find((v) => v.bundle.version === bundleVersion);
   }
 
+  /** Add the next version of a game (a patch that arrived at run time). */
+  addVersion(version: GameVersion): void {
+    const game = this.get(version.game);
+    const last = game.versions[game.versions.length - 1]!;
+    if (version.number !== last.number + 1) throw new MoonpatchError('BAD_FIELD', `game ${version.game} is at version ${last.number}: the next patch must be ${last.number + 1}, not ${version.number}`);
+    game.versions.push(version);
+  }
+
   /** Version `n` of a game (1 = base scripts). */
   version(name: string, n: number): GameVersion {
     const v = this.get(name).versions.find((x) => x.number === n);

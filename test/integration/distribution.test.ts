@@ -1,0 +1,77 @@
+/**
+ * Signed patches through Redis: a patch signed with a trusted ed25519 key, uploaded to one
+ * server, reaches every server on the same Redis (announced, and loaded at startup); an
+ * unsigned, tampered or unknown-key patch is refused with its reason and changes nothing.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateSigningKey, signPatch, type SignedPatch } from '../../server/patch/package.ts';
+import { readGameFiles } from '../../server/sandbox/game-files.ts';
+import { uniquePrefix } from '../helpers/redis.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, waitFor } from '../helpers/server.ts';
+
+const TOKEN = 'dist-admin-token-0123456789';
+const trusted = generateSigningKey();
+const stranger = generateSigningKey();
+const noPatches = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-nopatches-'));
+const prefix = uniquePrefix('dist');
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+let a: Server;
+let b: Server;
+
+const start = () => startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: noPatches, defaultGame: 'probe', adminToken: TOKEN, trustedPatchKeys: [trusted.publicKey], redisPrefix: prefix });
+const versionsOf = (s: Server) => s.rooms.games().find((g) => g.game === 'probe')!.versions.map((v) => v.number);
+
+async function upload(s: Server, signed: unknown): Promise<{ status: number; body: { code?: string; version?: number } }> {
+  const res = await fetch(`http://127.0.0.1:${s.port}/admin/patches`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(signed) });
+  return { status: res.status, body: (await res.json()) as { code?: string; version?: number } };
+}
+
+async function scorePatch(privatePem: string): Promise<SignedPatch> {
+  const files = Object.fromEntries(await readGameFiles(path.join(FIXTURE_PATCHES, 'probe', '002-score')));
+  return signPatch({ game: 'probe', manifest: { version: 2, schema: 2, description: 'rename sum to score' }, files }, privatePem);
+}
+
+beforeAll(async () => {
+  a = await start();
+  b = await start();
+});
+afterAll(async () => {
+  await a?.close();
+  await b?.close();
+  rmSync(noPatches, { recursive: true, force: true });
+});
+
+describe('refused patches change nothing', () => {
+  it('unsigned, tampered and unknown-key patches are refused with their reason', async () => {
+    const good = await scorePatch(trusted.privatePem);
+    const unsigned = await upload(a, { package: good.package });
+    expect(unsigned).toMatchObject({ status: 400, body: { code: 'PATCH_BAD_SIGNATURE' } });
+    const tampered = await upload(a, { ...good, package: good.package.replace('p.score = p.sum', 'p.score = 1000000') });
+    expect(tampered).toMatchObject({ status: 400, body: { code: 'PATCH_BAD_SIGNATURE' } });
+    const unknown = await upload(a, await scorePatch(stranger.privatePem));
+    expect(unknown).toMatchObject({ status: 403, body: { code: 'PATCH_UNTRUSTED' } });
+    expect(versionsOf(a)).toEqual([1]);
+    expect(await a.redis.llen(`${prefix}:patches:probe`)).toBe(0);
+  });
+});
+
+describe('a trusted patch reaches every server', () => {
+  it('uploaded to one server, announced to the other, loaded by a server that starts later, and pushable', async () => {
+    const res = await upload(a, await scorePatch(trusted.privatePem));
+    expect(res).toMatchObject({ status: 200, body: { version: 2 } });
+    expect(versionsOf(a)).toEqual([1, 2]);
+    await waitFor(() => versionsOf(b).includes(2), 'the other server adopted the patch');
+    const room = await b.rooms.open('dist-room', 'probe');
+    const swapped = await b.rooms.applyVersion(room.id, 2);
+    expect(swapped).toMatchObject({ ok: true, toSchema: 2 });
+    const c = await start();
+    try {
+      expect(versionsOf(c)).toEqual([1, 2]);
+    } finally {
+      await c.close();
+    }
+  });
+});

@@ -11,6 +11,8 @@
  *   abort <version> [--game G]                 roll back every room running it (end a canary)
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
  *   history --room ID                          a room's patch history
+ *   pin --room ID | unpin --room ID            keep a room on its version (patches skip it: A/B)
+ *   status --by-version                        rooms, players and tick time per version (A/B)
  *   keygen [--out FILE]                        make an ed25519 signing key (default .data/patch-signing-key.pem)
  *   upload <patch-folder> [--key FILE] [--game G]   sign a patch and send it to the servers
  *
@@ -123,13 +125,41 @@ async function cmdValidate(a: Args): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
+/** Rooms, players and tick time per version: the numbers to compare in an A/B. */
+function byVersion(rows: RoomRow[]): { game: string; version: number | null; rooms: number; players: number; meanTickMs: number }[] {
+  const groups = new Map<string, RoomRow[]>();
+  for (const r of rows) groups.set(`${r.game}@${r.versionNumber}`, [...(groups.get(`${r.game}@${r.versionNumber}`) ?? []), r]);
+  return [...groups.values()].map((g) => ({
+    game: g[0]!.game,
+    version: g[0]!.versionNumber,
+    rooms: g.length,
+    players: g.reduce((n, r) => n + r.players, 0),
+    meanTickMs: Math.round((g.reduce((n, r) => n + r.lastTickMs, 0) / g.length) * 100) / 100,
+  }));
+}
+
+async function cmdPin(a: Args, pinned: boolean): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/pin`, { pinned });
+  print(a, body, () => console.log(status === 200 ? `${room}: ${pinned ? 'pinned to' : 'unpinned from'} ${body.version}` : `${body.code}: ${body.msg}`));
+  return status === 200 ? 0 : 1;
+}
+
 async function cmdStatus(a: Args): Promise<number> {
   const { body } = await api(a, 'GET', '/admin/rooms');
+  if (a.flags.has('by-version')) {
+    const groups = byVersion(body);
+    print(a, groups, () => {
+      for (const g of groups) console.log(`${g.game} v${g.version ?? '?'}: ${g.rooms} rooms, ${g.players} players, mean tick ${g.meanTickMs} ms`);
+    });
+    return 0;
+  }
   print(a, body, () => {
     if (body.length === 0) return console.log('no rooms running');
     console.log('room'.padEnd(24) + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms'.padEnd(9) + 'last patch');
     for (const r of body) {
-      const patch = r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-';
+      const patch = (r.pinned ? 'PINNED ' : '') + (r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-');
       console.log(String(r.room).padEnd(24) + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1).padEnd(9) + patch + (r.degraded ? '  DEGRADED' : ''));
     }
   });
@@ -157,6 +187,10 @@ interface RoomRow {
   room: string;
   game: string;
   versionNumber: number | null;
+  pinned: boolean;
+  players: number;
+  lastTickMs: number;
+  version: string;
 }
 
 /** A stable pick of `percent`% of the rooms: the same rooms every time for the same ids. */
@@ -168,7 +202,8 @@ function canaryPick(rooms: RoomRow[], percent: number): RoomRow[] {
 
 async function gameRooms(a: Args): Promise<RoomRow[]> {
   const game = flag(a, 'game') ?? 'arena';
-  return ((await api(a, 'GET', '/admin/rooms')).body as RoomRow[]).filter((r) => r.game === game);
+  // Pinned rooms stay on their version: every push to "the game's rooms" skips them.
+  return ((await api(a, 'GET', '/admin/rooms')).body as RoomRow[]).filter((r) => r.game === game && !r.pinned);
 }
 
 async function cmdPromote(a: Args): Promise<number> {
@@ -294,6 +329,8 @@ async function cmdUpload(a: Args): Promise<number> {
 
 const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   keygen: cmdKeygen,
+  pin: (a) => cmdPin(a, true),
+  unpin: (a) => cmdPin(a, false),
   upload: cmdUpload,
   validate: cmdValidate,
   status: cmdStatus,

@@ -68,6 +68,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           rollback: (roomId, version) => rooms.rollback(roomId, version),
           history: (roomId) => rooms.history(roomId),
           upload: (signed) => patches.upload(signed),
+          pin: (roomId, pinned) => rooms.pin(roomId, pinned),
         },
         config.adminToken,
       )

@@ -43,6 +43,7 @@ export const ErrorCodes = {
   PATCH_IN_PROGRESS: { retry: true, text: 'the room is already switching to another version' },
   ALREADY_ON_VERSION: { retry: false, text: 'the room already runs that version' },
   UNAUTHORIZED: { retry: false, text: 'admin operations need the admin token' },
+  ROOM_PINNED: { retry: false, text: 'the room is pinned to its version; unpin it to patch it' },
   PATCH_UNTRUSTED: { retry: false, text: 'the patch is signed by a key this server does not trust' },
   PATCH_BAD_SIGNATURE: { retry: false, text: 'the patch is not signed, or was changed after signing' },
   NOTHING_TO_ROLL_BACK: { retry: false, text: 'the room has no earlier version to go back to' },

@@ -9,6 +9,7 @@
  *   POST /admin/rooms/:id/patch    {version, safePoint?, deadlineMs?}   swap to a version (waits for the swap tick)
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
  *   GET  /admin/rooms/:id/history           patch history, newest first
+ *   POST /admin/rooms/:id/pin      {pinned}         pin a room to its version, or unpin it
  *   POST /admin/patches   {package, signature, publicKey}   upload a signed patch (all servers get it)
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -23,6 +24,7 @@ export interface AdminOps {
   patch(roomId: string, version: number, opts: { safePoint?: boolean; deadlineMs?: number }): Promise<unknown>;
   rollback(roomId: string, version?: number): Promise<unknown>;
   history(roomId: string): Promise<unknown[]>;
+  pin(roomId: string, pinned: boolean): Promise<unknown>;
   /** Accept a signed patch package (see patch/package.ts). */
   upload(signed: Record<string, unknown>): Promise<unknown>;
 }
@@ -67,6 +69,11 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
       if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
       if (deadlineMs !== undefined && (typeof deadlineMs !== 'number' || !(deadlineMs >= 0 && deadlineMs <= 3_600_000))) throw new MoonpatchError('BAD_FIELD', 'deadlineMs: 0 to 3600000');
       return ops.patch(roomId, version, { safePoint: safePoint === true, deadlineMs: deadlineMs as number | undefined });
+    }
+    if (req.method === 'POST' && parts[3] === 'pin') {
+      const { pinned } = await readJson(req);
+      if (typeof pinned !== 'boolean') throw new MoonpatchError('BAD_FIELD', 'pinned: true or false');
+      return ops.pin(roomId, pinned);
     }
     if (req.method === 'POST' && parts[3] === 'rollback') {
       const { version } = await readJson(req);

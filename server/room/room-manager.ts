@@ -32,6 +32,7 @@ export interface RoomStatus {
   missedTicks: number;
   /** The last committed tick's script + commit time, ms. */
   lastTickMs: number;
+  pinned: boolean;
   /** The latest patch outcome on this server, if any. */
   lastPatch: { kind: string; to: string; tick: number; reason?: string } | null;
 }
@@ -180,6 +181,7 @@ export class RoomManager {
       degraded: r.degraded,
       missedTicks: r.missedTicks,
       lastTickMs: r.lastTickMs,
+      pinned: r.pinned,
       lastPatch: r.lastPatch && { kind: r.lastPatch.kind, to: r.lastPatch.to, tick: r.lastPatch.tick, reason: r.lastPatch.reason },
     }));
   }
@@ -190,6 +192,12 @@ export class RoomManager {
       game: name,
       versions: this.games_.get(name).versions.map((v) => ({ number: v.number, schema: v.schema, version: v.bundle.version, description: v.description })),
     }));
+  }
+
+  async pin(roomId: string, pinned: boolean): Promise<{ room: string; pinned: boolean; version: string }> {
+    const room = await this.open(roomId);
+    await room.setPinned(pinned);
+    return { room: roomId, pinned, version: room.version };
   }
 
   /** A room's patch history, newest first. */

@@ -222,6 +222,16 @@ export class Room {
     return this.meta.schema;
   }
 
+  get pinned(): boolean {
+    return this.meta.pinned;
+  }
+
+  /** Pin the room to its version (patches skip or refuse it) or unpin it. */
+  async setPinned(pinned: boolean): Promise<void> {
+    await this.store.setPinned(this.id, pinned);
+    this.meta.pinned = pinned;
+  }
+
   // ---- live patching ----
 
   /**
@@ -232,6 +242,7 @@ export class Room {
    * untouched, no input lost. Resolves with the outcome once the swap tick has committed.
    */
   async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch', opts: StageOptions = {}): Promise<SwapResult> {
+    if (this.meta.pinned && reason === 'patch') throw new MoonpatchError('ROOM_PINNED', `room ${this.id} is pinned to ${this.version}`);
     if (this.staged) throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} is already switching to ${this.staged.version.bundle.version}`);
     if (version.bundle.version === this.version) throw new MoonpatchError('ALREADY_ON_VERSION', `room ${this.id} already runs ${this.version}`);
     let sandbox: GameSandbox;

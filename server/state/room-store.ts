@@ -31,6 +31,8 @@ export interface RoomMeta {
   tickHz: number;
   /** The tick the checkpoint (state and seqs hashes) is at least as new as. */
   checkpoint: number;
+  /** Pinned to its version: patches skip it (A/B comparisons). */
+  pinned: boolean;
 }
 
 /** A room as claimed from Redis: everything needed to resume it at its last committed tick. */
@@ -199,7 +201,7 @@ export class RoomStore {
   }
 
   /** Create a room (tick 0, epoch 0) unless it exists. Returns false when it already existed. */
-  async create(roomId: string, meta: Omit<RoomMeta, 'tick' | 'epoch' | 'checkpoint'>): Promise<boolean> {
+  async create(roomId: string, meta: Omit<RoomMeta, 'tick' | 'epoch' | 'checkpoint' | 'pinned'>): Promise<boolean> {
     const k = this.keys(roomId);
     const fields: (string | number)[] = ['tick', 0, 'epoch', 0, 'checkpoint', 0];
     for (const [f, v] of Object.entries(meta)) fields.push(f, v);
@@ -279,6 +281,11 @@ export class RoomStore {
     return replay(stateFlat, seqsFlat, log).records;
   }
 
+  /** Pin a room to its version (or unpin it); kept in the room's meta, survives restarts. */
+  async setPinned(roomId: string, pinned: boolean): Promise<void> {
+    await this.redis.hset(this.keys(roomId).meta, 'pinned', pinned ? '1' : '0');
+  }
+
   /** Record a patch outcome in the room's history (newest first, 100 kept). */
   async appendHistory(roomId: string, entry: PatchHistoryEntry): Promise<void> {
     const key = this.keys(roomId).history;
@@ -331,5 +338,6 @@ function parseMeta(m: Map<string, string>): RoomMeta {
     createdAt: num('createdAt'),
     tickHz: num('tickHz'),
     checkpoint: num('checkpoint'),
+    pinned: m.get('pinned') === '1',
   };
 }

@@ -109,3 +109,26 @@ describe('canary, promote, abort', () => {
     }
   });
 });
+
+describe('pinning for A/B', () => {
+  it('a pinned room keeps its version while the others are patched, and status compares versions', async () => {
+    const own = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN });
+    try {
+      const url = `http://127.0.0.1:${own.port}`;
+      await own.rooms.open('ab-a', 'probe');
+      await own.rooms.open('ab-b', 'probe');
+      expect((await moonpatchAt(url, 'pin', '--room', 'ab-a')).code).toBe(0);
+      expect((await moonpatchAt(url, 'push', '2', '--all', '--game', 'probe')).code).toBe(0);
+      expect(own.rooms.get('ab-a')!.current?.number).toBe(1);
+      expect(own.rooms.get('ab-b')!.current?.number).toBe(2);
+      const refused = await moonpatchAt(url, 'push', '2', '--room', 'ab-a');
+      expect(refused.code).toBe(1);
+      expect(refused.out).toMatch(/ROOM_PINNED/);
+      const groups = JSON.parse((await moonpatchAt(url, 'status', '--by-version', '--json')).out) as { version: number; rooms: number }[];
+      expect(groups.map((g) => [g.version, g.rooms]).sort()).toEqual([[1, 1], [2, 1]]);
+      expect((await own.store.readMeta('ab-a'))!.pinned).toBe(true);
+    } finally {
+      await own.close();
+    }
+  });
+});

@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts", "tmp/**/*.test.ts"],
+    include: ["test/**/*.test.ts"],
     // isolated-vm asks for --no-node-snapshot on Node 20+; forks give each test file its own process.
     pool: 'forks',
     execArgv: ['--no-node-snapshot'],

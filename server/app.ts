@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
 import { createHttpHandler } from './net/http.ts';
 import { RoomManager } from './room/room-manager.ts';
+import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
 import { RoomStore } from './state/room-store.ts';
@@ -58,7 +59,10 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const patches = new PatchDistribution(redis, config.redisPrefix, games, config.trustedPatchKeys, log);
   await patches.start();
   const rooms = new RoomManager(store, games, config, log);
-  const pages = createHttpHandler({ rooms, redis, log });
+  const metrics = new Metrics({
+    rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, heapBytes: r.heapUsed(), queueDepth: r.queue.size })),
+  });
+  const pages = createHttpHandler({ rooms, redis, log, metrics });
   const admin = config.adminToken
     ? createAdminHandler(
         {
@@ -97,6 +101,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
       await rooms.shutdown();
       await net.close();
       patches.stop();
+      metrics.close();
       redis.disconnect();
     },
   };

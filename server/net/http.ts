@@ -1,5 +1,6 @@
 /**
- * Plain HTTP routes: the play page (a canvas client bundled from web/ at startup) and /healthz.
+ * Plain HTTP routes: the play page (a canvas client bundled from web/ on first request),
+ * /healthz and /metrics.
  */
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
@@ -15,6 +16,8 @@ export interface HttpDeps {
   rooms: { list(): { degraded: boolean }[] };
   redis: Redis;
   log: Logger;
+  /** Prometheus exposition for /metrics. */
+  metrics: { text(): Promise<string>; contentType: string };
 }
 
 /** Bundle the play page's script (on first request, then cached). */
@@ -50,6 +53,9 @@ export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, r
         return serve(res, 'text/html; charset=utf-8', () => (page ??= readFile(path.join(WEB_DIR, 'index.html'), 'utf8')));
       case '/play.js':
         return serve(res, 'text/javascript; charset=utf-8', () => (script ??= bundlePlayPage()));
+      case '/metrics':
+        void deps.metrics.text().then((text) => send(res, 200, deps.metrics.contentType, text));
+        return;
       case '/healthz':
         void health(deps).then((h) => send(res, h.ready ? 200 : 503, 'application/json', JSON.stringify(h)));
         return;

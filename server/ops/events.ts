@@ -51,7 +51,18 @@ export interface RoomLifecycleEvent {
   roomId: string;
   game: string;
   version: string;
-  what: 'started' | 'stopped' | 'fenced' | 'commit-failed' | 'commit-recovered' | 'sandbox-rebuilt' | 'patched';
+  what:
+    | 'started'
+    | 'stopped'
+    | 'fenced'
+    | 'commit-failed'
+    | 'commit-recovered'
+    | 'sandbox-rebuilt'
+    | 'patch-applied'
+    | 'patch-refused'
+    | 'patch-verified'
+    | 'patch-rolled-back'
+    | 'patch-rollback-refused';
   detail?: string;
 }
 

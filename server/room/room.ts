@@ -295,6 +295,7 @@ export class Room {
 
   private recordHistory(e: Omit<PatchHistoryEntry, 'at'>): Promise<void> {
     this.lastPatch = { at: Date.now(), ...e };
+    publish(channels.room, { roomId: this.id, game: this.game, version: e.to, what: `patch-${e.kind}`, detail: e.reason });
     return this.store.appendHistory(this.id, this.lastPatch).catch((err: unknown) => this.log.warn({ err, roomId: this.id }, 'could not record patch history'));
   }
 
@@ -469,7 +470,6 @@ export class Room {
     const notice = encodeServerMessage({ t: 'ver', from, to: this.version, tick });
     for (const seat of this.seats.values()) seat.link?.send(notice);
     this.log.info({ roomId: this.id, tick, fromVersion: from, toVersion: this.version, fromSchema, toSchema: this.meta.schema, swapTickMs }, 'script swapped');
-    publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'patched', detail: `${from} -> ${this.version}` });
     staged.finish({ ok: true, roomId: this.id, from, to: this.version, fromSchema, toSchema: this.meta.schema, tick, swapTickMs, records });
   }
 

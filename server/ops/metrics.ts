@@ -1,0 +1,80 @@
+/**
+ * Prometheus metrics (`GET /metrics`), fed by the engine's diagnostics channels: the tick code
+ * publishes events and never imports this module. Labels are game and script version, so two
+ * versions side by side (an A/B, a canary) can be compared.
+ */
+import client from 'prom-client';
+import { channels, type BroadcastEvent, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
+
+export interface MetricsSources {
+  /** Current per-room figures, read when Prometheus scrapes. */
+  rooms(): { game: string; version: string; players: number; connected: number; heapBytes: number; queueDepth: number }[];
+}
+
+const TICK_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 1];
+
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(sources: MetricsSources) {
+    const r = [this.registry];
+    const tick = new client.Histogram({ name: 'moonpatch_tick_duration_seconds', help: 'Committed tick: script plus Redis commit', labelNames: ['game', 'version'], buckets: TICK_BUCKETS, registers: r });
+    const script = new client.Histogram({ name: 'moonpatch_tick_script_cpu_seconds', help: 'CPU time the isolate spent on a committed tick', labelNames: ['game', 'version'], buckets: TICK_BUCKETS, registers: r });
+    const commit = new client.Histogram({ name: 'moonpatch_commit_duration_seconds', help: 'Redis commit of a tick', labelNames: ['game'], buckets: TICK_BUCKETS, registers: r });
+    const failed = new client.Counter({ name: 'moonpatch_ticks_failed_total', help: 'Ticks rolled back, by cause', labelNames: ['game', 'version', 'code'], registers: r });
+    const overruns = new client.Counter({ name: 'moonpatch_tick_overruns_total', help: 'Ticks that exceeded their CPU budget', labelNames: ['game', 'version'], registers: r });
+    const patches = new client.Counter({ name: 'moonpatch_patch_events_total', help: 'Room lifecycle and patch events (patched, fenced, sandbox-rebuilt, ...)', labelNames: ['game', 'what'], registers: r });
+    const bytes = new client.Counter({ name: 'moonpatch_broadcast_bytes_total', help: 'Bytes of snapshot and delta frames sent', labelNames: [], registers: r });
+    const messages = new client.Counter({ name: 'moonpatch_broadcast_messages_total', help: 'Snapshot and delta frames sent', labelNames: [], registers: r });
+    const gauge = (name: string, help: string, pick: (x: ReturnType<MetricsSources['rooms']>[number]) => number) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames: ['game', 'version'],
+        registers: r,
+        collect() {
+          this.reset();
+          for (const room of sources.rooms()) this.inc({ game: room.game, version: room.version }, pick(room));
+        },
+      });
+    gauge('moonpatch_rooms', 'Rooms running', () => 1);
+    gauge('moonpatch_players', 'Seated players', (x) => x.players);
+    gauge('moonpatch_players_connected', 'Players with a live connection', (x) => x.connected);
+    gauge('moonpatch_isolate_heap_bytes', 'Isolate heap in use', (x) => x.heapBytes);
+    gauge('moonpatch_input_queue_depth', 'Events waiting for the next tick', (x) => x.queueDepth);
+
+    this.on(channels.tickCommitted, (e: TickCommittedEvent) => {
+      tick.observe({ game: e.game, version: e.version }, (e.scriptMs + e.commitMs) / 1000);
+      script.observe({ game: e.game, version: e.version }, e.cpuMs / 1000);
+      commit.observe({ game: e.game }, e.commitMs / 1000);
+    });
+    this.on(channels.tickFailed, (e: TickFailedEvent) => {
+      failed.inc({ game: e.game, version: e.version, code: e.code });
+      if (e.code === 'CPU_BUDGET_EXCEEDED') overruns.inc({ game: e.game, version: e.version });
+    });
+    this.on(channels.room, (e: RoomLifecycleEvent) => patches.inc({ game: e.game, what: e.what }));
+    this.on(channels.broadcast, (e: BroadcastEvent) => {
+      bytes.inc(e.bytes);
+      messages.inc(e.recipients);
+    });
+  }
+
+  private on<T>(channel: { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void }, fn: (e: T) => void): void {
+    const handler = (m: unknown) => fn(m as T);
+    channel.subscribe(handler);
+    this.unsubscribe.push(() => channel.unsubscribe(handler));
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+  }
+}

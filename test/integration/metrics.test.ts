@@ -1,0 +1,40 @@
+/**
+ * /metrics in Prometheus format, fed by engine events: tick latency by game and version, failed
+ * ticks by cause, patch outcomes, players, isolate heap.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+let server: Server;
+beforeAll(async () => {
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe' });
+});
+afterAll(async () => server?.close());
+
+const scrape = async () => (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+const value = (text: string, pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
+
+describe('/metrics', () => {
+  it('reports ticks by version, failures by cause, patch outcomes and players', async () => {
+    const roomId = 'metrics-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'm' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    const v1 = room.version;
+    await waitFor(() => room.tick > 5, 'some ticks');
+    const failedBefore = value(await scrape(), /moonpatch_ticks_failed_total\{game="probe",version="\w+",code="SCRIPT_ERROR"\} (\d+)/);
+    const errors: number[] = [];
+    c.on('error', (e) => e.seq !== undefined && errors.push(e.seq));
+    const seq = c.send({ op: 'fail-tick' });
+    await waitFor(() => errors.includes(seq), 'the failed tick reported');
+    expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
+    const text = await scrape();
+    expect(value(text, new RegExp(`moonpatch_tick_duration_seconds_count\\{game="probe",version="${v1}"\\} (\\d+)`))).toBeGreaterThan(0);
+    expect(value(text, /moonpatch_ticks_failed_total\{game="probe",version="\w+",code="SCRIPT_ERROR"\} (\d+)/)).toBeGreaterThan(Number.isNaN(failedBefore) ? 0 : failedBefore);
+    expect(value(text, /moonpatch_patch_events_total\{game="probe",what="patch-applied"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+    expect(value(text, new RegExp(`moonpatch_players\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThanOrEqual(1);
+    expect(value(text, new RegExp(`moonpatch_isolate_heap_bytes\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThan(0);
+    c.close();
+  });
+});

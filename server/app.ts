@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
 import { createHttpHandler } from './net/http.ts';
 import { RoomManager } from './room/room-manager.ts';
+import { DashboardFeed } from './ops/dashboard-feed.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
@@ -62,7 +63,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const metrics = new Metrics({
     rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, heapBytes: r.heapUsed(), queueDepth: r.queue.size })),
   });
-  const pages = createHttpHandler({ rooms, redis, log, metrics });
+  const feed = new DashboardFeed();
+  const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: () => feed.snapshot(rooms.status()) } });
   const admin = config.adminToken
     ? createAdminHandler(
         {
@@ -102,6 +104,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
       await net.close();
       patches.stop();
       metrics.close();
+      feed.close();
       redis.disconnect();
     },
   };

@@ -1,6 +1,7 @@
 /**
  * Plain HTTP routes: the play page (a canvas client bundled from web/ on first request),
- * /healthz and /metrics.
+ * the live ops dashboard (/dashboard, its script and its /dashboard/data JSON), /healthz and
+ * /metrics.
  */
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
@@ -18,12 +19,14 @@ export interface HttpDeps {
   log: Logger;
   /** Prometheus exposition for /metrics. */
   metrics: { text(): Promise<string>; contentType: string };
+  /** The ops dashboard's data (a DashboardFeed snapshot) for /dashboard/data. */
+  dashboard: { data(): unknown };
 }
 
-/** Bundle the play page's script (on first request, then cached). */
-async function bundlePlayPage(): Promise<string> {
+/** Bundle a page's script from web/ (on first request, then cached). */
+async function bundlePage(entry: string): Promise<string> {
   const out = await esbuild.build({
-    entryPoints: [path.join(WEB_DIR, 'play.ts')],
+    entryPoints: [path.join(WEB_DIR, entry)],
     bundle: true,
     write: false,
     format: 'esm',
@@ -38,12 +41,14 @@ async function bundlePlayPage(): Promise<string> {
 export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   let page: Promise<string> | null = null;
   let script: Promise<string> | null = null;
+  let dashboardPage: Promise<string> | null = null;
+  let dashboardScript: Promise<string> | null = null;
   const serve = (res: http.ServerResponse, type: string, body: () => Promise<string>) =>
     void body().then(
       (text) => send(res, 200, type, text),
       (e: unknown) => {
-        deps.log.error({ err: e }, 'play page failed to build');
-        send(res, 500, 'text/plain', 'play page failed to build; see the server log');
+        deps.log.error({ err: e }, 'page failed to build');
+        send(res, 500, 'text/plain', 'page failed to build; see the server log');
       },
     );
   return (req, res) => {
@@ -52,7 +57,13 @@ export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, r
       case '/':
         return serve(res, 'text/html; charset=utf-8', () => (page ??= readFile(path.join(WEB_DIR, 'index.html'), 'utf8')));
       case '/play.js':
-        return serve(res, 'text/javascript; charset=utf-8', () => (script ??= bundlePlayPage()));
+        return serve(res, 'text/javascript; charset=utf-8', () => (script ??= bundlePage('play.ts')));
+      case '/dashboard':
+        return serve(res, 'text/html; charset=utf-8', () => (dashboardPage ??= readFile(path.join(WEB_DIR, 'dashboard.html'), 'utf8')));
+      case '/dashboard.js':
+        return serve(res, 'text/javascript; charset=utf-8', () => (dashboardScript ??= bundlePage('dashboard.ts')));
+      case '/dashboard/data':
+        return send(res, 200, 'application/json', JSON.stringify(deps.dashboard.data()));
       case '/metrics':
         void deps.metrics.text().then((text) => send(res, 200, deps.metrics.contentType, text));
         return;

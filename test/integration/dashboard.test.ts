@@ -1,0 +1,86 @@
+/**
+ * The live ops dashboard (/dashboard) in a real headless browser against a real in-process
+ * server: the latency chart fills with points, the rooms table lists a room a client opened, and
+ * a patch pushed during the test shows as a chart marker and in the events list.
+ */
+import { randomBytes } from 'node:crypto';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MoonpatchClient } from '../../client/client.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient } from '../helpers/server.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const WAIT = { timeout: 30_000 };
+
+describe('ops dashboard in a headless browser', () => {
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  let browser: Browser;
+  let page: Page;
+  let client: MoonpatchClient | undefined;
+  const room = `dash-${randomBytes(4).toString('hex')}`;
+  const pageErrors: string[] = [];
+
+  beforeAll(async () => {
+    server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe' });
+    client = testClient(server.url, { room, game: 'probe', name: 'x' });
+    await client.connect();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on('pageerror', (err) => pageErrors.push(String(err)));
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('serves the data as JSON', async () => {
+    const res = await fetch(`http://127.0.0.1:${server.port}/dashboard/data`);
+    expect(res.status).toBe(200);
+    const data = (await res.json()) as { now: number; series: unknown[]; events: unknown[]; rooms: { room: string }[] };
+    expect(typeof data.now).toBe('number');
+    expect(Array.isArray(data.series)).toBe(true);
+    expect(Array.isArray(data.events)).toBe(true);
+    expect(data.rooms.map((r) => r.room)).toContain(room);
+  });
+
+  it('charts tick latency, lists the room and marks a patch pushed live', async () => {
+    const res = await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
+    expect(res?.status()).toBe(200);
+    await page.waitForFunction(() => Number(document.body.dataset.points) > 0, undefined, WAIT);
+    await page.waitForFunction((r) => Array.from(document.querySelectorAll('#rooms tr')).some((tr) => tr.textContent!.includes(r)), room, WAIT);
+    const row = page.locator('#rooms tr', { hasText: room });
+    expect(await row.textContent()).toContain('probe');
+
+    expect((await server.rooms.applyVersion(room, 2)).ok).toBe(true);
+    await page.waitForFunction(() => Number(document.body.dataset.markers) >= 1, undefined, WAIT);
+    await page.waitForFunction(() => document.getElementById('events')!.textContent!.includes('patch-applied'), undefined, WAIT);
+    await page.waitForFunction((r) => document.querySelector(`#rooms tr[data-room="${r}"]`)?.textContent?.includes('v2') ?? false, room, WAIT);
+
+    // The canvas holds more than its background: lines, grid, labels and the marker.
+    const drawn = await page.evaluate(() => {
+      const canvas = document.getElementById('chart') as HTMLCanvasElement;
+      const { data } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height);
+      const [r0, g0, b0] = [data[0]!, data[1]!, data[2]!];
+      let other = 0;
+      let green = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
+        if (r !== r0 || g !== g0 || b !== b0) other++;
+        if (g > 150 && r < 120 && b < 160) green++;
+      }
+      return { other, green };
+    });
+    expect(drawn.other).toBeGreaterThan(500);
+    expect(drawn.green).toBeGreaterThan(10);
+
+    await page.waitForTimeout(1200); // one more poll so the screenshot shows a few seconds of data
+    await page.screenshot({ path: '/tmp/moonpatch-dashboard.png' });
+    expect(pageErrors).toEqual([]);
+  });
+});

@@ -32,6 +32,8 @@ export interface ClientOptions {
   name?: string;
   /** WebSocket constructor; defaults to globalThis.WebSocket. */
   WebSocket?: SocketFactory;
+  /** Signed player token, for servers that require one (PLAYER_TOKEN_SECRET). */
+  token?: string;
   /** Reconnect and resume after an unexpected close. @default true */
   autoReconnect?: boolean;
   /** First reconnect delay, ms (doubles up to 5 s). @default 200 */
@@ -167,6 +169,7 @@ export class MoonpatchClient {
       else {
         if (this.opts.game) join.game = this.opts.game;
         if (this.opts.name) join.name = this.opts.name;
+        if (this.opts.token) join.token = this.opts.token;
       }
       ws.send(encodeClientMessage(join));
     };

@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     throw e;
   }
   const adminToken = config.adminToken ?? (await localAdminToken(path.resolve(config.dataDir)));
+  if (!config.playerTokenSecret) log.warn('dev mode: no PLAYER_TOKEN_SECRET, anonymous players may join');
   const server = await startServer({ ...config, adminToken, redisUrl: redis.url }, log);
   console.log(`moonpatch: play at http://localhost:${server.port}/  (WebSocket ${server.url})`);
 

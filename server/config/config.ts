@@ -33,6 +33,12 @@ export interface ServerConfig {
    * accepts through Redis. Env TRUSTED_PATCH_KEYS, comma-separated. @default none (uploads refused)
    */
   trustedPatchKeys: string[];
+  /**
+   * Secret for signed player tokens (HMAC-SHA256; see net/player-token.ts). When set, joins need
+   * a valid token and each user gets one seat per room. Env PLAYER_TOKEN_SECRET. @default none:
+   * dev mode, anonymous players accepted
+   */
+  playerTokenSecret?: string;
   /** Log level (pino). Env LOG_LEVEL. @default "info" */
   logLevel: string;
   /** Seat kept for a disconnected player, ms. Env RESUME_WINDOW_MS. @default 30000 */
@@ -127,6 +133,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
     throw new ConfigError('broadcastHardLimitBytes', 'must be larger than broadcastSoftLimitBytes');
   }
+  if (c.playerTokenSecret !== undefined && c.playerTokenSecret.length < 16) throw new ConfigError('playerTokenSecret', 'must be at least 16 characters');
   if (c.adminToken !== undefined && c.adminToken.length < 16) throw new ConfigError('adminToken', 'must be at least 16 characters');
   if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(c.redisPrefix)) throw new ConfigError('redisPrefix', 'must be 1-32 of A-Z a-z 0-9 _ . : -');
   return c;
@@ -146,6 +153,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.DEFAULT_GAME) o.defaultGame = env.DEFAULT_GAME;
   if (env.LOG_LEVEL) o.logLevel = env.LOG_LEVEL;
   if (env.ADMIN_TOKEN) o.adminToken = env.ADMIN_TOKEN;
+  if (env.PLAYER_TOKEN_SECRET) o.playerTokenSecret = env.PLAYER_TOKEN_SECRET;
   if (env.TRUSTED_PATCH_KEYS) o.trustedPatchKeys = env.TRUSTED_PATCH_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
   if (env.RESUME_WINDOW_MS) o.resumeWindowMs = num('RESUME_WINDOW_MS')!;
   if (env.MAX_FRAME_BYTES) o.maxFrameBytes = num('MAX_FRAME_BYTES')!;

@@ -24,6 +24,8 @@ export const ErrorCodes = {
   RESUME_REJECTED: { retry: false, text: 'the resume token is unknown, expired or wrong: join again' },
   ROOM_UNAVAILABLE: { retry: true, text: 'the room is not running on this server right now' },
   SEAT_TAKEN_OVER: { retry: false, text: 'the seat was resumed from another connection' },
+  AUTH_REQUIRED: { retry: false, text: 'this server needs a signed player token to join' },
+  AUTH_INVALID: { retry: false, text: 'the player token is wrong, tampered or expired' },
 
   // --- designer scripts ---
   SCRIPT_ERROR: { retry: false, text: 'the game script threw while handling this' },

@@ -130,7 +130,8 @@ export function parseClientFrame(frame: Uint8Array): ClientMessage {
       return { t: 'ping', id };
     }
     case 'join': {
-      const { room, game, name, resume } = msg;
+      const { room, game, name, resume, token } = msg;
+      if (token !== undefined && token !== null && (typeof token !== 'string' || token.length > 1024)) fail('BAD_FIELD', 'token: must be a token string');
       if (typeof room !== 'string') fail('BAD_FIELD', 'room: must be a string');
       if (game !== undefined && game !== null && typeof game !== 'string') fail('BAD_FIELD', 'game: must be a string');
       if (name !== undefined && name !== null && (typeof name !== 'string' || name.length > LIMITS.nameChars)) {
@@ -143,6 +144,7 @@ export function parseClientFrame(frame: Uint8Array): ClientMessage {
       if (typeof game === 'string') out.game = game;
       if (typeof name === 'string') out.name = name;
       if (typeof resume === 'string') out.resume = resume;
+      if (typeof token === 'string') out.token = token;
       return out;
     }
     case 'leave':

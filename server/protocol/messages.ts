@@ -20,6 +20,8 @@ export interface JoinMsg {
   name?: string;
   /** Resume token from an earlier welcome: take the same seat again. */
   resume?: string;
+  /** Signed player token (when the server requires one): who the player is. */
+  token?: string;
 }
 
 export interface InputMsg {

@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
 import { MoonpatchError } from '../errors/errors.ts';
+import { verifyPlayerToken, type PlayerIdentity } from './player-token.ts';
 import type { JoinMsg } from '../protocol/messages.ts';
 import type { GameRegistry } from '../sandbox/games.ts';
 import { GameSandbox } from '../sandbox/sandbox.ts';
@@ -60,10 +61,17 @@ export class RoomManager {
   /** Seat a connection: resume when the message carries a token, else a new seat. */
   async join(link: PlayerLink, msg: JoinMsg): Promise<SeatHandle> {
     if (!isValidRoomId(msg.room)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    // With a player-token secret configured, a new join must prove who the player is; a resume
+    // proves it with the seat's own resume secret. Without one: dev mode, anonymous players.
+    let identity: PlayerIdentity | null = null;
+    if (this.config.playerTokenSecret && !msg.resume) {
+      if (!msg.token) throw new MoonpatchError('AUTH_REQUIRED', 'this server needs a signed player token to join');
+      identity = verifyPlayerToken(msg.token, this.config.playerTokenSecret);
+    }
     const room = await this.open(msg.room, msg.game ?? (msg.resume ? undefined : this.config.defaultGame));
     if (msg.resume) return room.resume(link, msg.resume);
-    const name = (msg.name ?? '').trim().slice(0, 32) || 'player';
-    return room.join(link, name);
+    const name = (identity?.name ?? msg.name ?? '').trim().slice(0, 32) || 'player';
+    return room.join(link, name, identity?.sub ?? null);
   }
 
   /**

@@ -69,6 +69,7 @@ export interface SeatHandle {
 
 interface PendingJoin {
   link: PlayerLink;
+  userId: string | null;
   token: string;
   tokenHash: string;
   resolve: (h: SeatHandle) => void;
@@ -475,16 +476,33 @@ export class Room {
 
   // ---- seats ----
 
-  /** Ask for a new seat. Resolves when the tick that ran the `join` hook has committed. */
-  join(link: PlayerLink, name: string): Promise<SeatHandle> {
+  /** Seats whose record changed outside a join or leave (a rotated resume token): written with the next commit. */
+  private readonly dirtySeats = new Set<string>();
+
+  /**
+   * Ask for a seat. Resolves when the tick that ran the `join` hook has committed. A signed-in
+   * user (`userId`) who already has a seat here takes that seat instead: one seat per user.
+   */
+  join(link: PlayerLink, name: string, userId: string | null = null): Promise<SeatHandle> {
     if (this.stopped) return Promise.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room is stopping'));
+    if (userId) {
+      for (const seat of this.seats.values()) {
+        if (seat.userId === userId && !seat.leaving) {
+          // A new resume token for the new connection; persisted with the next commit.
+          const { token, tokenHash } = newResumeToken(seat.id);
+          seat.tokenHash = tokenHash;
+          this.dirtySeats.add(seat.id);
+          return Promise.resolve(this.attach(seat, link, token));
+        }
+      }
+    }
     if (this.seats.size + this.pendingJoins.size >= this.settings.maxPlayers) {
       return Promise.reject(new MoonpatchError('ROOM_FULL', `room ${this.id} is full (${this.settings.maxPlayers} players)`));
     }
     const playerId = newPlayerId();
     const { token, tokenHash } = newResumeToken(playerId);
     return new Promise((resolve, reject) => {
-      this.pendingJoins.set(playerId, { link, token, tokenHash, resolve, reject });
+      this.pendingJoins.set(playerId, { link, userId, token, tokenHash, resolve, reject });
       this.queue.pushSystem({ kind: 'join', playerId, name });
     });
   }
@@ -496,6 +514,11 @@ export class Room {
     if (!parsed || !seat || seat.leaving || !tokenMatches(seat, parsed.secret)) {
       throw new MoonpatchError('RESUME_REJECTED', 'resume token is unknown, expired or wrong');
     }
+    return this.attach(seat, link, token);
+  }
+
+  /** Put a connection on an existing seat (resume, or a signed-in user coming back). */
+  private attach(seat: Seat, link: PlayerLink, token: string): SeatHandle {
     if (seat.link && seat.link !== link) {
       this.broadcaster.remove(seat.link);
       seat.link.close(CloseCodes.SEAT_TAKEN_OVER, 'seat resumed from another connection');
@@ -639,10 +662,15 @@ export class Room {
     const seatSets: [string, Uint8Array][] = [];
     const seatDels: string[] = [];
     const seqs = new Map<string, number>();
+    const rotated = [...this.dirtySeats];
+    for (const id of rotated) {
+      const seat = this.seats.get(id);
+      if (seat) seatSets.push([id, encodeSeat(seat)]);
+    }
     events.forEach((e, i) => {
       if (e.kind === 'join' && !rejected.has(i)) {
         const p = this.pendingJoins.get(e.playerId);
-        if (p) seatSets.push([e.playerId, encodeSeat({ name: e.name, tokenHash: p.tokenHash })]);
+        if (p) seatSets.push([e.playerId, encodeSeat({ name: e.name, tokenHash: p.tokenHash, userId: p.userId })]);
       } else if (e.kind === 'leave') {
         seatDels.push(e.playerId);
       } else if (e.kind === 'input') {
@@ -680,6 +708,7 @@ export class Room {
       await this.commitFailed(tick, events, result, swap?.sandbox ?? this.sandbox);
       return;
     }
+    for (const id of rotated) this.dirtySeats.delete(id);
     if (swap) this.completeSwap(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
     else this.passVerification(tick);
     if (!swap && this.staged) {
@@ -735,7 +764,7 @@ export class Room {
           return;
         }
         const seat: Seat = {
-          id: e.playerId, name: e.name, tokenHash: p.tokenHash, link: p.link,
+          id: e.playerId, name: e.name, userId: p.userId, tokenHash: p.tokenHash, link: p.link,
           lastQueuedSeq: 0, lastAppliedSeq: 0, leaveTimer: null, leaving: false,
         };
         this.seats.set(seat.id, seat);

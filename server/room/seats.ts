@@ -12,6 +12,8 @@ import type { PlayerLink } from './link.ts';
 export interface Seat {
   id: string;
   name: string;
+  /** The signed player token's subject when the server requires tokens: one seat per user. */
+  userId: string | null;
   tokenHash: string;
   link: PlayerLink | null;
   /** Highest input seq accepted into the queue (dedupe of resends). */
@@ -51,15 +53,16 @@ export function tokenMatches(seat: Seat, secret: string): boolean {
 }
 
 /** The seat as committed to Redis (seats hash). */
-export function encodeSeat(seat: Pick<Seat, 'name' | 'tokenHash'>): Uint8Array {
-  return pack({ name: seat.name, th: seat.tokenHash });
+export function encodeSeat(seat: Pick<Seat, 'name' | 'tokenHash' | 'userId'>): Uint8Array {
+  return pack(seat.userId ? { name: seat.name, th: seat.tokenHash, uid: seat.userId } : { name: seat.name, th: seat.tokenHash });
 }
 
 export function decodeSeat(id: string, bytes: Uint8Array, lastAppliedSeq: number): Seat {
-  const v = unpack(bytes) as { name?: unknown; th?: unknown };
+  const v = unpack(bytes) as { name?: unknown; th?: unknown; uid?: unknown };
   return {
     id,
     name: typeof v.name === 'string' ? v.name : id,
+    userId: typeof v.uid === 'string' ? v.uid : null,
     tokenHash: typeof v.th === 'string' ? v.th : '',
     link: null,
     lastQueuedSeq: lastAppliedSeq,

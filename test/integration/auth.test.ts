@@ -1,0 +1,59 @@
+/**
+ * Signed player tokens: with a secret configured, joining needs a valid HMAC token; a wrong,
+ * tampered or expired one is refused; a user has one seat per room and coming back with the
+ * token takes that same seat (the old connection is closed with 4004).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CloseCodes } from '../../server/errors/codes.ts';
+import { signPlayerToken } from '../../server/room/player-token.ts';
+import { FIXTURE_GAMES, startTestServer, testClient } from '../helpers/server.ts';
+
+const SECRET = 'player-secret-0123456789abcdef';
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+let server: Server;
+beforeAll(async () => {
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', playerTokenSecret: SECRET });
+});
+afterAll(async () => server?.close());
+
+const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
+
+async function joinError(token: string | undefined): Promise<string> {
+  const c = testClient(server.url, { room: 'auth-' + Date.now(), game: 'probe', name: 'x', autoReconnect: false, ...(token ? { token } : {}) });
+  const codes: string[] = [];
+  c.on('error', (e) => codes.push(e.code));
+  await expect(c.connect()).rejects.toThrow();
+  c.close();
+  return codes[0]!;
+}
+
+describe('player tokens', () => {
+  it('refuses a join without a token, with a forged one, a tampered one and an expired one', async () => {
+    expect(await joinError(undefined)).toBe('AUTH_REQUIRED');
+    expect(await joinError(signPlayerToken({ sub: 'mallory', exp: inAnHour() }, 'not-the-server-secret-at-all'))).toBe('AUTH_INVALID');
+    const good = signPlayerToken({ sub: 'alice', exp: inAnHour() }, SECRET);
+    const [payload, sig] = good.split('.');
+    const tampered = Buffer.from(JSON.stringify({ sub: 'admin', exp: inAnHour() })).toString('base64url') + '.' + sig;
+    expect(payload).toBeDefined();
+    expect(await joinError(tampered)).toBe('AUTH_INVALID');
+    expect(await joinError(signPlayerToken({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 10 }, SECRET))).toBe('AUTH_INVALID');
+  });
+
+  it('seats a user under the name in the token, and one seat per user: coming back takes the same seat', async () => {
+    const room = 'auth-seat-' + Date.now();
+    const token = signPlayerToken({ sub: 'user-42', name: 'Alice', exp: inAnHour() }, SECRET);
+    const first = testClient(server.url, { room, game: 'probe', name: 'ignored', token, autoReconnect: false });
+    const welcome = await first.connect();
+    expect(welcome.name).toBe('Alice');
+    const closed = new Promise<number>((r) => first.on('disconnect', (d) => r(d.code)));
+    const second = testClient(server.url, { room, game: 'probe', token, autoReconnect: false });
+    const again = await second.connect();
+    expect(again.player).toBe(welcome.player);
+    expect(await closed).toBe(CloseCodes.SEAT_TAKEN_OVER);
+    expect(server.rooms.get(room)!.seats.size).toBe(1);
+    // The rotated resume token is the one that works now.
+    const seq = second.send({ op: 'add', n: 1 });
+    await new Promise<void>((resolve) => second.on('settled', (s) => s.seq === seq && resolve()));
+    second.close();
+  });
+});

@@ -51,6 +51,8 @@ export interface ServerConfig {
   inputBurst: number;
   /** Frames refused (bad or over rate) before the connection is closed (4001). Env ABUSE_LIMIT. @default 100 */
   abuseLimit: number;
+  /** Open connections allowed from one address; more are closed (4006). Env MAX_CONNECTIONS_PER_ADDRESS. @default 64 */
+  maxConnectionsPerAddress: number;
   /** A connection that sends nothing for this long is closed (4003), ms. Env IDLE_TIMEOUT_MS. @default 60000 */
   idleTimeoutMs: number;
   /** Client send buffer above which broadcasts to it are merged, bytes. @default 262144 */
@@ -107,6 +109,7 @@ export const DEFAULTS: ServerConfig = {
   inputBurst: 30,
   abuseLimit: 100,
   idleTimeoutMs: 60_000,
+  maxConnectionsPerAddress: 64,
   broadcastSoftLimitBytes: 256 * 1024,
   broadcastHardLimitBytes: 4 * 1024 * 1024,
   broadcastMaxLagMs: 10_000,
@@ -130,6 +133,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('inputBurst', c.inputBurst, 1, 10_000);
   int('abuseLimit', c.abuseLimit, 1, 1_000_000);
   int('idleTimeoutMs', c.idleTimeoutMs, 1000, 86_400_000);
+  int('maxConnectionsPerAddress', c.maxConnectionsPerAddress, 1, 1_000_000);
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
     throw new ConfigError('broadcastHardLimitBytes', 'must be larger than broadcastSoftLimitBytes');
   }
@@ -161,6 +165,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.INPUT_BURST) o.inputBurst = num('INPUT_BURST')!;
   if (env.ABUSE_LIMIT) o.abuseLimit = num('ABUSE_LIMIT')!;
   if (env.IDLE_TIMEOUT_MS) o.idleTimeoutMs = num('IDLE_TIMEOUT_MS')!;
+  if (env.MAX_CONNECTIONS_PER_ADDRESS) o.maxConnectionsPerAddress = num('MAX_CONNECTIONS_PER_ADDRESS')!;
   return makeConfig(o);
 }
 

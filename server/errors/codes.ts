@@ -71,6 +71,8 @@ export const CloseCodes = {
   SEAT_TAKEN_OVER: 4004,
   /** The room stopped on this server (another server claimed it). */
   ROOM_CLOSED: 4005,
+  /** Too many connections from one address (maxConnectionsPerAddress). */
+  TOO_MANY_CONNECTIONS: 4006,
 } as const;
 
 export type CloseCode = (typeof CloseCodes)[keyof typeof CloseCodes];

@@ -17,21 +17,36 @@ export interface GameServerOptions extends SessionLimits {
   maxFrameBytes: number;
   /** Close a connection that sent nothing (frames or pongs) for this long, ms. */
   idleTimeoutMs: number;
+  /** Open connections allowed per remote address; more are closed with 4006. */
+  maxConnectionsPerAddress: number;
 }
 
 export class GameServer {
   readonly http: http.Server;
   private readonly wss: WebSocketServer;
   readonly sessions = new Set<Session>();
+  private readonly perAddress = new Map<string, number>();
   private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(private readonly opts: GameServerOptions) {
     this.http = http.createServer(opts.http);
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.maxFrameBytes, perMessageDeflate: false });
     this.wss.on('connection', (ws, req) => {
-      const session = new Session(ws, opts.rooms, opts, req.socket.remoteAddress ?? '');
+      const address = req.socket.remoteAddress ?? '';
+      const open = this.perAddress.get(address) ?? 0;
+      if (open >= opts.maxConnectionsPerAddress) {
+        ws.close(CloseCodes.TOO_MANY_CONNECTIONS, 'too many connections from this address');
+        return;
+      }
+      this.perAddress.set(address, open + 1);
+      const session = new Session(ws, opts.rooms, opts, address);
       this.sessions.add(session);
-      ws.on('close', () => this.sessions.delete(session));
+      ws.on('close', () => {
+        this.sessions.delete(session);
+        const left = (this.perAddress.get(address) ?? 1) - 1;
+        if (left > 0) this.perAddress.set(address, left);
+        else this.perAddress.delete(address);
+      });
     });
     // One sweep for all sockets instead of a timer each: ping everyone (a half-open socket
     // never answers, so it goes idle) and close those idle past the timeout.

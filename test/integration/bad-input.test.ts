@@ -130,6 +130,33 @@ describe('limits', () => {
     expect(await committedSnapshot()).toEqual(before);
   });
 
+  it('connections past the per-address limit are closed with 4006; closing one makes room', async () => {
+    const limited = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', maxConnectionsPerAddress: 2 });
+    try {
+      const open = (): Promise<{ ws: WebSocket; code: Promise<number> }> =>
+        new Promise((resolve) => {
+          const ws = new WebSocket(limited.url);
+          const code = new Promise<number>((r) => ws.on('close', (c) => r(c)));
+          ws.on('error', () => {});
+          ws.on('open', () => resolve({ ws, code }));
+        });
+      const a = await open();
+      const b = await open();
+      const c = await open();
+      expect(await c.code).toBe(CloseCodes.TOO_MANY_CONNECTIONS);
+      a.ws.close();
+      await a.code;
+      const d = await open();
+      d.ws.send(pack({ t: 'ping', id: 1 }));
+      const pong = await new Promise<Buffer>((r) => d.ws.once('message', (m) => r(m as Buffer)));
+      expect(unpack(pong)).toMatchObject({ t: 'pong', id: 1 });
+      b.ws.close();
+      d.ws.close();
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('a second join on the same connection is refused while the first is pending or seated', async () => {
     const s = await rawSocket();
     s.send(pack({ t: 'join', room: roomId, game: 'probe', name: 'a' }));

@@ -52,29 +52,3 @@ export interface ThrownInfo {
   /** A `code` the thrown value carried (the engine's own STATE_INVALID_VALUE, or the designer's). */
   code: string | null;
 }
-
-/** A tick that failed inside the sandbox; the tick was rolled back. */
-export class ScriptTickError extends MoonpatchError {
-  constructor(
-    code: 'SCRIPT_ERROR' | 'CPU_BUDGET_EXCEEDED' | 'MEMORY_LIMIT' | 'ENGINE_ERROR' | 'STATE_INVALID_VALUE',
-    readonly roomId: string,
-    readonly tick: number,
-    readonly version: string,
-    readonly thrown: ThrownInfo | null,
-    options?: { cause?: unknown },
-  ) {
-    super(code, `tick ${tick} of room ${roomId} (version ${version}) failed: ${code}${thrown ? `: ${thrown.message}` : ''}`, options);
-  }
-}
-
-/** The commit of a tick did not land (Redis unreachable, or fenced out by a newer owner). */
-export class CommitError extends MoonpatchError {
-  constructor(
-    code: 'COMMIT_FAILED' | 'FENCED',
-    readonly roomId: string,
-    readonly tick: number,
-    options?: { cause?: unknown },
-  ) {
-    super(code, `commit of tick ${tick} of room ${roomId} failed: ${code}`, options);
-  }
-}

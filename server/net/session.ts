@@ -81,10 +81,6 @@ export class Session {
     return !this.closed && this.ws.readyState === this.ws.OPEN;
   }
 
-  get playerId(): string | null {
-    return this.seat?.playerId ?? null;
-  }
-
   // ---- frames ----
 
   private onFrame(data: Buffer | Buffer[] | ArrayBuffer, isBinary: boolean): void {

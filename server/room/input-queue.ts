@@ -71,9 +71,4 @@ export class InputQueue {
     }
     this.events = [...events, ...this.events];
   }
-
-  /** Depth of one player's input share (metrics). */
-  depthOf(playerId: string): number {
-    return this.inputsPerPlayer.get(playerId) ?? 0;
-  }
 }

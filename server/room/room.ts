@@ -97,8 +97,6 @@ export class Room {
   private stopped = false;
   /** The last commit failed (Redis trouble): the room holds its events and retries. */
   degraded = false;
-  /** Milliseconds since epoch of the last committed tick (health, status). */
-  lastCommitAt = 0;
   /** Script + commit time of the last committed tick, ms (status). */
   lastTickMs = 0;
 
@@ -723,7 +721,6 @@ export class Room {
 
     // Committed: from here on, everything is told.
     this.committed.apply(tick, outcome.sets, outcome.dels);
-    this.lastCommitAt = Date.now();
     this.settleEvents(tick, events, rejected, seqs);
     const keys = outcome.sets.map(([k]) => k);
     this.broadcaster.changed(keys);

@@ -204,6 +204,31 @@ export function install(hooks: Hooks): void {
     }
     if (failure === null) failure = call(hooks.tick, [world.proxy, dt]);
 
+    return writeResult(failure, rejections);
+  }
+
+  /**
+   * Rolling a patch back across a schema change: `downgrade(world, toSchema)` turns this
+   * version's world into the older schema, journaled like a tick (no events, no tick hook).
+   * The host hands the changes to the older version's isolate and commits them with its first
+   * tick; if anything fails it rolls this back. Same result format as `tick`.
+   */
+  function downgrade(toSchema: number): Uint8Array {
+    let failure: ThrownInfo | null;
+    if (typeof hooks.downgrade !== 'function') {
+      failure = { name: 'downgrade: Error', message: 'this version exports no downgrade(world, toSchema)', stack: '', code: 'NO_DOWNGRADE' };
+    } else {
+      failure = call(hooks.downgrade, [world.proxy, toSchema]);
+      if (failure !== null) failure.name = 'downgrade: ' + failure.name;
+    }
+    return writeResult(failure, []);
+  }
+
+  /**
+   * The result of a tick-like call (see the format at the top). A failure undoes the whole
+   * journal first; a success encodes the dirty records.
+   */
+  function writeResult(failure: ThrownInfo | null, rejections: [number, ThrownInfo][]): Uint8Array {
     out.reset();
     out.arrayHeader(7);
     if (failure !== null) {
@@ -232,45 +257,6 @@ export function install(hooks: Hooks): void {
     }
     out.uint(writes);
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
-    return out.bytes().slice();
-  }
-
-  /**
-   * Rolling a patch back across a schema change: `downgrade(world, toSchema)` turns this
-   * version's world into the older schema, journaled like a tick (no events, no tick hook).
-   * The host hands the changes to the older version's isolate and commits them with its first
-   * tick; if anything fails it rolls this back. Same result format as `tick`.
-   */
-  function downgrade(toSchema: number): Uint8Array {
-    let failure: ThrownInfo | null;
-    if (typeof hooks.downgrade !== 'function') {
-      failure = { name: 'downgrade: Error', message: 'this version exports no downgrade(world, toSchema)', stack: '', code: 'NO_DOWNGRADE' };
-    } else {
-      failure = call(hooks.downgrade, [world.proxy, toSchema]);
-      if (failure !== null) failure.name = 'downgrade: ' + failure.name;
-    }
-    out.reset();
-    out.arrayHeader(7);
-    if (failure !== null) {
-      world.rollback(0);
-      out.value(false);
-      writeThrown(out, failure);
-    } else {
-      out.value(true);
-      out.nil();
-    }
-    out.arrayHeader(0);
-    const logs = takeLogs();
-    out.arrayHeader(logs.length);
-    for (let l = 0; l < logs.length; l++) out.str(logs[l]!);
-    const writes = world.journalLength;
-    if (failure !== null) {
-      out.arrayHeader(0);
-      out.arrayHeader(0);
-    } else {
-      writeChanges();
-    }
-    out.uint(writes);
     return out.bytes().slice();
   }
 

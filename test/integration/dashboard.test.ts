@@ -4,12 +4,12 @@
  * a patch pushed during the test shows as a chart marker and in the events list.
  */
 import { randomBytes } from 'node:crypto';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
+import { openBrowserPage } from '../helpers/browser.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient } from '../helpers/server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WAIT = { timeout: 30_000 };
 
 describe('ops dashboard in a headless browser', () => {
@@ -18,19 +18,13 @@ describe('ops dashboard in a headless browser', () => {
   let page: Page;
   let client: MoonpatchClient | undefined;
   const room = `dash-${randomBytes(4).toString('hex')}`;
-  const pageErrors: string[] = [];
+  let pageErrors: string[] = [];
 
   beforeAll(async () => {
     server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe' });
     client = testClient(server.url, { room, game: 'probe', name: 'x' });
     await client.connect();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    page.on('pageerror', (err) => pageErrors.push(String(err)));
+    ({ browser, page, pageErrors } = await openBrowserPage());
   });
 
   afterAll(async () => {

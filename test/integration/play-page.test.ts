@@ -4,12 +4,12 @@
  * acts on, and sees a second player who joined with the Node client.
  */
 import { randomBytes } from 'node:crypto';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
+import { openBrowserPage } from '../helpers/browser.ts';
 import { startTestServer, testClient } from '../helpers/server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WAIT = { timeout: 30_000 };
 
 /** What the page exposes on window (see web/play.ts). */
@@ -23,17 +23,11 @@ describe('play page in a headless browser', () => {
   let page: Page;
   let bot: MoonpatchClient | undefined;
   const room = `play-${randomBytes(4).toString('hex')}`;
-  const pageErrors: string[] = [];
+  let pageErrors: string[] = [];
 
   beforeAll(async () => {
     server = await startTestServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    page.on('pageerror', (err) => pageErrors.push(String(err)));
+    ({ browser, page, pageErrors } = await openBrowserPage());
   });
 
   afterAll(async () => {

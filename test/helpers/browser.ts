@@ -1,0 +1,19 @@
+/**
+ * A real headless Chromium (Debian's, driven by playwright-core) with one page whose script
+ * errors are collected, for the browser tests.
+ */
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** The flags this sandbox needs; without the network ones Chromium retries closed hosts. */
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+export async function openBrowserPage(): Promise<{ browser: Browser; page: Page; pageErrors: string[] }> {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const pageErrors: string[] = [];
+  page.on('pageerror', (err) => pageErrors.push(String(err)));
+  return { browser, page, pageErrors };
+}

@@ -45,7 +45,7 @@ describe('moonpatch validate', () => {
     const r = await moonpatch('validate', '4', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--from', '2', '--players', '3', '--ticks', '5');
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/migrate failed: SCRIPT_ERROR: migration 3 is broken on purpose/);
-    expect(r.out).toMatch(/main\.ts:\d+:\d+/);
+    expect(r.out).toMatch(/migration\.ts:\d+:\d+/);
   });
 });
 

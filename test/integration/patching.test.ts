@@ -111,7 +111,7 @@ describe('refused patches leave version and state unchanged', () => {
 
   it('a migration that throws', async () => {
     const r = await refusedAt(4, 'migrate', 'SCRIPT_ERROR');
-    if (!r.ok) expect(r.stack).toMatch(/main\.ts:\d+:\d+/);
+    if (!r.ok) expect(r.stack).toMatch(/migration\.ts:\d+:\d+/);
   });
 
   it('a migration that yields invalid state', async () => {

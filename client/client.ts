@@ -34,6 +34,12 @@ export interface ClientOptions {
   WebSocket?: SocketFactory;
   /** Signed player token, for servers that require one (PLAYER_TOKEN_SECRET). */
   token?: string;
+  /**
+   * More servers of the same deployment. When a connection fails before it opens (the server
+   * is down), the next attempt goes to the next URL in [url, ...fallbackUrls]. Any server can
+   * resume a seat: seats live in Redis, and a server that does not own the room redirects.
+   */
+  fallbackUrls?: string[];
   /** Reconnect and resume after an unexpected close. @default true */
   autoReconnect?: boolean;
   /** First reconnect delay, ms (doubles up to 5 s). @default 200 */
@@ -87,12 +93,23 @@ export class MoonpatchClient {
   private closedByUser = false;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
   private reconnectAttempt = 0;
+  /** Where the next connection goes: opts.url, or the server a ROOM_OWNED_ELSEWHERE named. */
+  private url: string;
+  /** Redirects followed since the last time this client was seated (bounded, see onJoinRefused). */
+  private redirects = 0;
   private joinWaiter: { resolve: (w: WelcomeMsg) => void; reject: (e: Error) => void } | null = null;
   private welcomeMsg: WelcomeMsg | null = null;
   /** Highest seq the server had received when it last welcomed us (no need to resend those). */
   private receivedSeq = 0;
 
-  constructor(readonly opts: ClientOptions) {}
+  constructor(readonly opts: ClientOptions) {
+    this.url = opts.url;
+  }
+
+  /** The server this client connects to now (differs from opts.url after a redirect). */
+  get currentUrl(): string {
+    return this.url;
+  }
 
   get world(): Record<string, Value> {
     return this.view.world;
@@ -160,10 +177,12 @@ export class MoonpatchClient {
 
   private open(): void {
     const Ctor = this.opts.WebSocket ?? (globalThis as unknown as { WebSocket: SocketFactory }).WebSocket;
-    const ws = new Ctor(this.opts.url);
+    const ws = new Ctor(this.url);
     this.socket = ws;
     ws.binaryType = 'arraybuffer';
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       const join: JoinMsg = { t: 'join', room: this.opts.room };
       if (this.resumeToken) join.resume = this.resumeToken;
       else {
@@ -181,6 +200,7 @@ export class MoonpatchClient {
     };
     ws.onclose = (ev) => {
       if (this.socket !== ws) return;
+      if (!opened) this.tryNextServer();
       this.onClose(ev.code, ev.reason);
     };
     ws.onerror = () => {
@@ -218,7 +238,8 @@ export class MoonpatchClient {
           // A refused input is settled by its error. DUPLICATE_SEQ is not about this send: the
           // first one with that seq is still on its way to being settled.
           if (m.code !== 'DUPLICATE_SEQ') this.settleRejected(m.seq, m);
-        } else if (this.joinWaiter && !this.connected) {
+        } else if (!this.connected) {
+          // A refused join or resume: the first connect, or any reconnect after it.
           this.onJoinRefused(m);
         }
         this.emit('error', m);
@@ -237,6 +258,7 @@ export class MoonpatchClient {
   private onSeated(): void {
     const welcome = this.welcomeMsg!;
     this.reconnectAttempt = 0;
+    this.redirects = 0;
     for (const p of [...this.pending.values()].sort((a, b) => a.seq - b.seq)) {
       if (p.seq > this.receivedSeq) this.transmit({ t: 'in', seq: p.seq, d: p.data });
     }
@@ -250,7 +272,23 @@ export class MoonpatchClient {
     this.emit('welcome', welcome);
   }
 
+  /** The server at `url` did not answer: move on to the next configured one, if any. */
+  private tryNextServer(): void {
+    const all = [this.opts.url, ...(this.opts.fallbackUrls ?? [])];
+    if (all.length < 2) return;
+    const i = all.indexOf(this.url);
+    this.url = all[(i + 1) % all.length]!;
+  }
+
   private onJoinRefused(m: ErrorMsg): void {
+    if (m.code === 'ROOM_OWNED_ELSEWHERE') {
+      // Another server owns the room: follow it there (seats live in Redis, so a resume token
+      // works on any server). After a few hops without a seat, go back to the configured URL
+      // rather than bounce between servers that disagree while a lease changes hands.
+      this.redirects++;
+      this.url = m.owner && this.redirects <= 5 ? m.owner : this.opts.url;
+      if (this.redirects > 5) this.redirects = 0;
+    }
     if (m.code === 'RESUME_REJECTED') {
       // The seat is gone (window passed): inputs for it can never apply.
       this.resumeToken = '';

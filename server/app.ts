@@ -9,7 +9,9 @@ import { GameServer } from './net/ws-server.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
 import { createHttpHandler } from './net/http.ts';
+import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
+import { OrphanTakeover } from './room/takeover.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
@@ -24,6 +26,8 @@ export interface RunningServer {
   store: RoomStore;
   net: GameServer;
   redis: Redis;
+  /** Takes over rooms whose owner died (runs on its own unless config.takeover is off). */
+  takeover: OrphanTakeover;
   /** Stop rooms (closing players with 4000), the front door and the Redis connection. */
   close(): Promise<void>;
 }
@@ -55,7 +59,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     if (lastRedisErrorLog) log.info('redis connection ready again');
   });
   await redis.connect();
-  const store = new RoomStore(redis, config.redisPrefix);
+  const store = new RoomStore(redis, config.redisPrefix, undefined, config.leaseMs);
   // Patches uploaded through Redis (by any server) before rooms resume, so pinned versions exist.
   const patches = new PatchDistribution(redis, config.redisPrefix, games, config.trustedPatchKeys, log);
   await patches.start();
@@ -89,8 +93,15 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   };
   const net = new GameServer({ ...config, rooms, http });
   const addr = await net.listen(config.port, config.host);
-  await rooms.resumeAll();
   const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+  // Rooms are claimed as this node; other servers send players of those rooms to publicUrl.
+  store.setLeaseHolder({
+    node: config.nodeId ?? `${hostname()}:${addr.port}`,
+    url: config.publicUrl ?? `ws://${config.host === '0.0.0.0' ? hostname() : host}:${addr.port}`,
+  });
+  await rooms.resumeAll();
+  const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
+  if (config.takeover) takeover.start();
   log.info({ port: addr.port, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
   return {
     url: `ws://${host}:${addr.port}`,
@@ -99,7 +110,9 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     store,
     net,
     redis,
+    takeover,
     async close() {
+      takeover.stop();
       await rooms.shutdown();
       await net.close();
       patches.stop();

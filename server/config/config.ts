@@ -61,6 +61,23 @@ export interface ServerConfig {
   broadcastHardLimitBytes: number;
   /** A client lagging behind the broadcast this long is disconnected, ms. @default 10000 */
   broadcastMaxLagMs: number;
+  /**
+   * This server's id in room leases (no spaces). Env NODE_ID. @default "<host name>:<port>", so a
+   * server restarted on the same host and port takes its rooms back without waiting.
+   */
+  nodeId?: string;
+  /**
+   * Where players reach this server, for other servers to redirect them here (ROOM_OWNED_ELSEWHERE).
+   * Env PUBLIC_URL. @default "ws://<host>:<port>"
+   */
+  publicUrl?: string;
+  /** How long a room's lease outlives its owner's last commit, ms. Env LEASE_MS. @default 5000 */
+  leaseMs: number;
+  /**
+   * Take over rooms whose owner's lease lapsed (another server died), checking every leaseMs / 2.
+   * Env TAKEOVER ("0" turns it off). @default true
+   */
+  takeover: boolean;
 }
 
 /** Per-game settings from scripts/<game>/game.json. */
@@ -113,6 +130,8 @@ export const DEFAULTS: ServerConfig = {
   broadcastSoftLimitBytes: 256 * 1024,
   broadcastHardLimitBytes: 4 * 1024 * 1024,
   broadcastMaxLagMs: 10_000,
+  leaseMs: 5000,
+  takeover: true,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {
@@ -134,6 +153,9 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('abuseLimit', c.abuseLimit, 1, 1_000_000);
   int('idleTimeoutMs', c.idleTimeoutMs, 1000, 86_400_000);
   int('maxConnectionsPerAddress', c.maxConnectionsPerAddress, 1, 1_000_000);
+  int('leaseMs', c.leaseMs, 500, 600_000);
+  if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
+  if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
     throw new ConfigError('broadcastHardLimitBytes', 'must be larger than broadcastSoftLimitBytes');
   }
@@ -166,6 +188,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.ABUSE_LIMIT) o.abuseLimit = num('ABUSE_LIMIT')!;
   if (env.IDLE_TIMEOUT_MS) o.idleTimeoutMs = num('IDLE_TIMEOUT_MS')!;
   if (env.MAX_CONNECTIONS_PER_ADDRESS) o.maxConnectionsPerAddress = num('MAX_CONNECTIONS_PER_ADDRESS')!;
+  if (env.NODE_ID) o.nodeId = env.NODE_ID;
+  if (env.PUBLIC_URL) o.publicUrl = env.PUBLIC_URL;
+  if (env.LEASE_MS) o.leaseMs = num('LEASE_MS')!;
+  if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   return makeConfig(o);
 }
 

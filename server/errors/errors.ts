@@ -29,6 +29,20 @@ export class BuildError extends MoonpatchError {
   }
 }
 
+/**
+ * The room is owned by another live server (its lease in Redis is alive). `ownerUrl` is where
+ * players reach that server ('' when it did not say), so a client can follow it.
+ */
+export class RoomOwnedElsewhereError extends MoonpatchError {
+  constructor(
+    roomId: string,
+    readonly ownerNode: string,
+    readonly ownerUrl: string,
+  ) {
+    super('ROOM_OWNED_ELSEWHERE', `room ${roomId} runs on server ${ownerNode}${ownerUrl ? ` (${ownerUrl})` : ''}`);
+  }
+}
+
 /** A client frame that is rejected; the session answers it with an error frame. */
 export class ProtocolError extends MoonpatchError {}
 

@@ -5,7 +5,7 @@
  */
 import type { WebSocket } from 'ws';
 import { CloseCodes, ErrorCodes, type ErrorCode } from '../errors/codes.ts';
-import { MoonpatchError, ProtocolError } from '../errors/errors.ts';
+import { MoonpatchError, ProtocolError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { encodeServerMessage, parseClientFrame } from '../protocol/codec.ts';
 import type { ErrorMsg, JoinMsg, Value } from '../protocol/messages.ts';
 import { TokenBucket } from './rate-limit.ts';
@@ -140,7 +140,8 @@ export class Session {
       (e: unknown) => {
         this.joining = false;
         const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
-        this.sendError(code, e instanceof Error ? e.message : ErrorCodes[code].text);
+        const owner = e instanceof RoomOwnedElsewhereError && e.ownerUrl ? e.ownerUrl : undefined;
+        this.sendError(code, e instanceof Error ? e.message : ErrorCodes[code].text, undefined, owner);
       },
     );
   }
@@ -162,9 +163,10 @@ export class Session {
     this.sendError(code, msg, seq);
   }
 
-  private sendError(code: ErrorCode, msg: string, seq?: number): void {
+  private sendError(code: ErrorCode, msg: string, seq?: number, owner?: string): void {
     const m: ErrorMsg = { t: 'err', code, msg, retry: ErrorCodes[code].retry };
     if (seq !== undefined) m.seq = seq;
+    if (owner !== undefined) m.owner = owner;
     this.send(encodeServerMessage(m));
   }
 }

@@ -102,6 +102,8 @@ export interface ErrorMsg {
   retry: boolean;
   /** The input this error is about, when it is about one. */
   seq?: number;
+  /** ROOM_OWNED_ELSEWHERE: the URL of the server that owns the room; join or resume there. */
+  owner?: string;
 }
 
 export interface PongMsg {

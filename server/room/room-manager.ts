@@ -6,7 +6,7 @@
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
-import { MoonpatchError } from '../errors/errors.ts';
+import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { verifyPlayerToken, type PlayerIdentity } from './player-token.ts';
 import type { JoinMsg } from '../protocol/messages.ts';
 import type { GameRegistry } from '../sandbox/games.ts';
@@ -49,6 +49,10 @@ export class RoomManager {
     private readonly config: ServerConfig,
     private readonly log: Logger,
   ) {}
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
 
   list(): Room[] {
     return [...this.rooms.values()];
@@ -95,7 +99,8 @@ export class RoomManager {
       try {
         await this.open(id);
       } catch (e) {
-        this.log.error({ roomId: id, err: e }, 'room could not be resumed');
+        if (e instanceof RoomOwnedElsewhereError) this.log.info({ roomId: id, owner: e.ownerNode }, 'room is owned by another server; not resuming it here');
+        else this.log.error({ roomId: id, err: e }, 'room could not be resumed');
       }
     }
   }
@@ -123,6 +128,7 @@ export class RoomManager {
     const game = this.games_.get(meta.game);
     const claimed = await this.store.claim(roomId);
     if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
+    if ('ownedBy' in claimed) throw new RoomOwnedElsewhereError(roomId, claimed.ownedBy.node, claimed.ownedBy.url);
     meta = claimed.meta;
     const m = game.manifest;
     const settings: RoomSettings = {
@@ -236,6 +242,10 @@ export class RoomManager {
     // Let ticks in progress commit first, so nothing a player was acked for is cut off.
     await Promise.all(this.list().map((r) => r.pauseClock()));
     await Promise.allSettled(this.list().map((r) => r.checkpoint()));
-    for (const room of this.list()) room.stop();
+    const rooms = this.list();
+    for (const room of rooms) room.stop();
+    // Hand the leases back so another server may take the rooms at once instead of after
+    // they lapse (a restart of this server with the same NODE_ID does not need to wait anyway).
+    await Promise.allSettled(rooms.map((r) => this.store.release(r.id, r.epoch)));
   }
 }

@@ -149,6 +149,11 @@ export class Room {
     return this.committed.tick;
   }
 
+  /** The epoch this room was claimed under: its fencing token in Redis. */
+  get epoch(): number {
+    return this.meta.epoch;
+  }
+
   get missedTicks(): number {
     return this.clock.missed;
   }

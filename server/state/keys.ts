@@ -22,11 +22,16 @@ export interface RoomKeys {
   log: string;
   /** List: the room's patch history, newest first (JSON entries, at most 100). */
   history: string;
+  /**
+   * String with a TTL: "<node id> <url>" of the server that owns the room. Set by a claim,
+   * renewed by every commit, deleted on a clean shutdown; see room-store.ts.
+   */
+  lease: string;
 }
 
 export function roomKeys(prefix: string, roomId: string): RoomKeys {
   const base = `${prefix}:room:{${roomId}}`;
-  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history` };
+  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history`, lease: `${base}:lease` };
 }
 
 /** Set of every room id, so a starting server can resume them all. */

@@ -15,7 +15,15 @@
  * only if both still match. So a stale owner (an older claim) or a duplicate writer (the same
  * tick twice) can never overwrite newer state: its commit is refused as a whole. Checkpoints
  * are fenced by the epoch.
+ *
+ * Ownership: one server ticks a room at a time. A claim takes the room's lease (a key with a
+ * TTL naming the owner) and is refused while another server's lease is alive; every commit
+ * renews it; a clean shutdown deletes it. When an owner dies, its lease lapses after ttlMs and
+ * another server may claim the room. The lease is for liveness (who should tick); safety comes
+ * from the epoch fence: an owner that was paused or partitioned past its lease and lost the
+ * room to a new claim has its next commit refused, whatever it believes about its lease.
  */
+import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { roomIndexKey, roomKeys, type RoomKeys } from './keys.ts';
 import { applyTickDelta } from './tick-delta.ts';
@@ -73,6 +81,23 @@ export interface CheckpointChunk {
 
 export type CommitResult = 'ok' | 'fenced' | 'tick-mismatch';
 
+/** Who this store claims rooms as. */
+export interface LeaseHolder {
+  /** Stable id of the server process (NODE_ID; by default host name and port). No spaces. */
+  node: string;
+  /** Where players reach that server (PUBLIC_URL), so other servers can redirect them. */
+  url: string;
+}
+
+/** A claim refused because another server's lease on the room is alive. */
+export interface OwnedElsewhere {
+  ownedBy: LeaseHolder;
+  /** How long the lease still runs unless renewed, ms. */
+  ttlMs: number;
+}
+
+export const DEFAULT_LEASE_MS = 5000;
+
 /** One line of a room's patch history. */
 export interface PatchHistoryEntry {
   /** ms since epoch */
@@ -106,15 +131,18 @@ local function hdel(key, n)
 end
 `;
 
-// KEYS: meta, seats, seqs, log.
-// ARGV: epoch, prevTick, tick, delta, nSeatSet, nSeatDel, nMeta, then seat pairs, seat dels,
-// meta pairs. Returns 1, or -1 (epoch moved on: fenced) or -2 (tick is not next: duplicate).
+// KEYS: meta, seats, seqs, log, lease.
+// ARGV: epoch, prevTick, tick, delta, nSeatSet, nSeatDel, nMeta, lease holder, lease ms, then
+// seat pairs, seat dels, meta pairs. Returns 1, or -1 (epoch moved on: fenced) or -2 (tick is
+// not next: duplicate). A commit that passes the fence renews the lease: the epoch proves this
+// writer is the owner, so it may also take back a lease that lapsed while Redis was away.
 const COMMIT_LUA = LUA_HELPERS + `
 local cur = redis.call('HMGET', KEYS[1], 'epoch', 'tick')
 if cur[1] ~= ARGV[1] then return -1 end
 if cur[2] ~= ARGV[2] then return -2 end
 redis.call('RPUSH', KEYS[4], ARGV[4])
-i = 8
+redis.call('SET', KEYS[5], ARGV[8], 'PX', ARGV[9])
+i = 10
 hset(KEYS[2], tonumber(ARGV[5]))
 local seatDels = tonumber(ARGV[6])
 local seatDelStart = i
@@ -148,12 +176,30 @@ redis.call('HSET', KEYS[1], 'checkpoint', ARGV[2])
 return n
 `;
 
-// KEYS: meta, state, seats, seqs, log. Bumps the epoch (fencing out any previous owner) and
-// reads everything in the same atomic step, so nothing can commit between the bump and the read.
+// KEYS: meta, state, seats, seqs, log, lease. ARGV: lease holder ("<node> <url>"), lease ms.
+// Refused ({0, holder, pttl}) while another node's lease is alive. Otherwise takes the lease,
+// bumps the epoch (fencing out any previous owner) and reads everything in the same atomic
+// step, so nothing can commit between the bump and the read. The same node may claim again
+// (a restart with the same NODE_ID need not wait for its own lease to lapse).
 const CLAIM_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local holder = redis.call('GET', KEYS[6])
+if holder then
+  local node = string.match(holder, '^[^ ]*')
+  if node ~= string.match(ARGV[1], '^[^ ]*') then return { 0, holder, redis.call('PTTL', KEYS[6]) } end
+end
+redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-return { redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1) }
+return { 1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1) }
+`;
+
+// KEYS: meta, lease. ARGV: lease holder, epoch. Gives the lease up (clean shutdown) if this
+// node still holds it under that epoch, so another server may claim the room at once.
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
 `;
 
 // KEYS: meta, state, seqs, log. The same read without claiming (tools and tests).
@@ -170,27 +216,34 @@ return 1
 
 type Arg = string | Buffer;
 interface StoreCommands {
-  mpCommit(meta: string, seats: string, seqs: string, log: string, ...argv: Arg[]): Promise<number>;
+  mpCommit(meta: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointChunk(meta: string, state: string, seqs: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointFinish(meta: string, log: string, epoch: string, upTo: string): Promise<number>;
-  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | null>;
+  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, holder: string, ms: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | null>;
+  mpRelease(meta: string, lease: string, holder: string, epoch: string): Promise<number>;
   mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[]]>;
   mpCreate(meta: string, ...argv: (string | number)[]): Promise<number>;
 }
 
 export class RoomStore {
   private readonly redis: Redis & StoreCommands;
+  private holder: LeaseHolder;
 
   constructor(
     redis: Redis,
     readonly prefix: string,
+    holder: LeaseHolder = { node: `${hostname()}:${process.pid}`, url: '' },
+    /** A claim's lease lasts this long unless a commit renews it, ms. */
+    readonly leaseMs = DEFAULT_LEASE_MS,
   ) {
     this.redis = redis as Redis & StoreCommands;
+    this.holder = checkHolder(holder);
     if (!('mpCommit' in redis)) {
-      redis.defineCommand('mpCommit', { numberOfKeys: 4, lua: COMMIT_LUA });
+      redis.defineCommand('mpCommit', { numberOfKeys: 5, lua: COMMIT_LUA });
+      redis.defineCommand('mpRelease', { numberOfKeys: 2, lua: RELEASE_LUA });
       redis.defineCommand('mpCheckpointChunk', { numberOfKeys: 3, lua: CHECKPOINT_CHUNK_LUA });
       redis.defineCommand('mpCheckpointFinish', { numberOfKeys: 2, lua: CHECKPOINT_FINISH_LUA });
-      redis.defineCommand('mpClaim', { numberOfKeys: 5, lua: CLAIM_LUA });
+      redis.defineCommand('mpClaim', { numberOfKeys: 6, lua: CLAIM_LUA });
       redis.defineCommand('mpRead', { numberOfKeys: 4, lua: READ_LUA });
       redis.defineCommand('mpCreate', { numberOfKeys: 1, lua: CREATE_LUA });
     }
@@ -210,15 +263,26 @@ export class RoomStore {
     return created;
   }
 
+  /** Who this store claims rooms as (set once the server knows its port). */
+  get leaseHolder(): LeaseHolder {
+    return this.holder;
+  }
+
+  setLeaseHolder(holder: LeaseHolder): void {
+    this.holder = checkHolder(holder);
+  }
+
   /**
-   * Take the room for ticking: bump its epoch and read its last committed state. Any previous
-   * owner's commits are refused from here on. Returns null when the room does not exist.
+   * Take the room for ticking: take its lease, bump its epoch and read its last committed
+   * state. Any previous owner's commits are refused from here on. Returns null when the room
+   * does not exist, and who owns it when another server's lease on it is alive.
    */
-  async claim(roomId: string): Promise<ClaimedRoom | null> {
+  async claim(roomId: string): Promise<ClaimedRoom | OwnedElsewhere | null> {
     const k = this.keys(roomId);
-    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log);
+    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, holderValue(this.holder), String(this.leaseMs));
     if (!reply) return null;
-    const [metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
+    if (reply[0] === 0) return { ownedBy: parseHolder(reply[1].toString()), ttlMs: Number(reply[2]) };
+    const [, metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
     const meta = parseMeta(pairs(metaFlat, (b) => b.toString()));
     const { records, seqs, touched } = replay(stateFlat, seqsFlat, log);
     return { meta, records, seats: pairs(seatsFlat, (b) => b), seqs, uncheckpointed: touched };
@@ -235,8 +299,9 @@ export class RoomStore {
     for (const f of c.seatDels) (items.push(f), seatDels++);
     for (const [f, v] of c.metaSets ?? []) (items.push(f, String(v)), metas++);
     const r = await this.redis.mpCommit(
-      k.meta, k.seats, k.seqs, k.log,
+      k.meta, k.seats, k.seqs, k.log, k.lease,
       String(c.epoch), String(c.prevTick), String(c.tick), asBuffer(c.delta), String(seatSets), String(seatDels), String(metas),
+      holderValue(this.holder), String(this.leaseMs),
       ...items,
     );
     return r === 1 ? 'ok' : r === -1 ? 'fenced' : 'tick-mismatch';
@@ -261,6 +326,18 @@ export class RoomStore {
     const k = this.keys(roomId);
     const r = await this.redis.mpCheckpointFinish(k.meta, k.log, String(epoch), String(upToTick));
     return r === -1 ? 'fenced' : 'ok';
+  }
+
+  /** Give up the room's lease (clean shutdown) if this node still owns it under `epoch`. */
+  async release(roomId: string, epoch: number): Promise<boolean> {
+    const k = this.keys(roomId);
+    return (await this.redis.mpRelease(k.meta, k.lease, holderValue(this.holder), String(epoch))) === 1;
+  }
+
+  /** The room's current owner, or null when no lease is alive (ops, takeover). */
+  async leaseOf(roomId: string): Promise<LeaseHolder | null> {
+    const v = await this.redis.get(this.keys(roomId).lease);
+    return v === null ? null : parseHolder(v);
   }
 
   async listRooms(): Promise<string[]> {
@@ -300,6 +377,21 @@ export class RoomStore {
   async logLength(roomId: string): Promise<number> {
     return this.redis.llen(this.keys(roomId).log);
   }
+}
+
+function checkHolder(h: LeaseHolder): LeaseHolder {
+  if (!/^[^\s]{1,200}$/.test(h.node)) throw new Error(`lease holder node id must be 1-200 characters without spaces (got ${JSON.stringify(h.node)})`);
+  return h;
+}
+
+/** The lease's value: node id, a space, the url (which may be empty). */
+function holderValue(h: LeaseHolder): string {
+  return `${h.node} ${h.url}`;
+}
+
+function parseHolder(v: string): LeaseHolder {
+  const space = v.indexOf(' ');
+  return space < 0 ? { node: v, url: '' } : { node: v.slice(0, space), url: v.slice(space + 1) };
 }
 
 /** The checkpoint hashes with the log replayed over them, in order, and what the log touched. */

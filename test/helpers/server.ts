@@ -37,9 +37,9 @@ export function testClient(url: string, o: Partial<ClientOptions> & { room: stri
 }
 
 /** Resolve when `check` returns true, polling; fails the test after `timeoutMs` with `what`. */
-export async function waitFor(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
   const start = Date.now();
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }

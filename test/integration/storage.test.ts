@@ -7,12 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCodes } from '../../server/errors/codes.ts';
 import { stateHash } from '../../server/state/committed-state.ts';
 import { encodeTickDelta } from '../../server/state/tick-delta.ts';
+import type { ClaimedRoom } from '../../server/state/room-store.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 let server: Server;
 beforeAll(async () => {
-  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+  // A short lease, so a takeover test need not wait the default 5 s for it to lapse.
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', leaseMs: 1000 });
 });
 afterAll(async () => server?.close());
 
@@ -57,8 +59,10 @@ describe('a takeover in the middle of a checkpoint interval', () => {
     }
     expect(await server.store.logLength(roomId)).toBeGreaterThan(0);
     const committedHash = first.committed.hash();
-    // A second server takes the room over (the first is fenced), ticks past its own first
-    // checkpoint, and shuts down cleanly.
+    // The first owner stalls (its clock stays paused: no commits renew its lease). Once the
+    // lease lapses, a second server takes the room over (fencing the first), ticks past its
+    // own first checkpoint, and shuts down cleanly.
+    await waitFor(async () => (await server.store.leaseOf(roomId)) === null, "the stalled owner's lease to lapse");
     const second = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', redisPrefix: prefix });
     const room2 = await second.rooms.open(roomId);
     expect(room2.committed.hash()).toBe(committedHash);
@@ -84,7 +88,7 @@ describe('fencing', () => {
     await room.pauseClock();
     const closed = new Promise<number>((resolve) => c.on('disconnect', (d) => resolve(d.code)));
     const before = await server.store.readMeta(roomId);
-    const newOwner = await server.store.claim(roomId); // another process taking the room over
+    const newOwner = (await server.store.claim(roomId)) as ClaimedRoom; // another process taking the room over
     expect(newOwner!.meta.epoch).toBe(before!.epoch + 1);
     await room.runTick();
     expect(room.isStopped).toBe(true);
@@ -95,7 +99,7 @@ describe('fencing', () => {
   it('a duplicate or out-of-order tick is refused as a whole', async () => {
     const roomId = 'dup-' + Date.now();
     await server.store.create(roomId, { game: 'probe', version: 'v', schema: 1, seed: 1, createdAt: 0, tickHz: 20 });
-    const { meta } = (await server.store.claim(roomId))!;
+    const { meta } = (await server.store.claim(roomId)) as ClaimedRoom;
     const delta = (t: number) => encodeTickDelta(t, [['k', new Uint8Array([t])]], [], new Map());
     const commit = (prevTick: number, tick: number, epoch = meta.epoch) =>
       server.store.commit(roomId, { epoch, prevTick, tick, delta: delta(tick), seatSets: [], seatDels: [] });

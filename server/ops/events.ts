@@ -58,6 +58,7 @@ export interface RoomLifecycleEvent {
     | 'commit-failed'
     | 'commit-recovered'
     | 'sandbox-rebuilt'
+    | 'restored'
     | 'patch-applied'
     | 'patch-refused'
     | 'patch-verified'

@@ -99,6 +99,8 @@ export class Room {
   degraded = false;
   /** Script + commit time of the last committed tick, ms (status). */
   lastTickMs = 0;
+  /** A write-back of the whole room into Redis after Redis lost it (see restoreStore). */
+  private restoring: Promise<void> | null = null;
 
   constructor(
     readonly id: string,
@@ -708,6 +710,10 @@ export class Room {
         if (result === 'fenced' || result === 'tick-mismatch') await this.commitFailed(tick, [], result, this.sandbox);
         return;
       }
+      if (result === 'lost') {
+        this.restoreStore();
+        result = new Error("Redis lost this room's newest commits; writing them back from this server's committed state");
+      }
       await this.commitFailed(tick, events, result, swap?.sandbox ?? this.sandbox);
       return;
     }
@@ -866,6 +872,31 @@ export class Room {
       this.log.error({ roomId: this.id, tick, err: result }, 'commit failed; holding events and retrying');
       publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-failed', detail: result.message });
     }
+  }
+
+  /**
+   * Redis lost this room, or its newest ticks (it restarted without persistence, or from an AOF
+   * older than what it acknowledged), but this server still holds the last committed state:
+   * write it all back, so what players were acknowledged for is not lost. The tick that found
+   * the loss was undone and its events are retried once this lands. Only the owner under the
+   * current epoch can restore (the store checks): a room another server claimed is left alone.
+   */
+  private restoreStore(): void {
+    if (this.restoring) return;
+    const seats = [...this.seats.values()];
+    this.restoring = this.store
+      .restore(this.id, {
+        meta: { ...this.meta, version: this.version, schema: this.schema, tick: this.committed.tick, pinned: this.pinned },
+        records: this.committed.records,
+        seats: seats.map((seat) => [seat.id, encodeSeat(seat)] as const),
+        seqs: seats.map((seat) => [seat.id, seat.lastAppliedSeq] as const),
+      })
+      .then((r) => {
+        this.log.warn({ roomId: this.id, tick: this.committed.tick, result: r }, 'Redis had lost committed ticks of this room; restored them from this server');
+        publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'restored', detail: r });
+      })
+      .catch((e: unknown) => this.log.warn({ roomId: this.id, err: e }, 'restoring the room into Redis failed; will try again'))
+      .finally(() => (this.restoring = null));
   }
 
   /** A new isolate with the last committed state: after the old one died or got corrupted. */

@@ -79,7 +79,19 @@ export interface CheckpointChunk {
   seqSets: Iterable<readonly [string, number]>;
 }
 
-export type CommitResult = 'ok' | 'fenced' | 'tick-mismatch';
+/**
+ * 'lost': Redis no longer has this owner's newest commits (it restarted without persistence, or
+ * from an AOF older than what it acknowledged). The owner still has them: see restore().
+ */
+export type CommitResult = 'ok' | 'fenced' | 'tick-mismatch' | 'lost';
+
+/** Everything a room is, as its owner knows it: what restore() writes back. */
+export interface RoomImage {
+  meta: RoomMeta;
+  records: Iterable<readonly [string, Uint8Array]>;
+  seats: Iterable<readonly [string, Uint8Array]>;
+  seqs: Iterable<readonly [string, number]>;
+}
 
 /** Who this store claims rooms as. */
 export interface LeaseHolder {
@@ -133,13 +145,18 @@ end
 
 // KEYS: meta, seats, seqs, log, lease.
 // ARGV: epoch, prevTick, tick, delta, nSeatSet, nSeatDel, nMeta, lease holder, lease ms, then
-// seat pairs, seat dels, meta pairs. Returns 1, or -1 (epoch moved on: fenced) or -2 (tick is
-// not next: duplicate). A commit that passes the fence renews the lease: the epoch proves this
+// seat pairs, seat dels, meta pairs. Returns 1, or -1 (epoch moved on: fenced), -2 (tick is
+// not next: duplicate), or -3 (Redis lost this owner's newest commits: the room is gone, or its
+// tick is behind under the same epoch, which only a Redis restart without them can do). A commit that passes the fence renews the lease: the epoch proves this
 // writer is the owner, so it may also take back a lease that lapsed while Redis was away.
 const COMMIT_LUA = LUA_HELPERS + `
 local cur = redis.call('HMGET', KEYS[1], 'epoch', 'tick')
+if not cur[1] then return -3 end
 if cur[1] ~= ARGV[1] then return -1 end
-if cur[2] ~= ARGV[2] then return -2 end
+if cur[2] ~= ARGV[2] then
+  if tonumber(cur[2]) < tonumber(ARGV[2]) then return -3 end
+  return -2
+end
 redis.call('RPUSH', KEYS[4], ARGV[4])
 redis.call('SET', KEYS[5], ARGV[8], 'PX', ARGV[9])
 i = 10
@@ -193,6 +210,26 @@ redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return { 1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1) }
 `;
 
+// KEYS: meta, state, seats, seqs, log, lease. ARGV: epoch, tick, lease holder, lease ms, nMeta,
+// nState, nSeats, nSeqs, then the items. Rewrites the whole room from its owner's image when
+// Redis lost it (no meta) or lost its newest ticks (same epoch, older tick); refuses (-1) when
+// another server claimed the room since, and (-2) when Redis is not behind after all.
+const RESTORE_LUA = LUA_HELPERS + `
+local cur = redis.call('HMGET', KEYS[1], 'epoch', 'tick')
+if cur[1] then
+  if cur[1] ~= ARGV[1] then return -1 end
+  if tonumber(cur[2]) >= tonumber(ARGV[2]) then return -2 end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+i = 9
+hset(KEYS[1], tonumber(ARGV[5]))
+hset(KEYS[2], tonumber(ARGV[6]))
+hset(KEYS[3], tonumber(ARGV[7]))
+hset(KEYS[4], tonumber(ARGV[8]))
+redis.call('SET', KEYS[6], ARGV[3], 'PX', ARGV[4])
+return 1
+`;
+
 // KEYS: meta, lease. ARGV: lease holder, epoch. Gives the lease up (clean shutdown) if this
 // node still holds it under that epoch, so another server may claim the room at once.
 const RELEASE_LUA = `
@@ -221,6 +258,7 @@ interface StoreCommands {
   mpCheckpointFinish(meta: string, log: string, epoch: string, upTo: string): Promise<number>;
   mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, holder: string, ms: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | null>;
   mpRelease(meta: string, lease: string, holder: string, epoch: string): Promise<number>;
+  mpRestore(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[]]>;
   mpCreate(meta: string, ...argv: (string | number)[]): Promise<number>;
 }
@@ -241,6 +279,7 @@ export class RoomStore {
     if (!('mpCommit' in redis)) {
       redis.defineCommand('mpCommit', { numberOfKeys: 5, lua: COMMIT_LUA });
       redis.defineCommand('mpRelease', { numberOfKeys: 2, lua: RELEASE_LUA });
+      redis.defineCommand('mpRestore', { numberOfKeys: 6, lua: RESTORE_LUA });
       redis.defineCommand('mpCheckpointChunk', { numberOfKeys: 3, lua: CHECKPOINT_CHUNK_LUA });
       redis.defineCommand('mpCheckpointFinish', { numberOfKeys: 2, lua: CHECKPOINT_FINISH_LUA });
       redis.defineCommand('mpClaim', { numberOfKeys: 6, lua: CLAIM_LUA });
@@ -304,7 +343,30 @@ export class RoomStore {
       holderValue(this.holder), String(this.leaseMs),
       ...items,
     );
-    return r === 1 ? 'ok' : r === -1 ? 'fenced' : 'tick-mismatch';
+    return r === 1 ? 'ok' : r === -1 ? 'fenced' : r === -3 ? 'lost' : 'tick-mismatch';
+  }
+
+  /**
+   * Write a room back whole after Redis lost it or its newest ticks (a commit said 'lost'), from
+   * its owner's committed mirror. Only the owner under the current epoch can: 'fenced' when
+   * another server claimed the room meanwhile, 'not-behind' when Redis has it after all.
+   */
+  async restore(roomId: string, image: RoomImage): Promise<'ok' | 'fenced' | 'not-behind'> {
+    const k = this.keys(roomId);
+    const items: Arg[] = [];
+    const counts = [0, 0, 0, 0];
+    const m = { ...image.meta, checkpoint: image.meta.tick, pinned: image.meta.pinned ? '1' : '0' };
+    for (const [f, v] of Object.entries(m)) (items.push(f, String(v)), counts[0]!++);
+    for (const [f, v] of image.records) (items.push(f, asBuffer(v)), counts[1]!++);
+    for (const [f, v] of image.seats) (items.push(f, asBuffer(v)), counts[2]!++);
+    for (const [f, v] of image.seqs) (items.push(f, String(v)), counts[3]!++);
+    const r = await this.redis.mpRestore(
+      k.meta, k.state, k.seats, k.seqs, k.log, k.lease,
+      String(image.meta.epoch), String(image.meta.tick), holderValue(this.holder), String(this.leaseMs), ...counts.map(String),
+      ...items,
+    );
+    if (r === 1) await this.redis.sadd(roomIndexKey(this.prefix), roomId);
+    return r === 1 ? 'ok' : r === -1 ? 'fenced' : 'not-behind';
   }
 
   /** Write part of a checkpoint: current values of some records and seqs. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { unpack } from 'msgpackr';
 import { startPrivateRedis, type PrivateRedis } from '../../server/state/redis-launcher.ts';
+import { reportFigure } from '../helpers/figures.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 describe('Redis outage', () => {
@@ -57,6 +58,79 @@ describe('Redis outage', () => {
     expect(p.sum).toBe(10);
     expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
     expect(c.disconnects).toBe(0);
+    reportFigure('redis-stop-start-aof', 'faults_injected', 1);
+    reportFigure('redis-stop-start-aof', 'inputs_acknowledged', applied);
+    reportFigure('redis-stop-start-aof', 'inputs_lost', 10 - applied);
+    c.close();
+  });
+});
+
+/**
+ * Redis comes back without some or all of what it acknowledged: restarted with no persistence
+ * (empty), or killed and restarted from an AOF written once a second. The owner still holds
+ * the last committed state, so it writes the room back and nothing a player was acknowledged
+ * for is lost, as long as the owner itself survives (see README, Durability).
+ */
+describe.each([
+  { name: 'without AOF, stopped and started empty', appendOnly: false, crash: false },
+  { name: 'with AOF (everysec), killed -9 and restarted', appendOnly: true, crash: true },
+])('Redis restart $name', ({ name, appendOnly, crash }) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-loss-'));
+  let redis: PrivateRedis | null = null;
+  let server: Awaited<ReturnType<typeof startTestServer>> | null = null;
+  afterAll(async () => {
+    await server?.close();
+    await redis?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the owner writes back what Redis lost: no acknowledged input is lost, none applied twice', async () => {
+    redis = await startPrivateRedis({ dir, appendOnly });
+    const port = redis.port;
+    server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+    const roomId = 'loss';
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    let acked = 0;
+    let sent = 0;
+    c.on('settled', (s) => {
+      if (!s.rejected) acked += 1;
+    });
+    const send = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        await waitFor(() => c.unsettled < 4, 'room in the input queue');
+        c.send({ op: 'add', n: 1 });
+        sent++;
+      }
+    };
+    await send(12);
+    await waitFor(() => c.unsettled === 0, 'inputs before the restart settled');
+
+    if (crash) {
+      redis.kill();
+      await redis.exited;
+    } else {
+      await redis.stop();
+    }
+    redis = await startPrivateRedis({ dir, appendOnly, port });
+    await send(6);
+    await waitFor(() => c.unsettled === 0, 'inputs after the restart settled', 30_000);
+    await waitFor(async () => (await server!.store.readMeta(roomId))?.tick === room.tick, 'Redis to hold the room again');
+
+    // What Redis holds is what the room committed: every acknowledged input, once.
+    const records = await server.store.readRecords(roomId);
+    const p = unpack(records.get(`players/${c.playerId}`)!) as { sum: number; inputs: number };
+    expect(acked).toBe(sent);
+    expect(p.inputs).toBe(acked);
+    expect(p.sum).toBe(acked);
+    expect(c.disconnects).toBe(0);
+    // The seat is in Redis again too, so the player could resume on another server.
+    expect(await server.redis.hexists(server.store.keys(roomId).seats, c.playerId)).toBe(1);
+    reportFigure(`redis-restart-${appendOnly ? 'aof' : 'no-aof'}`, 'faults_injected', 1);
+    reportFigure(`redis-restart-${appendOnly ? 'aof' : 'no-aof'}`, 'inputs_acknowledged', acked);
+    reportFigure(`redis-restart-${appendOnly ? 'aof' : 'no-aof'}`, 'inputs_lost', sent - p.inputs);
+    void name;
     c.close();
   });
 });

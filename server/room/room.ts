@@ -37,6 +37,9 @@ export interface StageOptions {
   deadlineMs?: number;
 }
 
+/** Swap ticks that overran the CPU budget and are tried again before a patch is refused. */
+const SWAP_OVERRUN_RETRIES = 2;
+
 export interface RoomSettings {
   tickHz: number;
   broadcastHz: number;
@@ -382,6 +385,17 @@ export class Room {
       budgetMs: this.settings.cpuBudgetMs + (migrating ? this.settings.migrationBudgetMs : 0),
     });
     if (outcome.ok) return outcome;
+    // An overrun can be the machine's fault (a busy core stretches the first ticks of a fresh
+    // isolate) rather than the patch's: undo it, let the old version take this tick, and try
+    // the swap again at the next ones. A patch that really loops overruns every time.
+    if (outcome.code === 'CPU_BUDGET_EXCEEDED' && staged.overruns < SWAP_OVERRUN_RETRIES) {
+      staged.overruns++;
+      const undone = await staged.sandbox.rollback().then(() => true, () => false);
+      if (undone) {
+        this.log.warn({ roomId: this.id, tick, version: this.version, toVersion: staged.version.bundle.version, attempt: staged.overruns }, 'swap tick overran its budget; the old version runs this tick and the swap is tried again');
+        return null;
+      }
+    }
     const inMigration = outcome.thrown?.name.startsWith('migration: ') ?? false;
     this.log.warn(
       { roomId: this.id, tick, version: this.version, toVersion: staged.version.bundle.version, code: outcome.code, err: outcome.thrown ?? undefined },

@@ -41,6 +41,8 @@ export class StagedVersion {
   /** Committed changes since the staged world was loaded: key -> bytes, or null for deleted. */
   private readonly backlog = new Map<string, Uint8Array | null>();
   ready = false;
+  /** Swap ticks of this version that overran the CPU budget so far (see Room.trySwapTick). */
+  overruns = 0;
   /** Catch-ups run one after another, in the staged isolate's thread, off the tick path. */
   private catchingUp: Promise<void> = Promise.resolve();
   private inFlight = 0;

@@ -11,6 +11,7 @@ import type { MoonpatchClient } from '../../client/client.ts';
 import { RoomStore } from '../../server/state/room-store.ts';
 import { findFreePort } from '../../server/state/redis-launcher.ts';
 import { startChildServer, type ChildServer } from '../helpers/child-server.ts';
+import { reportFigure } from '../helpers/figures.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { FIXTURE_GAMES, testClient, waitFor } from '../helpers/server.ts';
 
@@ -89,6 +90,12 @@ describe('kill -9 of the server under load', () => {
     // meta.ticks counts ticks the script ran and committed: equal to the committed tick number
     // means no tick was applied twice or lost across the crash.
     const world = unpack(records.get('meta/ticks')!) as number;
+    const inRedis = tallies.map((t) => unpack(records.get(`players/${t.playerId}`)!) as { sum: number; inputs: number });
+    reportFigure('server-kill-9', 'faults_injected', 1);
+    reportFigure('server-kill-9', 'inputs_acknowledged', tallies.reduce((n, t) => n + t.appliedCount, 0));
+    reportFigure('server-kill-9', 'inputs_lost', tallies.reduce((n, t, i) => n + Math.max(0, t.appliedCount - inRedis[i]!.inputs), 0));
+    reportFigure('server-kill-9', 'committed_ticks_lost', Math.max(0, meta.tick - world));
+    reportFigure('server-kill-9', 'ticks_applied_twice', Math.max(0, world - meta.tick));
     expect(world).toBe(meta.tick);
     for (const t of tallies) {
       const p = unpack(records.get(`players/${t.playerId}`)!) as { sum: number; inputs: number };

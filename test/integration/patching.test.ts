@@ -141,7 +141,9 @@ describe('pinned versions', () => {
     const result = await server.rooms.applyVersion(roomId, 2);
     expect(result.ok).toBe(true);
     c.close();
-    const again = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix });
+    // The same server restarted: same node id, so it may claim its rooms without waiting for
+    // their leases to lapse.
+    const again = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: server.store.leaseHolder.node });
     try {
       const room = await again.rooms.open(roomId);
       expect(room.version).toBe(result.ok ? result.to : '');

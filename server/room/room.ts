@@ -16,10 +16,11 @@ import { channels, publish, type TickCommittedEvent, type TickFailedEvent } from
 import { encodeServerMessage } from '../protocol/codec.ts';
 import type { ErrorMsg, Value } from '../protocol/messages.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
-import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickOutcome } from '../sandbox/sandbox.ts';
+import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickCall, type TickOutcome } from '../sandbox/sandbox.ts';
+import { Replayer, SwapPoint } from './replay.ts';
 import type { GameBundle } from '../sandbox/bundler.ts';
 import { Checkpointer } from '../state/checkpointer.ts';
-import type { CommittedState } from '../state/committed-state.ts';
+import { CommittedState } from '../state/committed-state.ts';
 import { encodeTickDelta } from '../state/tick-delta.ts';
 import type { PatchHistoryEntry, RoomMeta, RoomStore } from '../state/room-store.ts';
 import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
@@ -250,7 +251,7 @@ export class Room {
    * same tick runs on the current version instead: the room stays where it was, state
    * untouched, no input lost. Resolves with the outcome once the swap tick has committed.
    */
-  async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch', opts: StageOptions = {}): Promise<SwapResult> {
+  async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch', opts: StageOptions = {}, replay?: SwapPoint): Promise<SwapResult> {
     if (this.meta.pinned && reason === 'patch') throw new MoonpatchError('ROOM_PINNED', `room ${this.id} is pinned to ${this.version}`);
     if (this.staged) throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} is already switching to ${this.staged.version.bundle.version}`);
     if (version.bundle.version === this.version) throw new MoonpatchError('ALREADY_ON_VERSION', `room ${this.id} already runs ${this.version}`);
@@ -267,12 +268,18 @@ export class Room {
     }
     // From this moment every commit also goes to the staged backlog, so the snapshot taken
     // here plus the backlog is always the committed state.
-    const downgrade = version.schema < this.meta.schema;
+    const downgrade = !replay && version.schema < this.meta.schema;
     const deadline = opts.safePoint ? Date.now() + (opts.deadlineMs ?? 30_000) : null;
-    const staged = new StagedVersion(version, sandbox, reason, downgrade, deadline);
+    const staged = new StagedVersion(version, sandbox, reason, downgrade, deadline, { version: this.version, schema: this.meta.schema });
     this.staged = staged;
-    await sandbox.load(this.committed.encodeForLoad());
-    await this.warmUp(staged);
+    if (replay) {
+      // Start from the swap point; catching up replays the recorded ticks (which warms it too).
+      staged.replay = new Replayer(replay, sandbox, (tick, events) => ({ ...this.tickCall(tick, events), budgetMs: this.settings.cpuBudgetMs + this.settings.migrationBudgetMs }));
+      await sandbox.load(new CommittedState(replay.tick, replay.records).encodeForLoad());
+    } else {
+      await sandbox.load(this.committed.encodeForLoad());
+      await this.warmUp(staged);
+    }
     // Catch up with the ticks committed while loading and warming, before the swap tick can come.
     await staged.catchUp();
     if (this.staged === staged) staged.ready = true;
@@ -288,13 +295,42 @@ export class Room {
    */
   async rollbackTo(version: GameVersion | null = this.previous, why = 'manual rollback'): Promise<SwapResult> {
     if (!version) throw new MoonpatchError('NOTHING_TO_ROLL_BACK', `room ${this.id} has no previous version to go back to`);
-    if (version.schema < this.meta.schema && !this.sandbox.hooks.includes('downgrade')) {
-      void this.recordHistory({ kind: 'rollback-refused', from: this.version, to: version.bundle.version, tick: this.tick, reason: `${why}: no downgrade` });
-      throw new MoonpatchError('ROLLBACK_NEEDS_DOWNGRADE', `version ${this.version} changed the schema (${version.schema} -> ${this.meta.schema}) and exports no downgrade(world, toSchema): it cannot be rolled back without losing state`);
+    // Across a schema change: the patch's downgrade when it has one; otherwise replay the
+    // ticks since the swap on the old version, when they were recorded and it is that version's schema.
+    const point = this.swapPoint;
+    const replay =
+      version.schema !== this.meta.schema && !this.sandbox.hooks.includes('downgrade') && point?.schema === version.schema ? point : undefined;
+    if (version.schema < this.meta.schema && !this.sandbox.hooks.includes('downgrade') && !replay) {
+      void this.recordHistory({ kind: 'rollback-refused', from: this.version, to: version.bundle.version, tick: this.tick, reason: `${why}: no downgrade, and no recorded ticks to replay` });
+      throw new MoonpatchError(
+        'ROLLBACK_NEEDS_DOWNGRADE',
+        `version ${this.version} changed the schema (${version.schema} -> ${this.meta.schema}), exports no downgrade(world, toSchema), and the ticks since its swap were not recorded (the replay window passed): it cannot be rolled back without losing state`,
+      );
     }
-    this.log.warn({ roomId: this.id, tick: this.tick, fromVersion: this.version, toVersion: version.bundle.version, reason: why }, 'rolling back');
+    this.log.warn({ roomId: this.id, tick: this.tick, fromVersion: this.version, toVersion: version.bundle.version, reason: why, by: replay ? 'replay' : this.sandbox.hooks.includes('downgrade') && version.schema < this.meta.schema ? 'downgrade' : 'swap' }, 'rolling back');
     this.rollbackReason = why;
-    return this.stageVersion(version, 'rollback');
+    return this.stageVersion(version, 'rollback', {}, replay);
+  }
+
+  /**
+   * From a patch's swap on: the world just before the swap tick and the events of every tick
+   * since, so the patch can be rolled back by replay (see replay.ts). Null before any patch,
+   * after a rollback, and once the recording passed its limits.
+   */
+  private swapPoint: SwapPoint | null = null;
+
+  /** A tick committed: keep its events while a swap point is open (see swapPoint). */
+  private recordForReplay(swap: StagedVersion | null, tick: number, events: Uint8Array): void {
+    if (swap) {
+      // The swap tick itself is the first recorded one: it is replayed on the old version too.
+      this.swapPoint = swap.reason === 'patch' ? new SwapPoint(tick - 1, swap.replayFrom.version, swap.replayFrom.schema, new Map(this.committed.records)) : null;
+    }
+    if (!this.swapPoint || this.swapPoint.record(tick, events)) return;
+    this.log.info({ roomId: this.id, tick, since: this.swapPoint.tick }, 'replay recording for rollback passed its limits; rolling this patch back across its schema now needs a downgrade');
+    this.swapPoint = null;
+    if (this.staged?.replay) {
+      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ROLLBACK_NEEDS_DOWNGRADE', message: 'the recorded ticks passed their limit before the replay caught up' });
+    }
   }
 
   private rollbackReason = '';
@@ -413,6 +449,34 @@ export class Room {
   }
 
   /**
+   * The swap tick of a rollback by replay: the old version, replayed up to the last committed
+   * tick, runs this tick; the commit carries the difference between the world as committed and
+   * the replayed one, then the tick's own changes. Any failure drops the staging: the room
+   * stays on its version, and this tick runs there.
+   */
+  private async tryReplaySwapTick(staged: StagedVersion, call: TickCall, tick: number): Promise<TickOutcome | null> {
+    const replay = staged.replay!;
+    try {
+      await staged.catchUp();
+    } catch (e) {
+      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: `replay failed: ${(e as Error).message}` });
+      return null;
+    }
+    if (replay.replayedTo !== this.committed.tick) {
+      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: `replay reached tick ${replay.replayedTo}, not ${this.committed.tick}` });
+      return null;
+    }
+    const outcome = await staged.sandbox.tick(call);
+    if (!outcome.ok) {
+      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: outcome.code, message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code, stack: outcome.thrown?.stack });
+      return null;
+    }
+    const diff = replay.diffFrom(this.committed.records);
+    this.rollbackReason += ` (replayed ${replay.point.ticks.length} ticks on the old version${replay.failedTicks ? `, ${replay.failedTicks} of them failed there and were skipped` : ''})`;
+    return { ...outcome, ...mergeChanges([diff, outcome]), writes: outcome.writes + diff.sets.length + diff.dels.length };
+  }
+
+  /**
    * The swap tick of a rollback to an older schema: the CURRENT isolate runs its downgrade
    * (journaled), the staged older version receives the downgraded records and runs the tick.
    * The commit carries both. Any failure undoes the downgrade and drops the staging.
@@ -432,18 +496,7 @@ export class Room {
       return null;
     }
     // One commit: the downgrade's records, then the tick's on top.
-    const merged = new Map<string, Uint8Array | null>();
-    for (const [k, v] of down.sets) merged.set(k, v);
-    for (const k of down.dels) merged.set(k, null);
-    for (const [k, v] of outcome.sets) merged.set(k, v);
-    for (const k of outcome.dels) merged.set(k, null);
-    const sets: [string, Uint8Array][] = [];
-    const dels: string[] = [];
-    for (const [k, v] of merged) {
-      if (v) sets.push([k, v]);
-      else dels.push(k);
-    }
-    return { ...outcome, sets, dels, writes: outcome.writes + down.writes };
+    return { ...outcome, ...mergeChanges([down, outcome]), writes: outcome.writes + down.writes };
   }
 
   private dropStaged(result: SwapResult): void {
@@ -643,19 +696,17 @@ export class Room {
     if (this.sandbox.isDisposed) await this.rebuildSandbox('isolate was dead at tick start');
     const events = this.queue.drain();
     const tick = this.committed.tick + 1;
-    const tickMs = 1000 / this.settings.tickHz;
-    const call = {
-      events: this.encodeEvents(events),
-      seed: this.meta.seed,
-      tick,
-      nowMs: Math.round(this.meta.createdAt + tick * tickMs),
-      dtSeconds: 1 / this.settings.tickHz,
-      runInit: this.committed.tick === 0,
-    };
+    const call = this.tickCall(tick, this.encodeEvents(events));
     // A staged version takes this tick if it can; otherwise the current version runs it.
     let swap = this.swapCandidate(call.runInit);
     if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
-    const swapOutcome = swap ? (swap.downgrade ? await this.tryDowngradeSwapTick(swap, call, tick) : await this.trySwapTick(swap, call, tick)) : null;
+    const swapOutcome = !swap
+      ? null
+      : swap.replay
+        ? await this.tryReplaySwapTick(swap, call, tick)
+        : swap.downgrade
+          ? await this.tryDowngradeSwapTick(swap, call, tick)
+          : await this.trySwapTick(swap, call, tick);
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();
     if (this.stopped) return;
@@ -664,12 +715,25 @@ export class Room {
       return;
     }
     this.writeScriptLogs(tick, outcome.logs);
-    await this.commitTick(tick, events, outcome, started, scriptDone, swapOutcome ? swap : null);
+    await this.commitTick(tick, events, call.events, outcome, started, scriptDone, swapOutcome ? swap : null);
+  }
+
+  /** The call that runs tick `tick` with `events`: everything else follows from the tick number. */
+  private tickCall(tick: number, events: Uint8Array): TickCall {
+    return {
+      events,
+      seed: this.meta.seed,
+      tick,
+      nowMs: Math.round(this.meta.createdAt + (tick * 1000) / this.settings.tickHz),
+      dtSeconds: 1 / this.settings.tickHz,
+      runInit: tick === 1,
+    };
   }
 
   private async commitTick(
     tick: number,
     events: RoomEvent[],
+    eventBytes: Uint8Array,
     outcome: Extract<TickOutcome, { ok: true }>,
     started: number,
     scriptDone: number,
@@ -734,6 +798,7 @@ export class Room {
     for (const id of rotated) this.dirtySeats.delete(id);
     if (swap) this.completeSwap(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
     else this.passVerification(tick);
+    this.recordForReplay(swap, tick, eventBytes);
     if (!swap && this.staged) {
       this.staged.noteCommitted(outcome.sets, outcome.dels);
       if (this.staged.ready) void this.staged.catchUp().catch(() => {}); // a failure shows at the swap tick
@@ -942,4 +1007,20 @@ export class Room {
   private writeScriptLogs(tick: number, lines: string[]): void {
     for (const line of lines) this.log.info({ roomId: this.id, tick, version: this.version, script: true }, line);
   }
+}
+
+/** Several changes to records, later ones winning, as one set of sets and deletes. */
+function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[]; dels: readonly string[] }[]): { sets: [string, Uint8Array][]; dels: string[] } {
+  const merged = new Map<string, Uint8Array | null>();
+  for (const c of changes) {
+    for (const [k, v] of c.sets) merged.set(k, v);
+    for (const k of c.dels) merged.set(k, null);
+  }
+  const sets: [string, Uint8Array][] = [];
+  const dels: string[] = [];
+  for (const [k, v] of merged) {
+    if (v) sets.push([k, v]);
+    else dels.push(k);
+  }
+  return { sets, dels };
 }

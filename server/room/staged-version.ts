@@ -7,6 +7,7 @@
  * not to the size of the world. The swap tick itself (migration + validation + the tick) runs
  * in the staged isolate; see Room.runTick.
  */
+import type { Replayer } from './replay.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import type { GameSandbox } from '../sandbox/sandbox.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
@@ -43,6 +44,11 @@ export class StagedVersion {
   ready = false;
   /** Swap ticks of this version that overran the CPU budget so far (see Room.trySwapTick). */
   overruns = 0;
+  /**
+   * A rollback by replay (see replay.ts): the staged world started at the swap point and
+   * catches up by replaying recorded ticks, not by taking the committed records.
+   */
+  replay: Replayer | null = null;
   /** Catch-ups run one after another, in the staged isolate's thread, off the tick path. */
   private catchingUp: Promise<void> = Promise.resolve();
   private inFlight = 0;
@@ -58,11 +64,14 @@ export class StagedVersion {
     readonly downgrade: boolean,
     /** Wait for the running scripts' safeToPatch(world) until this time (ms since epoch); null: any tick. */
     readonly safePointDeadline: number | null = null,
+    /** The version and schema the room ran when this was staged (a patch's swap point records them). */
+    readonly replayFrom: { version: string; schema: number } = { version: '', schema: 0 },
   ) {
     this.result = new Promise((resolve) => (this.settle = resolve));
   }
 
   noteCommitted(sets: readonly (readonly [string, Uint8Array])[], dels: readonly string[]): void {
+    if (this.replay) return; // the new version's records mean nothing to the old one
     for (const [k, v] of sets) this.backlog.set(k, v);
     for (const k of dels) this.backlog.set(k, null);
   }
@@ -86,7 +95,9 @@ export class StagedVersion {
   }
 
   private async applyBacklog(): Promise<void> {
-    if (this.backlog.size === 0 || this.sandbox.isDisposed) return;
+    if (this.sandbox.isDisposed) return;
+    if (this.replay) return this.replay.advance();
+    if (this.backlog.size === 0) return;
     const sets = new MsgpackWriter();
     const dels: string[] = [];
     let n = 0;

@@ -201,18 +201,32 @@ describe('rollback', () => {
     c.close();
   });
 
-  it('refuses to roll back across a schema change without a downgrade, and changes nothing', async () => {
+  it('rolls the arena\'s v4 (no downgrade) back to v3 by replay, and refuses to go further back without a downgrade, changing nothing', async () => {
     const arena = await startTestServer({ redisPrefix: server.prefix + 'a' });
     try {
       const roomId = 'rollback-nodown-' + Date.now();
       const room = await arena.rooms.open(roomId, 'arena');
+      const c = testClient(arena.url, { room: roomId, game: 'arena', name: 'runner' });
+      await c.connect();
+      c.send({ move: [1, 0] });
       expect((await arena.rooms.applyVersion(roomId, 3)).ok).toBe(true);
+      const v3 = room.version;
       expect((await arena.rooms.applyVersion(roomId, 4)).ok).toBe(true);
-      const v4 = room.version;
-      const err = await arena.rooms.rollback(roomId).catch((e: { code: string }) => e);
+      expect(record(room, `players/${c.playerId}`)).toHaveProperty('boost');
+      c.send({ move: [0, 1] });
+      // v4 restructured boost fields and has no downgrade: back to v3 by replaying its ticks.
+      expect(await arena.rooms.rollback(roomId)).toMatchObject({ ok: true, to: v3, toSchema: 2 });
+      const me = record(room, `players/${c.playerId}`)!;
+      expect(me).not.toHaveProperty('boost');
+      expect(me).toHaveProperty('boostUntil');
+      // v1 is older than the recorded swap point (schema 1): no way back without a downgrade.
+      const before = room.committed.hash();
+      await room.pauseClock();
+      const err = await arena.rooms.rollback(roomId, 1).catch((e: { code: string }) => e);
       expect(err).toMatchObject({ code: 'ROLLBACK_NEEDS_DOWNGRADE' });
-      expect(room.version).toBe(v4);
-      expect(room.schema).toBe(3);
+      expect(room.version).toBe(v3);
+      expect(room.committed.hash()).toBe(before);
+      c.close();
     } finally {
       await arena.close();
     }

@@ -13,6 +13,8 @@
 import { WebSocket } from 'ws';
 import { MoonpatchClient, type SocketFactory } from '../client/client.ts';
 import { parseArgs, percentile, round, sleep } from '../bench/lib.ts';
+import type { Value } from '../server/protocol/messages.ts';
+import { Steering } from './shared/steer.ts';
 
 const args = parseArgs(process.argv.slice(2));
 const PLAYERS = Number(args.players ?? 10);
@@ -34,30 +36,23 @@ interface BotStats {
 function makeBot(i: number, stats: BotStats): { client: MoonpatchClient; step(): void } {
   const observer = i < OBSERVERS;
   const client = new MoonpatchClient({ url: URL, room: ROOM, game: GAME, name: `bot-${i}`, WebSocket: WebSocket as unknown as SocketFactory, trackWorld: observer });
-  let pos = { x: 500, y: 350 }; // a blind bot's guess of where it is
+  const steering = new Steering(HZ);
   client.on('settled', (s) => {
     if (s.rejected) stats.rejected++;
     else stats.applied++;
     if (stats.latencies.length < 200_000) stats.latencies.push(s.latencyMs);
   });
   client.on('error', (e) => (stats.errors[e.code] = (stats.errors[e.code] ?? 0) + 1));
-  let target = { x: Math.random() * 1000, y: Math.random() * 700 };
   return {
     client,
     step() {
       if (!client.connected) return;
-      const me = observer ? (client.world.players as Record<string, { x: number; y: number }> | undefined)?.[client.playerId] : pos;
-      if (!me) return;
-      if (Math.hypot(target.x - me.x, target.y - me.y) < 30 || Math.random() < 0.01) {
-        target = { x: Math.random() * 1000, y: Math.random() * 700 };
+      let me: { x: number; y: number } | undefined;
+      if (observer) {
+        me = (client.world.players as Record<string, { x: number; y: number }> | undefined)?.[client.playerId];
+        if (!me) return;
       }
-      const dx = target.x - me.x;
-      const dy = target.y - me.y;
-      const len = Math.hypot(dx, dy) || 1;
-      const input: { move: number[]; boost?: boolean } = { move: [round(dx / len, 2), round(dy / len, 2)] };
-      if (!observer) pos = { x: me.x + (dx / len) * (200 / HZ), y: me.y + (dy / len) * (200 / HZ) };
-      if (Math.random() < 0.01) input.boost = true;
-      client.send(input);
+      client.send(steering.next(me) as Value);
       stats.sent++;
     },
   };

@@ -11,6 +11,14 @@ export interface ServerConfig {
   port: number;
   /** Interface to listen on. Env HOST. @default "0.0.0.0" */
   host: string;
+  /**
+   * PEM certificate (with its chain, leaf first) to serve TLS with: https and wss on PORT for
+   * everything (play page, WebSocket, /healthz, /metrics, /dashboard, admin API). Needs
+   * tlsKeyFile too. Env TLS_CERT_FILE. @default none: plain http and ws
+   */
+  tlsCertFile?: string;
+  /** The certificate's unencrypted PEM private key. Env TLS_KEY_FILE. @default none */
+  tlsKeyFile?: string;
   /** Redis URL. Env REDIS_URL. When unset: 127.0.0.1:6379 if it answers, else a private redis-server under dataDir. */
   redisUrl?: string;
   /** Prefix of every Redis key this server writes. Env REDIS_PREFIX. @default "mp" */
@@ -51,7 +59,7 @@ export interface ServerConfig {
   inputBurst: number;
   /** Frames refused (bad or over rate) before the connection is closed (4001). Env ABUSE_LIMIT. @default 100 */
   abuseLimit: number;
-  /** Open connections allowed from one address; more are closed (4006). Env MAX_CONNECTIONS_PER_ADDRESS. @default 64 */
+  /** Open connections allowed from one address; more are closed (4006). Env MAX_CONNECTIONS_PER_ADDRESS. @default 256 (the bot runner and players behind one NAT share an address) */
   maxConnectionsPerAddress: number;
   /** A connection that sends nothing for this long is closed (4003), ms. Env IDLE_TIMEOUT_MS. @default 60000 */
   idleTimeoutMs: number;
@@ -126,7 +134,7 @@ export const DEFAULTS: ServerConfig = {
   inputBurst: 30,
   abuseLimit: 100,
   idleTimeoutMs: 60_000,
-  maxConnectionsPerAddress: 64,
+  maxConnectionsPerAddress: 256,
   broadcastSoftLimitBytes: 256 * 1024,
   broadcastHardLimitBytes: 4 * 1024 * 1024,
   broadcastMaxLagMs: 10_000,
@@ -161,6 +169,9 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   }
   if (c.playerTokenSecret !== undefined && c.playerTokenSecret.length < 16) throw new ConfigError('playerTokenSecret', 'must be at least 16 characters');
   if (c.adminToken !== undefined && c.adminToken.length < 16) throw new ConfigError('adminToken', 'must be at least 16 characters');
+  if ((c.tlsCertFile === undefined) !== (c.tlsKeyFile === undefined)) {
+    throw new ConfigError(c.tlsCertFile === undefined ? 'tlsCertFile' : 'tlsKeyFile', 'must be set too: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE');
+  }
   if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(c.redisPrefix)) throw new ConfigError('redisPrefix', 'must be 1-32 of A-Z a-z 0-9 _ . : -');
   return c;
 }
@@ -171,6 +182,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   const num = (k: string) => (env[k] !== undefined ? Number(env[k]) : undefined);
   if (env.PORT) o.port = num('PORT')!;
   if (env.HOST) o.host = env.HOST;
+  if (env.TLS_CERT_FILE) o.tlsCertFile = env.TLS_CERT_FILE;
+  if (env.TLS_KEY_FILE) o.tlsKeyFile = env.TLS_KEY_FILE;
   if (env.REDIS_URL) o.redisUrl = env.REDIS_URL;
   if (env.REDIS_PREFIX) o.redisPrefix = env.REDIS_PREFIX;
   if (env.DATA_DIR) o.dataDir = env.DATA_DIR;

@@ -97,7 +97,8 @@ export class Room {
   private previous: GameVersion | null = null;
   /** After a patch: the version before it, watched failures, and until which tick. */
   private verification: { previous: GameVersion; untilTick: number; failures: number } | null = null;
-  private lastBroadcastAt = 0;
+  /** Broadcasts owed: +broadcastHz/tickHz per committed tick, one sent per whole unit (see maybeBroadcast). */
+  private broadcastCredit = 0;
   private stopped = false;
   /** The last commit failed (Redis trouble): the room holds its events and retries. */
   degraded = false;
@@ -881,10 +882,13 @@ export class Room {
   }
 
   private maybeBroadcast(now: number): void {
-    // A little slack, so timer jitter does not make a 20 Hz broadcast skip every other tick.
-    const interval = 1000 / this.settings.broadcastHz;
-    if (now - this.lastBroadcastAt < interval * 0.8) return;
-    this.lastBroadcastAt = now;
+    // Counted in committed ticks, not wall time: the tick clock already keeps the cadence, and
+    // a timer-based check skipped a broadcast whenever a late tick was followed by an early one
+    // (state then reached players a tick after its ack). broadcastHz <= tickHz, so this sends
+    // after every tick when they are equal and spreads the sends evenly otherwise.
+    this.broadcastCredit += this.settings.broadcastHz / this.settings.tickHz;
+    if (this.broadcastCredit < 1 - 1e-9) return;
+    this.broadcastCredit -= 1;
     const stats = this.broadcaster.flush(this.version, now);
     if (stats.recipients > 0) publish(channels.broadcast, { roomId: this.id, tick: this.committed.tick, ...stats });
   }

@@ -9,6 +9,7 @@ import { GameServer } from './net/ws-server.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
 import { createHttpHandler } from './net/http.ts';
+import { loadTlsFiles } from './net/tls.ts';
 import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
 import { OrphanTakeover } from './room/takeover.ts';
@@ -19,7 +20,7 @@ import { GameRegistry } from './sandbox/games.ts';
 import { RoomStore } from './state/room-store.ts';
 
 export interface RunningServer {
-  /** ws://host:port */
+  /** ws://host:port, or wss://host:port with TLS */
   url: string;
   port: number;
   rooms: RoomManager;
@@ -38,6 +39,9 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig & { redisUrl: string }, log: Logger, opts: StartOptions = {}): Promise<RunningServer> {
+  // TLS files first: a bad certificate fails the start (TLS_FILE_INVALID) before anything runs.
+  const tls = config.tlsCertFile && config.tlsKeyFile ? await loadTlsFiles(config.tlsCertFile, config.tlsKeyFile) : undefined;
+  if (tls) log.info({ cert: config.tlsCertFile, key: config.tlsKeyFile }, 'TLS on: serving https and wss'); // paths only, never contents
   const games =
     opts.games ??
     (await GameRegistry.fromDirectory(config.scriptsDir, config.patchesDir, (game, folder, e) =>
@@ -91,20 +95,20 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     }
     return pages(req, res);
   };
-  const net = new GameServer({ ...config, rooms, http });
+  const net = new GameServer({ ...config, rooms, http, tls });
   const addr = await net.listen(config.port, config.host);
   const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
   // Rooms are claimed as this node; other servers send players of those rooms to publicUrl.
   store.setLeaseHolder({
     node: config.nodeId ?? `${hostname()}:${addr.port}`,
-    url: config.publicUrl ?? `ws://${config.host === '0.0.0.0' ? hostname() : host}:${addr.port}`,
+    url: config.publicUrl ?? `${tls ? 'wss' : 'ws'}://${config.host === '0.0.0.0' ? hostname() : host}:${addr.port}`,
   });
   await rooms.resumeAll();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();
-  log.info({ port: addr.port, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
+  log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
   return {
-    url: `ws://${host}:${addr.port}`,
+    url: `${tls ? 'wss' : 'ws'}://${host}:${addr.port}`,
     port: addr.port,
     rooms,
     store,

@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer } from './app.ts';
 import { configFromEnv } from './config/config.ts';
+import { MoonpatchError } from './errors/errors.ts';
 import { createLogger } from './ops/logger.ts';
 import { RedisNotInstalledError, resolveRedis } from './state/redis-launcher.ts';
 
@@ -27,7 +28,8 @@ async function main(): Promise<void> {
   const adminToken = config.adminToken ?? (await localAdminToken(path.resolve(config.dataDir)));
   if (!config.playerTokenSecret) log.warn('dev mode: no PLAYER_TOKEN_SECRET, anonymous players may join');
   const server = await startServer({ ...config, adminToken, redisUrl: redis.url }, log);
-  console.log(`moonpatch: play at http://localhost:${server.port}/  (WebSocket ${server.url})`);
+  const scheme = config.tlsCertFile ? 'https' : 'http';
+  console.log(`moonpatch: play at ${scheme}://localhost:${server.port}/  (WebSocket ${server.url})`);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -60,6 +62,8 @@ async function localAdminToken(dataDir: string): Promise<string> {
 }
 
 main().catch((e) => {
-  log.fatal({ err: e }, 'server failed to start');
+  // A MoonpatchError (such as TLS_FILE_INVALID) says what is wrong: lead with its code and text.
+  if (e instanceof MoonpatchError) log.fatal({ code: e.code, err: e }, `server failed to start: ${e.code}: ${e.message}`);
+  else log.fatal({ err: e }, 'server failed to start');
   process.exit(1);
 });

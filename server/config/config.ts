@@ -76,7 +76,7 @@ export interface ServerConfig {
   nodeId?: string;
   /**
    * Where players reach this server, for other servers to redirect them here (ROOM_OWNED_ELSEWHERE).
-   * Env PUBLIC_URL. @default "ws://<host>:<port>"
+   * Env PUBLIC_URL. @default "ws://<host>:<port>" (wss:// with TLS)
    */
   publicUrl?: string;
   /** How long a room's lease outlives its owner's last commit, ms. Env LEASE_MS. @default 5000 */

@@ -41,6 +41,7 @@ export const ErrorCodes = {
   FENCED: { retry: false, text: 'another server owns this room now; this server stopped ticking it' },
   ENGINE_ERROR: { retry: true, text: 'the engine failed unexpectedly; the tick was rolled back' },
   SERVER_SHUTTING_DOWN: { retry: true, text: 'the server is shutting down; reconnect with your resume token' },
+  TLS_FILE_INVALID: { retry: false, text: 'TLS_CERT_FILE or TLS_KEY_FILE is missing, unreadable, or not a matching PEM certificate and key' },
 
   // --- live patching ---
   PATCH_IN_PROGRESS: { retry: true, text: 'the room is already switching to another version' },

@@ -52,8 +52,15 @@ export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, r
       },
     );
   return (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    switch (url.pathname) {
+    // A request target such as `//[` is not a URL: new URL() throws, and a throw here escapes
+    // the server's 'request' event and ends the process (found by test/integration/fuzz.test.ts).
+    let pathname: string;
+    try {
+      pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    } catch {
+      return send(res, 400, 'text/plain', 'bad request target');
+    }
+    switch (pathname) {
       case '/':
         return serve(res, 'text/html; charset=utf-8', () => (page ??= readFile(path.join(WEB_DIR, 'index.html'), 'utf8')));
       case '/play.js':
@@ -65,7 +72,14 @@ export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, r
       case '/dashboard/data':
         return send(res, 200, 'application/json', JSON.stringify(deps.dashboard.data()));
       case '/metrics':
-        void deps.metrics.text().then((text) => send(res, 200, deps.metrics.contentType, text));
+        void deps.metrics.text().then(
+          (text) => send(res, 200, deps.metrics.contentType, text),
+          // A rejected promise without a handler would end the process (unhandled rejection).
+          (e: unknown) => {
+            deps.log.error({ err: e }, 'metrics failed');
+            send(res, 500, 'text/plain', 'metrics failed; see the server log');
+          },
+        );
         return;
       case '/healthz':
         void health(deps).then((h) => send(res, h.ready ? 200 : 503, 'application/json', JSON.stringify(h)));

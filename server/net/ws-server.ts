@@ -1,9 +1,11 @@
 /**
  * The HTTP + WebSocket front door. HTTP routes are supplied by the caller (play page, health);
  * every WebSocket connection becomes a Session. Also sweeps for idle and half-open sockets.
+ * With `tls`, the same thing over https/wss.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { CloseCodes } from '../errors/codes.ts';
 import { Session, type RoomDirectory, type SessionLimits } from './session.ts';
@@ -19,22 +21,38 @@ export interface GameServerOptions extends SessionLimits {
   idleTimeoutMs: number;
   /** Open connections allowed per remote address; more are closed with 4006. */
   maxConnectionsPerAddress: number;
+  /** PEM certificate and key: serve https and wss instead of http and ws (see net/tls.ts). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export class GameServer {
-  readonly http: http.Server;
+  readonly http: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   readonly sessions = new Set<Session>();
   private readonly perAddress = new Map<string, number>();
   private readonly sweepTimer: NodeJS.Timeout;
 
   constructor(private readonly opts: GameServerOptions) {
-    this.http = http.createServer(opts.http);
+    this.http = opts.tls
+      ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: opts.idleTimeoutMs }, opts.http)
+      : http.createServer(opts.http);
+    // A connection that never sends a request (or an upgrade) is no session yet, so the idle
+    // sweep does not see it, and Node's headersTimeout only starts at its first byte: one that
+    // sends nothing was held forever (found by test/integration/fuzz.test.ts). Give it the idle
+    // timeout; Node's own 'timeout' handling then destroys it. A request clears the timeout
+    // (idle keep-alive sockets are Node's keepAliveTimeout), and so does an upgrade (ws calls
+    // setTimeout(0)). Over TLS this is the decrypted socket; the handshake has handshakeTimeout.
+    this.http.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => socket.setTimeout(opts.idleTimeoutMs));
+    this.http.on('request', (req: http.IncomingMessage) => req.socket.setTimeout(0));
     this.wss = new WebSocketServer({ server: this.http, maxPayload: opts.maxFrameBytes, perMessageDeflate: false });
     this.wss.on('connection', (ws, req) => {
       const address = req.socket.remoteAddress ?? '';
       const open = this.perAddress.get(address) ?? 0;
       if (open >= opts.maxConnectionsPerAddress) {
+        // The refused socket can still deliver frames until the close handshake is done; an
+        // invalid one (bad opcode, bad UTF-8, too large) makes ws emit 'error', which without a
+        // listener is an uncaught exception that ends the process (found by the fuzz test).
+        ws.on('error', () => {});
         ws.close(CloseCodes.TOO_MANY_CONNECTIONS, 'too many connections from this address');
         return;
       }

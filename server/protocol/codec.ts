@@ -149,7 +149,11 @@ export function parseClientFrame(frame: Uint8Array): ClientMessage {
     }
     case 'leave':
       return { t: 'leave' };
-    default:
-      fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(String(msg.t)).slice(0, 40)}`);
+    default: {
+      // Not String(msg.t) on a map or array: one like { toString: 1 } makes String() throw a
+      // TypeError instead of this ProtocolError (found by test/integration/fuzz.test.ts).
+      const shown = typeof msg.t === 'object' && msg.t !== null ? `(${Array.isArray(msg.t) ? 'an array' : 'a map'})` : String(msg.t);
+      fail('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(shown).slice(0, 40)}`);
+    }
   }
 }

@@ -72,8 +72,15 @@ export class RoomManager {
       if (!msg.token) throw new MoonpatchError('AUTH_REQUIRED', 'this server needs a signed player token to join');
       identity = verifyPlayerToken(msg.token, this.config.playerTokenSecret);
     }
-    const room = await this.open(msg.room, msg.game ?? (msg.resume ? undefined : this.config.defaultGame));
-    if (msg.resume) return room.resume(link, msg.resume);
+    if (msg.resume) {
+      // A resume never creates a room: a room that does not exist has no seat to resume.
+      const room = await this.open(msg.room).catch((e: unknown) => {
+        if (e instanceof MoonpatchError && e.code === 'ROOM_NOT_FOUND') throw new MoonpatchError('RESUME_REJECTED', `no room ${msg.room}: its seats are gone; join again`);
+        throw e;
+      });
+      return room.resume(link, msg.resume);
+    }
+    const room = await this.open(msg.room, msg.game ?? this.config.defaultGame);
     const name = (identity?.name ?? msg.name ?? '').trim().slice(0, 32) || 'player';
     return room.join(link, name, identity?.sub ?? null);
   }

@@ -50,6 +50,18 @@ describe('resume window', () => {
     expect(errors).toContain('RESUME_REJECTED');
   });
 
+  it('a resume into a room that does not exist is refused and creates nothing, even naming a game', async () => {
+    const roomId = 'never-' + Date.now();
+    const ghost = testClient(server.url, { room: roomId, game: 'probe', autoReconnect: false });
+    (ghost as unknown as { resumeToken: string }).resumeToken = 'p123.secret';
+    const errors: string[] = [];
+    ghost.on('error', (e) => errors.push(e.code));
+    await expect(ghost.connect()).rejects.toThrow();
+    expect(errors).toContain('RESUME_REJECTED');
+    expect(await server.store.readMeta(roomId)).toBeNull();
+    expect(server.rooms.get(roomId)).toBeUndefined();
+  });
+
   it('a second connection resuming the seat takes it over; the first is closed with 4004', async () => {
     const roomId = 'takeover-' + Date.now();
     const first = testClient(server.url, { room: roomId, game: 'probe', name: 'dup', autoReconnect: false });

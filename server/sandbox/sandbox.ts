@@ -6,6 +6,7 @@
  * (`Reference.apply`), so a running script blocks neither the event loop nor other rooms, and
  * isolates of different rooms run on different cores.
  */
+import { writeSync } from 'node:fs';
 import ivm from 'isolated-vm';
 import { Unpackr } from 'msgpackr';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
@@ -88,7 +89,27 @@ const ENGINE_CALL_TIMEOUT_MS = 10_000;
 export class GameSandbox {
   /** Isolates created and not yet disposed, process-wide (leak checks, metrics). */
   static live = 0;
+  /**
+   * Called when isolated-vm reports a catastrophic error in one of our isolates (V8 ran out of
+   * memory in a way it cannot unwind from: it has lost control of that isolate). isolated-vm's
+   * advice is to log it and end the process; the default here does exactly that, with one
+   * structured line on stderr (written synchronously, before the abort) naming the game,
+   * version and tick. The supervisor then restarts the process and rooms resume from their
+   * last committed tick (docs/security.md). Without this callback V8 aborts the process on the
+   * spot with only its own dump, and ops cannot tell which game did it.
+   */
+  static onCatastrophicError: (info: { game: string; version: string; tick: number; message: string }) => void = (info) => {
+    const code = /out-of-memory/i.test(info.message) ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
+    const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
+    try {
+      writeSync(2, JSON.stringify(line) + '\n');
+    } finally {
+      process.abort();
+    }
+  };
   private ticksRun = 0;
+  /** The tick number of the last tick call (for the catastrophic-error report). */
+  private lastTick = 0;
   private disposed = false;
 
   private constructor(
@@ -107,7 +128,12 @@ export class GameSandbox {
    * the designer's files, if the designer's top-level code throws.
    */
   static async create(bundle: GameBundle, limits: SandboxLimits): Promise<GameSandbox> {
-    const isolate = new ivm.Isolate({ memoryLimit: limits.memoryLimitMb });
+    let created: GameSandbox | undefined;
+    const isolate = new ivm.Isolate({
+      memoryLimit: limits.memoryLimitMb,
+      onCatastrophicError: (message: string) =>
+        GameSandbox.onCatastrophicError({ game: bundle.name, version: bundle.version, tick: created?.lastTick ?? 0, message }),
+    });
     const stacks = new StackMapper(bundle.filename, bundle.sourceMap);
     try {
       const context = await isolate.createContext();
@@ -129,7 +155,8 @@ export class GameSandbox {
       // Scripts must never reach the engine's entry points: remove the only global that names them.
       await context.global.delete('__moonpatch');
       GameSandbox.live++;
-      return new GameSandbox(bundle, limits, isolate, context, fns, hooks, stacks);
+      created = new GameSandbox(bundle, limits, isolate, context, fns, hooks, stacks);
+      return created;
     } catch (e) {
       const stack = e instanceof Error && e.stack ? stacks.mapStack(e.stack) : String(e);
       if (!isolate.isDisposed) isolate.dispose();
@@ -170,6 +197,7 @@ export class GameSandbox {
    * back to where it was before the call (or the isolate is dead and must be rebuilt).
    */
   async tick(call: TickCall): Promise<TickOutcome> {
+    this.lastTick = call.tick;
     const cpuBefore = this.isolate.cpuTime;
     const wallBefore = performance.now();
     const normal = call.budgetMs ?? this.limits.cpuBudgetMs;
@@ -185,9 +213,19 @@ export class GameSandbox {
       return this.failedCall(cause, cpuBefore, wallBefore, budgetMs);
     }
     const cpuMs = this.cpuSince(cpuBefore);
-    const [ok, thrown, rejections, logs, flatSets, dels, writes] = resultUnpackr.unpack(raw) as [
-      boolean, ThrownInfo | null, [number, ThrownInfo][], string[], (string | Uint8Array)[], string[], number,
-    ];
+    let result: TickResult;
+    try {
+      result = checkResult(resultUnpackr.unpack(raw));
+    } catch (cause) {
+      // The result comes from inside the isolate, where the script runs: treat it as untrusted
+      // input. One that does not decode to the expected shape means the runtime there was
+      // subverted or broke; its world cannot be trusted either. Throwing from here would skip
+      // the rollback and lose the tick's events: fail the tick and retire the isolate instead.
+      this.dispose();
+      const thrown = { name: 'EngineError', message: `the isolate returned a malformed tick result: ${String(cause)}`, stack: '', code: null };
+      return { ok: false, code: 'ENGINE_ERROR', thrown, rejections: [], logs: [], cpuMs, isolateDead: true, cause };
+    }
+    const [ok, thrown, rejections, logs, flatSets, dels, writes] = result;
     const mappedRejections = rejections.map(([index, t]) => ({ index, thrown: this.mapThrown(t) }));
     if (!ok) {
       const t = this.mapThrown(thrown!);
@@ -252,6 +290,27 @@ export class GameSandbox {
   private mapThrown(t: ThrownInfo): ThrownInfo {
     return t.stack ? { ...t, stack: this.stacks.mapStack(t.stack) } : t;
   }
+}
+
+type TickResult = [boolean, ThrownInfo | null, [number, ThrownInfo][], string[], (string | Uint8Array)[], string[], number];
+
+const isThrownInfo = (t: unknown): t is ThrownInfo =>
+  typeof t === 'object' && t !== null && typeof (t as ThrownInfo).name === 'string' && typeof (t as ThrownInfo).message === 'string' && typeof (t as ThrownInfo).stack === 'string';
+
+/** The tick result's shape (runtime/entry.ts), checked field by field; throws if it is not that. */
+function checkResult(r: unknown): TickResult {
+  const fail = (what: string): never => {
+    throw new Error(`bad ${what}`);
+  };
+  if (!Array.isArray(r) || r.length !== 7) fail('result');
+  const [ok, thrown, rejections, logs, sets, dels, writes] = r as unknown[];
+  if (typeof ok !== 'boolean' || (ok ? thrown !== null : !isThrownInfo(thrown))) fail('status');
+  if (!Array.isArray(rejections) || !rejections.every((x) => Array.isArray(x) && typeof x[0] === 'number' && isThrownInfo(x[1]))) fail('rejections');
+  if (!Array.isArray(logs) || !logs.every((x) => typeof x === 'string')) fail('logs');
+  if (!Array.isArray(sets) || sets.length % 2 !== 0 || !sets.every((x, i) => (i % 2 === 0 ? typeof x === 'string' : x instanceof Uint8Array))) fail('sets');
+  if (!Array.isArray(dels) || !dels.every((x) => typeof x === 'string')) fail('dels');
+  if (typeof writes !== 'number') fail('writes');
+  return r as TickResult;
 }
 
 /** An error that came out of the isolate as a host Error (isolated-vm copies name, message, stack). */

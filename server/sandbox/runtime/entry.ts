@@ -15,7 +15,7 @@ import './lockdown.ts';
 import { beginTick } from './clock.ts';
 import { takeLogs } from './logs.ts';
 import { decode, MsgpackWriter } from './msgpack.ts';
-import { isPlainObject, JournaledWorld } from './world.ts';
+import { isPlainObject, JournaledWorld, MAX_RECORD_BYTES, StateValueError } from './world.ts';
 
 type Hook = ((...args: unknown[]) => unknown) | undefined;
 interface Hooks {
@@ -99,7 +99,9 @@ export function install(hooks: Hooks): void {
     if (typeof hook !== 'function') return null;
     world.open = true;
     try {
-      hook(...args);
+      // Reflect.apply, not a spread: a spread runs Array.prototype[Symbol.iterator], which
+      // scripts can replace.
+      Reflect.apply(hook, undefined, args);
       return null;
     } catch (e) {
       return describeThrown(e);
@@ -107,6 +109,9 @@ export function install(hooks: Hooks): void {
       world.open = false;
     }
   }
+
+  /** Encoded size of the value written by the last {@link writeRecord}. */
+  let lastRecordBytes = 0;
 
   /** Write the value of a record into `out` as a bin; false when the record no longer exists. */
   function writeRecord(key: string): boolean {
@@ -127,6 +132,7 @@ export function install(hooks: Hooks): void {
     const mark = out.beginBin();
     out.value(value);
     out.endBin(mark);
+    lastRecordBytes = out.length - mark;
     return true;
   }
 
@@ -142,7 +148,14 @@ export function install(hooks: Hooks): void {
     });
     world.dirty.clear();
     out.arrayHeader(sets.length * 2);
-    for (let i = 0; i < sets.length; i++) writeRecord(sets[i]!);
+    for (let i = 0; i < sets.length; i++) {
+      writeRecord(sets[i]!);
+      // Many small values can add up past what one string or array may hold (world.ts checks
+      // those at the write): refuse the record here. writeResult turns this into a failed tick.
+      if (lastRecordBytes > MAX_RECORD_BYTES) {
+        throw new StateValueError(`moonpatch: record "${sets[i]}" is ${lastRecordBytes} bytes encoded, more than a record can be (${MAX_RECORD_BYTES})`);
+      }
+    }
     out.arrayHeader(dels.length);
     for (let i = 0; i < dels.length; i++) out.str(dels[i]!);
   }
@@ -226,9 +239,24 @@ export function install(hooks: Hooks): void {
 
   /**
    * The result of a tick-like call (see the format at the top). A failure undoes the whole
-   * journal first; a success encodes the dirty records.
+   * journal first; a success encodes the dirty records. If encoding the changes fails (a
+   * record over MAX_RECORD_BYTES, or no memory left for the result buffer), the tick fails
+   * like a throwing `tick` hook: undone, with the reason, instead of an exception leaving
+   * the engine half way through its result.
    */
   function writeResult(failure: ThrownInfo | null, rejections: [number, ThrownInfo][]): Uint8Array {
+    const logs = takeLogs();
+    if (failure === null) {
+      try {
+        return encodeResult(null, rejections, logs);
+      } catch (e) {
+        failure = describeThrown(e);
+      }
+    }
+    return encodeResult(failure, rejections, logs);
+  }
+
+  function encodeResult(failure: ThrownInfo | null, rejections: [number, ThrownInfo][], logs: string[]): Uint8Array {
     out.reset();
     out.arrayHeader(7);
     if (failure !== null) {
@@ -245,7 +273,6 @@ export function install(hooks: Hooks): void {
       out.uint(rejections[r]![0]);
       writeThrown(out, rejections[r]![1]);
     }
-    const logs = takeLogs();
     out.arrayHeader(logs.length);
     for (let l = 0; l < logs.length; l++) out.str(logs[l]!);
     const writes = world.journalLength;
@@ -257,7 +284,7 @@ export function install(hooks: Hooks): void {
     }
     out.uint(writes);
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
-    return out.bytes().slice();
+    return out.copyBytes();
   }
 
   /**
@@ -367,7 +394,7 @@ export function install(hooks: Hooks): void {
     out.arrayHeader(keys.length * 2);
     for (let i = 0; i < keys.length; i++) writeRecord(keys[i]!);
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
-    return out.bytes().slice();
+    return out.copyBytes();
   }
 
   Object.defineProperty(globalThis, '__moonpatch', {

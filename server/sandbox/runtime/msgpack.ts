@@ -14,6 +14,31 @@ const INITIAL_CAPACITY = 4096;
 /** Captured at load: inside an isolate, scripts may replace Object.prototype's methods later. */
 const objectToString = Object.prototype.toString;
 
+/**
+ * The typed-array accessors and methods the codec needs, captured at load for the same reason,
+ * and called on the codec's buffers only through these. Inside a game isolate, scripts can
+ * replace them on %TypedArray%.prototype: a replaced `length` getter or `subarray` would be
+ * called with the engine's result buffer as `this`, letting the script rewrite what the host
+ * commits. Lockdown does not freeze that prototype (doing so made every tick of the arena
+ * benchmark ~4 ms slower, all typed-array access in the isolate), so the codec does not look
+ * anything up on it: lengths and views come from these, or from its own bookkeeping.
+ */
+const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const getter = (name: string) => Object.getOwnPropertyDescriptor(TypedArrayProto, name)!.get!;
+const taLength = getter('length') as (this: Uint8Array) => number;
+const taBuffer = getter('buffer') as (this: Uint8Array) => ArrayBufferLike;
+const taByteOffset = getter('byteOffset') as (this: Uint8Array) => number;
+const taSet = (TypedArrayProto as Uint8Array).set;
+
+function lengthOf(b: Uint8Array): number {
+  return taLength.call(b);
+}
+
+/** A view of `n` bytes of `b` from `start` (no species lookup, no prototype method). */
+function viewOf(b: Uint8Array, start: number, n: number): Uint8Array {
+  return new Uint8Array(taBuffer.call(b), taByteOffset.call(b) + start, n);
+}
+
 /** Maximum container nesting, on both encode and decode, so hostile input cannot exhaust the stack. */
 export const MAX_DEPTH = 512;
 
@@ -90,11 +115,14 @@ function utf8Write(s: string, buf: Uint8Array, pos: number): number {
 // Decoded code units are staged here and flushed with String.fromCharCode.apply, which is far
 // faster than concatenating one character at a time for long strings. The chunk stays well
 // below engine argument-count limits. Shared across calls: decoding never re-enters itself.
+// A plain array (own `length`), not a typed array: `apply` reads the length of what it is
+// given, and a typed array's length getter is one a script could replace (see taLength).
 const UNIT_CHUNK = 4096;
-const units = new Uint16Array(UNIT_CHUNK);
+const units: number[] = [];
 
 function flushUnits(count: number): string {
-  return String.fromCharCode.apply(null, units.subarray(0, count) as unknown as number[]);
+  units.length = count;
+  return String.fromCharCode.apply(null, units);
 }
 
 /** Short pure-ASCII strings (typical map keys) are cheapest to build by concatenation. */
@@ -189,6 +217,7 @@ function utf8ReadGeneral(b: Uint8Array, start: number, end: number): string {
 const KEY_CACHE_SIZE = 1024; // power of two; bounds the memory the cache can pin
 const KEY_CACHE_MAX_LEN = 16;
 const keyCacheBytes: Array<Uint8Array | undefined> = new Array(KEY_CACHE_SIZE);
+const keyCacheLengths: number[] = new Array(KEY_CACHE_SIZE).fill(-1);
 const keyCacheStrings: string[] = new Array(KEY_CACHE_SIZE);
 
 function cachedKey(b: Uint8Array, start: number, n: number): string {
@@ -198,14 +227,15 @@ function cachedKey(b: Uint8Array, start: number, n: number): string {
   if (n > 2) h = h * 31 + b[start + (n >> 1)]!;
   const slot = h & (KEY_CACHE_SIZE - 1);
   const entry = keyCacheBytes[slot];
-  if (entry !== undefined && entry.length === n) {
+  if (entry !== undefined && keyCacheLengths[slot] === n) {
     let i = 0;
     while (i < n && entry[i] === b[start + i]) i++;
     if (i === n) return keyCacheStrings[slot]!;
   }
   const s = utf8Read(b, start, start + n);
-  // A real copy: slice() on a Node Buffer is a view, and the caller may reuse its buffer.
-  keyCacheBytes[slot] = new Uint8Array(b.subarray(start, start + n));
+  // A real copy: the caller may reuse its buffer.
+  keyCacheBytes[slot] = new Uint8Array(viewOf(b, start, n));
+  keyCacheLengths[slot] = n;
   keyCacheStrings[slot] = s;
   return s;
 }
@@ -242,10 +272,13 @@ export class MsgpackWriter {
   private buf: Uint8Array;
   private view: DataView;
   private pos = 0;
+  /** `buf`'s length, kept here rather than read from the buffer (see taLength). */
+  private capacity: number;
 
   constructor(initialCapacity = INITIAL_CAPACITY) {
-    this.buf = new Uint8Array(Math.max(16, initialCapacity));
-    this.view = new DataView(this.buf.buffer);
+    this.capacity = Math.max(16, initialCapacity);
+    this.buf = new Uint8Array(this.capacity);
+    this.view = new DataView(taBuffer.call(this.buf));
   }
 
   /** Number of bytes written since the last reset. */
@@ -261,10 +294,17 @@ export class MsgpackWriter {
   /**
    * The bytes written so far, as a SUBARRAY VIEW of the internal buffer (no copy). It is only
    * valid until the next write or `reset()`: later writes may overwrite it (after a reset) or
-   * move to a new buffer (on growth). Call `.slice()` on it to keep a copy.
+   * move to a new buffer (on growth). Call `.slice()` on it, or use {@link copyBytes}, to keep a copy.
    */
   bytes(): Uint8Array {
-    return this.buf.subarray(0, this.pos);
+    return viewOf(this.buf, 0, this.pos);
+  }
+
+  /** A copy of the bytes written so far, in an ArrayBuffer of exactly that size. */
+  copyBytes(): Uint8Array {
+    const out = new Uint8Array(this.pos);
+    taSet.call(out, this.bytes());
+    return out;
   }
 
   // --- low-level writers -------------------------------------------------------------------
@@ -350,9 +390,10 @@ export class MsgpackWriter {
 
   /** Appends already-encoded bytes verbatim. */
   raw(bytes: Uint8Array): void {
-    this.ensure(bytes.length);
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
+    const n = lengthOf(bytes);
+    this.ensure(n);
+    taSet.call(this.buf, bytes, this.pos);
+    this.pos += n;
   }
 
   /**
@@ -409,7 +450,7 @@ export class MsgpackWriter {
 
   private encodeObject(v: object, depth: number): void {
     if (v instanceof Uint8Array) {
-      this.binHeader(v.length);
+      this.binHeader(lengthOf(v));
       this.raw(v);
       return;
     }
@@ -441,16 +482,17 @@ export class MsgpackWriter {
 
   /** Makes room for `n` more bytes, doubling the buffer as needed. */
   private ensure(n: number): void {
-    if (this.pos + n > this.buf.length) this.grow(this.pos + n);
+    if (this.pos + n > this.capacity) this.grow(this.pos + n);
   }
 
   private grow(required: number): void {
-    let capacity = this.buf.length * 2;
+    let capacity = this.capacity * 2;
     while (capacity < required) capacity *= 2;
     const next = new Uint8Array(capacity);
-    next.set(this.buf.subarray(0, this.pos));
+    taSet.call(next, this.bytes());
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.capacity = capacity;
+    this.view = new DataView(taBuffer.call(next));
   }
 
   /**
@@ -556,21 +598,24 @@ export class MsgpackWriter {
 class Reader {
   pos = 0;
   private readonly view: DataView;
+  /** The input's length, read once through taLength. */
+  private readonly end: number;
 
   constructor(private readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.end = lengthOf(bytes);
+    this.view = new DataView(taBuffer.call(bytes), taByteOffset.call(bytes), this.end);
   }
 
   get remaining(): number {
-    return this.bytes.length - this.pos;
+    return this.end - this.pos;
   }
 
   /** Throws unless `n` more bytes are available; returns the current position. */
   private take(n: number): number {
     const p = this.pos;
-    if (n > this.bytes.length - p) {
+    if (n > this.end - p) {
       throw new Error(
-        `msgpack: truncated input: need ${n} byte(s) at offset ${p}, only ${this.bytes.length - p} left`,
+        `msgpack: truncated input: need ${n} byte(s) at offset ${p}, only ${this.end - p} left`,
       );
     }
     this.pos = p + n;
@@ -673,7 +718,7 @@ class Reader {
     // Copy, so the result neither pins nor aliases the input buffer. Explicitly a plain
     // Uint8Array: slice() on a Node Buffer input would return a view, not a copy.
     const out = new Uint8Array(n);
-    out.set(this.bytes.subarray(start, start + n));
+    taSet.call(out, viewOf(this.bytes, start, n));
     return out;
   }
 
@@ -707,7 +752,7 @@ class Reader {
   /** Map keys must be strings; integer keys are tolerated and stringified like JS would. */
   private readKey(): string {
     const at = this.pos;
-    const t = at < this.bytes.length ? this.bytes[at]! : -1;
+    const t = at < this.end ? this.bytes[at]! : -1;
     if (t >= 0xa0 && t < 0xa0 + KEY_CACHE_MAX_LEN + 1) {
       // Short fixstr: the common case, served from the key cache.
       const n = t & 0x1f;

@@ -43,17 +43,57 @@ const isArray = Array.isArray;
 const MAX_DEPTH = 64;
 
 /**
- * Each world object caches its proxy in a non-enumerable property under this module-private
- * symbol, and a proxy answers RAW with its target. Scripts cannot name either symbol. This
- * replaced two WeakMaps: V8 scans WeakMap entries at every young-generation GC, which made the
- * GC cost of a tick grow with the number of proxied objects.
+ * The largest record, in encoded bytes (entry.ts refuses a bigger one when it encodes the
+ * tick's changes). A string or an array longer than this can never fit in a record, so
+ * {@link JournaledWorld.toStored} refuses it at the write, before copying anything: a 50 MB
+ * string would otherwise be stored in Redis and sent to every player, and copying a sparse
+ * array of length 2**32-1 element by element grows a dictionary until V8 aborts the process.
  */
-const PROXY = Symbol('moonpatch.proxy');
-const RAW = Symbol('moonpatch.raw');
+export const MAX_RECORD_BYTES = 1024 * 1024;
 
 interface ProxySlot {
   proxy: Obj;
   generation: object;
+}
+
+/**
+ * Each world object caches its proxy, and each proxy knows its raw target, in private class
+ * fields stamped onto them (a constructor that returns another object lets a subclass add its
+ * fields to that object). This replaced two WeakMaps: V8 scans WeakMap entries at every
+ * young-generation GC, which made the GC cost of a tick grow with the number of proxied objects.
+ *
+ * Why private fields and not symbol-keyed properties (as before): a symbol key is visible. A
+ * symbol property on a target shows in Object.getOwnPropertySymbols(worldProxy), and asking a
+ * value for a symbol property (`value[RAW]`) hands the symbol to the value's own proxy trap or
+ * getter, so a hostile script could learn RAW and read any world object raw, then write to it
+ * without the journal (writes that are never committed and survive rollback). `#f in obj` and
+ * `obj.#f` never run script code and no reflection can list or name them.
+ */
+class Stamp {
+  constructor(o: object) {
+    return o;
+  }
+}
+class TargetSlot extends Stamp {
+  #slot: ProxySlot;
+  constructor(target: object, slot: ProxySlot) {
+    super(target);
+    this.#slot = slot;
+  }
+  static of(o: object): ProxySlot | undefined {
+    return #slot in o ? (o as TargetSlot).#slot : undefined;
+  }
+}
+class ProxyRaw extends Stamp {
+  #raw: Obj;
+  constructor(proxy: object, raw: Obj) {
+    super(proxy);
+    this.#raw = raw;
+  }
+  /** The raw target of a world proxy; undefined for anything else (no trap runs). */
+  static of(o: object): Obj | undefined {
+    return #raw in o ? (o as ProxyRaw).#raw : undefined;
+  }
 }
 
 /** True for objects stored as maps: not arrays, prototype Object.prototype or null. */
@@ -152,7 +192,10 @@ export class JournaledWorld {
     if (end === 0 && this.journal.length > JOURNAL_KEEP_SLOTS) {
       this.journal = [];
     } else {
-      this.journal.fill(undefined, end, this.journalEnd);
+      // A loop, not Array.prototype.fill: scripts can replace that method, and it would be
+      // called with the journal (raw world objects) as `this`.
+      const j = this.journal;
+      for (let i = end; i < this.journalEnd; i++) j[i] = undefined;
     }
     this.journalEnd = end;
   }
@@ -183,18 +226,19 @@ export class JournaledWorld {
     handler.record = record;
     handler.isArray = isArray(target);
     const proxy = new Proxy(target, handler);
-    const slot = (target as Record<symbol, ProxySlot | undefined>)[PROXY];
+    new ProxyRaw(proxy, target);
+    const slot = TargetSlot.of(target);
     if (slot) {
       slot.proxy = proxy;
       slot.generation = this.generation;
     } else {
-      Object.defineProperty(target, PROXY, { value: { proxy, generation: this.generation }, enumerable: false });
+      new TargetSlot(target, { proxy, generation: this.generation });
     }
     return proxy;
   }
 
   private cachedProxy(target: Obj): Obj | undefined {
-    const slot = (target as Record<symbol, ProxySlot | undefined>)[PROXY];
+    const slot = TargetSlot.of(target);
     return slot && slot.generation === this.generation ? slot.proxy : undefined;
   }
 
@@ -225,7 +269,7 @@ export class JournaledWorld {
     // Fast path: a number, string or boolean over an existing property of a record (most
     // writes in a game tick: positions, counters, flags).
     const t = typeof value;
-    if (h.level === Level.Record && !h.isArray && (t === 'number' || t === 'string' || t === 'boolean') && hasOwn.call(target, key)) {
+    if (h.level === Level.Record && !h.isArray && (t === 'number' || t === 'boolean' || (t === 'string' && (value as string).length <= MAX_RECORD_BYTES)) && hasOwn.call(target, key)) {
       const old = target[key];
       if (old === value) return; // the same value again changes nothing, and costs no commit
       if (t === 'number' && !Number.isFinite(value)) this.toStored(value, 0, key); // throws
@@ -301,6 +345,10 @@ export class JournaledWorld {
   toStored(value: unknown, depth: number, path: string): unknown {
     switch (typeof value) {
       case 'string':
+        if (value.length > MAX_RECORD_BYTES) {
+          throw new StateValueError(`moonpatch: a string of ${value.length} characters at "${path}" is larger than a record can be (${MAX_RECORD_BYTES} bytes)`);
+        }
+        return value;
       case 'boolean':
         return value;
       case 'number':
@@ -318,10 +366,16 @@ export class JournaledWorld {
     if (value === null) return null;
     if (depth >= MAX_DEPTH) throw new StateValueError(`moonpatch: value at "${path}" is nested deeper than ${MAX_DEPTH} (a cycle?)`);
     // Copying a proxy reads its raw target directly (no traps).
-    const src = ((value as Record<symbol, Obj | undefined>)[RAW] ?? value) as Obj;
+    const src = ProxyRaw.of(value) ?? (value as Obj);
     if (isArray(src)) {
-      const out: unknown[] = new Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = this.toStored(src[i], depth + 1, path + '.' + i);
+      // Length read once (a script's Proxy could answer differently each time) and bounded
+      // before anything is allocated; the copy grows from empty, so it stays a packed array.
+      const n = src.length;
+      if (n > MAX_RECORD_BYTES) {
+        throw new StateValueError(`moonpatch: an array of length ${n} at "${path}" is larger than a record can be (${MAX_RECORD_BYTES} bytes)`);
+      }
+      const out: unknown[] = [];
+      for (let i = 0; i < n; i++) out[i] = this.toStored(src[i], depth + 1, path + '.' + i);
       return out;
     }
     if (!isPlainObject(src)) {
@@ -346,7 +400,6 @@ function makeTraps(): ProxyHandler<Obj> {
   };
   const traps: ProxyHandler<Obj> & ThisType<NodeHandler> = {
     get(target, key) {
-      if (key === RAW) return target;
       const v = target[key as string];
       if (typeof v !== 'object' || v === null || !hasOwn.call(target, key)) return v;
       return this.world.wrapChild(v as Obj, this, key as string);

@@ -80,6 +80,14 @@ const resultUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int6
  * The first ticks of a fresh isolate run cold (nothing is compiled yet): they get this much
  * time at least, so a room's first join is not refused for a budget it would meet when warm.
  */
+/**
+ * The CPU budget is CPU time (isolate.cpuTime), not wall time: on a busy machine a tick can take
+ * far longer on the clock than on the CPU, and failing it would reject players' inputs for the
+ * machine's fault. isolated-vm's timeout is wall-clock, so it is only the hard stop, at this many
+ * times the budget (a runaway loop is stopped there); a call that returns in time but used more
+ * CPU than its budget is undone and fails as an overrun all the same.
+ */
+const WALL_LIMIT_FACTOR = 3;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
@@ -207,7 +215,7 @@ export class GameSandbox {
       raw = (await this.fns.tick.apply(
         undefined,
         [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1],
-        { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs },
+        { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs * WALL_LIMIT_FACTOR },
       )) as Uint8Array;
     } catch (cause) {
       return this.failedCall(cause, cpuBefore, wallBefore, budgetMs);
@@ -226,6 +234,15 @@ export class GameSandbox {
       return { ok: false, code: 'ENGINE_ERROR', thrown, rejections: [], logs: [], cpuMs, isolateDead: true, cause };
     }
     const [ok, thrown, rejections, logs, flatSets, dels, writes] = result;
+    if (ok && cpuMs > budgetMs) {
+      // Finished, but on more CPU than the budget allows: undo it like any overrun.
+      try {
+        await this.rollback();
+      } catch (e) {
+        return { ok: false, code: 'CPU_BUDGET_EXCEEDED', thrown: null, rejections: [], logs, cpuMs, isolateDead: true, cause: e };
+      }
+      return { ok: false, code: 'CPU_BUDGET_EXCEEDED', thrown: null, rejections: [], logs, cpuMs, isolateDead: false };
+    }
     const mappedRejections = rejections.map(([index, t]) => ({ index, thrown: this.mapThrown(t) }));
     if (!ok) {
       const t = this.mapThrown(thrown!);
@@ -275,7 +292,8 @@ export class GameSandbox {
     }
     const cpuMs = this.cpuSince(cpuBefore);
     const wallMs = performance.now() - wallBefore;
-    const overran = Math.max(cpuMs, wallMs) >= budgetMs * 0.9;
+    // Stopped by the wall-clock hard limit, or threw after using up its CPU budget anyway.
+    const overran = wallMs >= budgetMs * WALL_LIMIT_FACTOR * 0.9 || cpuMs >= budgetMs;
     const code: FailureCode = overran ? 'CPU_BUDGET_EXCEEDED' : 'SCRIPT_ERROR';
     const thrown = overran ? null : this.mapThrown(thrownFromHost(cause));
     // The interrupted tick may have written part of its changes: undo them.

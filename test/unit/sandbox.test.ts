@@ -96,3 +96,40 @@ describe('build and start failures are clear', () => {
     expect(e.scriptStack).toMatch(/boom\.ts:3:/);
   });
 });
+
+describe('the CPU budget', () => {
+  it('is CPU time: a tick that finishes but used more CPU than its budget is undone as an overrun', async () => {
+    // The tick spins `world.n` iterations and counts ticks; calibrate n to 1.5-3x a 20 ms budget: over the budget,
+    // under the wall-clock hard stop (3x), so only the CPU check can fail it.
+    const bundle = await game({
+      'main.ts': `export function init(world: any) { world.meta = { ticks: 0, n: 0 }; }
+        export function tick(world: any) { let x = 0; for (let i = 0; i < world.meta.n; i++) x = (x + i * 7) % 1000003; world.meta.ticks += 1; world.meta.x = x; }
+        export function input(world: any, _p: unknown, msg: any) { world.meta.n = msg.n; }`,
+    });
+    const events = (list: unknown[]) => {
+      const w = new MsgpackWriter();
+      w.value(list);
+      return w.bytes().slice();
+    };
+    const sb = await GameSandbox.create(bundle, { memoryLimitMb: 32, cpuBudgetMs: 20 });
+    try {
+      let tick = 0;
+      const run = (ev: unknown[], budgetMs?: number) =>
+        sb.tick({ events: events(ev), seed: 1, tick: ++tick, nowMs: 0, dtSeconds: 0.05, runInit: tick === 1, budgetMs });
+      for (let i = 0; i < 4; i++) expect((await run([])).ok).toBe(true); // past the warm-up ticks
+      let n = 100_000;
+      let cpu = 0;
+      for (; cpu < 30; n *= 2) {
+        const out = await run([[3, 'p', 'p', tick, { n }]], 100_000);
+        expect(out.ok).toBe(true);
+        cpu = out.cpuMs;
+      }
+      const before = await sb.exportRecords();
+      const over = await run([], 20);
+      expect(over).toMatchObject({ ok: false, code: 'CPU_BUDGET_EXCEEDED', isolateDead: false });
+      expect(Buffer.from(await sb.exportRecords()).equals(Buffer.from(before))).toBe(true);
+    } finally {
+      sb.dispose();
+    }
+  });
+});

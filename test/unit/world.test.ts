@@ -29,6 +29,23 @@ function fresh(): { jw: JournaledWorld; w: W } {
 const snapshot = (jw: JournaledWorld) => JSON.stringify(jw.root);
 
 describe('rollback', () => {
+  it('journals a field written over and over once, and still restores it at every savepoint', () => {
+    const { jw, w } = fresh();
+    const before = snapshot(jw);
+    for (let i = 0; i < 100_000; i++) w.players.a.x += 1; // a runaway loop on one field
+    expect(jw.journalLength).toBe(1);
+    const mark = jw.mark();
+    w.players.a.x = -1;
+    w.players.a.x = -2;
+    w.players.a.x = -3;
+    jw.rollback(mark);
+    expect(w.players.a.x).toBe(100_001);
+    w.round = 4;
+    w.players.a.x = 7; // not consecutive with its first entry: journaled again
+    jw.rollback(0);
+    expect(snapshot(jw)).toBe(before);
+  });
+
   it('undoes nested writes, deletes, array growth and shrinkage, table replacement', () => {
     const { jw, w } = fresh();
     const before = snapshot(jw);

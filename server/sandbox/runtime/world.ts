@@ -164,8 +164,12 @@ export class JournaledWorld {
 
   /** A position in the journal to roll back to (a savepoint). */
   mark(): number {
+    this.savepoint = this.journalEnd;
     return this.journalEnd;
   }
+
+  /** The journal position of the latest savepoint: entries before it are never merged into. */
+  private savepoint = 0;
 
   /** Undo every write after `mark`, newest first. Cost: the number of writes undone. */
   rollback(mark = 0): void {
@@ -198,11 +202,17 @@ export class JournaledWorld {
       for (let i = end; i < this.journalEnd; i++) j[i] = undefined;
     }
     this.journalEnd = end;
+    if (this.savepoint > end) this.savepoint = end;
   }
 
   private record(target: Obj, key: string, old: unknown, had: boolean): void {
     const j = this.journal;
     const n = this.journalEnd;
+    // The slot the previous entry saved, written again with no savepoint in between: that
+    // entry already holds the value to restore, so this write needs none. It keeps a loop that
+    // hammers one field (`for (;;) me.x += 1`) from growing the journal until the isolate runs
+    // out of memory before the CPU budget stops it.
+    if (n - 4 >= this.savepoint && j[n - 4] === target && j[n - 3] === key) return;
     j[n] = target;
     j[n + 1] = key;
     j[n + 2] = old;

@@ -3,6 +3,7 @@
  * abuse limits, and forwards joins and inputs to the room directory. A rejected frame gets an
  * error frame with a stable code and changes nothing anywhere; too many of them close the socket.
  */
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { CloseCodes, ErrorCodes, type ErrorCode } from '../errors/codes.ts';
 import { MoonpatchError, ProtocolError, RoomOwnedElsewhereError } from '../errors/errors.ts';
@@ -40,11 +41,16 @@ export class Session {
   private readonly bucket: TokenBucket;
   lastSeenAt = Date.now();
 
+  /** The socket is corked until the end of this turn of the event loop (see send). */
+  private corked = false;
+
   constructor(
     private readonly ws: WebSocket,
     private readonly rooms: RoomDirectory,
     private readonly limits: SessionLimits,
     readonly remoteAddress: string,
+    /** The TCP (or TLS) socket under `ws`, corked while a tick's frames are queued. */
+    private readonly socket: Duplex | null = null,
   ) {
     this.bucket = new TokenBucket(limits.inputRatePerSecond, limits.inputBurst, performance.now());
     ws.on('message', (data, isBinary) => this.onFrame(data as Buffer | Buffer[] | ArrayBuffer, isBinary));
@@ -56,7 +62,19 @@ export class Session {
   // ---- PlayerLink ----
 
   send(frame: Uint8Array): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(frame, { binary: true });
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    // A tick sends each player its ack, errors and delta one after another: cork the socket
+    // until this turn of the event loop ends, so they leave in one write instead of one
+    // syscall each (socket writes were about a third of the server's busy time at 500 players).
+    if (this.socket && !this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket!.uncork();
+      });
+    }
+    this.ws.send(frame, { binary: true });
   }
 
   close(code: number, reason: string): void {

@@ -57,7 +57,7 @@ export class GameServer {
         return;
       }
       this.perAddress.set(address, open + 1);
-      const session = new Session(ws, opts.rooms, opts, address);
+      const session = new Session(ws, opts.rooms, opts, address, req.socket);
       this.sessions.add(session);
       ws.on('close', () => {
         this.sessions.delete(session);

@@ -134,3 +134,62 @@ describe.each([
     c.close();
   });
 });
+
+/**
+ * Redis answering slowly: every client is paused for 1.5 s (CLIENT PAUSE, on the test's own
+ * private Redis), as a blocked or overloaded Redis would be. Commits wait, nothing uncommitted
+ * is shown, inputs are held up to the queue's bound (past it they are refused with QUEUE_FULL,
+ * not lost), /healthz says not ready, and everything resumes on its own.
+ */
+describe('Redis slow', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-slow-'));
+  let redis: PrivateRedis | null = null;
+  let server: Awaited<ReturnType<typeof startTestServer>> | null = null;
+  afterAll(async () => {
+    await server?.close();
+    await redis?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('holds inputs up to the bound while commits wait, shows nothing uncommitted, and catches up by itself', async () => {
+    redis = await startPrivateRedis({ dir, appendOnly: true });
+    server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', inputRatePerSecond: 500, inputBurst: 200 });
+    const c = testClient(server.url, { room: 'slow', game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get('slow')!;
+    let acked = 0;
+    const refused: string[] = [];
+    c.on('settled', (s) => {
+      if (s.rejected) refused.push(s.rejected.code);
+      else acked++;
+    });
+    const { Redis } = await import('ioredis');
+    const admin = new Redis(redis.url);
+    try {
+      await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+      const tickAtPause = room.tick;
+      // More inputs than one player may have queued (the probe's bound is 8).
+      for (let i = 0; i < 20; i++) c.send({ op: 'add', n: 1 });
+      const health = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+      expect(health.status).toBe(503);
+      // Nothing past the last commit is shown while Redis holds the commit back.
+      expect(c.tick).toBeLessThanOrEqual(tickAtPause + 1);
+      await waitFor(() => c.unsettled === 0, 'every input settled after the pause', 30_000);
+    } finally {
+      admin.disconnect();
+    }
+    expect(acked + refused.length).toBe(20);
+    expect(refused.every((code) => code === 'QUEUE_FULL')).toBe(true);
+    expect(acked).toBeGreaterThanOrEqual(8);
+    const p = unpack(room.committed.records.get(`players/${c.playerId}`)!) as { sum: number; inputs: number };
+    expect(p.inputs).toBe(acked);
+    expect(p.sum).toBe(acked);
+    expect(c.disconnects).toBe(0);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${server!.port}/healthz`)).status === 200, 'ready again');
+    reportFigure('redis-slow', 'faults_injected', 1);
+    reportFigure('redis-slow', 'inputs_acknowledged', acked);
+    reportFigure('redis-slow', 'inputs_lost', 20 - acked - refused.length);
+    c.close();
+  });
+});
+

@@ -776,6 +776,12 @@ export class Room {
     } catch (e) {
       result = e as Error;
     }
+    if (result instanceof Error && !this.stopped) {
+      // The call failed, but Redis may have applied the commit before the reply was lost.
+      // Undoing the tick then would apply its inputs twice once they are retried: find out first.
+      const fate = await this.resolveUnknownCommit(tick, result);
+      if (fate === 'landed' || fate === 'fenced') result = fate === 'landed' ? 'ok' : 'fenced';
+    }
     const commitDone = performance.now();
     if (this.stopped) return;
     if (result !== 'ok') {
@@ -980,6 +986,32 @@ export class Room {
       })
       .catch((e: unknown) => this.log.warn({ roomId: this.id, err: e }, 'restoring the room into Redis failed; will try again'))
       .finally(() => (this.restoring = null));
+  }
+
+  /**
+   * A commit call failed (Redis unreachable, connection dropped): did it land? Waits until Redis
+   * answers (the room is degraded meanwhile: no tick runs, events wait in the queue), then
+   * reads the fence. 'landed': Redis holds this tick under this owner's epoch, so it is
+   * committed and is finished as such; 'not-landed': it is undone and its events retried;
+   * 'fenced': another server owns the room now; 'stopped': the room stopped while waiting.
+   */
+  private async resolveUnknownCommit(tick: number, error: Error): Promise<'landed' | 'not-landed' | 'fenced' | 'stopped'> {
+    if (!this.degraded) {
+      this.degraded = true;
+      this.log.error({ roomId: this.id, tick, err: error }, 'commit failed; holding events until Redis answers');
+      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-failed', detail: error.message });
+    }
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        const meta = await this.store.readMeta(this.id);
+        if (!meta) return 'not-landed'; // Redis lost the room: the next commit says 'lost'
+        if (meta.epoch !== this.meta.epoch) return 'fenced';
+        return meta.tick === tick ? 'landed' : 'not-landed';
+      } catch {
+        await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+      }
+    }
+    return 'stopped';
   }
 
   /** A new isolate with the last committed state: after the old one died or got corrupted. */

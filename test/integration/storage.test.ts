@@ -14,7 +14,8 @@ type Server = Awaited<ReturnType<typeof startTestServer>>;
 let server: Server;
 beforeAll(async () => {
   // A short lease, so a takeover test need not wait the default 5 s for it to lapse.
-  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', leaseMs: 1000 });
+  // Generous input rate: these tests send an input per hand-driven tick, as fast as ticks run.
+  server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', leaseMs: 1000, inputRatePerSecond: 2000, inputBurst: 2000 });
 });
 afterAll(async () => server?.close());
 

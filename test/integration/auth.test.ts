@@ -57,3 +57,32 @@ describe('player tokens', () => {
     second.close();
   });
 });
+
+describe('secrets stay out of the logs', () => {
+  it('no log line carries the token secret, the admin token, a player token or a resume token', async () => {
+    const ADMIN = 'admin-token-0123456789abcdef-xyz';
+    const lines: Record<string, unknown>[] = [];
+    const s = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', playerTokenSecret: SECRET, adminToken: ADMIN, logLines: lines });
+    try {
+      const room = 'auth-logs-' + Date.now();
+      const token = signPlayerToken({ sub: 'user-7', name: 'Bea', exp: inAnHour() }, SECRET);
+      const forged = signPlayerToken({ sub: 'user-7', exp: inAnHour() }, 'wrong-secret-wrong-secret-wrong');
+      const c = testClient(s.url, { room, game: 'probe', token });
+      await c.connect();
+      const resume = c.resumeToken;
+      c.dropConnection(); // resumes with its resume token
+      await new Promise<void>((r) => c.on('welcome', () => r()));
+      const bad = testClient(s.url, { room, game: 'probe', token: forged, autoReconnect: false });
+      await expect(bad.connect()).rejects.toThrow();
+      const http = `http://127.0.0.1:${s.port}`;
+      expect((await fetch(`${http}/admin/rooms`, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(401);
+      expect((await fetch(`${http}/admin/rooms`, { headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(200);
+      c.close();
+      const text = lines.map((l) => JSON.stringify(l)).join('\n');
+      expect(lines.length).toBeGreaterThan(0);
+      for (const secret of [SECRET, ADMIN, token, forged, resume, resume.split('.')[1]!]) expect(text).not.toContain(secret);
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -40,6 +40,12 @@ export interface StageOptions {
 
 /** Swap ticks that overran the CPU budget and are tried again before a patch is refused. */
 const SWAP_OVERRUN_RETRIES = 2;
+/**
+ * Ticks after a swap that run with the migration's budget on top of the tick's: the new
+ * isolate's first real ticks are still cold (see GameSandbox.grantGrace). The verification
+ * window still counts CPU trouble after them.
+ */
+const POST_SWAP_GRACE_TICKS = 20;
 
 export interface RoomSettings {
   tickHz: number;
@@ -523,6 +529,7 @@ export class Room {
     const fromSchema = this.meta.schema;
     this.sandbox.dispose();
     this.sandbox = staged.sandbox;
+    this.sandbox.grantGrace(POST_SWAP_GRACE_TICKS, this.settings.cpuBudgetMs + this.settings.migrationBudgetMs);
     this.bundle = staged.version.bundle;
     this.meta.version = staged.version.bundle.version;
     this.meta.schema = staged.version.schema;

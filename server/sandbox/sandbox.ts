@@ -116,6 +116,9 @@ export class GameSandbox {
     }
   };
   private ticksRun = 0;
+  /** Calls left that get at least `graceBudgetMs` (see grantGrace). */
+  private graceTicks = 0;
+  private graceBudgetMs = 0;
   /** The tick number of the last tick call (for the catastrophic-error report). */
   private lastTick = 0;
   private disposed = false;
@@ -209,7 +212,11 @@ export class GameSandbox {
     const cpuBefore = this.isolate.cpuTime;
     const wallBefore = performance.now();
     const normal = call.budgetMs ?? this.limits.cpuBudgetMs;
-    const budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(normal, WARMUP_BUDGET_MS) : normal;
+    let budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(normal, WARMUP_BUDGET_MS) : normal;
+    if (this.graceTicks > 0) {
+      this.graceTicks--;
+      budgetMs = Math.max(budgetMs, this.graceBudgetMs);
+    }
     let raw: Uint8Array;
     try {
       raw = (await this.fns.tick.apply(
@@ -251,6 +258,16 @@ export class GameSandbox {
     const sets: [string, Uint8Array][] = new Array(flatSets.length / 2);
     for (let i = 0; i < flatSets.length; i += 2) sets[i / 2] = [flatSets[i] as string, flatSets[i + 1] as Uint8Array];
     return { ok: true, sets, dels, rejections: mappedRejections, logs, writes, cpuMs };
+  }
+
+  /**
+   * Give the next `ticks` tick calls at least `budgetMs`: an isolate just swapped in by a live
+   * patch has run only its warm-ups, and its first real ticks still compile and grow its heap.
+   * Failing them would reject every input in them because of the patch.
+   */
+  grantGrace(ticks: number, budgetMs: number): void {
+    this.graceTicks = ticks;
+    this.graceBudgetMs = budgetMs;
   }
 
   /** Undo the last successful tick (its commit failed). */

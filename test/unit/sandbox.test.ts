@@ -128,6 +128,10 @@ describe('the CPU budget', () => {
       const over = await run([], 20);
       expect(over).toMatchObject({ ok: false, code: 'CPU_BUDGET_EXCEEDED', isolateDead: false });
       expect(Buffer.from(await sb.exportRecords()).equals(Buffer.from(before))).toBe(true);
+      // A grace period (an isolate just swapped in) lifts the budget for that many ticks only.
+      sb.grantGrace(1, 100_000);
+      expect((await run([], 20)).ok).toBe(true);
+      expect(await run([], 20)).toMatchObject({ ok: false, code: 'CPU_BUDGET_EXCEEDED' });
     } finally {
       sb.dispose();
     }

@@ -50,10 +50,10 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   if (!games.has(config.defaultGame)) log.warn({ game: config.defaultGame, games: games.names() }, 'default game not found');
   // Fail fast on a wrong REDIS_URL instead of retrying forever at startup; after startup
   // ioredis reconnects on its own and rooms hold their events until it is back.
-  // No blind resend of commands in flight when the connection drops: a commit may have landed
-  // before its reply was lost, and sending it again would be refused as a duplicate tick. The
-  // room finds out what happened instead (Room.resolveUnknownCommit).
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true, autoResendUnfulfilledCommands: false });
+  // Commands in flight when the connection drops are sent again after it comes back (ioredis's
+  // default; turning it off leaves their promises pending forever). A commit that had landed is
+  // then refused as a duplicate tick: the room checks whether it was its own (Room.resolveUnknownCommit).
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true });
   // ioredis reconnects by itself; log its errors (at most every 5 s) instead of letting them
   // surface as unhandled 'error' events.
   let lastRedisErrorLog = 0;

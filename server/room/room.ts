@@ -783,10 +783,12 @@ export class Room {
     } catch (e) {
       result = e as Error;
     }
-    if (result instanceof Error && !this.stopped) {
-      // The call failed, but Redis may have applied the commit before the reply was lost.
-      // Undoing the tick then would apply its inputs twice once they are retried: find out first.
-      const fate = await this.resolveUnknownCommit(tick, result);
+    if ((result instanceof Error || result === 'tick-mismatch') && !this.stopped) {
+      // The call failed, but Redis may have applied the commit before the reply was lost; or
+      // ioredis sent it again after a reconnect and the first one had landed (a duplicate tick
+      // under this owner's own epoch). Undoing the tick would apply its inputs twice once they
+      // are retried, and stopping would drop the room for nothing: find out first.
+      const fate = await this.resolveUnknownCommit(tick, result instanceof Error ? result : null);
       if (fate === 'landed' || fate === 'fenced') result = fate === 'landed' ? 'ok' : 'fenced';
     }
     const commitDone = performance.now();
@@ -996,14 +998,15 @@ export class Room {
   }
 
   /**
-   * A commit call failed (Redis unreachable, connection dropped): did it land? Waits until Redis
+   * A commit call failed (Redis unreachable, connection dropped), or was refused as a duplicate
+   * tick (`error` null: a resent copy of a commit that had landed): did it land? Waits until Redis
    * answers (the room is degraded meanwhile: no tick runs, events wait in the queue), then
    * reads the fence. 'landed': Redis holds this tick under this owner's epoch, so it is
    * committed and is finished as such; 'not-landed': it is undone and its events retried;
    * 'fenced': another server owns the room now; 'stopped': the room stopped while waiting.
    */
-  private async resolveUnknownCommit(tick: number, error: Error): Promise<'landed' | 'not-landed' | 'fenced' | 'stopped'> {
-    if (!this.degraded) {
+  private async resolveUnknownCommit(tick: number, error: Error | null): Promise<'landed' | 'not-landed' | 'fenced' | 'stopped'> {
+    if (error && !this.degraded) {
       this.degraded = true;
       this.log.error({ roomId: this.id, tick, err: error }, 'commit failed; holding events until Redis answers');
       publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-failed', detail: error.message });

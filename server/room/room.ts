@@ -479,7 +479,7 @@ export class Room {
       return null;
     }
     const diff = replay.diffFrom(this.committed.records);
-    this.rollbackReason += ` (replayed ${replay.point.ticks.length} ticks on the old version${replay.failedTicks ? `, ${replay.failedTicks} of them failed there and were skipped` : ''})`;
+    staged.note = ` (replayed ${replay.point.ticks.length} ticks on the old version${replay.failedTicks ? `, ${replay.failedTicks} of them failed there and were skipped` : ''})`;
     return { ...outcome, ...mergeChanges([diff, outcome]), writes: outcome.writes + diff.sets.length + diff.dels.length };
   }
 
@@ -546,7 +546,7 @@ export class Room {
       from,
       to: staged.version.bundle.version,
       tick,
-      reason: staged.reason === 'rollback' ? this.rollbackReason : undefined,
+      reason: staged.reason === 'rollback' ? this.rollbackReason + staged.note : undefined,
     });
     const notice = encodeServerMessage({ t: 'ver', from, to: this.version, tick });
     for (const seat of this.seats.values()) seat.link?.send(notice);

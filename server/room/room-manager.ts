@@ -62,8 +62,20 @@ export class RoomManager {
     return this.rooms.get(roomId);
   }
 
-  /** Seat a connection: resume when the message carries a token, else a new seat. */
+  /** Seat a connection: resume when the message carries a token, else a new seat. Refusals are logged. */
   async join(link: PlayerLink, msg: JoinMsg): Promise<SeatHandle> {
+    try {
+      return await this.seat(link, msg);
+    } catch (e) {
+      // Who was refused and why, for ops; never the name or the tokens (player data, secrets).
+      const code = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
+      const level = code === 'ENGINE_ERROR' ? 'error' : 'info';
+      this.log[level]({ roomId: isValidRoomId(msg.room) ? msg.room : undefined, code, resuming: Boolean(msg.resume), err: level === 'error' ? e : undefined }, 'join refused');
+      throw e;
+    }
+  }
+
+  private async seat(link: PlayerLink, msg: JoinMsg): Promise<SeatHandle> {
     if (!isValidRoomId(msg.room)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
     // With a player-token secret configured, a new join must prove who the player is; a resume
     // proves it with the seat's own resume secret. Without one: dev mode, anonymous players.
@@ -156,7 +168,7 @@ export class RoomManager {
       },
     };
     const committed = new CommittedState(meta.tick, claimed.records);
-    const sandbox = await GameSandbox.create(version.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs });
+    const sandbox = await GameSandbox.create(version.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs, roomId });
     if (committed.records.size > 0) await sandbox.load(committed.encodeForLoad());
     const room = new Room(roomId, { ...meta, version: version.bundle.version, schema: version.schema }, version.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);

@@ -1047,7 +1047,9 @@ export class Room {
   }
 
   private logScriptError(tick: number, hook: string, thrown: ThrownInfo, playerId: string): void {
-    this.log.warn({ roomId: this.id, tick, version: this.version, code: 'SCRIPT_ERROR', hook, playerId, err: thrown }, 'script hook threw; its changes were undone');
+    // The same code the player is sent: a value the world refused is not a plain script error.
+    const code: ErrorCode = thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
+    this.log.warn({ roomId: this.id, tick, version: this.version, code, hook, playerId, err: thrown }, 'script hook threw; its changes were undone');
   }
 
   private writeScriptLogs(tick: number, lines: string[]): void {

@@ -18,6 +18,8 @@ export interface SandboxLimits {
   memoryLimitMb: number;
   /** CPU budget of one tick (all hooks of the tick together), ms. */
   cpuBudgetMs: number;
+  /** The room this isolate runs, named in a catastrophic-error report (carried along with the limits). */
+  roomId?: string;
 }
 
 export const EVENT_JOIN = 1;
@@ -106,7 +108,7 @@ export class GameSandbox {
    * last committed tick (docs/security.md). Without this callback V8 aborts the process on the
    * spot with only its own dump, and ops cannot tell which game did it.
    */
-  static onCatastrophicError: (info: { game: string; version: string; tick: number; message: string }) => void = (info) => {
+  static onCatastrophicError: (info: { roomId: string; game: string; version: string; tick: number; message: string }) => void = (info) => {
     const code = /out-of-memory/i.test(info.message) ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
     const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
     try {
@@ -143,7 +145,7 @@ export class GameSandbox {
     const isolate = new ivm.Isolate({
       memoryLimit: limits.memoryLimitMb,
       onCatastrophicError: (message: string) =>
-        GameSandbox.onCatastrophicError({ game: bundle.name, version: bundle.version, tick: created?.lastTick ?? 0, message }),
+        GameSandbox.onCatastrophicError({ roomId: limits.roomId ?? '', game: bundle.name, version: bundle.version, tick: created?.lastTick ?? 0, message }),
     });
     const stacks = new StackMapper(bundle.filename, bundle.sourceMap);
     try {

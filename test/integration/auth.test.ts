@@ -80,6 +80,8 @@ describe('secrets stay out of the logs', () => {
       c.close();
       const text = lines.map((l) => JSON.stringify(l)).join('\n');
       expect(lines.length).toBeGreaterThan(0);
+      // The refused join is logged for ops, with its code and room, without the token.
+      expect(lines.find((l) => l.msg === 'join refused')).toMatchObject({ roomId: room, code: 'AUTH_INVALID', resuming: false });
       for (const secret of [SECRET, ADMIN, token, forged, resume, resume.split('.')[1]!]) expect(text).not.toContain(secret);
     } finally {
       await s.close();

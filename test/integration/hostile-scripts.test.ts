@@ -249,7 +249,8 @@ describe('hostile scripts are contained in-process', () => {
       const version = room.version;
       if (f.outcome === 'rejected') {
         const line = lines.find((l) => l.msg === 'script hook threw; its changes were undone');
-        expect(line, 'a "script hook threw" log line').toMatchObject({ roomId, tick: tickBefore + 1, version, code: 'SCRIPT_ERROR', hook: 'input', playerId: mallory.playerId });
+        // Ops see the same code as the attacker's error frame.
+        expect(line, 'a "script hook threw" log line').toMatchObject({ roomId, tick: tickBefore + 1, version, code: f.code, hook: 'input', playerId: mallory.playerId });
         if (f.code === 'STATE_INVALID_VALUE') expect((line!.err as { code: string }).code).toBe('STATE_INVALID_VALUE');
         if (f.mapped) expect((line!.err as { stack: string }).stack).toMatch(attackFile(f.name));
       } else if (f.outcome === 'tick-failed') {
@@ -329,7 +330,7 @@ describe('beyond the process: an out-of-memory V8 cannot recover from', () => {
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .find((l) => l.msg === 'an isolate hit a catastrophic error; aborting the process');
-    expect(fatal, child.output().slice(-2000)).toMatchObject({ level: 60, code: 'MEMORY_LIMIT', game: 'hostile', message: 'Catastrophic out-of-memory error' });
+    expect(fatal, child.output().slice(-2000)).toMatchObject({ level: 60, code: 'MEMORY_LIMIT', roomId, game: 'hostile', message: 'Catastrophic out-of-memory error' });
     expect(fatal!.tick).toBeGreaterThan(0);
     // The client would resend the unacknowledged attack when it reconnects (see docs/security.md):
     // this test plays the supervisor, not a crash loop.

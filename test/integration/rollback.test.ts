@@ -115,6 +115,9 @@ describe('a failing input hook is undone alone', () => {
     expect(h1.redis).toBe(h1.mirror);
     expect(h0.mirror).not.toBe(h1.mirror);
     expect(player(alice)).not.toHaveProperty('junk');
+    // Ops see the same code as the player.
+    const line = logLines.findLast((l) => l.msg === 'script hook threw; its changes were undone' && l.hook === 'input');
+    expect(line).toMatchObject({ roomId: room.id, code: 'STATE_INVALID_VALUE' });
   });
 });
 

@@ -23,6 +23,7 @@ const SUITES = [
   'test/integration/ownership.test.ts', // two owners racing, a paused owner, a dead owner
   'test/integration/fuzz.test.ts', // 100k hostile frames
   'test/integration/hostile-scripts.test.ts', // named hostile-script fixtures
+  'test/integration/quarantine.test.ts', // a script that keeps aborting the process
   'test/integration/auth.test.ts', // signed player tokens, admin credential
   'test/integration/bad-input.test.ts', // each bad frame and every limit
 ];

@@ -13,6 +13,8 @@ import { loadTlsFiles } from './net/tls.ts';
 import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
 import { OrphanTakeover } from './room/takeover.ts';
+import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
+import { GameSandbox } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
@@ -86,6 +88,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           history: (roomId) => rooms.history(roomId),
           upload: (signed) => patches.upload(signed),
           pin: (roomId, pinned) => rooms.pin(roomId, pinned),
+          release: (roomId) => rooms.release(roomId),
         },
         config.adminToken,
       )
@@ -106,6 +109,15 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     node: config.nodeId ?? `${hostname()}:${addr.port}`,
     url: config.publicUrl ?? `${tls ? 'wss' : 'ws'}://${config.host === '0.0.0.0' ? hostname() : host}:${addr.port}`,
   });
+  // If a room's script aborted this node's previous run, count it against the room before
+  // resuming anything, and record the next one should it happen (ops/crash-record.ts).
+  const crashFile = crashFilePath(config.dataDir, store.leaseHolder.node);
+  const crash = takeCrashRecord(crashFile);
+  if (crash) {
+    await store.recordCrash(crash.roomId, { at: crash.at, tick: crash.tick, version: crash.version, node: crash.node });
+    log.warn({ roomId: crash.roomId, tick: crash.tick, version: crash.version, game: crash.game }, 'the previous run of this server was aborted by this room\'s script');
+  }
+  GameSandbox.crashRecorder = (info) => writeCrashRecordSync(crashFile, { ...info, at: Date.now(), node: store.leaseHolder.node });
   await rooms.resumeAll();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();

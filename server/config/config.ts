@@ -86,6 +86,12 @@ export interface ServerConfig {
    * Env TAKEOVER ("0" turns it off). @default true
    */
   takeover: boolean;
+  /**
+   * A room whose script aborted a server process this many times within 10 minutes is not
+   * opened again until ops release it (POST /admin/rooms/<id>/release). Env QUARANTINE_AFTER_CRASHES.
+   * @default 2
+   */
+  quarantineAfterCrashes: number;
 }
 
 /** Per-game settings from scripts/<game>/game.json. */
@@ -140,6 +146,7 @@ export const DEFAULTS: ServerConfig = {
   broadcastMaxLagMs: 10_000,
   leaseMs: 5000,
   takeover: true,
+  quarantineAfterCrashes: 2,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {
@@ -162,6 +169,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('idleTimeoutMs', c.idleTimeoutMs, 1000, 86_400_000);
   int('maxConnectionsPerAddress', c.maxConnectionsPerAddress, 1, 1_000_000);
   int('leaseMs', c.leaseMs, 500, 600_000);
+  int('quarantineAfterCrashes', c.quarantineAfterCrashes, 1, 1000);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
@@ -204,6 +212,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.NODE_ID) o.nodeId = env.NODE_ID;
   if (env.PUBLIC_URL) o.publicUrl = env.PUBLIC_URL;
   if (env.LEASE_MS) o.leaseMs = num('LEASE_MS')!;
+  if (env.QUARANTINE_AFTER_CRASHES) o.quarantineAfterCrashes = num('QUARANTINE_AFTER_CRASHES')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   return makeConfig(o);
 }

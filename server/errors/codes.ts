@@ -26,6 +26,7 @@ export const ErrorCodes = {
   SEAT_TAKEN_OVER: { retry: false, text: 'the seat was resumed from another connection' },
   AUTH_REQUIRED: { retry: false, text: 'this server needs a signed player token to join' },
   AUTH_INVALID: { retry: false, text: 'the player token is wrong, tampered or expired' },
+  ROOM_QUARANTINED: { retry: true, text: "the room's script aborted a server process again and again; it stays down until ops release it" },
   ROOM_OWNED_ELSEWHERE: { retry: true, text: 'another server runs this room; the error names it in `owner`' },
 
   // --- designer scripts ---

@@ -25,6 +25,8 @@ export interface AdminOps {
   rollback(roomId: string, version?: number): Promise<unknown>;
   history(roomId: string): Promise<unknown[]>;
   pin(roomId: string, pinned: boolean): Promise<unknown>;
+  /** Let a quarantined room run again (forget the crashes it caused). */
+  release(roomId: string): Promise<unknown>;
   /** Accept a signed patch package (see patch/package.ts). */
   upload(signed: Record<string, unknown>): Promise<unknown>;
 }
@@ -64,6 +66,7 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
   if (parts[1] === 'rooms' && parts.length === 4) {
     const roomId = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
+    if (req.method === 'POST' && parts[3] === 'release') return ops.release(roomId);
     if (req.method === 'POST' && parts[3] === 'patch') {
       const { version, safePoint, deadlineMs } = await readJson(req);
       if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');

@@ -38,6 +38,9 @@ export interface RoomStatus {
   lastPatch: { kind: string; to: string; tick: number; reason?: string } | null;
 }
 
+/** Crashes counted against a room for its quarantine (see ops/crash-record.ts). */
+const QUARANTINE_WINDOW_MS = 10 * 60_000;
+
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
   private readonly opening = new Map<string, Promise<Room>>();
@@ -119,6 +122,7 @@ export class RoomManager {
         await this.open(id);
       } catch (e) {
         if (e instanceof RoomOwnedElsewhereError) this.log.info({ roomId: id, owner: e.ownerNode }, 'room is owned by another server; not resuming it here');
+        else if (e instanceof MoonpatchError && e.code === 'ROOM_QUARANTINED') this.log.warn({ roomId: id, code: e.code }, e.message);
         else this.log.error({ roomId: id, err: e }, 'room could not be resumed');
       }
     }
@@ -144,6 +148,10 @@ export class RoomManager {
     // Check that this server can run the room before claiming it: a claim fences out the
     // current owner, which must not happen for a room we would then fail to run.
     const version = this.resolveVersion(roomId, meta.game, meta.version, meta.schema);
+    const crashes = await this.store.crashesSince(roomId, Date.now() - QUARANTINE_WINDOW_MS);
+    if (crashes >= this.config.quarantineAfterCrashes) {
+      throw new MoonpatchError('ROOM_QUARANTINED', `room ${roomId} aborted a server process ${crashes} times in the last 10 minutes; release it with POST /admin/rooms/${roomId}/release once its script is fixed (roll back or pin a version)`);
+    }
     const game = this.games_.get(meta.game);
     const claimed = await this.store.claim(roomId);
     if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
@@ -231,6 +239,15 @@ export class RoomManager {
     const room = await this.open(roomId);
     await room.setPinned(pinned);
     return { room: roomId, pinned, version: room.version };
+  }
+
+  /** Let a quarantined room run again: forget the crashes it caused, and open it. */
+  async release(roomId: string): Promise<{ room: string; released: boolean; running: boolean }> {
+    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    await this.store.clearCrashes(roomId);
+    this.log.warn({ roomId }, 'room released from quarantine');
+    const running = await this.open(roomId).then(() => true, () => false);
+    return { room: roomId, released: true, running };
   }
 
   /** A room's patch history, newest first. */

@@ -109,6 +109,7 @@ export class GameSandbox {
    * spot with only its own dump, and ops cannot tell which game did it.
    */
   static onCatastrophicError: (info: { roomId: string; game: string; version: string; tick: number; message: string }) => void = (info) => {
+    GameSandbox.crashRecorder?.(info);
     const code = /out-of-memory/i.test(info.message) ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
     const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
     try {
@@ -117,6 +118,8 @@ export class GameSandbox {
       process.abort();
     }
   };
+  /** Called first on a catastrophic error, synchronously (the server records which room it was). */
+  static crashRecorder: ((info: { roomId: string; game: string; version: string; tick: number }) => void) | null = null;
   private ticksRun = 0;
   /** Calls left that get at least `graceBudgetMs` (see grantGrace). */
   private graceTicks = 0;

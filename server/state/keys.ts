@@ -27,11 +27,13 @@ export interface RoomKeys {
    * renewed by every commit, deleted on a clean shutdown; see room-store.ts.
    */
   lease: string;
+  /** List: the times this room's script aborted a server process, newest first (JSON, 20 kept). */
+  crashes: string;
 }
 
 export function roomKeys(prefix: string, roomId: string): RoomKeys {
   const base = `${prefix}:room:{${roomId}}`;
-  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history`, lease: `${base}:lease` };
+  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history`, lease: `${base}:lease`, crashes: `${base}:crashes` };
 }
 
 /** Set of every room id, so a starting server can resume them all. */

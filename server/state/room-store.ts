@@ -390,6 +390,23 @@ export class RoomStore {
     return r === -1 ? 'fenced' : 'ok';
   }
 
+  /** Record that this room's script aborted a server process (see ops/crash-record.ts). */
+  async recordCrash(roomId: string, crash: { at: number; tick: number; version: string; node: string }): Promise<void> {
+    const key = this.keys(roomId).crashes;
+    await this.redis.multi().lpush(key, JSON.stringify(crash)).ltrim(key, 0, 19).exec();
+  }
+
+  /** How many times the room aborted a server process since `sinceMs` (ms since epoch). */
+  async crashesSince(roomId: string, sinceMs: number): Promise<number> {
+    const list = await this.redis.lrange(this.keys(roomId).crashes, 0, -1);
+    return list.filter((s) => (JSON.parse(s) as { at: number }).at >= sinceMs).length;
+  }
+
+  /** Forget the room's crashes: ops release it from quarantine. */
+  async clearCrashes(roomId: string): Promise<void> {
+    await this.redis.del(this.keys(roomId).crashes);
+  }
+
   /** Give up the room's lease (clean shutdown) if this node still owns it under `epoch`. */
   async release(roomId: string, epoch: number): Promise<boolean> {
     const k = this.keys(roomId);

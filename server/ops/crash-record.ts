@@ -1,0 +1,52 @@
+/**
+ * Which room aborted this server process. A script can make V8 abort the whole process (a fatal
+ * out-of-memory that isolated-vm reports through onCatastrophicError, see docs/security.md).
+ * Nothing asynchronous can run then, so the sandbox's last act writes one small file,
+ * synchronously; the next start of the same node reads it, records the crash in Redis against
+ * the room, and deletes it. A room that keeps crashing servers is quarantined (RoomManager),
+ * instead of taking down every server that resumes it, or that its players' resent input
+ * reaches.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface CrashRecord {
+  roomId: string;
+  game: string;
+  version: string;
+  tick: number;
+  /** ms since epoch */
+  at: number;
+  node: string;
+}
+
+export function crashFilePath(dataDir: string, node: string): string {
+  return path.join(dataDir, 'crashes', `${node.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
+}
+
+/** Called from the abort path: synchronous, never throws. */
+export function writeCrashRecordSync(file: string, record: CrashRecord): void {
+  try {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(record));
+  } catch {
+    /* the process is going down anyway; the log line still names the room */
+  }
+}
+
+/** The crash the previous run of this node left, if any; the file is removed. */
+export function takeCrashRecord(file: string): CrashRecord | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  rmSync(file, { force: true });
+  try {
+    const r = JSON.parse(text) as CrashRecord;
+    return typeof r.roomId === 'string' && r.roomId ? r : null;
+  } catch {
+    return null;
+  }
+}

@@ -12,6 +12,7 @@
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
  *   history --room ID                          a room's patch history
  *   pin --room ID | unpin --room ID            keep a room on its version (patches skip it: A/B)
+ *   release --room ID                          let a quarantined room run again (it aborted servers)
  *   status --by-version                        rooms, players and tick time per version (A/B)
  *   keygen [--out FILE]                        make an ed25519 signing key (default .data/patch-signing-key.pem)
  *   upload <patch-folder> [--key FILE] [--game G]   sign a patch and send it to the servers
@@ -144,6 +145,16 @@ async function cmdPin(a: Args, pinned: boolean): Promise<number> {
   const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/pin`, { pinned });
   print(a, body, () => console.log(status === 200 ? `${room}: ${pinned ? 'pinned to' : 'unpinned from'} ${body.version}` : `${body.code}: ${body.msg}`));
   return status === 200 ? 0 : 1;
+}
+
+async function cmdRelease(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/release`);
+  print(a, body, () =>
+    console.log(status === 200 ? `${room}: released from quarantine${body.running ? ', running again' : ', but it did not start (see the server log)'}` : `${body.code}: ${body.msg}`),
+  );
+  return status === 200 && body.running ? 0 : 1;
 }
 
 async function cmdStatus(a: Args): Promise<number> {
@@ -331,6 +342,7 @@ const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   keygen: cmdKeygen,
   pin: (a) => cmdPin(a, true),
   unpin: (a) => cmdPin(a, false),
+  release: cmdRelease,
   upload: cmdUpload,
   validate: cmdValidate,
   status: cmdStatus,

@@ -132,3 +132,19 @@ describe('pinning for A/B', () => {
     }
   });
 });
+
+describe('moonpatch release', () => {
+  it('lets a quarantined room run again (crashes recorded straight into Redis: a real crash loop is quarantine.test.ts)', async () => {
+    const roomId = 'cli-quarantined-' + Date.now();
+    await server.store.create(roomId, { game: 'probe', version: '', schema: 1, seed: 1, createdAt: Date.now(), tickHz: 20 });
+    for (let i = 0; i < 2; i++) await server.store.recordCrash(roomId, { at: Date.now(), tick: 1, version: 'v', node: 'gone' });
+    const refused = await server.rooms.open(roomId).catch((e: { code: string }) => e);
+    expect(refused).toMatchObject({ code: 'ROOM_QUARANTINED' });
+    const r = await moonpatch('release', '--room', roomId);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/released from quarantine, running again/);
+    expect(server.rooms.get(roomId)).toBeDefined();
+    expect(await server.store.crashesSince(roomId, 0)).toBe(0);
+  });
+});
+

@@ -10,22 +10,53 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { unpack } from 'msgpackr';
 import { startPrivateRedis, type PrivateRedis } from '../../server/state/redis-launcher.ts';
 import { reportFigure } from '../helpers/figures.ts';
-import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+import { FIXTURE_GAMES, startTestServer, testClient, waitFor, type TestServerOptions } from '../helpers/server.ts';
 
-describe('Redis outage', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-outage-'));
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+
+/**
+ * A Redis of the test's own, so it can be stopped, killed and started again on the same port and
+ * data dir, with a probe server on it. Both are torn down after the describe block that calls this.
+ */
+function ownRedis(appendOnly: boolean) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-redis-fault-'));
   let redis: PrivateRedis | null = null;
-  let server: Awaited<ReturnType<typeof startTestServer>> | null = null;
+  let server: Server | null = null;
   afterAll(async () => {
     await server?.close();
     await redis?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+  return {
+    get url(): string {
+      return redis!.url;
+    },
+    async start(serverOptions: TestServerOptions = {}): Promise<Server> {
+      redis = await startPrivateRedis({ dir, appendOnly });
+      server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', ...serverOptions });
+      return server;
+    },
+    /** Take Redis down: `stop` is graceful (the AOF is flushed), `kill` is SIGKILL. */
+    async down(how: 'stop' | 'kill'): Promise<void> {
+      if (how === 'kill') {
+        redis!.kill();
+        await redis!.exited;
+      } else {
+        await redis!.stop();
+      }
+    },
+    /** Start it again on the same port and data dir. */
+    async up(): Promise<void> {
+      redis = await startPrivateRedis({ dir, appendOnly, port: redis!.port });
+    },
+  };
+}
+
+describe('Redis outage', () => {
+  const own = ownRedis(true);
 
   it('holds inputs while Redis is down and applies each exactly once when it returns', async () => {
-    redis = await startPrivateRedis({ dir, appendOnly: true });
-    const port = redis.port;
-    server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+    const server = await own.start();
     const roomId = 'outage';
     const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
     await c.connect();
@@ -37,7 +68,7 @@ describe('Redis outage', () => {
     for (let i = 0; i < 5; i++) c.send({ op: 'add', n: 1 });
     await waitFor(() => c.unsettled === 0, 'inputs before the outage settled');
 
-    await redis.stop();
+    await own.down('stop');
     const tickAtOutage = room.tick;
     for (let i = 0; i < 5; i++) c.send({ op: 'add', n: 1 });
     await waitFor(() => room.degraded, 'room notices the failed commits');
@@ -49,7 +80,7 @@ describe('Redis outage', () => {
     expect(c.tick).toBe(tickAtOutage);
     expect(c.unsettled).toBe(5);
 
-    redis = await startPrivateRedis({ dir, appendOnly: true, port });
+    await own.up();
     await waitFor(() => !room.degraded && room.tick > tickAtOutage, 'commits resume', 30_000);
     await waitFor(() => c.unsettled === 0, 'held inputs settled');
     expect(applied).toBe(10);
@@ -74,20 +105,11 @@ describe('Redis outage', () => {
 describe.each([
   { name: 'without AOF, stopped and started empty', appendOnly: false, crash: false },
   { name: 'with AOF (everysec), killed -9 and restarted', appendOnly: true, crash: true },
-])('Redis restart $name', ({ name, appendOnly, crash }) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-loss-'));
-  let redis: PrivateRedis | null = null;
-  let server: Awaited<ReturnType<typeof startTestServer>> | null = null;
-  afterAll(async () => {
-    await server?.close();
-    await redis?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+])('Redis restart $name', ({ appendOnly, crash }) => {
+  const own = ownRedis(appendOnly);
 
   it('the owner writes back what Redis lost: no acknowledged input is lost, none applied twice', async () => {
-    redis = await startPrivateRedis({ dir, appendOnly });
-    const port = redis.port;
-    server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+    const server = await own.start();
     const roomId = 'loss';
     const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
     await c.connect();
@@ -107,16 +129,11 @@ describe.each([
     await send(12);
     await waitFor(() => c.unsettled === 0, 'inputs before the restart settled');
 
-    if (crash) {
-      redis.kill();
-      await redis.exited;
-    } else {
-      await redis.stop();
-    }
-    redis = await startPrivateRedis({ dir, appendOnly, port });
+    await own.down(crash ? 'kill' : 'stop');
+    await own.up();
     await send(6);
     await waitFor(() => c.unsettled === 0, 'inputs after the restart settled', 30_000);
-    await waitFor(async () => (await server!.store.readMeta(roomId))?.tick === room.tick, 'Redis to hold the room again');
+    await waitFor(async () => (await server.store.readMeta(roomId))?.tick === room.tick, 'Redis to hold the room again');
 
     // What Redis holds is what the room committed: every acknowledged input, once.
     const records = await server.store.readRecords(roomId);
@@ -130,7 +147,6 @@ describe.each([
     reportFigure(`redis-restart-${appendOnly ? 'aof' : 'no-aof'}`, 'faults_injected', 1);
     reportFigure(`redis-restart-${appendOnly ? 'aof' : 'no-aof'}`, 'inputs_acknowledged', acked);
     reportFigure(`redis-restart-${appendOnly ? 'aof' : 'no-aof'}`, 'inputs_lost', sent - p.inputs);
-    void name;
     c.close();
   });
 });
@@ -142,18 +158,10 @@ describe.each([
  * not lost), /healthz says not ready, and everything resumes on its own.
  */
 describe('Redis slow', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-slow-'));
-  let redis: PrivateRedis | null = null;
-  let server: Awaited<ReturnType<typeof startTestServer>> | null = null;
-  afterAll(async () => {
-    await server?.close();
-    await redis?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const own = ownRedis(true);
 
   it('holds inputs up to the bound while commits wait, shows nothing uncommitted, and catches up by itself', async () => {
-    redis = await startPrivateRedis({ dir, appendOnly: true });
-    server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', inputRatePerSecond: 500, inputBurst: 200 });
+    const server = await own.start({ inputRatePerSecond: 500, inputBurst: 200 });
     const c = testClient(server.url, { room: 'slow', game: 'probe', name: 'p' });
     await c.connect();
     const room = server.rooms.get('slow')!;
@@ -164,7 +172,7 @@ describe('Redis slow', () => {
       else acked++;
     });
     const { Redis } = await import('ioredis');
-    const admin = new Redis(redis.url);
+    const admin = new Redis(own.url);
     try {
       await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
       const tickAtPause = room.tick;
@@ -185,7 +193,7 @@ describe('Redis slow', () => {
     expect(p.inputs).toBe(acked);
     expect(p.sum).toBe(acked);
     expect(c.disconnects).toBe(0);
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${server!.port}/healthz`)).status === 200, 'ready again');
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${server.port}/healthz`)).status === 200, 'ready again');
     reportFigure('redis-slow', 'faults_injected', 1);
     reportFigure('redis-slow', 'inputs_acknowledged', acked);
     reportFigure('redis-slow', 'inputs_lost', 20 - acked - refused.length);
@@ -200,19 +208,10 @@ describe('Redis slow', () => {
  * input is applied exactly once and the room never stops.
  */
 describe('Redis restarted repeatedly under load', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-flap-'));
-  let redis: PrivateRedis | null = null;
-  let server: Awaited<ReturnType<typeof startTestServer>> | null = null;
-  afterAll(async () => {
-    await server?.close();
-    await redis?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const own = ownRedis(true);
 
   it('commits in flight when Redis goes away are resolved, never applied twice or lost', async () => {
-    redis = await startPrivateRedis({ dir, appendOnly: true });
-    const port = redis.port;
-    server = await startTestServer({ redisUrl: redis.url, scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', inputRatePerSecond: 500, inputBurst: 200 });
+    const server = await own.start({ inputRatePerSecond: 500, inputBurst: 200 });
     const c = testClient(server.url, { room: 'flap', game: 'probe', name: 'p' });
     await c.connect();
     const room = server.rooms.get('flap')!;
@@ -232,9 +231,8 @@ describe('Redis restarted repeatedly under load', () => {
       await new Promise((r) => setTimeout(r, 150 + i * 37));
       // Graceful (the AOF is flushed, so a commit Redis applied survives even if its reply is
       // lost) and crash (kill -9) alternately.
-      if (i % 2 === 0) await redis.stop();
-      else (redis.kill(), await redis.exited);
-      redis = await startPrivateRedis({ dir, appendOnly: true, port });
+      await own.down(i % 2 === 0 ? 'stop' : 'kill');
+      await own.up();
     }
     sending = false;
     await sender;
@@ -242,7 +240,7 @@ describe('Redis restarted repeatedly under load', () => {
     expect(room.isStopped).toBe(false);
     expect(refused).toBe(0);
     expect(acked).toBe(sent);
-    await waitFor(async () => (await server!.store.readMeta('flap'))?.tick === room.tick, 'Redis caught up');
+    await waitFor(async () => (await server.store.readMeta('flap'))?.tick === room.tick, 'Redis caught up');
     const inRedis = unpack((await server.store.readRecords('flap')).get(`players/${c.playerId}`)!) as { sum: number; inputs: number };
     expect(inRedis.inputs).toBe(acked);
     expect(inRedis.sum).toBe(acked);

@@ -331,15 +331,12 @@ export class RoomStore {
   async commit(roomId: string, c: TickCommit): Promise<CommitResult> {
     const k = this.keys(roomId);
     const items: Arg[] = [];
-    let seatSets = 0;
-    let seatDels = 0;
-    let metas = 0;
-    for (const [f, v] of c.seatSets) (items.push(f, asBuffer(v)), seatSets++);
-    for (const f of c.seatDels) (items.push(f), seatDels++);
-    for (const [f, v] of c.metaSets ?? []) (items.push(f, String(v)), metas++);
+    const seatSets = pushPairs(items, c.seatSets);
+    const seatDels = pushFields(items, c.seatDels);
+    const metas = pushPairs(items, c.metaSets ?? []);
     const r = await this.redis.mpCommit(
       k.meta, k.seats, k.seqs, k.log, k.lease,
-      String(c.epoch), String(c.prevTick), String(c.tick), asBuffer(c.delta), String(seatSets), String(seatDels), String(metas),
+      String(c.epoch), String(c.prevTick), String(c.tick), asBuffer(c.delta), seatSets, seatDels, metas,
       holderValue(this.holder), String(this.leaseMs),
       ...items,
     );
@@ -354,15 +351,11 @@ export class RoomStore {
   async restore(roomId: string, image: RoomImage): Promise<'ok' | 'fenced' | 'not-behind'> {
     const k = this.keys(roomId);
     const items: Arg[] = [];
-    const counts = [0, 0, 0, 0];
     const m = { ...image.meta, checkpoint: image.meta.tick, pinned: image.meta.pinned ? '1' : '0' };
-    for (const [f, v] of Object.entries(m)) (items.push(f, String(v)), counts[0]!++);
-    for (const [f, v] of image.records) (items.push(f, asBuffer(v)), counts[1]!++);
-    for (const [f, v] of image.seats) (items.push(f, asBuffer(v)), counts[2]!++);
-    for (const [f, v] of image.seqs) (items.push(f, String(v)), counts[3]!++);
+    const counts = [pushPairs(items, Object.entries(m)), pushPairs(items, image.records), pushPairs(items, image.seats), pushPairs(items, image.seqs)];
     const r = await this.redis.mpRestore(
       k.meta, k.state, k.seats, k.seqs, k.log, k.lease,
-      String(image.meta.epoch), String(image.meta.tick), holderValue(this.holder), String(this.leaseMs), ...counts.map(String),
+      String(image.meta.epoch), String(image.meta.tick), holderValue(this.holder), String(this.leaseMs), ...counts,
       ...items,
     );
     if (r === 1) await this.redis.sadd(roomIndexKey(this.prefix), roomId);
@@ -373,13 +366,10 @@ export class RoomStore {
   async checkpointChunk(roomId: string, c: CheckpointChunk): Promise<'ok' | 'fenced'> {
     const k = this.keys(roomId);
     const items: Arg[] = [];
-    let sets = 0;
-    let dels = 0;
-    let seqs = 0;
-    for (const [f, v] of c.sets) (items.push(f, asBuffer(v)), sets++);
-    for (const f of c.dels) (items.push(f), dels++);
-    for (const [f, v] of c.seqSets) (items.push(f, String(v)), seqs++);
-    const r = await this.redis.mpCheckpointChunk(k.meta, k.state, k.seqs, String(c.epoch), String(sets), String(dels), String(seqs), ...items);
+    const sets = pushPairs(items, c.sets);
+    const dels = pushFields(items, c.dels);
+    const seqs = pushPairs(items, c.seqSets);
+    const r = await this.redis.mpCheckpointChunk(k.meta, k.state, k.seqs, String(c.epoch), sets, dels, seqs, ...items);
     return r === 1 ? 'ok' : 'fenced';
   }
 
@@ -484,6 +474,26 @@ function replay(
   const touched = { keys: new Set<string>(), players: new Set<string>() };
   for (const delta of log) applyTickDelta(delta, records, seqs, touched);
   return { records, seqs, touched };
+}
+
+/**
+ * Append field/value pairs to a script's ARGV items (bytes as Buffers, anything else as text)
+ * and return how many there were, as the count argument the scripts read.
+ */
+function pushPairs(items: Arg[], pairs: Iterable<readonly [string, Uint8Array | string | number]>): string {
+  let n = 0;
+  for (const [f, v] of pairs) {
+    items.push(f, v instanceof Uint8Array ? asBuffer(v) : String(v));
+    n++;
+  }
+  return String(n);
+}
+
+/** Append bare fields (keys to delete) to a script's ARGV items; returns their count. */
+function pushFields(items: Arg[], fields: Iterable<string>): string {
+  let n = 0;
+  for (const f of fields) (items.push(f), n++);
+  return String(n);
 }
 
 /** ioredis sends Buffers as bytes but stringifies a plain Uint8Array ("1,2,3"): view it as a Buffer. */

@@ -47,10 +47,6 @@ export class SwapPoint {
     this.eventBytes += events.length;
     return true;
   }
-
-  get recordedTo(): number {
-    return this.ticks.at(-1)?.tick ?? this.tick;
-  }
 }
 
 /** Replays a swap point's ticks in an isolate of the old version, keeping the records it yields. */

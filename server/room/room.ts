@@ -303,10 +303,11 @@ export class Room {
   async rollbackTo(version: GameVersion | null = this.previous, why = 'manual rollback'): Promise<SwapResult> {
     if (!version) throw new MoonpatchError('NOTHING_TO_ROLL_BACK', `room ${this.id} has no previous version to go back to`);
     // Across a schema change: the patch's downgrade when it has one; otherwise replay the
-    // ticks since the swap on the old version, when they were recorded and it is that version's schema.
+    // ticks since the swap, when they were recorded and the target is the version that ran
+    // before it (ticks are deterministic on that version, not on another of the same schema).
     const point = this.swapPoint;
     const replay =
-      version.schema !== this.meta.schema && !this.sandbox.hooks.includes('downgrade') && point?.schema === version.schema ? point : undefined;
+      version.schema !== this.meta.schema && !this.sandbox.hooks.includes('downgrade') && point?.version === version.bundle.version ? point : undefined;
     if (version.schema < this.meta.schema && !this.sandbox.hooks.includes('downgrade') && !replay) {
       void this.recordHistory({ kind: 'rollback-refused', from: this.version, to: version.bundle.version, tick: this.tick, reason: `${why}: no downgrade, and no recorded ticks to replay` });
       throw new MoonpatchError(

@@ -227,7 +227,7 @@ export class MoonpatchClient {
         return;
       }
       case 'delta':
-        this.view.applyDelta(m.tick, m.v, m.set, m.del);
+        this.view.applyDelta(m.tick, m.v, m.set, m.del, m.patch);
         this.emit('state', { tick: m.tick, full: false });
         return;
       case 'ack':

@@ -4,7 +4,8 @@
  * Records (see docs/state.md): key `table` holds a table's value, or `{}` when the table is an
  * object table whose entries are records `table/entry`. Applying a frame: deletions first,
  * then table-level sets, then entry-level sets, so a frame describes a consistent final state
- * whatever order its keys came in.
+ * whatever order its keys came in. Last, field patches are assigned onto records the view
+ * already has (a patch never names a record the same frame sets or deletes).
  */
 import type { Value } from '../server/protocol/messages.ts';
 
@@ -23,7 +24,7 @@ export class WorldView {
     this.version = version;
   }
 
-  applyDelta(tick: number, version: string, set: Record<string, Value>, del: string[]): void {
+  applyDelta(tick: number, version: string, set: Record<string, Value>, del: string[], patch?: Record<string, Record<string, Value>>): void {
     for (const key of del) {
       const slash = key.indexOf('/');
       if (slash < 0) delete this.world[key];
@@ -33,8 +34,23 @@ export class WorldView {
       }
     }
     this.applySets(set);
+    if (patch) this.applyPatches(patch);
     this.tick = tick;
     this.version = version;
+  }
+
+  private applyPatches(patch: Record<string, Record<string, Value>>): void {
+    for (const key of Object.keys(patch)) {
+      const slash = key.indexOf('/');
+      const table = slash < 0 ? this.world : this.world[key.slice(0, slash)];
+      if (!isObjectTable(table)) continue;
+      const record = table[slash < 0 ? key : key.slice(slash + 1)];
+      // The server patches only records every client in step already has; a view that lacks
+      // one missed a frame, and the next snapshot puts it right.
+      if (!isObjectTable(record)) continue;
+      const fields = patch[key]!;
+      for (const f of Object.keys(fields)) if (f !== '__proto__') record[f] = fields[f]!;
+    }
   }
 
   private applySets(set: Record<string, Value>): void {

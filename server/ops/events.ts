@@ -45,6 +45,8 @@ export interface BroadcastEvent {
   bytes: number;
   recipients: number;
   records: number;
+  /** Records sent as field patches (only the fields a tick set) rather than whole. */
+  patched: number;
 }
 
 export interface RoomLifecycleEvent {

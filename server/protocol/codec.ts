@@ -45,9 +45,11 @@ export function encodeRecordsFrame(
   setCount: number,
   dels: readonly string[],
   w: MsgpackWriter = new MsgpackWriter(),
+  patches: readonly (readonly [string, Uint8Array])[] = [],
 ): Uint8Array {
   w.reset();
-  w.mapHeader(type === 'snap' ? 4 : 5);
+  // `patch` only when there are patches: a delta without one is what clients always got.
+  w.mapHeader(type === 'snap' ? 4 : patches.length > 0 ? 6 : 5);
   w.str('t');
   w.str(type);
   w.str('tick');
@@ -64,6 +66,14 @@ export function encodeRecordsFrame(
     w.str('del');
     w.arrayHeader(dels.length);
     for (const k of dels) w.str(k);
+    if (patches.length > 0) {
+      w.str('patch');
+      w.mapHeader(patches.length);
+      for (const [k, v] of patches) {
+        w.str(k);
+        w.raw(v);
+      }
+    }
   }
   return w.bytes().slice();
 }

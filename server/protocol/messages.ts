@@ -84,6 +84,11 @@ export interface DeltaMsg {
   v: string;
   set: Record<string, Value>;
   del: string[];
+  /**
+   * Records of which only some top-level fields changed: key -> just those fields, with their
+   * new values, to assign onto the record the client has. Absent when there are none.
+   */
+  patch?: Record<string, Record<string, Value>>;
 }
 
 /** Every input with seq <= `seq` has been processed (applied, or rejected with an err frame). */

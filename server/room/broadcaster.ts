@@ -6,6 +6,11 @@
  * keys it missed are remembered (a set of record keys, not frames). When it drains, it gets one
  * merged delta built from the committed mirror, or a full snapshot when it missed most of the
  * world. Past the hard limit, or lagging for too long, it is disconnected.
+ *
+ * Field patches: a record that one tick changed only a few fields of is sent as those fields
+ * (`patch` in the delta frame) instead of whole. A patch is exact only against the record as
+ * it was before that tick, so it is used only when the record changed in exactly one tick since
+ * the last flush; a record changed again, and every catch-up frame, goes whole from the mirror.
  */
 import { CloseCodes } from '../errors/codes.ts';
 import { encodeRecordsFrame } from '../protocol/codec.ts';
@@ -32,10 +37,13 @@ export interface FlushStats {
   bytes: number;
   recipients: number;
   records: number;
+  /** Of `records`, how many went as field patches in the in-step clients' delta. */
+  patched: number;
 }
 
 export class Broadcaster {
-  private pending = new Set<string>();
+  /** Keys changed since the last flush; the value is the record's field patch, if it has one. */
+  private pending = new Map<string, Uint8Array | null>();
   private readonly subs = new Map<PlayerLink, Subscriber>();
   private readonly writer = new MsgpackWriter(64 * 1024);
 
@@ -58,14 +66,18 @@ export class Broadcaster {
     this.subs.delete(link);
   }
 
-  /** Record keys a committed tick changed. */
-  changed(keys: Iterable<string>): void {
-    for (const k of keys) this.pending.add(k);
+  /** Record keys a committed tick changed, and the field patches it made of some of them. */
+  changed(keys: Iterable<string>, patches?: ReadonlyMap<string, Uint8Array>): void {
+    const pending = this.pending;
+    for (const k of keys) {
+      // A second change before the flush: the first patch no longer describes the difference.
+      pending.set(k, pending.has(k) ? null : (patches?.get(k) ?? null));
+    }
   }
 
   /** Send what changed since the last flush. */
   flush(version: string, now = performance.now()): FlushStats {
-    const stats: FlushStats = { bytes: 0, recipients: 0, records: this.pending.size };
+    const stats: FlushStats = { bytes: 0, recipients: 0, records: this.pending.size, patched: 0 };
     let shared: Uint8Array | null = null;
     for (const [link, sub] of this.subs) {
       if (!link.isOpen) {
@@ -79,7 +91,7 @@ export class Broadcaster {
         continue;
       }
       if (sub.missed) {
-        for (const k of this.pending) sub.missed.add(k);
+        for (const k of this.pending.keys()) sub.missed.add(k);
         if (buffered > this.limits.softLimitBytes) continue;
         const frame = sub.missed.size * 2 > this.state.records.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed);
         sub.missed = null;
@@ -90,11 +102,14 @@ export class Broadcaster {
       }
       if (this.pending.size === 0) continue;
       if (buffered > this.limits.softLimitBytes) {
-        sub.missed = new Set(this.pending);
+        sub.missed = new Set(this.pending.keys());
         sub.laggingSince = now;
         continue;
       }
-      shared ??= this.deltaFrame(version, this.pending);
+      if (!shared) {
+        shared = this.deltaFrame(version, this.pending.keys(), this.pending);
+        stats.patched = this.lastPatched;
+      }
       link.send(shared);
       stats.bytes += shared.length;
       stats.recipients++;
@@ -108,15 +123,25 @@ export class Broadcaster {
     return encodeRecordsFrame('snap', s.tick, version, s.records, s.records.size, [], this.writer);
   }
 
-  private deltaFrame(version: string, keys: Set<string>): Uint8Array {
+  /** How many records the last {@link deltaFrame} sent as patches. */
+  private lastPatched = 0;
+
+  private deltaFrame(version: string, keys: Iterable<string>, patchesByKey?: ReadonlyMap<string, Uint8Array | null>): Uint8Array {
     const records = this.state.records;
     const sets: [string, Uint8Array][] = [];
     const dels: string[] = [];
+    const patches: [string, Uint8Array][] = [];
     for (const k of keys) {
       const v = records.get(k);
-      if (v) sets.push([k, v]);
-      else dels.push(k);
+      if (!v) {
+        dels.push(k);
+        continue;
+      }
+      const patch = patchesByKey?.get(k);
+      if (patch) patches.push([k, patch]);
+      else sets.push([k, v]);
     }
-    return encodeRecordsFrame('delta', this.state.tick, version, sets, sets.length, dels, this.writer);
+    this.lastPatched = patches.length;
+    return encodeRecordsFrame('delta', this.state.tick, version, sets, sets.length, dels, this.writer, patches);
   }
 }

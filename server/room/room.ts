@@ -830,7 +830,7 @@ export class Room {
     this.committed.apply(tick, outcome.sets, outcome.dels);
     this.settleEvents(tick, events, rejected, seqs);
     const keys = outcome.sets.map(([k]) => k);
-    this.broadcaster.changed(keys);
+    this.broadcaster.changed(keys, outcome.patches);
     this.broadcaster.changed(outcome.dels);
     this.checkpointer.noteTick(keys, outcome.dels, seqs.keys());
     this.maybeBroadcast(commitDone);
@@ -1058,8 +1058,13 @@ export class Room {
   }
 }
 
-/** Several changes to records, later ones winning, as one set of sets and deletes. */
-function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[]; dels: readonly string[] }[]): { sets: [string, Uint8Array][]; dels: string[] } {
+/**
+ * Several changes to records, later ones winning, as one set of sets and deletes. Without field
+ * patches: a tick's patches describe changes from the world that tick started with, which is
+ * not what players have when earlier changes are merged in front of it, so every record goes
+ * whole.
+ */
+function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[]; dels: readonly string[] }[]): { sets: [string, Uint8Array][]; dels: string[]; patches: Map<string, Uint8Array> } {
   const merged = new Map<string, Uint8Array | null>();
   for (const c of changes) {
     for (const [k, v] of c.sets) merged.set(k, v);
@@ -1071,5 +1076,5 @@ function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[
     if (v) sets.push([k, v]);
     else dels.push(k);
   }
-  return { sets, dels };
+  return { sets, dels, patches: new Map() };
 }

@@ -56,6 +56,11 @@ export type TickOutcome =
       /** Changed records: key -> msgpack bytes of the record's value. */
       sets: [string, Uint8Array][];
       dels: string[];
+      /**
+       * For some keys of `sets`: msgpack map of only the record's top-level fields the tick set
+       * (what players are sent instead of the whole record). Empty when none can be patched.
+       */
+      patches: Map<string, Uint8Array>;
       rejections: Rejection[];
       logs: string[];
       /** Writes journaled by the tick (what a rollback would undo). */
@@ -245,7 +250,7 @@ export class GameSandbox {
       const thrown = { name: 'EngineError', message: `the isolate returned a malformed tick result: ${String(cause)}`, stack: '', code: null };
       return { ok: false, code: 'ENGINE_ERROR', thrown, rejections: [], logs: [], cpuMs, isolateDead: true, cause };
     }
-    const [ok, thrown, rejections, logs, flatSets, dels, writes] = result;
+    const [ok, thrown, rejections, logs, flatSets, dels, writes, flatPatches] = result;
     if (ok && cpuMs > budgetMs) {
       // Finished, but on more CPU than the budget allows: undo it like any overrun.
       try {
@@ -262,7 +267,7 @@ export class GameSandbox {
     }
     const sets: [string, Uint8Array][] = new Array(flatSets.length / 2);
     for (let i = 0; i < flatSets.length; i += 2) sets[i / 2] = [flatSets[i] as string, flatSets[i + 1] as Uint8Array];
-    return { ok: true, sets, dels, rejections: mappedRejections, logs, writes, cpuMs };
+    return { ok: true, sets, dels, patches: collectPatches(flatPatches), rejections: mappedRejections, logs, writes, cpuMs };
   }
 
   /**
@@ -332,7 +337,7 @@ export class GameSandbox {
   }
 }
 
-type TickResult = [boolean, ThrownInfo | null, [number, ThrownInfo][], string[], (string | Uint8Array)[], string[], number];
+type TickResult = [boolean, ThrownInfo | null, [number, ThrownInfo][], string[], (string | Uint8Array)[], string[], number, (string | Uint8Array)[]];
 
 const isThrownInfo = (t: unknown): t is ThrownInfo =>
   typeof t === 'object' && t !== null && typeof (t as ThrownInfo).name === 'string' && typeof (t as ThrownInfo).message === 'string' && typeof (t as ThrownInfo).stack === 'string';
@@ -342,15 +347,36 @@ function checkResult(r: unknown): TickResult {
   const fail = (what: string): never => {
     throw new Error(`bad ${what}`);
   };
-  if (!Array.isArray(r) || r.length !== 7) fail('result');
-  const [ok, thrown, rejections, logs, sets, dels, writes] = r as unknown[];
+  if (!Array.isArray(r) || r.length !== 8) fail('result');
+  const [ok, thrown, rejections, logs, sets, dels, writes, patches] = r as unknown[];
   if (typeof ok !== 'boolean' || (ok ? thrown !== null : !isThrownInfo(thrown))) fail('status');
   if (!Array.isArray(rejections) || !rejections.every((x) => Array.isArray(x) && typeof x[0] === 'number' && isThrownInfo(x[1]))) fail('rejections');
   if (!Array.isArray(logs) || !logs.every((x) => typeof x === 'string')) fail('logs');
   if (!Array.isArray(sets) || sets.length % 2 !== 0 || !sets.every((x, i) => (i % 2 === 0 ? typeof x === 'string' : x instanceof Uint8Array))) fail('sets');
   if (!Array.isArray(dels) || !dels.every((x) => typeof x === 'string')) fail('dels');
   if (typeof writes !== 'number') fail('writes');
+  if (!Array.isArray(patches) || patches.length % 2 !== 0 || !patches.every((x, i) => (i % 2 === 0 ? typeof x === 'string' : isMsgpackMap(x)))) fail('patches');
   return r as TickResult;
+}
+
+/**
+ * Patch bytes are spliced into frames as they are (codec.ts): they must at least start as a
+ * msgpack map.
+ */
+function isMsgpackMap(x: unknown): boolean {
+  if (!(x instanceof Uint8Array) || x.length === 0) return false;
+  const b = x[0]!;
+  return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf;
+}
+
+/**
+ * The patches of a tick result by record key. A patch for a key the tick did not also set is
+ * never used: the broadcaster looks patches up only for the keys in `sets`.
+ */
+function collectPatches(flat: (string | Uint8Array)[]): Map<string, Uint8Array> {
+  const patches = new Map<string, Uint8Array>();
+  for (let i = 0; i < flat.length; i += 2) patches.set(flat[i] as string, flat[i + 1] as Uint8Array);
+  return patches;
 }
 
 /** An error that came out of the isolate as a host Error (isolated-vm copies name, message, stack). */

@@ -4,11 +4,16 @@
  * the same seat, and leave.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { unpack } from 'msgpackr';
+import { unpack, Unpackr } from 'msgpackr';
 import type { MoonpatchClient } from '../../client/client.ts';
+import { WorldView } from '../../client/world-view.ts';
+import { channels, type BroadcastEvent } from '../../server/ops/events.ts';
+import type { Value } from '../../server/protocol/messages.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
+/** Decodes as the client does (client/client.ts): large integers as numbers. */
+const asClient = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 type ArenaPlayer = { x: number; y: number; name: string; score: number };
 
 describe('playing the arena', () => {
@@ -55,6 +60,57 @@ describe('playing the arena', () => {
     // The world the client rebuilt from deltas equals what Redis holds.
     const rec = (await server.store.readRecords(room)).get(`players/${ann.playerId}`)!;
     expect((unpack(rec) as ArenaPlayer).name).toBe('ann');
+  });
+
+  it("every client's world, rebuilt from snapshots, deltas and field patches, equals the committed state at its tick", async () => {
+    // The room's committed mirror, decoded at every committed tick; each client's view is
+    // compared with it whenever the client applies a frame.
+    const roomState = server.rooms.get(room)!.committed;
+    const committedAt = new Map<number, unknown>();
+    const captureCommitted = () => {
+      const view = new WorldView();
+      const set: Record<string, Value> = {};
+      for (const [k, v] of roomState.records) set[k] = asClient.unpack(v) as Value;
+      view.applySnapshot(roomState.tick, '', set);
+      committedAt.set(roomState.tick, view.world);
+    };
+    let patched = 0;
+    const onBroadcast = (e: unknown) => {
+      patched += (e as BroadcastEvent).patched;
+    };
+    const onCommitted = () => captureCommitted();
+    captureCommitted();
+    channels.tickCommitted.subscribe(onCommitted);
+    channels.broadcast.subscribe(onBroadcast);
+    let compared = 0;
+    const mismatches: string[] = [];
+    const stops = clients.slice(0, 2).map((c) =>
+      c.on('state', ({ tick }) => {
+        const expected = committedAt.get(tick);
+        if (expected === undefined) return;
+        compared++;
+        try {
+          expect(c.world).toStrictEqual(expected);
+        } catch (e) {
+          mismatches.push(`${c.playerId} at tick ${tick}: ${String((e as Error).message)}`);
+        }
+      }),
+    );
+    try {
+      const [ann, ben] = clients as [MoonpatchClient, MoonpatchClient];
+      for (let i = 0; i < 40; i++) {
+        ann.send({ move: [i % 8 < 4 ? 1 : -1, 0.5] });
+        ben.send(i % 5 === 0 ? { boost: true } : { move: [0, i % 6 < 3 ? 1 : -1] });
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      await waitFor(() => compared >= 40, '40 client frames compared');
+    } finally {
+      for (const stop of stops) stop();
+      channels.tickCommitted.unsubscribe(onCommitted);
+      channels.broadcast.unsubscribe(onBroadcast);
+    }
+    expect(mismatches).toEqual([]);
+    expect(patched).toBeGreaterThan(0); // moving players went as field patches
   });
 
   it('a player whose connection drops resumes into the same seat with nothing lost', async () => {

@@ -4,6 +4,9 @@
  * are exactly the ones touched, and nothing but plain data gets in.
  */
 import { describe, expect, it } from 'vitest';
+import { Unpackr } from 'msgpackr';
+import { WorldView } from '../../client/world-view.ts';
+import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 import { JournaledWorld } from '../../server/sandbox/runtime/world.ts';
 
 type W = Record<string, any>;
@@ -176,3 +179,169 @@ describe('only plain data gets in', () => {
     expect(w.players.a.x).toBe(1);
   });
 });
+
+describe('field patches', () => {
+  /**
+   * The patches of the current tick as a client gets them: encoded as the runtime encodes them
+   * (entry.ts writePatches), decoded as the client decodes frames.
+   */
+  function patchesOf(jw: JournaledWorld): Record<string, Record<string, unknown>> {
+    const out: Record<string, Record<string, unknown>> = {};
+    jw.forEachPatch((key, target, fields) => {
+      const writer = new MsgpackWriter();
+      writer.mapHeader(fields.length);
+      for (const f of fields) {
+        writer.str(f);
+        writer.value(target[f]);
+      }
+      out[key] = wire.unpack(writer.copyBytes());
+    });
+    return out;
+  }
+
+  it('a tick that sets a few fields of existing records patches just those fields', () => {
+    const { jw, w } = fresh();
+    jw.beginChanges();
+    w.players.a.x = 5;
+    w.players.a.x = 6;
+    w.players.b.x = 7;
+    w.players.b.inv.push('gem'); // nested: the top-level field goes whole
+    expect(patchesOf(jw)).toEqual({ 'players/a': { x: 6 }, 'players/b': { x: 7, inv: ['gem'] } });
+  });
+
+  it('records created, replaced, deleted, stripped of a field or stored as arrays get no patch', () => {
+    const { jw, w } = fresh();
+    jw.beginChanges();
+    w.players.c = { x: 1 };
+    w.players.c.x = 2; // created this tick: whole, even though a field was then set
+    delete w.players.a.inv;
+    w.players.b = { x: 9 };
+    w.players.b.x = 10;
+    w.list.push(4);
+    expect(patchesOf(jw)).toEqual({});
+    expect([...jw.dirty].sort()).toEqual(['list', 'players/a', 'players/b', 'players/c']);
+  });
+
+  it('a record with more than 16 fields set in one tick goes whole, and the list stops growing', () => {
+    const { jw, w } = fresh();
+    jw.beginChanges();
+    for (let i = 0; i < 40; i++) w.players.a['f' + i] = i;
+    expect(patchesOf(jw)).toEqual({});
+  });
+
+  it('a full rollback forgets the field lists; a savepoint rollback keeps a correct superset', () => {
+    const { jw, w } = fresh();
+    jw.beginChanges();
+    w.players.a.x = 50;
+    jw.rollback(0);
+    expect(patchesOf(jw)).toEqual({});
+    w.players.a.x = 60;
+    const mark = jw.mark();
+    w.players.b.x = 70;
+    jw.rollback(mark);
+    expect(patchesOf(jw)).toEqual({ 'players/a': { x: 60 }, 'players/b': { x: 2 } });
+  });
+
+  it('random ticks: a client view kept by sets, deletions and patches always equals the world (seeded model test)', () => {
+    // The client applies what the runtime would send (whole records for dirty keys without a
+    // patch, deletions, field patches) with the real client code; after every tick its world
+    // must equal the isolate's. Any patch that is not exact against the previous tick's state
+    // shows up as a difference.
+    let seed = 12345;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const jw = openWorld();
+    const w = jw.proxy as W;
+    w.players = {};
+    for (let i = 0; i < 8; i++) w.players['p' + i] = { x: i, y: 0, pos: { x: 0, y: 0 }, inv: [], tag: 'n' };
+    w.items = { i1: { v: 1 } };
+    w.round = 1;
+    w.log = [];
+    jw.forget();
+    const view = new WorldView();
+    view.applySnapshot(0, 'v', recordsOf(jw, allKeys(jw)) as never);
+    jw.beginChanges();
+
+    const ids = () => Object.keys(w.players);
+    const pick = () => {
+      const list = ids();
+      return list.length > 0 ? w.players[list[rnd(list.length)]!] : undefined;
+    };
+    const ops: (() => void)[] = [
+      () => { const p = pick(); if (p) p.x = rnd(100); },
+      () => { const p = pick(); if (p) p.y += 1; },
+      () => { const p = pick(); if (p) p.pos.x = rnd(10); },
+      () => { const p = pick(); if (p) p.inv.push(rnd(5)); },
+      () => { const p = pick(); if (p) p.inv.length = 0; },
+      () => { const p = pick(); if (p) p.extra = rnd(3); },
+      () => { const p = pick(); if (p) delete p.extra; },
+      () => { const p = pick(); if (p) p.tag = undefined; },
+      () => { w.players['p' + rnd(12)] = { x: rnd(9), y: 1, pos: { x: 1, y: 1 }, inv: [1], tag: 't' }; },
+      () => { const list = ids(); if (list.length > 2) delete w.players[list[rnd(list.length)]!]; },
+      () => { w.items = { ['i' + rnd(4)]: { v: rnd(9) } }; },
+      () => { w.round += 1; },
+      () => { w.log.push(rnd(9)); },
+      () => { const p = pick(); if (p) p.pos = { x: rnd(5), y: rnd(5) }; },
+    ];
+    for (let tick = 1; tick <= 3000; tick++) {
+      const n = 1 + rnd(12);
+      for (let i = 0; i < n; i++) {
+        if (rnd(8) === 0) {
+          // An event that fails: its writes are undone to its savepoint.
+          const mark = jw.mark();
+          ops[rnd(ops.length)]!();
+          ops[rnd(ops.length)]!();
+          jw.rollback(mark);
+        } else {
+          ops[rnd(ops.length)]!();
+        }
+      }
+      if (rnd(20) === 0) jw.rollback(0); // the whole tick fails
+      const patch = patchesOf(jw);
+      const dirty = [...jw.dirty];
+      const live = new Set(allKeys(jw));
+      const sets = recordsOf(jw, dirty.filter((k) => live.has(k) && !(k in patch)));
+      const dels = dirty.filter((k) => !live.has(k));
+      view.applyDelta(tick, 'v', sets as never, dels, patch as never);
+      expect(view.world, `tick ${tick}`).toStrictEqual(viaWire(jw.root));
+      jw.forget();
+      jw.beginChanges();
+    }
+  });
+});
+
+/** Every record key of the world: tables, and entries of object tables. */
+function allKeys(jw: JournaledWorld): string[] {
+  const keys: string[] = [];
+  for (const [name, t] of Object.entries(jw.root)) {
+    keys.push(name);
+    if (t && typeof t === 'object' && !Array.isArray(t)) for (const e of Object.keys(t)) keys.push(name + '/' + e);
+  }
+  return keys;
+}
+
+const wire = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/** A value as a client receives it: encoded by the runtime's writer, decoded by msgpackr. */
+function viaWire(v: unknown): unknown {
+  const writer = new MsgpackWriter();
+  writer.value(v);
+  return wire.unpack(writer.copyBytes());
+}
+
+/** Records by key, as the runtime stores them: an object table's own record is the marker {}. */
+function recordsOf(jw: JournaledWorld, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    const slash = key.indexOf('/');
+    if (slash < 0) {
+      const v = jw.root[key];
+      out[key] = v && typeof v === 'object' && !Array.isArray(v) ? {} : viaWire(v);
+    } else {
+      out[key] = viaWire((jw.root[key.slice(0, slash)] as W)[key.slice(slash + 1)]);
+    }
+  }
+  return out;
+}

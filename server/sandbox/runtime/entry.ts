@@ -6,9 +6,11 @@
  * the boundary as two buffer copies however many inputs and changes it carries.
  *
  *   events  = [[kind, playerId, name, seq, data], ...]          kind: 1 join, 2 leave, 3 input
- *   result  = [ok, error|nil, rejections, logs, sets, dels, writes]
+ *   result  = [ok, error|nil, rejections, logs, sets, dels, writes, patches]
  *             rejections = [[eventIndex, error], ...]  (events whose hook threw; undone alone)
  *             sets = [key, recordBytes(bin), key, recordBytes, ...]   dels = [key, ...]
+ *             patches = [key, fieldsBytes(bin), ...]: for some keys of `sets`, a msgpack map of
+ *             just the record's top-level fields this tick set (what players are sent)
  *   records = [key, recordBytes(bin), key, recordBytes, ...]          (load / export)
  */
 import './lockdown.ts';
@@ -146,7 +148,6 @@ export function install(hooks: Hooks): void {
       if (recordExists(key)) sets[sets.length] = key;
       else dels[dels.length] = key;
     });
-    world.dirty.clear();
     out.arrayHeader(sets.length * 2);
     for (let i = 0; i < sets.length; i++) {
       writeRecord(sets[i]!);
@@ -158,6 +159,32 @@ export function install(hooks: Hooks): void {
     }
     out.arrayHeader(dels.length);
     for (let i = 0; i < dels.length; i++) out.str(dels[i]!);
+  }
+
+  /** Encode the field patches of the tick's changed records (see world.ts), then forget them. */
+  function writePatches(): void {
+    const keys: string[] = [];
+    const targets: Record<string, unknown>[] = [];
+    const fieldLists: string[][] = [];
+    world.forEachPatch((key, target, fields) => {
+      keys[keys.length] = key;
+      targets[targets.length] = target;
+      fieldLists[fieldLists.length] = fields;
+    });
+    out.arrayHeader(keys.length * 2);
+    for (let i = 0; i < keys.length; i++) {
+      const target = targets[i]!;
+      const fields = fieldLists[i]!;
+      out.str(keys[i]!);
+      const mark = out.beginBin();
+      out.mapHeader(fields.length);
+      for (let f = 0; f < fields.length; f++) {
+        out.str(fields[f]!);
+        out.value(target[fields[f]!]);
+      }
+      out.endBin(mark);
+    }
+    world.beginChanges();
   }
 
   function recordExists(key: string): boolean {
@@ -181,7 +208,7 @@ export function install(hooks: Hooks): void {
    */
   function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean, migrateFrom = -1, downgradeTo = -1): Uint8Array {
     world.forget();
-    world.dirty.clear();
+    world.beginChanges();
     beginTick(seed, tickNo, nowMs);
     const list = decode(events) as unknown[][];
     const rejections: [number, ThrownInfo][] = [];
@@ -258,7 +285,7 @@ export function install(hooks: Hooks): void {
 
   function encodeResult(failure: ThrownInfo | null, rejections: [number, ThrownInfo][], logs: string[]): Uint8Array {
     out.reset();
-    out.arrayHeader(7);
+    out.arrayHeader(8);
     if (failure !== null) {
       world.rollback(0);
       out.value(false);
@@ -279,10 +306,13 @@ export function install(hooks: Hooks): void {
     if (failure !== null) {
       out.arrayHeader(0);
       out.arrayHeader(0);
+      out.uint(writes);
+      out.arrayHeader(0);
     } else {
       writeChanges();
+      out.uint(writes);
+      writePatches();
     }
-    out.uint(writes);
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
     return out.copyBytes();
   }

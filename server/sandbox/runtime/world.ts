@@ -113,7 +113,26 @@ interface NodeHandler extends ProxyHandler<Obj> {
   record: string;
   /** The target is an array (decided once, not per write). */
   isArray: boolean;
+  /** The target (a record's root value keeps its field list here; see {@link FieldLog}). */
+  target: Obj;
+  /**
+   * Level.Record: the handler of the record's root value, when that value is a plain object
+   * whose writes can be sent as field patches; null when they cannot (an array record).
+   */
+  root: NodeHandler | null;
+  /** Level.Record below the root: the root's field this object sits under. */
+  field: string;
+  /** On a record root: the {@link JournaledWorld.stamp} its `fields` belong to. */
+  stamp: number;
+  /** On a record root: the top-level fields written during tick `stamp` (no repeats). */
+  fields: string[];
 }
+
+/**
+ * A record with more distinct fields written in one tick than this is sent whole: the field
+ * list is searched linearly on every write, and a patch of most of a record saves nothing.
+ */
+const MAX_PATCH_FIELDS = 16;
 
 /**
  * Past this many journal slots after a tick, the journal's storage is dropped instead of kept
@@ -133,8 +152,19 @@ export class JournaledWorld {
    */
   private journal: unknown[] = [];
   private journalEnd = 0;
-  /** Record keys written since the last {@link takeChanges} or {@link rollback}. */
+  /** Record keys written since the last {@link beginChanges} or full {@link rollback}. */
   dirty = new Set<string>();
+  /**
+   * Field patches. Most writes in a game tick change a field or two of a record (a player's
+   * x and y), and the record's other fields need not go to every player again. Each record
+   * root's handler keeps the list of its top-level fields written this tick (`stamp` says
+   * which tick), and `patchable` lists those roots. A record whose change cannot be described
+   * as "these fields now have these values" (created, deleted, replaced, a field deleted, an
+   * array record, too many fields) is in `whole` and is sent whole.
+   */
+  stamp = 1;
+  patchable: NodeHandler[] = [];
+  whole = new Set<string>();
   /**
    * Which world a proxy cached on a target belongs to: a world built by reset() must not hand
    * out the proxies (and handlers) of the world before it.
@@ -159,7 +189,15 @@ export class JournaledWorld {
     this.generation = {};
     this.proxy = this.wrap(root, Level.Root, '', '');
     this.forget();
+    this.beginChanges();
+  }
+
+  /** Start collecting a new tick's changes: no record dirty, no field patch pending. */
+  beginChanges(): void {
     this.dirty.clear();
+    this.whole.clear();
+    this.stamp++;
+    this.patchable.length = 0;
   }
 
   /** A position in the journal to roll back to (a savepoint). */
@@ -181,9 +219,9 @@ export class JournaledWorld {
       else delete target[key];
     }
     this.truncate(mark);
-    // The dirty set may now name records whose value is back to what it was: they will be
-    // re-encoded unchanged, which is harmless. A full rollback empties it.
-    if (mark === 0) this.dirty.clear();
+    // The dirty set (and field lists) may now name records whose value is back to what it
+    // was: they will be re-encoded unchanged, which is harmless. A full rollback empties them.
+    if (mark === 0) this.beginChanges();
   }
 
   /** Forget the journal: the tick is committed. */
@@ -226,7 +264,11 @@ export class JournaledWorld {
 
   // ---- proxies ----
 
-  wrap(target: Obj, level: Level, table: string, record: string): Obj {
+  /**
+   * The proxy of a world object, made on first use. For Level.Record, `parent` is the handler
+   * of the object it was found in (null for a record's root value) and `field` its key there.
+   */
+  wrap(target: Obj, level: Level, table: string, record: string, parent: NodeHandler | null = null, field = ''): Obj {
     const cached = this.cachedProxy(target);
     if (cached) return cached;
     const handler = Object.create(this.traps) as NodeHandler;
@@ -235,6 +277,16 @@ export class JournaledWorld {
     handler.table = table;
     handler.record = record;
     handler.isArray = isArray(target);
+    handler.target = target;
+    if (parent === null) {
+      handler.root = level === Level.Record && !handler.isArray ? handler : null;
+      handler.field = '';
+    } else {
+      handler.root = parent.root;
+      handler.field = parent.root === parent ? field : parent.field;
+    }
+    handler.stamp = 0;
+    handler.fields = [];
     const proxy = new Proxy(target, handler);
     new ProxyRaw(proxy, target);
     const slot = TargetSlot.of(target);
@@ -264,7 +316,43 @@ export class JournaledWorld {
       case Level.Table:
         return this.wrap(child, Level.Record, '', parent.table + '/' + key);
       default:
-        return this.wrap(child, Level.Record, '', parent.record);
+        return this.wrap(child, Level.Record, '', parent.record, parent, key);
+    }
+  }
+
+  // ---- field patches ----
+
+  /** A write to `key` of the object `h` handles, inside a record: note the field it changes. */
+  private noteField(h: NodeHandler, key: string): void {
+    const root = h.root;
+    if (root === null) {
+      this.whole.add(h.record);
+      return;
+    }
+    const field = root === h ? key : h.field;
+    if (root.stamp !== this.stamp) {
+      root.stamp = this.stamp;
+      root.fields = [field];
+      this.patchable[this.patchable.length] = root;
+      return;
+    }
+    const fields = root.fields;
+    for (let i = 0; i < fields.length; i++) if (fields[i] === field) return;
+    if (fields.length >= MAX_PATCH_FIELDS) this.whole.add(h.record);
+    else fields[fields.length] = field;
+  }
+
+  /**
+   * Call `fn(record, target, fields)` for each record whose changes this tick can be sent as a
+   * patch: only fields set (none deleted), the record neither created nor replaced. `target`
+   * is the record's value, `fields` the top-level fields that changed.
+   */
+  forEachPatch(fn: (record: string, target: Obj, fields: string[]) => void): void {
+    const list = this.patchable;
+    for (let i = 0; i < list.length; i++) {
+      const h = list[i]!;
+      if (h.stamp !== this.stamp || this.whole.has(h.record) || !allOwn(h.target, h.fields)) continue;
+      fn(h.record, h.target, h.fields);
     }
   }
 
@@ -286,6 +374,7 @@ export class JournaledWorld {
       this.record(target, key, old, true);
       target[key] = value;
       this.dirty.add(h.record);
+      this.noteField(h, key);
       return;
     }
     if (key === '__proto__') throw new StateValueError('moonpatch: "__proto__" cannot be a key in the world');
@@ -324,12 +413,18 @@ export class JournaledWorld {
     const old = target[key];
     this.record(target, key, old, true);
     delete target[key];
+    // A field deleted from a record's root value cannot be described as a patch of set fields.
+    if (h.level === Level.Record && h.root === h) this.whole.add(h.record);
     this.markDirty(h, key, old, undefined);
   }
 
   private dirtyEntries(table: string, obj: Obj): void {
     const keys = objectKeys(obj);
-    for (let i = 0; i < keys.length; i++) this.dirty.add(table + '/' + keys[i]);
+    for (let i = 0; i < keys.length; i++) {
+      const record = table + '/' + keys[i];
+      this.dirty.add(record);
+      this.whole.add(record);
+    }
   }
 
   private markDirty(h: NodeHandler, key: string, old: unknown, now: unknown): void {
@@ -339,12 +434,18 @@ export class JournaledWorld {
         if (isPlainObject(old)) this.dirtyEntries(key, old);
         if (isPlainObject(now)) this.dirtyEntries(key, now);
         this.dirty.add(key);
+        this.whole.add(key);
         return;
-      case Level.Table:
-        this.dirty.add(h.table + '/' + key);
+      case Level.Table: {
+        // Created, replaced or deleted: sent whole (or as a deletion).
+        const record = h.table + '/' + key;
+        this.dirty.add(record);
+        this.whole.add(record);
         return;
+      }
       default:
         this.dirty.add(h.record);
+        this.noteField(h, key);
     }
   }
 
@@ -402,6 +503,15 @@ export class JournaledWorld {
     }
     return out;
   }
+}
+
+/**
+ * False when a listed field is gone: a field added by an event whose writes were then undone
+ * to its savepoint. Such a record is sent whole (a patch cannot say "absent").
+ */
+function allOwn(target: Obj, fields: string[]): boolean {
+  for (let i = 0; i < fields.length; i++) if (!hasOwn.call(target, fields[i]!)) return false;
+  return true;
 }
 
 function makeTraps(): ProxyHandler<Obj> {

@@ -76,7 +76,7 @@ const START_MS = 1_700_000_000_000;
  * next tick, and one sends an input the arena refuses, so every event kind and the
  * rejection path run too.
  */
-function tickEvents(w: MsgpackWriter, ids: string[], tick: number): Uint8Array {
+export function tickEvents(w: MsgpackWriter, ids: string[], tick: number): Uint8Array {
   const n = ids.length;
   const leaving = tick % 50 === 0 ? (tick / 50) % n : -1;
   const rejoining = tick > 1 && tick % 50 === 1 ? ((tick - 1) / 50) % n : -1;

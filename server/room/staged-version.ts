@@ -88,6 +88,11 @@ export class StagedVersion {
     return this.catchingUp;
   }
 
+  /** Committed changes not yet applied to the staged isolate. */
+  get hasBacklog(): boolean {
+    return this.backlog.size > 0;
+  }
+
   /**
    * Ready to take the next tick: loaded, warmed, and no catch-up still running. The room skips
    * swapping at a tick where a catch-up is still busy rather than wait for it on the tick path.

@@ -137,3 +137,88 @@ describe('the CPU budget', () => {
     }
   });
 });
+
+describe('a staged isolate catching up with committed records (applyRecords)', () => {
+  /** msgpack [key, bin, key, bin, ...] of these records, as the host sends them. */
+  function recordSets(records: [string, unknown][]): Uint8Array {
+    const w = new MsgpackWriter();
+    const inner = new MsgpackWriter();
+    w.arrayHeader(records.length * 2);
+    for (const [k, v] of records) {
+      inner.reset();
+      inner.value(v);
+      const bytes = inner.bytes();
+      w.str(k);
+      w.binHeader(bytes.length);
+      w.raw(bytes);
+    }
+    return w.bytes().slice();
+  }
+  const noDels = (() => {
+    const w = new MsgpackWriter();
+    w.value([]);
+    return w.bytes().slice();
+  })();
+
+  async function exported(sb: GameSandbox): Promise<Map<string, unknown>> {
+    const flat = unpackr.unpack(await sb.exportRecords()) as unknown[];
+    const out = new Map<string, unknown>();
+    for (let i = 0; i < flat.length; i += 2) out.set(flat[i] as string, unpackr.unpack(flat[i + 1] as Uint8Array));
+    return out;
+  }
+
+  it('ends with exactly the committed values and key order, keeps unchanged-shape records in place, and never lets a __proto__ key set a prototype', async () => {
+    const bundle = await game({
+      'main.ts': `
+        let prevA: unknown = null;
+        export function init(world: any) {
+          world.players = { a: { x: 1, pos: { x: 1, y: 2 }, tags: [1, 2] }, b: { x: 2, pos: { x: 0, y: 0 }, tags: [] }, d: { x: 4 } };
+        }
+        export function tick(world: any) {
+          const a = world.players.a;
+          const d = world.players.d;
+          world.seen = {
+            sameA: prevA !== null && a === prevA,
+            dProtoIsObject: Object.getPrototypeOf(d) === Object.prototype,
+            polluted: ({} as any).polluted === undefined ? 'no' : 'yes',
+          };
+          prevA = a;
+        }`,
+    });
+    const sb = await GameSandbox.create(bundle, LIMITS);
+    try {
+      const w = new MsgpackWriter();
+      w.value([]);
+      const noEvents = w.bytes().slice();
+      const call = (tick: number) => ({ events: noEvents, seed: 1, tick, nowMs: 1_700_000_000_000 + tick * 50, dtSeconds: 0.05, runInit: tick === 1 });
+      expect((await sb.tick(call(1))).ok).toBe(true);
+
+      const hostile = JSON.parse('{"__proto__": {"polluted": 1}, "x": 5}') as unknown;
+      const next: [string, unknown][] = [
+        ['players/a', { x: 7, pos: { x: 9, y: 2 }, tags: [3] }], // same keys, same order: assigned in place
+        ['players/b', { pos: { x: 1, y: 1 }, x: 3, tags: [] }], // same keys, another order: replaced
+        ['players/c', { x: 8 }], // new
+        ['players/d', hostile], // a field named __proto__
+      ];
+      await sb.applyRecords(recordSets(next), noDels);
+      // And again over itself, its __proto__ field now of another shape: assigned, not merged.
+      const hostile2 = JSON.parse('{"__proto__": {"polluted": 2, "more": 1}, "x": 6}') as unknown;
+      await sb.applyRecords(recordSets([['players/d', hostile2]]), noDels);
+
+      const world = await exported(sb);
+      for (const [k, v] of next.slice(0, 3)) expect(world.get(k), k).toEqual(v);
+      // (msgpackr renames a decoded "__proto__" key to "__proto_" on this side.)
+      expect(world.get('players/d')).toEqual({ __proto_: { polluted: 2, more: 1 }, x: 6 });
+      expect(Object.keys(world.get('players/b') as object)).toEqual(['pos', 'x', 'tags']);
+
+      const second = await sb.tick(call(2));
+      expect(second.ok).toBe(true);
+      const seenOf = (field: string) => unpackr.unpack((second.ok ? second.sets : []).find(([k]) => k === `seen/${field}`)![1]);
+      expect(seenOf('sameA')).toBe(true);
+      expect(seenOf('dProtoIsObject')).toBe(true);
+      expect(seenOf('polluted')).toBe('no');
+    } finally {
+      sb.dispose();
+    }
+  });
+});

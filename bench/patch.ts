@@ -85,6 +85,9 @@ interface Trial {
   swap_tick_ms: number;
   swap_script_ms: number;
   swap_commit_ms: number;
+  /** CPU the isolate spent on the swap tick, and the room's median CPU per tick, ms. */
+  swap_cpu_ms: number;
+  median_cpu_ms: number;
   swap_records: number;
   /** The new version's first ticks after the swap tick, ms: is it slower than the old one? */
   after_swap_ms: number[];
@@ -135,6 +138,8 @@ async function runTrial(server: Awaited<ReturnType<typeof startServer>>, roomId:
     swap_tick_ms: round(tickMs(swapTick)),
     swap_script_ms: round(swapTick.scriptMs),
     swap_commit_ms: round(swapTick.commitMs),
+    swap_cpu_ms: round(swapTick.cpuMs),
+    median_cpu_ms: round(percentile(ticks.filter((t) => t.tick !== result.tick).map((t) => t.cpuMs), 50)),
     swap_records: swapTick.records,
     after_swap_ms: ticks.filter((t) => t.tick > result.tick && t.tick <= result.tick + 5).map((t) => round(tickMs(t))),
     ticks_ms: normal,

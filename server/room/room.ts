@@ -397,6 +397,10 @@ export class Room {
   private async warmUp(staged: StagedVersion): Promise<void> {
     const fromSchema = this.meta.schema;
     for (let i = 0; i < WARM_UP_RUNS && this.staged === staged; i++) {
+      // Catch up first, so the runs see the world as it is now: values that changed since the
+      // load (an integer field that became fractional) change V8's object shapes, and the
+      // compiled code must have seen those shapes before the swap tick, not during it.
+      await staged.catchUp();
       // The events waiting for the next tick make a realistic warm-up, and a rolled-back
       // run has no effect on anything.
       const events = this.encodeEvents(this.queue.peek());

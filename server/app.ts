@@ -119,6 +119,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   }
   GameSandbox.crashRecorder = (info) => writeCrashRecordSync(crashFile, { ...info, at: Date.now(), node: store.leaseHolder.node });
   await rooms.resumeAll();
+  rooms.startIdleSweep();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();
   log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');

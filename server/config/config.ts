@@ -92,6 +92,20 @@ export interface ServerConfig {
    * @default 2
    */
   quarantineAfterCrashes: number;
+  /**
+   * Rooms this server runs at once (each is an isolate and a 20 Hz tick). A join that would
+   * open one more is refused with ROOM_LIMIT; so is a takeover. Any player can name a new room,
+   * so without a bound a client joining room after room could exhaust the server's memory.
+   * Env MAX_ROOMS. @default 500
+   */
+  maxRooms: number;
+  /**
+   * A room with no seats (nobody seated, nobody within the resume window, no join pending) for
+   * this long is unloaded: checkpointed, stopped and handed back, its state kept in Redis; the
+   * next join opens it again at its last tick. 0 keeps idle rooms running. Env
+   * ROOM_IDLE_UNLOAD_MS. @default 60000
+   */
+  roomIdleUnloadMs: number;
 }
 
 /** Per-game settings from scripts/<game>/game.json. */
@@ -147,6 +161,8 @@ export const DEFAULTS: ServerConfig = {
   leaseMs: 5000,
   takeover: true,
   quarantineAfterCrashes: 2,
+  maxRooms: 500,
+  roomIdleUnloadMs: 60_000,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {
@@ -170,6 +186,8 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('maxConnectionsPerAddress', c.maxConnectionsPerAddress, 1, 1_000_000);
   int('leaseMs', c.leaseMs, 500, 600_000);
   int('quarantineAfterCrashes', c.quarantineAfterCrashes, 1, 1000);
+  int('maxRooms', c.maxRooms, 1, 1_000_000);
+  int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
@@ -213,6 +231,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.PUBLIC_URL) o.publicUrl = env.PUBLIC_URL;
   if (env.LEASE_MS) o.leaseMs = num('LEASE_MS')!;
   if (env.QUARANTINE_AFTER_CRASHES) o.quarantineAfterCrashes = num('QUARANTINE_AFTER_CRASHES')!;
+  if (env.MAX_ROOMS) o.maxRooms = num('MAX_ROOMS')!;
+  if (env.ROOM_IDLE_UNLOAD_MS) o.roomIdleUnloadMs = num('ROOM_IDLE_UNLOAD_MS')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   return makeConfig(o);
 }

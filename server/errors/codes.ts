@@ -23,6 +23,7 @@ export const ErrorCodes = {
   ROOM_FULL: { retry: true, text: 'the room has reached its maxPlayers' },
   RESUME_REJECTED: { retry: false, text: 'the resume token is unknown, expired or wrong: join again' },
   ROOM_UNAVAILABLE: { retry: true, text: 'the room is not running on this server right now' },
+  ROOM_LIMIT: { retry: true, text: 'this server runs as many rooms as its maxRooms; it cannot open another' },
   SEAT_TAKEN_OVER: { retry: false, text: 'the seat was resumed from another connection' },
   AUTH_REQUIRED: { retry: false, text: 'this server needs a signed player token to join' },
   AUTH_INVALID: { retry: false, text: 'the player token is wrong, tampered or expired' },

@@ -1,11 +1,12 @@
 /**
  * The rooms this server runs: opens a room on first use (creating it in Redis if needed, or
- * claiming and resuming it at its last committed tick), routes joins and resumes, and stops
- * every room on shutdown.
+ * claiming and resuming it at its last committed tick), routes joins and resumes, unloads rooms
+ * left idle, bounds how many run at once (maxRooms), and stops every room on shutdown.
  */
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
+import { CloseCodes } from '../errors/codes.ts';
 import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { verifyPlayerToken, type PlayerIdentity } from './player-token.ts';
 import type { JoinMsg } from '../protocol/messages.ts';
@@ -44,6 +45,11 @@ const QUARANTINE_WINDOW_MS = 10 * 60_000;
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
   private readonly opening = new Map<string, Promise<Room>>();
+  /** Rooms being unloaded; opening one again waits for its unload to finish. Never rejects. */
+  private readonly unloading = new Map<string, Promise<void>>();
+  /** When each running room was first seen idle by the sweep (see sweepIdle). */
+  private readonly idleSince = new Map<string, number>();
+  private idleTimer: NodeJS.Timeout | null = null;
   private closing = false;
 
   constructor(
@@ -109,10 +115,69 @@ export class RoomManager {
     if (running) return running;
     let p = this.opening.get(roomId);
     if (!p) {
-      p = this.load(roomId, game).finally(() => this.opening.delete(roomId));
+      // Rooms running, opening and being unloaded all hold an isolate.
+      if (this.rooms.size + this.opening.size + this.unloading.size >= this.config.maxRooms) {
+        throw new MoonpatchError('ROOM_LIMIT', `this server already runs ${this.config.maxRooms} rooms (maxRooms); it cannot open ${roomId}`);
+      }
+      const unloading = this.unloading.get(roomId);
+      p = (unloading ? unloading.then(() => this.load(roomId, game)) : this.load(roomId, game)).finally(() => this.opening.delete(roomId));
       this.opening.set(roomId, p);
     }
     return p;
+  }
+
+  /**
+   * Unload rooms that have been idle (Room.isIdle) for roomIdleUnloadMs, checking a few times
+   * per period. Started with the server; stopped by shutdown.
+   */
+  startIdleSweep(): void {
+    const idleMs = this.config.roomIdleUnloadMs;
+    if (idleMs === 0 || this.idleTimer) return;
+    this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(5000, Math.max(25, Math.floor(idleMs / 4))));
+    this.idleTimer.unref();
+  }
+
+  /** One pass of the idle sweep; returns the rooms it started unloading. */
+  sweepIdle(now = Date.now()): string[] {
+    const due: Room[] = [];
+    for (const room of this.rooms.values()) {
+      if (!room.isIdle) {
+        this.idleSince.delete(room.id);
+        continue;
+      }
+      const since = this.idleSince.get(room.id);
+      if (since === undefined) this.idleSince.set(room.id, now);
+      else if (now - since >= this.config.roomIdleUnloadMs) due.push(room);
+    }
+    for (const room of due) void this.unload(room);
+    return due.map((r) => r.id);
+  }
+
+  /**
+   * Stop an idle room and hand it back, keeping its state in Redis: let the tick in progress
+   * commit, checkpoint (so reopening reads one compact state, not a long log), stop, take it off
+   * the index of rooms to resume, and release its lease. From the moment it leaves `rooms`, a
+   * join for it goes through open(), which waits for this and then loads it again.
+   */
+  private unload(room: Room): Promise<void> {
+    this.rooms.delete(room.id);
+    this.idleSince.delete(room.id);
+    const done = (async () => {
+      const epoch = room.epoch;
+      await room.pauseClock();
+      await room.checkpoint().catch((e: unknown) => this.log.warn({ roomId: room.id, err: e }, 'checkpoint before unloading failed; the commit log still holds every tick'));
+      room.stop(CloseCodes.ROOM_CLOSED, 'room unloaded: idle');
+      try {
+        await this.store.unlist(room.id);
+        if (!(await this.store.release(room.id, epoch))) await this.store.relist(room.id);
+        this.log.info({ roomId: room.id, tick: room.tick, idleMs: this.config.roomIdleUnloadMs }, 'idle room unloaded');
+      } catch (e) {
+        // The lease lapses on its own; a takeover may open the room again, which is harmless.
+        this.log.warn({ roomId: room.id, err: e }, 'could not hand back an unloaded room; its lease will lapse');
+      }
+    })().finally(() => this.unloading.delete(room.id));
+    this.unloading.set(room.id, done);
+    return done;
   }
 
   /** Resume every room recorded in Redis (a starting server brings them all back). */
@@ -122,7 +187,7 @@ export class RoomManager {
         await this.open(id);
       } catch (e) {
         if (e instanceof RoomOwnedElsewhereError) this.log.info({ roomId: id, owner: e.ownerNode }, 'room is owned by another server; not resuming it here');
-        else if (e instanceof MoonpatchError && e.code === 'ROOM_QUARANTINED') this.log.warn({ roomId: id, code: e.code }, e.message);
+        else if (e instanceof MoonpatchError && (e.code === 'ROOM_QUARANTINED' || e.code === 'ROOM_LIMIT')) this.log.warn({ roomId: id, code: e.code }, e.message);
         else this.log.error({ roomId: id, err: e }, 'room could not be resumed');
       }
     }
@@ -274,7 +339,9 @@ export class RoomManager {
   /** Stop every room; connected players are told to reconnect (close 4000). */
   async shutdown(): Promise<void> {
     this.closing = true;
-    await Promise.allSettled([...this.opening.values()]);
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = null;
+    await Promise.allSettled([...this.opening.values(), ...this.unloading.values()]);
     // Let ticks in progress commit first, so nothing a player was acked for is cut off.
     await Promise.all(this.list().map((r) => r.pauseClock()));
     await Promise.allSettled(this.list().map((r) => r.checkpoint()));

@@ -44,7 +44,7 @@ const SWAP_OVERRUN_RETRIES = 2;
  * Rolled-back runs of the swap tick in a staged isolate before it may swap. V8 optimizes a
  * fresh isolate's code over its first calls: the arena with 1,000 players took 66, 39, 28, 22,
  * 21, 17, 18, 14, 10, 12, 13 ms for its first eleven runs against 13-15 ms for the warm old
- * version (tmp experiment, 2026-11-26). With the three runs used before, the swap tick and
+ * version (measured with a scratch script on 2026-11-26). With the three runs used before, the swap tick and
  * the ten ticks after it ran 1.5-2.5x slower than the old version's median.
  */
 const WARM_UP_RUNS = 12;
@@ -242,6 +242,16 @@ export class Room {
 
   get isStopped(): boolean {
     return this.stopped;
+  }
+
+  /**
+   * Nobody to play for: no seat (a disconnected player's seat counts until its resume window
+   * runs out), no join waiting for its tick, no version switch under way, and its commits
+   * landing (a degraded room holds state Redis may not have yet). The room manager unloads a
+   * room that stays idle (RoomManager.sweepIdle).
+   */
+  get isIdle(): boolean {
+    return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && this.staged === null;
   }
 
   get schema(): number {

@@ -9,7 +9,7 @@
  * rooms; beyond that, sweep a sorted set of lease deadlines instead.
  */
 import type { Logger } from 'pino';
-import { RoomOwnedElsewhereError } from '../errors/errors.ts';
+import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import type { RoomStore } from '../state/room-store.ts';
 import type { RoomManager } from './room-manager.ts';
 
@@ -48,6 +48,11 @@ export class OrphanTakeover {
           taken.push(id);
           this.log.warn({ roomId: id }, 'took over a room whose owner stopped renewing its lease');
         } catch (e) {
+          if (e instanceof MoonpatchError && e.code === 'ROOM_LIMIT') {
+            // This server is full: leave the rest of the orphans to servers with room to spare.
+            this.log.warn({ roomId: id, code: e.code }, 'at maxRooms; not taking over orphaned rooms');
+            break;
+          }
           if (!(e instanceof RoomOwnedElsewhereError)) this.log.error({ roomId: id, err: e }, 'could not take over an orphaned room');
         }
       }

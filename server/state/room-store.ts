@@ -322,6 +322,9 @@ export class RoomStore {
     if (!reply) return null;
     if (reply[0] === 0) return { ownedBy: parseHolder(reply[1].toString()), ttlMs: Number(reply[2]) };
     const [, metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
+    // Back on the index of rooms that should be running, if it was unloaded while idle (see
+    // unlist): from here on a takeover or a restart brings it back after a crash.
+    await this.redis.sadd(roomIndexKey(this.prefix), roomId);
     const meta = parseMeta(pairs(metaFlat, (b) => b.toString()));
     const { records, seqs, touched } = replay(stateFlat, seqsFlat, log);
     return { meta, records, seats: pairs(seatsFlat, (b) => b), seqs, uncheckpointed: touched };
@@ -409,8 +412,24 @@ export class RoomStore {
     return v === null ? null : parseHolder(v);
   }
 
+  /** The rooms that should be running somewhere: created, and not unloaded since (see unlist). */
   async listRooms(): Promise<string[]> {
     return this.redis.smembers(roomIndexKey(this.prefix));
+  }
+
+  /**
+   * Take a room off that index (an idle room being unloaded, while this node still holds its
+   * lease): a starting server does not resume it and no takeover opens it; its keys stay, and a
+   * join opens it again (claim puts it back). Not atomic with the release that follows: the
+   * index key has no room hash tag, so one script cannot touch both on Redis Cluster.
+   */
+  async unlist(roomId: string): Promise<void> {
+    await this.redis.srem(roomIndexKey(this.prefix), roomId);
+  }
+
+  /** Put a room back on the index (an unload whose release failed: someone else runs it). */
+  async relist(roomId: string): Promise<void> {
+    await this.redis.sadd(roomIndexKey(this.prefix), roomId);
   }
 
   /** Read the committed meta without claiming (status, tests). */

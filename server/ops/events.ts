@@ -56,6 +56,7 @@ export interface RoomLifecycleEvent {
   what:
     | 'started'
     | 'stopped'
+    | 'unloaded'
     | 'fenced'
     | 'commit-failed'
     | 'commit-recovered'

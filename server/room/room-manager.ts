@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
 import { CloseCodes } from '../errors/codes.ts';
+import { channels, publish } from '../ops/events.ts';
 import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { verifyPlayerToken, type PlayerIdentity } from './player-token.ts';
 import type { JoinMsg } from '../protocol/messages.ts';
@@ -171,6 +172,7 @@ export class RoomManager {
         await this.store.unlist(room.id);
         if (!(await this.store.release(room.id, epoch))) await this.store.relist(room.id);
         this.log.info({ roomId: room.id, tick: room.tick, idleMs: this.config.roomIdleUnloadMs }, 'idle room unloaded');
+        publish(channels.room, { roomId: room.id, game: room.game, version: room.version, what: 'unloaded' });
       } catch (e) {
         // The lease lapses on its own; a takeover may open the room again, which is harmless.
         this.log.warn({ roomId: room.id, err: e }, 'could not hand back an unloaded room; its lease will lapse');

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
-import { channels, type TickCommittedEvent } from '../../server/ops/events.ts';
+import { channels, type RoomLifecycleEvent, type TickCommittedEvent } from '../../server/ops/events.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -54,9 +54,18 @@ describe('idle rooms', () => {
 
   it('an idle room is unloaded, stops ticking and leaves the resume index; the next join opens it where it stopped', async () => {
     const room = 'idle-' + Date.now();
+    const events: string[] = [];
+    const onRoom = (e: unknown) => {
+      if ((e as RoomLifecycleEvent).roomId === room) events.push((e as RoomLifecycleEvent).what);
+    };
+    channels.room.subscribe(onRoom);
     const first = await join(server, room);
     await waitFor(() => worldTicks(first) >= 5, 'a few ticks');
     const { tick: stoppedAt } = await leaveAndAwaitUnload(server, first, room);
+    // Ops see it (metrics count room events by `what`).
+    await waitFor(() => events.includes('unloaded'), 'unloaded event');
+    channels.room.unsubscribe(onRoom);
+    expect(events).toEqual(['started', 'stopped', 'unloaded']);
     const records = await server.store.readRecords(room);
     expect(records.size).toBeGreaterThan(0);
     expect(await server.store.listRooms()).not.toContain(room);

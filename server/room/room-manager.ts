@@ -116,8 +116,10 @@ export class RoomManager {
     if (running) return running;
     let p = this.opening.get(roomId);
     if (!p) {
-      // Rooms running, opening and being unloaded all hold an isolate.
-      if (this.rooms.size + this.opening.size + this.unloading.size >= this.config.maxRooms) {
+      // Rooms running, opening and being unloaded all hold an isolate (this one, if it is
+      // being unloaded, is about to give its own back).
+      const unloadingOthers = this.unloading.size - (this.unloading.has(roomId) ? 1 : 0);
+      if (this.rooms.size + this.opening.size + unloadingOthers >= this.config.maxRooms) {
         throw new MoonpatchError('ROOM_LIMIT', `this server already runs ${this.config.maxRooms} rooms (maxRooms); it cannot open ${roomId}`);
       }
       const unloading = this.unloading.get(roomId);

@@ -44,8 +44,8 @@ const SWAP_OVERRUN_RETRIES = 2;
  * Rolled-back runs of the swap tick in a staged isolate before it may swap. V8 optimizes a
  * fresh isolate's code over its first calls: the arena with 1,000 players took 66, 39, 28, 22,
  * 21, 17, 18, 14, 10, 12, 13 ms for its first eleven runs against 13-15 ms for the warm old
- * version (measured with a scratch script on 2026-11-26). With the three runs used before, the swap tick and
- * the ten ticks after it ran 1.5-2.5x slower than the old version's median.
+ * version (measured with a scratch script on 2026-11-26). With the three runs used before,
+ * the swap tick and the ten ticks after it ran 1.5-2.5x slower than the old version's median.
  */
 const WARM_UP_RUNS = 12;
 
@@ -401,8 +401,8 @@ export class Room {
    * A fresh isolate runs its first calls cold (nothing compiled yet): run the swap tick
    * {@link WARM_UP_RUNS} times off the tick path, each rolled back, so the real one and the
    * ticks after it run warm. A warm-up that fails is not fatal here; the real swap tick
-   * decides. (The staged world is behind the committed one by the ticks since it loaded; for
-   * warming the code that does not matter.)
+   * decides. (Each run catches up first, yet the world may be a tick behind the committed
+   * one by the time it runs; for warming the code that does not matter.)
    */
   private async warmUp(staged: StagedVersion): Promise<void> {
     const fromSchema = this.meta.schema;

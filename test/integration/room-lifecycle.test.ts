@@ -115,7 +115,8 @@ describe('idle rooms', () => {
   it('a join that arrives while the room is being unloaded gets the room back, nothing lost and nothing fenced', async () => {
     const room = 'race-' + Date.now();
     const lines: Record<string, unknown>[] = [];
-    const slow = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', roomIdleUnloadMs: 3_600_000, logLines: lines });
+    // maxRooms 1: the room being unloaded must not count against its own reopening.
+    const slow = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', roomIdleUnloadMs: 3_600_000, maxRooms: 1, logLines: lines });
     try {
       const c = await join(slow, room);
       const seq = c.send({ op: 'add', n: 7 });

@@ -433,7 +433,7 @@ export function install(hooks: Hooks): void {
     return true;
   }
 
-  /** Same own keys in the same order, with nested plain objects of the same shape too. */
+  /** Same own keys in the same order (nested objects are compared as they are assigned). */
   function sameShape(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
     const ka = objectKeys(a);
     const kb = objectKeys(b);

@@ -7,8 +7,8 @@
  *   status                                     every room: game, version, players, tick time
  *   push <version> (--room ID ... | --all | --canary PERCENT) [--game G] [--safe-point [--deadline S]]
  *                                              apply a version; non-zero exit if any room refused
- *   promote <version> [--game G]               push it to every room of the game not on it yet
- *   abort <version> [--game G]                 roll back every room running it (end a canary)
+ *   promote <version> [--game G]               make it the game's target and push it to every room not on it yet
+ *   abort <version> [--game G]                 roll back every room running it (end a canary) and withdraw it
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
  *   history --room ID                          a room's patch history
  *   pin --room ID | unpin --room ID            keep a room on its version (patches skip it: A/B)
@@ -66,7 +66,7 @@ function token(a: Args): string {
   }
 }
 
-async function api(a: Args, method: 'GET' | 'POST', route: string, body?: unknown): Promise<{ status: number; body: any }> {
+async function api(a: Args, method: 'GET' | 'POST' | 'PUT', route: string, body?: unknown): Promise<{ status: number; body: any }> {
   const url = (flag(a, 'url') ?? process.env.MOONPATCH_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8080}`).replace(/\/$/, '');
   let res: Response;
   try {
@@ -217,8 +217,21 @@ async function gameRooms(a: Args): Promise<RoomRow[]> {
   return ((await api(a, 'GET', '/admin/rooms')).body as RoomRow[]).filter((r) => r.game === game && !r.pinned);
 }
 
+/**
+ * Record `n` as the game's target version (or withdraw it): the server patches rooms that are
+ * not running now (unloaded while idle, or on a server that was down) when they open again.
+ */
+async function setGameTarget(a: Args, n: number, withdraw = false): Promise<void> {
+  const game = flag(a, 'game') ?? 'arena';
+  const route = `/admin/games/${encodeURIComponent(game)}/target${withdraw ? '/withdraw' : ''}`;
+  const { status, body } = await api(a, withdraw ? 'POST' : 'PUT', route, { version: n });
+  if (status !== 200) throw new UsageError(`could not ${withdraw ? 'withdraw' : 'set'} ${game}'s target version: ${body.code}: ${body.msg}`);
+  if (!a.flags.has('json')) console.log(withdraw ? `${game}: v${n} withdrawn; target is now ${body.current === null ? 'none' : `v${body.current}`}` : `${game}: target version is now v${n} (rooms not running get it when they open)`);
+}
+
 async function cmdPromote(a: Args): Promise<number> {
   const n = versionArg(a);
+  await setGameTarget(a, n);
   const rooms = (await gameRooms(a)).filter((r) => r.versionNumber !== n).map((r) => r.room);
   if (rooms.length === 0) {
     console.log(`every room is on v${n} already`);
@@ -237,19 +250,27 @@ async function cmdAbort(a: Args): Promise<number> {
     if (!a.flags.has('json')) console.log(outcomeLine(room, body, status));
   }
   if (!a.flags.has('json')) console.log(rooms.length ? `${rooms.length - failed} of ${rooms.length} rooms rolled back from v${n}` : `no room runs v${n}`);
+  await setGameTarget(a, n, true);
   return failed ? 1 : 0;
 }
 
 async function cmdPush(a: Args): Promise<number> {
   const n = versionArg(a);
   let rooms = a.flags.get('room') ?? [];
-  if (a.flags.has('all')) rooms = (await gameRooms(a)).map((r) => r.room);
+  if (a.flags.has('all')) {
+    await setGameTarget(a, n);
+    rooms = (await gameRooms(a)).map((r) => r.room);
+  }
   const canary = flag(a, 'canary');
   if (canary) {
     const percent = Number(canary);
     if (!(percent > 0 && percent <= 100)) throw new UsageError('--canary takes a percentage, 1-100');
     rooms = canaryPick((await gameRooms(a)).filter((r) => r.versionNumber !== n), percent).map((r) => r.room);
     if (!a.flags.has('json')) console.log(`canary: ${rooms.length} rooms (${percent}%): ${rooms.join(', ')}; then \`moonpatch promote ${n}\` or \`moonpatch abort ${n}\``);
+  }
+  if (rooms.length === 0 && a.flags.has('all')) {
+    if (!a.flags.has('json')) console.log(`no room of the game is running; each gets v${n} when it opens`);
+    return 0;
   }
   if (rooms.length === 0) throw new UsageError('name the rooms: --room ID (repeatable), --all or --canary PERCENT');
   return pushTo(a, n, rooms);

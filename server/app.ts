@@ -89,6 +89,9 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           upload: (signed) => patches.upload(signed),
           pin: (roomId, pinned) => rooms.pin(roomId, pinned),
           release: (roomId) => rooms.release(roomId),
+          target: (game) => rooms.target(game),
+          setTarget: (game, version) => rooms.setTarget(game, version),
+          withdrawTarget: (game, version) => rooms.withdrawTarget(game, version),
         },
         config.adminToken,
       )

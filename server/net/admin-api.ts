@@ -11,6 +11,9 @@
  *   GET  /admin/rooms/:id/history           patch history, newest first
  *   POST /admin/rooms/:id/pin      {pinned}         pin a room to its version, or unpin it
  *   POST /admin/patches   {package, signature, publicKey}   upload a signed patch (all servers get it)
+ *   GET  /admin/games/:game/target          the version unpinned rooms of the game should run
+ *   PUT  /admin/games/:game/target {version}        set it (promote): rooms not running now get it when they open
+ *   POST /admin/games/:game/target/withdraw {version}   withdraw a version (abort)
  */
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
@@ -29,6 +32,10 @@ export interface AdminOps {
   release(roomId: string): Promise<unknown>;
   /** Accept a signed patch package (see patch/package.ts). */
   upload(signed: Record<string, unknown>): Promise<unknown>;
+  /** A game's target version (RoomManager.target, setTarget, withdrawTarget). */
+  target(game: string): Promise<unknown>;
+  setTarget(game: string, version: number): Promise<unknown>;
+  withdrawTarget(game: string, version: number): Promise<unknown>;
 }
 
 /** Big enough for a signed patch package (whole script files). */
@@ -63,6 +70,17 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
   if (req.method === 'GET' && parts[1] === 'rooms' && parts.length === 2) return ops.status();
   if (req.method === 'GET' && parts[1] === 'games' && parts.length === 2) return ops.games();
   if (req.method === 'POST' && parts[1] === 'patches' && parts.length === 2) return ops.upload(await readJson(req));
+  if (parts[1] === 'games' && parts[3] === 'target' && (parts.length === 4 || parts.length === 5)) {
+    const game = decodeURIComponent(parts[2]!);
+    if (req.method === 'GET' && parts.length === 4) return ops.target(game);
+    const isSet = req.method === 'PUT' && parts.length === 4;
+    const isWithdraw = req.method === 'POST' && parts[4] === 'withdraw';
+    if (isSet || isWithdraw) {
+      const { version } = await readJson(req);
+      if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
+      return isSet ? ops.setTarget(game, version) : ops.withdrawTarget(game, version);
+    }
+  }
   if (parts[1] === 'rooms' && parts.length === 4) {
     const roomId = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);

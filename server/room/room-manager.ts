@@ -15,7 +15,7 @@ import type { GameRegistry } from '../sandbox/games.ts';
 import { GameSandbox } from '../sandbox/sandbox.ts';
 import { CommittedState } from '../state/committed-state.ts';
 import { isValidRoomId } from '../state/keys.ts';
-import type { RoomStore } from '../state/room-store.ts';
+import type { GameTarget, RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
 import { Room, type RoomSettings, type SeatHandle, type StageOptions } from './room.ts';
 import type { SwapResult } from './staged-version.ts';
@@ -256,7 +256,74 @@ export class RoomManager {
     this.rooms.set(roomId, room);
     room.start();
     this.log.info({ roomId, game: meta.game, version: version.bundle.version, tick: meta.tick, epoch: meta.epoch, seats: claimed.seats.size }, 'room started');
+    void this.bringToTarget(room);
     return room;
+  }
+
+  // ---- game target versions ----
+
+  /** The game's target version (null when none was set). */
+  async target(game: string): Promise<{ game: string } & GameTarget> {
+    this.games_.get(game); // GAME_NOT_FOUND
+    return { game, ...((await this.store.readTarget(game)) ?? { current: null, previous: null, withdrawn: [] }) };
+  }
+
+  /**
+   * Make `versionNumber` the version every unpinned room of `game` should run (a promote, or a
+   * push to all rooms). The rooms running now are patched by whoever promotes; this is for the
+   * rooms that are not running: an idle room unloaded before the promote, or one whose server
+   * was down, is patched to the target when it opens again (see bringToTarget).
+   */
+  async setTarget(game: string, versionNumber: number): Promise<{ game: string } & GameTarget> {
+    this.games_.version(game, versionNumber); // GAME_NOT_FOUND for an unknown game or version
+    const old = await this.store.readTarget(game);
+    const next: GameTarget = {
+      current: versionNumber,
+      previous: old?.current === versionNumber ? old.previous : (old?.current ?? null),
+      withdrawn: (old?.withdrawn ?? []).filter((v) => v !== versionNumber),
+    };
+    await this.store.writeTarget(game, next);
+    this.log.info({ game, target: versionNumber, previous: next.previous }, 'game target version set');
+    return { game, ...next };
+  }
+
+  /**
+   * Withdraw `versionNumber` (an abort): rooms still on it move off it when they open, and if it
+   * was the target, the target goes back to the one before.
+   */
+  async withdrawTarget(game: string, versionNumber: number): Promise<{ game: string } & GameTarget> {
+    this.games_.version(game, versionNumber);
+    const old = (await this.store.readTarget(game)) ?? { current: null, previous: null, withdrawn: [] };
+    const wasTarget = old.current === versionNumber;
+    const next: GameTarget = {
+      current: wasTarget ? old.previous : old.current,
+      previous: wasTarget ? null : old.previous,
+      withdrawn: old.withdrawn.includes(versionNumber) ? old.withdrawn : [...old.withdrawn, versionNumber],
+    };
+    await this.store.writeTarget(game, next);
+    this.log.info({ game, withdrawn: versionNumber, target: next.current }, 'game version withdrawn');
+    return { game, ...next };
+  }
+
+  /**
+   * A room that opens behind its game's target version, or on a withdrawn one, is patched to
+   * the target at once (a live patch like any other: warmed, migrated, verified). Pinned rooms
+   * stay put, and so does a room ahead of the target (a canary).
+   */
+  private async bringToTarget(room: Room): Promise<void> {
+    try {
+      const t = await this.store.readTarget(room.game);
+      const on = room.current?.number;
+      if (!t || t.current === null || on === undefined || on === t.current || room.pinned || room.isStopped) return;
+      if (on > t.current && !t.withdrawn.includes(on)) return;
+      const version = this.games_.version(room.game, t.current);
+      this.log.info({ roomId: room.id, from: on, to: t.current }, "room opened off its game's target version; patching it");
+      const r = await room.stageVersion(version, 'patch');
+      if (r.ok) this.log.info({ roomId: room.id, to: t.current, tick: r.tick }, 'room brought to its target version');
+      else this.log.warn({ roomId: room.id, to: t.current, stage: r.stage, code: r.code, msg: r.message }, 'room could not be brought to its target version');
+    } catch (e) {
+      this.log.warn({ roomId: room.id, err: e }, 'room could not be brought to its target version');
+    }
   }
 
   /**

@@ -40,3 +40,11 @@ export function roomKeys(prefix: string, roomId: string): RoomKeys {
 export function roomIndexKey(prefix: string): string {
   return `${prefix}:rooms`;
 }
+
+/**
+ * String (JSON {current, previous, withdrawn}): the version every unpinned room of a game
+ * should run, set by a promote; see RoomManager.setTarget.
+ */
+export function gameTargetKey(prefix: string, game: string): string {
+  return `${prefix}:game:${game}:target`;
+}

@@ -25,7 +25,7 @@
  */
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { roomIndexKey, roomKeys, type RoomKeys } from './keys.ts';
+import { gameTargetKey, roomIndexKey, roomKeys, type RoomKeys } from './keys.ts';
 import { applyTickDelta } from './tick-delta.ts';
 
 export interface RoomMeta {
@@ -111,6 +111,17 @@ export interface OwnedElsewhere {
 export const DEFAULT_LEASE_MS = 5000;
 
 /** One line of a room's patch history. */
+/**
+ * The version rooms of a game should run: `current` (null: none, each room keeps its own),
+ * the one it replaced, and versions withdrawn after a promote (a room still on one of those is
+ * moved off it when it opens).
+ */
+export interface GameTarget {
+  current: number | null;
+  previous: number | null;
+  withdrawn: number[];
+}
+
 export interface PatchHistoryEntry {
   /** ms since epoch */
   at: number;
@@ -300,6 +311,18 @@ export class RoomStore {
     const created = (await this.redis.mpCreate(k.meta, ...fields)) === 1;
     await this.redis.sadd(roomIndexKey(this.prefix), roomId);
     return created;
+  }
+
+  /** A game's target version (see RoomManager.setTarget), or null when none was set. */
+  async readTarget(game: string): Promise<GameTarget | null> {
+    const raw = await this.redis.get(gameTargetKey(this.prefix, game));
+    if (raw === null) return null;
+    const t = JSON.parse(raw) as GameTarget;
+    return { current: t.current ?? null, previous: t.previous ?? null, withdrawn: Array.isArray(t.withdrawn) ? t.withdrawn : [] };
+  }
+
+  async writeTarget(game: string, target: GameTarget): Promise<void> {
+    await this.redis.set(gameTargetKey(this.prefix, game), JSON.stringify(target));
   }
 
   /** Who this store claims rooms as (set once the server knows its port). */

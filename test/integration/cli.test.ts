@@ -102,8 +102,11 @@ describe('canary, promote, abort', () => {
       expect((await moonpatchAt(url, 'abort', '2', '--game', 'probe')).code).toBe(0);
       expect(onV(2)).toHaveLength(0);
       expect(onV(1)).toHaveLength(4);
+      // Withdrawn for the rooms not running now, too (they move off it when they open).
+      expect(await own.store.readTarget('probe')).toEqual({ current: null, previous: null, withdrawn: [2] });
       expect((await moonpatchAt(url, 'promote', '2', '--game', 'probe')).code).toBe(0);
       expect(onV(2)).toHaveLength(4);
+      expect(await own.store.readTarget('probe')).toEqual({ current: 2, previous: null, withdrawn: [] });
     } finally {
       await own.close();
     }

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
 import { channels, type RoomLifecycleEvent, type TickCommittedEvent } from '../../server/ops/events.ts';
-import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 
@@ -199,5 +199,102 @@ describe('maxRooms', () => {
     expect(server.rooms.get(`${base}-c`)).toBeDefined();
     c.leave();
     b.leave();
+  });
+});
+
+describe("a game's target version", () => {
+  const TOKEN = 'target-admin-token-0123456789';
+  let server: Server;
+  beforeAll(async () => {
+    server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', roomIdleUnloadMs: 300, adminToken: TOKEN });
+  });
+  afterAll(async () => server?.close());
+
+  async function admin(method: string, route: string, body?: unknown, token = TOKEN): Promise<{ status: number; body: any }> {
+    const res = await fetch(`http://127.0.0.1:${server.port}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  /** Open a room, let `prepare` act on it, then leave and wait until it is unloaded. */
+  async function dormantRoom(room: string, prepare: () => Promise<void> = async () => {}): Promise<void> {
+    const c = await join(server, room);
+    await prepare();
+    await leaveAndAwaitUnload(server, c, room);
+  }
+
+  const versionOf = (room: string) => server.rooms.get(room)?.current?.number;
+
+  it('rooms unloaded before a promote open on the target version; pinned rooms and rooms ahead of it stay', async () => {
+    const base = 'target-' + Date.now();
+    await dormantRoom(`${base}-behind`);
+    await dormantRoom(`${base}-pinned`, async () => {
+      expect((await admin('POST', `/admin/rooms/${base}-pinned/pin`, { pinned: true })).status).toBe(200);
+    });
+    await dormantRoom(`${base}-ahead`, async () => {
+      expect((await server.rooms.applyVersion(`${base}-ahead`, 2)).ok).toBe(true);
+    });
+
+    // Target v1 (the base): a room on v2 is ahead of it, a canary, and keeps its version.
+    expect((await admin('PUT', '/admin/games/probe/target', { version: 1 })).body).toMatchObject({ current: 1 });
+    const ahead = await join(server, `${base}-ahead`);
+    const t0 = ahead.tick;
+    await waitFor(() => ahead.tick > t0 + 10, 'ahead room ticking');
+    expect(versionOf(`${base}-ahead`)).toBe(2);
+    ahead.leave();
+
+    const set = await admin('PUT', '/admin/games/probe/target', { version: 2 });
+    expect(set.status).toBe(200);
+    expect(set.body).toMatchObject({ game: 'probe', current: 2, previous: 1, withdrawn: [] });
+    expect((await admin('GET', '/admin/games/probe/target')).body).toMatchObject({ current: 2 });
+
+    // Behind the target: patched to it as it opens, migration included (v2 renames sum to score).
+    const behind = await join(server, `${base}-behind`);
+    await waitFor(() => versionOf(`${base}-behind`) === 2, 'behind room patched to v2');
+    await waitFor(() => (behind.world.players as Record<string, { score?: number }>)[behind.playerId]?.score !== undefined, 'migrated state reached the player');
+    const history = await server.rooms.history(`${base}-behind`);
+    expect(history[0]).toMatchObject({ kind: 'applied' });
+    behind.leave();
+
+    // Pinned: stays on its version.
+    const pinned = await join(server, `${base}-pinned`);
+    const t1 = pinned.tick;
+    await waitFor(() => pinned.tick > t1 + 10, 'pinned room ticking');
+    expect(versionOf(`${base}-pinned`)).toBe(1);
+    pinned.leave();
+  });
+
+  it('withdrawing the target sends it back to the one before, and a room still on the withdrawn version moves off it when it opens', async () => {
+    const room = 'withdrawn-' + Date.now();
+    expect((await admin('PUT', '/admin/games/probe/target', { version: 1 })).status).toBe(200);
+    expect((await admin('PUT', '/admin/games/probe/target', { version: 2 })).status).toBe(200);
+    // A new room is created on the base version and brought to the target as it opens.
+    await dormantRoom(room, async () => {
+      await waitFor(() => versionOf(room) === 2, 'new room brought to the target, v2');
+    });
+    const w = await admin('POST', '/admin/games/probe/target/withdraw', { version: 2 });
+    expect(w.status).toBe(200);
+    expect(w.body).toMatchObject({ current: 1, withdrawn: [2] });
+    const c = await join(server, room);
+    // v2 -> v1 crosses the schema back: the patch's downgrade runs in the swap tick.
+    await waitFor(() => versionOf(room) === 1, 'moved off the withdrawn version');
+    c.leave();
+  });
+
+  it('bad target requests are refused with a stable code and change nothing', async () => {
+    const before = (await admin('GET', '/admin/games/probe/target')).body;
+    const unknownVersion = await admin('PUT', '/admin/games/probe/target', { version: 99 });
+    expect([unknownVersion.status, unknownVersion.body.code]).toEqual([404, 'GAME_NOT_FOUND']);
+    const unknownGame = await admin('PUT', '/admin/games/no-such-game/target', { version: 1 });
+    expect([unknownGame.status, unknownGame.body.code]).toEqual([404, 'GAME_NOT_FOUND']);
+    for (const version of ['2', 0, -1, 1.5, null]) {
+      const bad = await admin('PUT', '/admin/games/probe/target', { version });
+      expect([bad.status, bad.body.code], String(version)).toEqual([400, 'BAD_FIELD']);
+    }
+    expect((await admin('PUT', '/admin/games/probe/target', { version: 1 }, 'wrong-token')).status).toBe(401);
+    expect((await admin('GET', '/admin/games/probe/target')).body).toEqual(before);
   });
 });

@@ -203,10 +203,14 @@ export class RoomManager {
     if (!meta) {
       if (!gameName) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}, and no game given to create it`);
       const game = this.games_.get(gameName);
+      // A new room starts on the game's target version when one is set (its init builds that
+      // version's world), not on the base scripts it would be patched away from at once.
+      const target = await this.store.readTarget(gameName);
+      const start = target?.current ? (game.versions.find((v) => v.number === target.current) ?? game.versions[0]!) : game.versions[0]!;
       await this.store.create(roomId, {
         game: gameName,
-        version: game.bundle.version,
-        schema: game.manifest.schema,
+        version: start.bundle.version,
+        schema: start.schema,
         seed: randomInt(0, 2 ** 32 - 1),
         createdAt: Date.now(),
         tickHz: game.manifest.tickHz,

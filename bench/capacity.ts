@@ -37,6 +37,8 @@
  * everyone in one room (the arena allows 2,000 seats; this raises that to the largest step).
  *
  * --quick: a smoke check of a few seconds (steps 50,100, 2 s holds, 200-player overhead run).
+ * A --quick, --no-overhead or --no-capacity run writes bench/results/capacity-partial.json (not
+ * committed), so a smoke or profiling run never replaces the figures of a full one.
  */
 import { fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -437,7 +439,9 @@ async function main(): Promise<void> {
       'max_players_20hz is the largest step that passed; the steps above it are listed with the checks they failed.',
     measured_at: new Date().toISOString(),
   };
-  const file = writeResult('capacity', result);
+  // Only a run of both parts at full length is "the" capacity figure; a smoke or one-part run
+  // (e.g. profiling one step) goes to a file of its own instead of overwriting it.
+  const file = writeResult(QUICK || !RUN_OVERHEAD || !RUN_CAPACITY ? 'capacity-partial' : 'capacity', result);
   console.log(`max_players_20hz ${result.max_players_20hz ?? '-'}${firstFail ? ` (${firstFail.players} failed: ${firstFail.failed_checks.join(', ')})` : ''}, sandbox_overhead_ratio ${result.sandbox_overhead_ratio ?? '-'}`);
   console.log(`capacity bench: wrote ${file}`);
 }

@@ -28,6 +28,7 @@ import { InputQueue, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
 import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
 import { StagedVersion, type SwapResult } from './staged-version.ts';
+import { runSwapTick } from './swap-tick.ts';
 import { TickClock } from './tick-clock.ts';
 import type { GameVersion } from '../patch/versions.ts';
 
@@ -38,8 +39,6 @@ export interface StageOptions {
   deadlineMs?: number;
 }
 
-/** Swap ticks that overran the CPU budget and are tried again before a patch is refused. */
-const SWAP_OVERRUN_RETRIES = 2;
 /**
  * Rolled-back runs of the swap tick in a staged isolate before it may swap. V8 optimizes a
  * fresh isolate's code over its first calls: the arena with 1,000 players took 66, 39, 28, 22,
@@ -445,93 +444,26 @@ export class Room {
     return staged;
   }
 
-  /** Run this tick on the staged version; null when it failed (and the staging was dropped). */
-  private async trySwapTick(staged: StagedVersion, call: Parameters<GameSandbox['tick']>[0], tick: number): Promise<TickOutcome | null> {
-    await staged.catchUp();
-    const fromSchema = this.meta.schema;
-    const migrating = staged.version.schema !== fromSchema;
-    const outcome = await staged.sandbox.tick({
-      ...call,
-      migrateFrom: migrating ? fromSchema : undefined,
-      budgetMs: this.settings.cpuBudgetMs + (migrating ? this.settings.migrationBudgetMs : 0),
-    });
-    if (outcome.ok) return outcome;
-    // An overrun can be the machine's fault (a busy core stretches the first ticks of a fresh
-    // isolate) rather than the patch's: undo it, let the old version take this tick, and try
-    // the swap again at the next ones. A patch that really loops overruns every time.
-    if (outcome.code === 'CPU_BUDGET_EXCEEDED' && staged.overruns < SWAP_OVERRUN_RETRIES) {
-      staged.overruns++;
-      const undone = await staged.sandbox.rollback().then(() => true, () => false);
-      if (undone) {
-        this.log.warn({ roomId: this.id, tick, version: this.version, toVersion: staged.version.bundle.version, attempt: staged.overruns }, 'swap tick overran its budget; the old version runs this tick and the swap is tried again');
-        return null;
-      }
-    }
-    const inMigration = outcome.thrown?.name.startsWith('migration: ') ?? false;
-    this.log.warn(
-      { roomId: this.id, tick, version: this.version, toVersion: staged.version.bundle.version, code: outcome.code, err: outcome.thrown ?? undefined },
-      'patch refused at the swap tick; the room stays on its version',
-    );
-    this.dropStaged({
-      ok: false,
+  /**
+   * Run this tick on the staged version (see swap-tick.ts); null when the current version must
+   * run it instead: the staging was refused (and is dropped here) or it will try again later.
+   */
+  private async trySwap(staged: StagedVersion, call: TickCall, tick: number): Promise<TickOutcome | null> {
+    const result = await runSwapTick(staged, call, tick, {
       roomId: this.id,
-      stage: inMigration ? 'migrate' : 'tick',
-      code: outcome.thrown?.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : outcome.code,
-      message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code,
-      stack: outcome.thrown?.stack,
+      version: this.version,
+      fromSchema: this.meta.schema,
+      current: this.sandbox,
+      committed: this.committed,
+      tickBudgetMs: this.settings.cpuBudgetMs,
+      migrationBudgetMs: this.settings.migrationBudgetMs,
+      log: this.log,
     });
-    return null;
-  }
-
-  /**
-   * The swap tick of a rollback by replay: the old version, replayed up to the last committed
-   * tick, runs this tick; the commit carries the difference between the world as committed and
-   * the replayed one, then the tick's own changes. Any failure drops the staging: the room
-   * stays on its version, and this tick runs there.
-   */
-  private async tryReplaySwapTick(staged: StagedVersion, call: TickCall, tick: number): Promise<TickOutcome | null> {
-    const replay = staged.replay!;
-    try {
-      await staged.catchUp();
-    } catch (e) {
-      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: `replay failed: ${(e as Error).message}` });
+    if ('refusal' in result) {
+      this.dropStaged(result.refusal);
       return null;
     }
-    if (replay.replayedTo !== this.committed.tick) {
-      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: `replay reached tick ${replay.replayedTo}, not ${this.committed.tick}` });
-      return null;
-    }
-    const outcome = await staged.sandbox.tick(call);
-    if (!outcome.ok) {
-      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: outcome.code, message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code, stack: outcome.thrown?.stack });
-      return null;
-    }
-    const diff = replay.diffFrom(this.committed.records);
-    staged.note = ` (replayed ${replay.point.ticks.length} ticks on the old version${replay.failedTicks ? `, ${replay.failedTicks} of them failed there and were skipped` : ''})`;
-    return { ...outcome, ...mergeChanges([diff, outcome]), writes: outcome.writes + diff.sets.length + diff.dels.length };
-  }
-
-  /**
-   * The swap tick of a rollback to an older schema: the CURRENT isolate runs its downgrade
-   * (journaled), the staged older version receives the downgraded records and runs the tick.
-   * The commit carries both. Any failure undoes the downgrade and drops the staging.
-   */
-  private async tryDowngradeSwapTick(staged: StagedVersion, call: Parameters<GameSandbox['tick']>[0], tick: number): Promise<TickOutcome | null> {
-    const down = await this.sandbox.tick({ ...call, downgradeTo: staged.version.schema, budgetMs: this.settings.cpuBudgetMs + this.settings.migrationBudgetMs });
-    if (!down.ok) {
-      this.dropStaged({ ok: false, roomId: this.id, stage: 'downgrade', code: down.thrown?.code ?? down.code, message: down.thrown ? down.thrown.message : down.code, stack: down.thrown?.stack });
-      return null;
-    }
-    staged.noteCommitted(down.sets, down.dels);
-    await staged.catchUp();
-    const outcome = await staged.sandbox.tick(call);
-    if (!outcome.ok) {
-      await this.sandbox.rollback();
-      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: outcome.code, message: outcome.thrown ? `${outcome.thrown.name}: ${outcome.thrown.message}` : outcome.code, stack: outcome.thrown?.stack });
-      return null;
-    }
-    // One commit: the downgrade's records, then the tick's on top.
-    return { ...outcome, ...mergeChanges([down, outcome]), writes: outcome.writes + down.writes };
+    return result.outcome;
   }
 
   private dropStaged(result: SwapResult): void {
@@ -736,13 +668,7 @@ export class Room {
     // A staged version takes this tick if it can; otherwise the current version runs it.
     let swap = this.swapCandidate(call.runInit);
     if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
-    const swapOutcome = !swap
-      ? null
-      : swap.replay
-        ? await this.tryReplaySwapTick(swap, call, tick)
-        : swap.downgrade
-          ? await this.tryDowngradeSwapTick(swap, call, tick)
-          : await this.trySwapTick(swap, call, tick);
+    const swapOutcome = swap ? await this.trySwap(swap, call, tick) : null;
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();
     if (this.stopped) return;
@@ -1083,25 +1009,4 @@ export class Room {
   private writeScriptLogs(tick: number, lines: string[]): void {
     for (const line of lines) this.log.info({ roomId: this.id, tick, version: this.version, script: true }, line);
   }
-}
-
-/**
- * Several changes to records, later ones winning, as one set of sets and deletes. Without field
- * patches: a tick's patches describe changes from the world that tick started with, which is
- * not what players have when earlier changes are merged in front of it, so every record goes
- * whole.
- */
-function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[]; dels: readonly string[] }[]): { sets: [string, Uint8Array][]; dels: string[]; patches: Map<string, Uint8Array> } {
-  const merged = new Map<string, Uint8Array | null>();
-  for (const c of changes) {
-    for (const [k, v] of c.sets) merged.set(k, v);
-    for (const k of c.dels) merged.set(k, null);
-  }
-  const sets: [string, Uint8Array][] = [];
-  const dels: string[] = [];
-  for (const [k, v] of merged) {
-    if (v) sets.push([k, v]);
-    else dels.push(k);
-  }
-  return { sets, dels, patches: new Map() };
 }

@@ -5,7 +5,7 @@
  * While it waits, every commit's changes go to its backlog (latest value per record), so at
  * the swap tick it catches up with a call proportional to what changed since it was loaded,
  * not to the size of the world. The swap tick itself (migration + validation + the tick) runs
- * in the staged isolate; see Room.runTick.
+ * in the staged isolate; see swap-tick.ts.
  */
 import type { Replayer } from './replay.ts';
 import type { GameVersion } from '../patch/versions.ts';
@@ -42,7 +42,7 @@ export class StagedVersion {
   /** Committed changes since the staged world was loaded: key -> bytes, or null for deleted. */
   private readonly backlog = new Map<string, Uint8Array | null>();
   ready = false;
-  /** Swap ticks of this version that overran the CPU budget so far (see Room.trySwapTick). */
+  /** Swap ticks of this version that overran the CPU budget so far (see swap-tick.ts). */
   overruns = 0;
   /**
    * A rollback by replay (see replay.ts): the staged world started at the swap point and

@@ -93,7 +93,7 @@ export class Broadcaster {
       if (sub.missed) {
         for (const k of this.pending.keys()) sub.missed.add(k);
         if (buffered > this.limits.softLimitBytes) continue;
-        const frame = sub.missed.size * 2 > this.state.records.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed);
+        const frame = sub.missed.size * 2 > this.state.records.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed).frame;
         sub.missed = null;
         link.send(frame);
         stats.bytes += frame.length;
@@ -107,8 +107,9 @@ export class Broadcaster {
         continue;
       }
       if (!shared) {
-        shared = this.deltaFrame(version, this.pending.keys(), this.pending);
-        stats.patched = this.lastPatched;
+        const delta = this.deltaFrame(version, this.pending.keys(), this.pending);
+        shared = delta.frame;
+        stats.patched = delta.patched;
       }
       link.send(shared);
       stats.bytes += shared.length;
@@ -123,10 +124,8 @@ export class Broadcaster {
     return encodeRecordsFrame('snap', s.tick, version, s.records, s.records.size, [], this.writer);
   }
 
-  /** How many records the last {@link deltaFrame} sent as patches. */
-  private lastPatched = 0;
-
-  private deltaFrame(version: string, keys: Iterable<string>, patchesByKey?: ReadonlyMap<string, Uint8Array | null>): Uint8Array {
+  /** A delta of `keys` from the mirror, with field patches where `patchesByKey` has them; `patched` counts those. */
+  private deltaFrame(version: string, keys: Iterable<string>, patchesByKey?: ReadonlyMap<string, Uint8Array | null>): { frame: Uint8Array; patched: number } {
     const records = this.state.records;
     const sets: [string, Uint8Array][] = [];
     const dels: string[] = [];
@@ -141,7 +140,6 @@ export class Broadcaster {
       if (patch) patches.push([k, patch]);
       else sets.push([k, v]);
     }
-    this.lastPatched = patches.length;
-    return encodeRecordsFrame('delta', this.state.tick, version, sets, sets.length, dels, this.writer, patches);
+    return { frame: encodeRecordsFrame('delta', this.state.tick, version, sets, sets.length, dels, this.writer, patches), patched: patches.length };
   }
 }

@@ -187,15 +187,15 @@ describe('field patches', () => {
    */
   function patchesOf(jw: JournaledWorld): Record<string, Record<string, unknown>> {
     const out: Record<string, Record<string, unknown>> = {};
-    jw.forEachPatch((key, target, fields) => {
+    for (const { record, target, fields } of jw.patchRecords()) {
       const writer = new MsgpackWriter();
       writer.mapHeader(fields.length);
       for (const f of fields) {
         writer.str(f);
         writer.value(target[f]);
       }
-      out[key] = wire.unpack(writer.copyBytes());
-    });
+      out[record] = wire.unpack(writer.copyBytes());
+    }
     return out;
   }
 

@@ -164,19 +164,11 @@ export function install(hooks: Hooks): void {
 
   /** Encode the field patches of the tick's changed records (see world.ts), then forget them. */
   function writePatches(): void {
-    const keys: string[] = [];
-    const targets: Record<string, unknown>[] = [];
-    const fieldLists: string[][] = [];
-    world.forEachPatch((key, target, fields) => {
-      keys[keys.length] = key;
-      targets[targets.length] = target;
-      fieldLists[fieldLists.length] = fields;
-    });
-    out.arrayHeader(keys.length * 2);
-    for (let i = 0; i < keys.length; i++) {
-      const target = targets[i]!;
-      const fields = fieldLists[i]!;
-      out.str(keys[i]!);
+    const records = world.patchRecords();
+    out.arrayHeader(records.length * 2);
+    for (let i = 0; i < records.length; i++) {
+      const { record, target, fields } = records[i]!;
+      out.str(record);
       const mark = out.beginBin();
       out.mapHeader(fields.length);
       for (let f = 0; f < fields.length; f++) {
@@ -418,9 +410,9 @@ export function install(hooks: Hooks): void {
    * same keys in the same order (nested plain objects likewise); false, with nothing changed,
    * when they are not. Why in place: a staged version catches up with every tick's changes
    * (applyRecords), and a record replaced by a new object loses the proxy cached on it and the
-   * object shape the compiled code expects, so the swap tick re-created 1,000 proxies and ran
-   * partly deoptimized (1.5-2x a warm tick). Same key order, because iteration order is part of
-   * the state: a replay must see the world exactly as the version that ran it.
+   * object shape the warm-up compiled against, so the swap tick re-created a proxy per changed
+   * record. Same key order, because iteration order is part of the state: a replay must see the
+   * world exactly as the version that ran it.
    */
   function assignInPlace(current: unknown, next: unknown): boolean {
     if (!isPlainObject(current) || !isPlainObject(next) || !sameShape(current, next)) return false;

@@ -113,7 +113,7 @@ interface NodeHandler extends ProxyHandler<Obj> {
   record: string;
   /** The target is an array (decided once, not per write). */
   isArray: boolean;
-  /** The target (a record's root value keeps its field list here; see {@link FieldLog}). */
+  /** The target (on a record root, the record's value: what a field patch reads). */
   target: Obj;
   /**
    * Level.Record: the handler of the record's root value, when that value is a plain object
@@ -126,6 +126,13 @@ interface NodeHandler extends ProxyHandler<Obj> {
   stamp: number;
   /** On a record root: the top-level fields written during tick `stamp` (no repeats). */
   fields: string[];
+}
+
+/** A record changed this tick in a few of its top-level fields (see JournaledWorld.patchRecords). */
+export interface PatchableRecord {
+  readonly record: string;
+  readonly target: Obj;
+  readonly fields: string[];
 }
 
 /**
@@ -343,18 +350,23 @@ export class JournaledWorld {
   }
 
   /**
-   * Call `fn(record, target, fields)` for each record whose changes this tick can be sent as a
-   * patch: only fields set (none deleted), the record neither created nor replaced. `target`
-   * is the record's value, `fields` the top-level fields that changed.
+   * The records whose changes this tick can be sent as a patch: only fields set (none deleted),
+   * the record neither created nor replaced. `target` is the record's value, `fields` the
+   * top-level fields that changed. The list is reused: read it before the next call.
    */
-  forEachPatch(fn: (record: string, target: Obj, fields: string[]) => void): void {
+  patchRecords(): readonly PatchableRecord[] {
+    const out = this.patchOut;
+    out.length = 0;
     const list = this.patchable;
     for (let i = 0; i < list.length; i++) {
       const h = list[i]!;
       if (h.stamp !== this.stamp || this.whole.has(h.record) || !allOwn(h.target, h.fields)) continue;
-      fn(h.record, h.target, h.fields);
+      out[out.length] = h;
     }
+    return out;
   }
+
+  private readonly patchOut: PatchableRecord[] = [];
 
   // ---- writes ----
 

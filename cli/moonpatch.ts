@@ -13,6 +13,8 @@
  *   history --room ID                          a room's patch history
  *   pin --room ID | unpin --room ID            keep a room on its version (patches skip it: A/B)
  *   release --room ID                          let a quarantined room run again (it aborted servers)
+ *   create --room ID [--game G]                create a room (the way to make rooms with ROOM_CREATION=admin)
+ *   delete --room ID --yes                     delete a room for good: its world, seats and history
  *   status --by-version                        rooms, players and tick time per version (A/B)
  *   keygen [--out FILE]                        make an ed25519 signing key (default .data/patch-signing-key.pem)
  *   upload <patch-folder> [--key FILE] [--game G]   sign a patch and send it to the servers
@@ -66,7 +68,7 @@ function token(a: Args): string {
   }
 }
 
-async function api(a: Args, method: 'GET' | 'POST' | 'PUT', route: string, body?: unknown): Promise<{ status: number; body: any }> {
+async function api(a: Args, method: 'GET' | 'POST' | 'PUT' | 'DELETE', route: string, body?: unknown): Promise<{ status: number; body: any }> {
   const url = (flag(a, 'url') ?? process.env.MOONPATCH_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8080}`).replace(/\/$/, '');
   let res: Response;
   try {
@@ -155,6 +157,25 @@ async function cmdRelease(a: Args): Promise<number> {
     console.log(status === 200 ? `${room}: released from quarantine${body.running ? ', running again' : ', but it did not start (see the server log)'}` : `${body.code}: ${body.msg}`),
   );
   return status === 200 && body.running ? 0 : 1;
+}
+
+async function cmdCreate(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  const game = flag(a, 'game');
+  const { status, body } = await api(a, 'POST', '/admin/rooms', game ? { room, game } : { room });
+  print(a, body, () => console.log(status === 200 ? `${room}: created (${body.game} v${body.versionNumber}); it starts when a player joins` : `${room}: ${body.code}: ${body.msg}`));
+  return status === 200 ? 0 : 1;
+}
+
+async function cmdDelete(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  // Deleting cannot be undone: ask for it in so many words rather than prompting (scripts run this too).
+  if (!a.flags.has('yes')) throw new UsageError(`this deletes ${room}'s world, seats and patch history for good, and closes its players; add --yes to do it`);
+  const { status, body } = await api(a, 'DELETE', `/admin/rooms/${encodeURIComponent(room)}`);
+  print(a, body, () => console.log(status === 200 ? `${room}: deleted${body.wasRunningHere ? ' (its players were closed with 4007)' : ''}` : `${room}: ${body.code}: ${body.msg}`));
+  return status === 200 ? 0 : 1;
 }
 
 async function cmdStatus(a: Args): Promise<number> {
@@ -364,6 +385,8 @@ const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   pin: (a) => cmdPin(a, true),
   unpin: (a) => cmdPin(a, false),
   release: cmdRelease,
+  create: cmdCreate,
+  delete: cmdDelete,
   upload: cmdUpload,
   validate: cmdValidate,
   status: cmdStatus,
@@ -379,7 +402,7 @@ async function main(): Promise<number> {
   const a = parse(process.argv.slice(2));
   const cmd = COMMANDS[a._[0] ?? ''];
   if (!cmd) {
-    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|keygen|upload ... (see cli/moonpatch.ts)');
+    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|pin|unpin|release|create|delete|keygen|upload ... (see cli/moonpatch.ts)');
     return 2;
   }
   try {

@@ -92,6 +92,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           target: (game) => rooms.target(game),
           setTarget: (game, version) => rooms.setTarget(game, version),
           withdrawTarget: (game, version) => rooms.withdrawTarget(game, version),
+          createRoom: (roomId, game) => rooms.createRoom(roomId, game),
+          deleteRoom: (roomId) => rooms.deleteRoom(roomId),
         },
         config.adminToken,
       )

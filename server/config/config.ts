@@ -106,6 +106,21 @@ export interface ServerConfig {
    * ROOM_IDLE_UNLOAD_MS. @default 60000
    */
   roomIdleUnloadMs: number;
+  /**
+   * Who may create a room. 'open': a join naming a room that does not exist creates it (any
+   * player can, so every room id anyone ever joined stays in Redis unless roomExpireMs is set).
+   * 'admin': only the admin API creates rooms (POST /admin/rooms, `moonpatch rooms create`); a
+   * join to a room that does not exist is refused with ROOM_NOT_FOUND and writes nothing.
+   * Env ROOM_CREATION. @default 'open'
+   */
+  roomCreation: 'open' | 'admin';
+  /**
+   * An unloaded room's keys expire from Redis this long after its unload, unless it is opened
+   * again before: its world, seats and history are gone, and a join creates a new room under
+   * the same id. 0 keeps unloaded rooms forever (persistent worlds). Env ROOM_EXPIRE_MS.
+   * @default 0
+   */
+  roomExpireMs: number;
 }
 
 /** Per-game settings from scripts/<game>/game.json. */
@@ -163,6 +178,8 @@ export const DEFAULTS: ServerConfig = {
   quarantineAfterCrashes: 2,
   maxRooms: 500,
   roomIdleUnloadMs: 60_000,
+  roomCreation: 'open',
+  roomExpireMs: 0,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {
@@ -188,6 +205,9 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('quarantineAfterCrashes', c.quarantineAfterCrashes, 1, 1000);
   int('maxRooms', c.maxRooms, 1, 1_000_000);
   int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
+  // Redis keeps a TTL in ms as a 64-bit integer; a year is plenty for "forget abandoned rooms".
+  int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
+  if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
   if (c.broadcastHardLimitBytes <= c.broadcastSoftLimitBytes) {
@@ -233,6 +253,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.QUARANTINE_AFTER_CRASHES) o.quarantineAfterCrashes = num('QUARANTINE_AFTER_CRASHES')!;
   if (env.MAX_ROOMS) o.maxRooms = num('MAX_ROOMS')!;
   if (env.ROOM_IDLE_UNLOAD_MS) o.roomIdleUnloadMs = num('ROOM_IDLE_UNLOAD_MS')!;
+  if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
+  if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   return makeConfig(o);
 }

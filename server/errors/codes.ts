@@ -29,6 +29,7 @@ export const ErrorCodes = {
   AUTH_INVALID: { retry: false, text: 'the player token is wrong, tampered or expired' },
   ROOM_QUARANTINED: { retry: true, text: "the room's script aborted a server process again and again; it stays down until ops release it" },
   ROOM_OWNED_ELSEWHERE: { retry: true, text: 'another server runs this room; the error names it in `owner`' },
+  ROOM_EXISTS: { retry: false, text: 'a room with this id exists already (admin create)' },
 
   // --- designer scripts ---
   SCRIPT_ERROR: { retry: false, text: 'the game script threw while handling this' },
@@ -77,6 +78,8 @@ export const CloseCodes = {
   ROOM_CLOSED: 4005,
   /** Too many connections from one address (maxConnectionsPerAddress). */
   TOO_MANY_CONNECTIONS: 4006,
+  /** The room was deleted by its operators: it is gone, do not reconnect to it. */
+  ROOM_DELETED: 4007,
 } as const;
 
 export type CloseCode = (typeof CloseCodes)[keyof typeof CloseCodes];

@@ -5,6 +5,8 @@
  * reach these operations. JSON in, JSON out; errors carry the stable code.
  *
  *   GET  /admin/rooms                       status of every room
+ *   POST /admin/rooms     {room, game?}     create a room (it starts when a player joins)
+ *   DELETE /admin/rooms/:id                 delete a room for good (its players are closed with 4007)
  *   GET  /admin/games                       games and their versions
  *   POST /admin/rooms/:id/patch    {version, safePoint?, deadlineMs?}   swap to a version (waits for the swap tick)
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
@@ -36,6 +38,9 @@ export interface AdminOps {
   target(game: string): Promise<unknown>;
   setTarget(game: string, version: number): Promise<unknown>;
   withdrawTarget(game: string, version: number): Promise<unknown>;
+  /** Create a room, or delete one for good (RoomManager.createRoom, deleteRoom). */
+  createRoom(roomId: string, game: string | undefined): Promise<unknown>;
+  deleteRoom(roomId: string): Promise<unknown>;
 }
 
 /** Big enough for a signed patch package (whole script files). */
@@ -55,7 +60,7 @@ export function createAdminHandler(ops: AdminOps, adminToken: string): (req: htt
         const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
         const status =
           code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' ? 404
-          : code === 'BAD_FIELD' || code === 'PATCH_BAD_SIGNATURE' ? 400
+          : code === 'BAD_FIELD' || code === 'BAD_ROOM_ID' || code === 'PATCH_BAD_SIGNATURE' ? 400
           : code === 'PATCH_UNTRUSTED' ? 403
           : ErrorCodes[code].retry ? 503 : 409;
         json(res, status, { code, msg: e instanceof Error ? e.message : String(e) });
@@ -68,6 +73,13 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
   const url = new URL(req.url ?? '/', 'http://localhost');
   const parts = url.pathname.split('/').filter(Boolean); // ['admin', ...]
   if (req.method === 'GET' && parts[1] === 'rooms' && parts.length === 2) return ops.status();
+  if (req.method === 'POST' && parts[1] === 'rooms' && parts.length === 2) {
+    const { room, game } = await readJson(req);
+    if (typeof room !== 'string') throw new MoonpatchError('BAD_FIELD', 'room: a room id (1-64 characters of A-Z a-z 0-9 _ -)');
+    if (game !== undefined && typeof game !== 'string') throw new MoonpatchError('BAD_FIELD', 'game: a game name');
+    return ops.createRoom(room, game);
+  }
+  if (req.method === 'DELETE' && parts[1] === 'rooms' && parts.length === 3) return ops.deleteRoom(decodeURIComponent(parts[2]!));
   if (req.method === 'GET' && parts[1] === 'games' && parts.length === 2) return ops.games();
   if (req.method === 'POST' && parts[1] === 'patches' && parts.length === 2) return ops.upload(await readJson(req));
   if (parts[1] === 'games' && parts[3] === 'target' && (parts.length === 4 || parts.length === 5)) {

@@ -57,6 +57,8 @@ export interface RoomLifecycleEvent {
     | 'started'
     | 'stopped'
     | 'unloaded'
+    | 'created'
+    | 'deleted'
     | 'fenced'
     | 'commit-failed'
     | 'commit-recovered'

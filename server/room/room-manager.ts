@@ -7,7 +7,7 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
 import { CloseCodes } from '../errors/codes.ts';
-import { channels, publish } from '../ops/events.ts';
+import { channels, publish, type RoomLifecycleEvent } from '../ops/events.ts';
 import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { verifyPlayerToken, type PlayerIdentity } from './player-token.ts';
 import type { JoinMsg } from '../protocol/messages.ts';
@@ -15,7 +15,7 @@ import type { GameRegistry } from '../sandbox/games.ts';
 import { GameSandbox } from '../sandbox/sandbox.ts';
 import { CommittedState } from '../state/committed-state.ts';
 import { isValidRoomId } from '../state/keys.ts';
-import type { GameTarget, RoomStore } from '../state/room-store.ts';
+import type { GameTarget, RoomMeta, RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
 import { Room, type RoomSettings, type SeatHandle, type StageOptions } from './room.ts';
 import type { SwapResult } from './staged-version.ts';
@@ -173,7 +173,8 @@ export class RoomManager {
       try {
         await this.store.unlist(room.id);
         if (!(await this.store.release(room.id, epoch))) await this.store.relist(room.id);
-        this.log.info({ roomId: room.id, tick: room.tick, idleMs: this.config.roomIdleUnloadMs }, 'idle room unloaded');
+        else if (this.config.roomExpireMs > 0) await this.store.expireUnloaded(room.id, epoch, this.config.roomExpireMs);
+        this.log.info({ roomId: room.id, tick: room.tick, idleMs: this.config.roomIdleUnloadMs, expireMs: this.config.roomExpireMs || undefined }, 'idle room unloaded');
         publish(channels.room, { roomId: room.id, game: room.game, version: room.version, what: 'unloaded' });
       } catch (e) {
         // The lease lapses on its own; a takeover may open the room again, which is harmless.
@@ -202,19 +203,8 @@ export class RoomManager {
     let meta = await this.store.readMeta(roomId);
     if (!meta) {
       if (!gameName) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}, and no game given to create it`);
-      const game = this.games_.get(gameName);
-      // A new room starts on the game's target version when one is set (its init builds that
-      // version's world), not on the base scripts it would be patched away from at once.
-      const target = await this.store.readTarget(gameName);
-      const start = target?.current ? (game.versions.find((v) => v.number === target.current) ?? game.versions[0]!) : game.versions[0]!;
-      await this.store.create(roomId, {
-        game: gameName,
-        version: start.bundle.version,
-        schema: start.schema,
-        seed: randomInt(0, 2 ** 32 - 1),
-        createdAt: Date.now(),
-        tickHz: game.manifest.tickHz,
-      });
+      if (this.config.roomCreation !== 'open') throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}: rooms on this server are created by its operators (ROOM_CREATION=admin)`);
+      await this.createInStore(roomId, gameName);
       meta = await this.store.readMeta(roomId);
       if (!meta) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
     }
@@ -262,6 +252,76 @@ export class RoomManager {
     this.log.info({ roomId, game: meta.game, version: version.bundle.version, tick: meta.tick, epoch: meta.epoch, seats: claimed.seats.size }, 'room started');
     void this.bringToTarget(room);
     return room;
+  }
+
+  /**
+   * Write a new room to Redis (tick 0) unless it exists; false when it did. It starts on the
+   * game's target version when one is set (its init builds that version's world), not on the
+   * base scripts it would be patched away from at once.
+   */
+  private async createInStore(roomId: string, gameName: string): Promise<{ created: boolean; version: GameVersion }> {
+    const game = this.games_.get(gameName);
+    const target = await this.store.readTarget(gameName);
+    const start = target?.current ? (game.versions.find((v) => v.number === target.current) ?? game.versions[0]!) : game.versions[0]!;
+    const created = await this.store.create(roomId, {
+      game: gameName,
+      version: start.bundle.version,
+      schema: start.schema,
+      seed: randomInt(0, 2 ** 32 - 1),
+      createdAt: Date.now(),
+      tickHz: game.manifest.tickHz,
+    });
+    return { created, version: start };
+  }
+
+  // ---- rooms created and deleted by ops ----
+
+  /**
+   * Create a room (admin API): written to Redis at tick 0; it starts ticking when a player
+   * joins. ROOM_EXISTS when there is one (a deleted room's id can be used again).
+   */
+  async createRoom(roomId: string, gameName: string = this.config.defaultGame): Promise<{ room: string; game: string; version: string; versionNumber: number }> {
+    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    const { created, version } = await this.createInStore(roomId, gameName);
+    if (!created) throw new MoonpatchError('ROOM_EXISTS', `room ${roomId} exists already`);
+    this.log.info({ roomId, game: gameName, version: version.bundle.version }, 'room created');
+    publish<RoomLifecycleEvent>(channels.room, { roomId, game: gameName, version: version.bundle.version, what: 'created' });
+    return { room: roomId, game: gameName, version: version.bundle.version, versionNumber: version.number };
+  }
+
+  /**
+   * Delete a room for good (admin API): its world, seats, input seqs, log, history and crash
+   * record leave Redis. If it runs here, the tick in progress commits first and its players
+   * are closed with 4007 (do not reconnect); a join meanwhile waits and then finds no room. If
+   * another server runs it, that server is fenced out at its next commit and stops (its
+   * players get 4005 and then find no room to resume).
+   */
+  async deleteRoom(roomId: string): Promise<{ room: string; deleted: true; wasRunningHere: boolean }> {
+    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    await this.opening.get(roomId)?.catch(() => undefined);
+    await this.unloading.get(roomId);
+    const room = this.rooms.get(roomId);
+    let deleted = false;
+    let meta: RoomMeta | null = null;
+    const done = (async () => {
+      // For the event's game label when the room does not run here.
+      if (!room) meta = await this.store.readMeta(roomId);
+      if (room) {
+        this.rooms.delete(roomId);
+        this.idleSince.delete(roomId);
+        await room.pauseClock();
+        room.stop(CloseCodes.ROOM_DELETED, 'room deleted by its operators');
+      }
+      deleted = await this.store.deleteRoom(roomId);
+    })().finally(() => this.unloading.delete(roomId));
+    // Opening the room again waits for this, like an unload.
+    this.unloading.set(roomId, done.catch(() => undefined));
+    await done;
+    if (!deleted) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
+    this.log.warn({ roomId, wasRunningHere: room !== undefined }, 'room deleted');
+    const was = room ?? (meta as RoomMeta | null);
+    publish<RoomLifecycleEvent>(channels.room, { roomId, game: was?.game ?? '', version: was?.version ?? '', what: 'deleted' });
+    return { room: roomId, deleted: true, wasRunningHere: room !== undefined };
   }
 
   // ---- game target versions ----

@@ -204,18 +204,21 @@ redis.call('HSET', KEYS[1], 'checkpoint', ARGV[2])
 return n
 `;
 
-// KEYS: meta, state, seats, seqs, log, lease. ARGV: lease holder ("<node> <url>"), lease ms.
-// Refused ({0, holder, pttl}) while another node's lease is alive. Otherwise takes the lease,
-// bumps the epoch (fencing out any previous owner) and reads everything in the same atomic
-// step, so nothing can commit between the bump and the read. The same node may claim again
-// (a restart with the same NODE_ID need not wait for its own lease to lapse).
+// KEYS: meta, state, seats, seqs, log, lease, history, crashes. ARGV: lease holder
+// ("<node> <url>"), lease ms. Refused ({0, holder, pttl}) while another node's lease is alive.
+// Otherwise takes the lease, bumps the epoch (fencing out any previous owner) and reads
+// everything in the same atomic step, so nothing can commit between the bump and the read. The
+// same node may claim again (a restart with the same NODE_ID need not wait for its own lease to
+// lapse). A deleted room's tombstone is no room. The claim cancels the expiry an unload may
+// have set (see EXPIRE_LUA): with meta present, every other key is still there.
 const CLAIM_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return false end
 local holder = redis.call('GET', KEYS[6])
 if holder then
   local node = string.match(holder, '^[^ ]*')
   if node ~= string.match(ARGV[1], '^[^ ]*') then return { 0, holder, redis.call('PTTL', KEYS[6]) } end
 end
+for k = 1, 8 do if k ~= 6 then redis.call('PERSIST', KEYS[k]) end end
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return { 1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1) }
@@ -255,10 +258,44 @@ const READ_LUA = `
 return { redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('LRANGE', KEYS[4], 0, -1) }
 `;
 
-// KEYS: meta. ARGV: field/value pairs. Creates the room only if it does not exist.
+// KEYS: meta, state, seats, seqs, log, history, lease, crashes. ARGV: field/value pairs.
+// Creates the room only if it does not exist. A deleted room's tombstone or an expired room's
+// leftover keys do not count as a room: they are cleared, and the new room keeps the
+// tombstone's epoch, so a server still running the deleted room stays fenced out.
 const CREATE_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], 'deleted') == 0 then return 0 end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+-- Not the lease (KEYS[7]): a live lease is a running owner's, and its claim rules still apply.
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8])
 redis.call('HSET', KEYS[1], unpack(ARGV))
+if epoch then redis.call('HSET', KEYS[1], 'epoch', epoch) end
+return 1
+`;
+
+// KEYS: meta, state, seats, seqs, log, history, lease, crashes. ARGV: tombstone ms.
+// Deletes a room for good: bumps the epoch (any server still running it is fenced out at its
+// next commit and stops), removes every key, and leaves a tombstone meta {deleted, epoch} for
+// ARGV[1] ms so that a fenced owner cannot write the room back (restore needs its own epoch).
+// Returns 0 when there is no such room.
+const DELETE_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('DEL', unpack(KEYS))
+redis.call('HSET', KEYS[1], 'deleted', '1', 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`;
+
+// KEYS: meta, state, seats, seqs, log, history, crashes, lease. ARGV: ms, epoch. An unloaded
+// room's keys expire (see RoomStore.expireUnloaded): meta first, everything else a minute
+// later, so a claim that finds meta always finds the rest, and a room whose meta is gone is
+// absent (create clears what is left). Only while nobody holds the lease and the epoch is the
+// unloader's: a room claimed again in the meantime is not touched.
+const EXPIRE_LUA = `
+if redis.call('EXISTS', KEYS[8]) == 1 then return 0 end
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+for k = 2, 7 do redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[1]) + 60000) end
 return 1
 `;
 
@@ -267,11 +304,13 @@ interface StoreCommands {
   mpCommit(meta: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointChunk(meta: string, state: string, seqs: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointFinish(meta: string, log: string, epoch: string, upTo: string): Promise<number>;
-  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, holder: string, ms: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | null>;
+  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, history: string, crashes: string, holder: string, ms: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | null>;
   mpRelease(meta: string, lease: string, holder: string, epoch: string): Promise<number>;
   mpRestore(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[]]>;
-  mpCreate(meta: string, ...argv: (string | number)[]): Promise<number>;
+  mpCreate(...keysThenArgv: (string | number)[]): Promise<number>;
+  mpDelete(meta: string, state: string, seats: string, seqs: string, log: string, history: string, lease: string, crashes: string, tombstoneMs: string): Promise<number>;
+  mpExpire(meta: string, state: string, seats: string, seqs: string, log: string, history: string, crashes: string, lease: string, ms: string, epoch: string): Promise<number>;
 }
 
 export class RoomStore {
@@ -293,9 +332,11 @@ export class RoomStore {
       redis.defineCommand('mpRestore', { numberOfKeys: 6, lua: RESTORE_LUA });
       redis.defineCommand('mpCheckpointChunk', { numberOfKeys: 3, lua: CHECKPOINT_CHUNK_LUA });
       redis.defineCommand('mpCheckpointFinish', { numberOfKeys: 2, lua: CHECKPOINT_FINISH_LUA });
-      redis.defineCommand('mpClaim', { numberOfKeys: 6, lua: CLAIM_LUA });
+      redis.defineCommand('mpClaim', { numberOfKeys: 8, lua: CLAIM_LUA });
       redis.defineCommand('mpRead', { numberOfKeys: 4, lua: READ_LUA });
-      redis.defineCommand('mpCreate', { numberOfKeys: 1, lua: CREATE_LUA });
+      redis.defineCommand('mpCreate', { numberOfKeys: 8, lua: CREATE_LUA });
+      redis.defineCommand('mpDelete', { numberOfKeys: 8, lua: DELETE_LUA });
+      redis.defineCommand('mpExpire', { numberOfKeys: 8, lua: EXPIRE_LUA });
     }
   }
 
@@ -308,7 +349,7 @@ export class RoomStore {
     const k = this.keys(roomId);
     const fields: (string | number)[] = ['tick', 0, 'epoch', 0, 'checkpoint', 0];
     for (const [f, v] of Object.entries(meta)) fields.push(f, v);
-    const created = (await this.redis.mpCreate(k.meta, ...fields)) === 1;
+    const created = (await this.redis.mpCreate(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, ...fields)) === 1;
     await this.redis.sadd(roomIndexKey(this.prefix), roomId);
     return created;
   }
@@ -341,7 +382,7 @@ export class RoomStore {
    */
   async claim(roomId: string): Promise<ClaimedRoom | OwnedElsewhere | null> {
     const k = this.keys(roomId);
-    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, holderValue(this.holder), String(this.leaseMs));
+    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, k.history, k.crashes, holderValue(this.holder), String(this.leaseMs));
     if (!reply) return null;
     if (reply[0] === 0) return { ownedBy: parseHolder(reply[1].toString()), ttlMs: Number(reply[2]) };
     const [, metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
@@ -455,10 +496,33 @@ export class RoomStore {
     await this.redis.sadd(roomIndexKey(this.prefix), roomId);
   }
 
-  /** Read the committed meta without claiming (status, tests). */
+  /**
+   * Delete a room for good (admin): every key goes, any server still running it is fenced out,
+   * and a tombstone keeps a fenced owner from writing it back for `tombstoneMs`. False when
+   * there is no such room. The room id may be used again at once: a new room created on it
+   * starts from tick 0.
+   */
+  async deleteRoom(roomId: string, tombstoneMs = Math.max(60_000, 4 * this.leaseMs)): Promise<boolean> {
+    const k = this.keys(roomId);
+    const deleted = (await this.redis.mpDelete(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, String(tombstoneMs))) === 1;
+    await this.redis.srem(roomIndexKey(this.prefix), roomId);
+    return deleted;
+  }
+
+  /**
+   * Let an unloaded room's keys expire after `ms` unless it is claimed again first (a claim
+   * cancels it). Call after giving the lease back; `epoch` is the unloader's, so a room someone
+   * claimed in between is left alone. False when it did not apply.
+   */
+  async expireUnloaded(roomId: string, epoch: number, ms: number): Promise<boolean> {
+    const k = this.keys(roomId);
+    return (await this.redis.mpExpire(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.crashes, k.lease, String(ms), String(epoch))) === 1;
+  }
+
+  /** Read the committed meta without claiming (status, tests). Null for no room (or a deleted one). */
   async readMeta(roomId: string): Promise<RoomMeta | null> {
     const m = await this.redis.hgetall(this.keys(roomId).meta);
-    if (!m || Object.keys(m).length === 0) return null;
+    if (!m || Object.keys(m).length === 0 || m.deleted !== undefined) return null;
     return parseMeta(new Map(Object.entries(m)));
   }
 

@@ -88,6 +88,31 @@ describe('push, status, history, rollback', () => {
   });
 });
 
+describe('create and delete rooms', () => {
+  it('creates a room, refuses to create it twice, and deletes it only when told --yes', async () => {
+    const roomId = 'cli-room-' + Date.now();
+    const made = await moonpatch('create', '--room', roomId, '--game', 'probe');
+    expect(made.code).toBe(0);
+    expect(made.out).toMatch(new RegExp(`${roomId}: created \\(probe v1\\)`));
+    const twice = await moonpatch('create', '--room', roomId);
+    expect(twice.code).toBe(1);
+    expect(twice.out).toMatch(/ROOM_EXISTS/);
+
+    const unsure = await moonpatch('delete', '--room', roomId);
+    expect(unsure.code).toBe(2);
+    expect(unsure.err).toMatch(/--yes/);
+    expect(await server.store.readMeta(roomId)).not.toBeNull();
+
+    const gone = await moonpatch('delete', '--room', roomId, '--yes', '--json');
+    expect(gone.code).toBe(0);
+    expect(JSON.parse(gone.out)).toMatchObject({ room: roomId, deleted: true });
+    expect(await server.store.readMeta(roomId)).toBeNull();
+    const again = await moonpatch('delete', '--room', roomId, '--yes');
+    expect(again.code).toBe(1);
+    expect(again.out).toMatch(/ROOM_NOT_FOUND/);
+  });
+});
+
 describe('canary, promote, abort', () => {
   it('pushes to a share of the rooms, then promotes to all or aborts back', async () => {
     // A server of its own, so "all rooms of the game" is exactly these four.

@@ -1,0 +1,39 @@
+/**
+ * Server settings from the environment: the room lifecycle settings parse, and bad values stop
+ * the start with a ConfigError naming the setting (instead of a server that half works).
+ */
+import { describe, expect, it } from 'vitest';
+import { configFromEnv } from '../../server/config/config.ts';
+import { ConfigError } from '../../server/errors/errors.ts';
+
+describe('room lifecycle settings', () => {
+  it('defaults: joins create rooms, unloaded rooms are kept for good', () => {
+    const c = configFromEnv({});
+    expect(c.roomCreation).toBe('open');
+    expect(c.roomExpireMs).toBe(0);
+  });
+
+  it('reads ROOM_CREATION and ROOM_EXPIRE_MS', () => {
+    const c = configFromEnv({ ROOM_CREATION: 'admin', ROOM_EXPIRE_MS: '86400000' });
+    expect(c.roomCreation).toBe('admin');
+    expect(c.roomExpireMs).toBe(86_400_000);
+  });
+
+  it.each([
+    [{ ROOM_CREATION: 'closed' }, 'roomCreation'],
+    [{ ROOM_CREATION: 'ADMIN' }, 'roomCreation'],
+    [{ ROOM_EXPIRE_MS: '-1' }, 'roomExpireMs'],
+    [{ ROOM_EXPIRE_MS: '1.5' }, 'roomExpireMs'],
+    [{ ROOM_EXPIRE_MS: 'soon' }, 'roomExpireMs'],
+    [{ ROOM_EXPIRE_MS: String(400 * 86_400_000) }, 'roomExpireMs'],
+  ])('refuses %j, naming %s', (env, option) => {
+    let err: unknown;
+    try {
+      configFromEnv(env);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain(option);
+  });
+});

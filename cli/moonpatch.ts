@@ -2,7 +2,9 @@
  * The designers' command line: `npx moonpatch <command>`.
  *
  *   validate <version> [--game arena] [--from N] [--players 50] [--ticks 200]
- *            [--scripts DIR] [--patches DIR]   check a patch locally
+ *            [--scripts DIR] [--patches DIR]   check a patch locally, on a world bots build
+ *            [--room ID [--save FILE]]         ... on a live room's committed world (saved to FILE)
+ *            [--fixture FILE]                  ... on a world saved with --save
  *   versions                                   games and their versions on the server
  *   status                                     every room: game, version, players, tick time
  *   push <version> (--room ID ... | --all | --canary PERCENT) [--game G] [--safe-point [--deadline S]]
@@ -29,7 +31,8 @@ import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
 import { parsePatchManifest } from '../server/patch/versions.ts';
 import { readGameFiles } from '../server/sandbox/game-files.ts';
-import { API_DTS_PATH, validateVersion } from './validate.ts';
+import { parseSnapshot, type ParsedSnapshot } from '../server/state/room-snapshot.ts';
+import { API_DTS_PATH, validateVersion, type StartWorld } from './validate.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 
@@ -98,7 +101,9 @@ function versionArg(a: Args): number {
 
 async function cmdValidate(a: Args): Promise<number> {
   const n = versionArg(a);
-  const gameName = flag(a, 'game') ?? 'arena';
+  const start = await startWorld(a);
+  const gameName = flag(a, 'game') ?? start?.game ?? 'arena';
+  if (start && start.game !== gameName) throw new UsageError(`${start.label} is a world of ${start.game}, not ${gameName}`);
   const problems: string[] = [];
   const scripts = flag(a, 'scripts') ?? path.join(ROOT, 'scripts');
   const patches = flag(a, 'patches') ?? path.join(ROOT, 'patches');
@@ -112,8 +117,12 @@ async function cmdValidate(a: Args): Promise<number> {
     return 1;
   }
   const from = game.versions.find((v) => v.number === Number(flag(a, 'from') ?? n - 1)) ?? game.versions[0]!;
-  if (!a.flags.has('json')) console.log(`validating ${gameName} v${to.number} (schema ${to.schema}) against a world built by v${from.number} (schema ${from.schema})...`);
-  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players: Number(flag(a, 'players') ?? 50), ticks: Number(flag(a, 'ticks') ?? 200) });
+  if (!a.flags.has('json')) {
+    console.log(start
+      ? `validating ${gameName} v${to.number} (schema ${to.schema}) against ${start.label} (schema ${start.schema}, ${start.records.size} records)...`
+      : `validating ${gameName} v${to.number} (schema ${to.schema}) against a world built by v${from.number} (schema ${from.schema})...`);
+  }
+  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players: Number(flag(a, 'players') ?? 50), ticks: Number(flag(a, 'ticks') ?? 200), start });
   print(a, report, () => {
     for (const e of report.typeErrors) console.log(`type error: ${e}`);
     for (const f of report.failures) console.log(`${f.stage} failed: ${f.code}: ${f.message}${f.stack ? `\n${f.stack}` : ''}`);
@@ -337,6 +346,42 @@ async function cmdHistory(a: Args): Promise<number> {
     for (const h of body) console.log(`${new Date(h.at).toISOString()}  tick ${h.tick}  ${h.kind.padEnd(16)} ${h.from} -> ${h.to}${h.reason ? `  (${h.reason})` : ''}`);
   });
   return 0;
+}
+
+/**
+ * The real world `validate` runs on: a live room's (--room, fetched from the admin API, and
+ * written to --save FILE if asked) or a saved one (--fixture FILE); undefined for a bot-built one.
+ */
+async function startWorld(a: Args): Promise<(StartWorld & { game: string }) | undefined> {
+  const room = flag(a, 'room');
+  const fixture = flag(a, 'fixture');
+  if (room && fixture) throw new UsageError('validate on --room or on --fixture, not both');
+  let snapshot: unknown;
+  let source: string;
+  if (room) {
+    const { status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/snapshot`);
+    if (status !== 200) throw new UsageError(`cannot read room ${room}: ${body.code}: ${body.msg}`);
+    snapshot = body;
+    source = `room ${room}`;
+    const save = flag(a, 'save');
+    if (save) writeFileSync(save, JSON.stringify(body) + '\n', { mode: 0o600 }); // player data: not world-readable
+  } else if (fixture) {
+    try {
+      snapshot = JSON.parse(readFileSync(fixture, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`cannot read the fixture ${fixture}: ${(e as Error).message}`);
+    }
+    source = fixture;
+  } else {
+    return undefined;
+  }
+  let s: ParsedSnapshot;
+  try {
+    s = parseSnapshot(snapshot);
+  } catch (e) {
+    throw new UsageError(`${source} is not a room snapshot: ${(e as Error).message}`);
+  }
+  return { game: s.game, records: s.records, schema: s.schema, versionNumber: s.versionNumber, tick: s.tick, nowMs: s.takenAt, label: `${source} at tick ${s.tick}` };
 }
 
 const DEFAULT_KEY = path.join(ROOT, '.data', 'patch-signing-key.pem');

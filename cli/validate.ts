@@ -2,8 +2,9 @@
  * `moonpatch validate <version>`: check a patch before it goes live, on this machine.
  *
  * Type-checks the version's scripts against the script API, bundles them, builds a world by
- * playing the version before it (bots joining and moving), then runs the swap tick (migration
- * and validation) and more ticks on the new version in a scratch isolate. Reports errors with
+ * playing the version before it (bots joining and moving) or takes a real one (a live room's
+ * committed world, or a snapshot saved from one), then runs the swap tick (migration and
+ * validation) and more ticks on the new version in a scratch isolate. Reports errors with
  * stacks mapped to the designer's files, and what the migration changed in the state.
  */
 import path from 'node:path';
@@ -18,7 +19,10 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 export interface ValidateReport {
   ok: boolean;
   version: number;
-  from: number;
+  /** The version the world came from (null: a snapshot of a version this machine does not have). */
+  from: number | null;
+  /** Where the world came from: "bots", or the room and tick of a snapshot. */
+  world: string;
   typeErrors: string[];
   /** Failures with the stage they happened in. */
   failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick'; code: string; message: string; stack?: string }[];
@@ -88,34 +92,80 @@ function decodeRecords(flat: Uint8Array): Map<string, unknown> {
   return out;
 }
 
+/** A real world to validate against: a live room's committed records (see RoomManager.snapshot). */
+export interface StartWorld {
+  /** Record key -> msgpack bytes. */
+  records: Map<string, Uint8Array>;
+  schema: number;
+  /** The version that wrote it, when this machine has it. */
+  versionNumber: number | null;
+  tick: number;
+  /** Engine clock at the snapshot (ms): the ticks after it run on from there. */
+  nowMs: number;
+  /** For the report: "room arena-1 at tick 5120". */
+  label: string;
+}
+
+const BOT_JOINS = (players: number) => Array.from({ length: players }, (_, i) => [1, `bot${i}`, `bot${i}`, 0, null]);
+
+/** Records as the isolate loads them: [key, bin, key, bin, ...]. */
+function encodeRecords(records: Map<string, Uint8Array>): Uint8Array {
+  const w = new MsgpackWriter();
+  w.arrayHeader(records.size * 2);
+  for (const [k, v] of records) {
+    w.str(k);
+    w.binHeader(v.length);
+    w.raw(v);
+  }
+  return w.bytes().slice();
+}
+
 /**
- * Play `from` with `players` bots for `warmTicks`, then swap to `to` (migrating when the
- * schema changes) and play `ticks` more. Inputs are arena-style moves; other games ignore them.
+ * Swap to `to` (migrating when the schema changes) from a world, and play `ticks` more. The
+ * world is `opts.start` when given (a live room's; bots then join it on the swap tick, so the
+ * new version's join runs on migrated state), else built by playing `from` with `players` bots.
+ * Inputs are arena-style moves; other games ignore them.
  */
-export async function validateVersion(from: GameVersion, to: GameVersion, apiDtsText: string, opts: { players: number; ticks: number }): Promise<ValidateReport> {
-  const report: ValidateReport = { ok: false, version: to.number, from: from.number, typeErrors: [], failures: [], migration: null, ticksRun: 0 };
+export async function validateVersion(from: GameVersion, to: GameVersion, apiDtsText: string, opts: { players: number; ticks: number; start?: StartWorld }): Promise<ValidateReport> {
+  const start = opts.start;
+  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, ticksRun: 0 };
   report.typeErrors = typeCheck(to, apiDtsText);
   const limits = { memoryLimitMb: 128, cpuBudgetMs: 5000 };
   const w = new MsgpackWriter(1 << 20);
   const moves = (t: number) => Array.from({ length: opts.players }, (_, i) => [3, `bot${i}`, `bot${i}`, t, { move: [Math.cos(t / 10 + i) > 0 ? 1 : -1, Math.sin(t / 7 + i) > 0 ? 1 : -1] }]);
-  const call = (t: number, list: unknown[], extra: Partial<Parameters<GameSandbox['tick']>[0]> = {}) => ({ events: events(w, list), seed: 12345, tick: t, nowMs: 1_700_000_000_000 + t * 50, dtSeconds: 0.05, runInit: t === 1, ...extra });
+  const nowBase = start ? start.nowMs - start.tick * 50 : 1_700_000_000_000;
+  const call = (t: number, list: unknown[], extra: Partial<Parameters<GameSandbox['tick']>[0]> = {}) => ({ events: events(w, list), seed: 12345, tick: t, nowMs: nowBase + t * 50, dtSeconds: 0.05, runInit: t === 1 && !start, ...extra });
 
-  const old = await GameSandbox.create(from.bundle, limits);
-  let tick = 1;
-  try {
-    const first = await old.tick(call(tick, Array.from({ length: opts.players }, (_, i) => [1, `bot${i}`, `bot${i}`, 0, null])));
-    if (!first.ok) report.failures.push(failure('world', first));
-    for (tick = 2; tick <= 40 && report.failures.length === 0; tick++) {
-      const out = await old.tick(call(tick, moves(tick)));
-      if (!out.ok) report.failures.push(failure('world', out));
+  let before: Uint8Array;
+  let fromSchema: number;
+  let tick: number;
+  if (start) {
+    if (start.schema > to.schema) {
+      report.failures.push({ stage: 'world', code: 'SNAPSHOT_NEWER', message: `the world is at schema ${start.schema}, newer than v${to.number}'s schema ${to.schema}: validate a later version` });
+      return report;
     }
-    if (report.failures.length > 0) return report;
-    const before = await old.exportRecords();
+    before = encodeRecords(start.records);
+    fromSchema = start.schema;
+    tick = start.tick + 1;
+  } else {
+    const built = await buildWorld(from, limits, call, moves, opts.players, report);
+    if (!built) return report;
+    ({ before, tick } = built);
+    fromSchema = from.schema;
+  }
+  {
     const fresh = await GameSandbox.create(to.bundle, limits);
     try {
-      await fresh.load(before);
-      const migrating = to.schema !== from.schema;
-      const swap = await fresh.tick(call(tick, moves(tick), { migrateFrom: migrating ? from.schema : undefined }));
+      try {
+        await fresh.load(before);
+      } catch (e) {
+        report.failures.push({ stage: 'world', code: 'BAD_SNAPSHOT', message: `the world could not be loaded: ${(e as Error).message}` });
+        return report;
+      }
+      const migrating = to.schema !== fromSchema;
+      // On a real world the bots arrive with the swap: the new version's join meets migrated state.
+      const swapEvents = start ? BOT_JOINS(opts.players) : moves(tick);
+      const swap = await fresh.tick(call(tick, swapEvents, { migrateFrom: migrating ? fromSchema : undefined }));
       if (!swap.ok) {
         report.failures.push(failure(swap.thrown?.name.startsWith('migration: ') ? 'migrate' : 'tick', swap));
         return report;
@@ -142,11 +192,34 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
     } finally {
       fresh.dispose();
     }
-  } finally {
-    old.dispose();
   }
   report.ok = report.failures.length === 0 && report.typeErrors.length === 0;
   return report;
+}
+
+/** Play `from` with bots for 40 ticks; the world it leaves, or null (failures in the report). */
+async function buildWorld(
+  from: GameVersion,
+  limits: { memoryLimitMb: number; cpuBudgetMs: number },
+  call: (t: number, list: unknown[]) => Parameters<GameSandbox['tick']>[0],
+  moves: (t: number) => unknown[],
+  players: number,
+  report: ValidateReport,
+): Promise<{ before: Uint8Array; tick: number } | null> {
+  const old = await GameSandbox.create(from.bundle, limits);
+  try {
+    let tick = 1;
+    const first = await old.tick(call(tick, BOT_JOINS(players)));
+    if (!first.ok) report.failures.push(failure('world', first));
+    for (tick = 2; tick <= 40 && report.failures.length === 0; tick++) {
+      const out = await old.tick(call(tick, moves(tick)));
+      if (!out.ok) report.failures.push(failure('world', out));
+    }
+    if (report.failures.length > 0) return null;
+    return { before: await old.exportRecords(), tick };
+  } finally {
+    old.dispose();
+  }
 }
 
 export const API_DTS_PATH = path.join(import.meta.dirname, '..', 'scripts', 'moonpatch.d.ts');

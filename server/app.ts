@@ -86,6 +86,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           patch: (roomId, version, opts) => rooms.applyVersion(roomId, version, opts),
           rollback: (roomId, version) => rooms.rollback(roomId, version),
           history: (roomId) => rooms.history(roomId),
+          snapshot: (roomId) => rooms.snapshot(roomId),
           upload: (signed) => patches.upload(signed),
           pin: (roomId, pinned) => rooms.pin(roomId, pinned),
           release: (roomId) => rooms.release(roomId),

@@ -11,6 +11,7 @@
  *   POST /admin/rooms/:id/patch    {version, safePoint?, deadlineMs?}   swap to a version (waits for the swap tick)
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
  *   GET  /admin/rooms/:id/history           patch history, newest first
+ *   GET  /admin/rooms/:id/snapshot          the room's committed world (for `moonpatch validate --room`)
  *   POST /admin/rooms/:id/pin      {pinned}         pin a room to its version, or unpin it
  *   POST /admin/patches   {package, signature, publicKey}   upload a signed patch (all servers get it)
  *   GET  /admin/games/:game/target          the version unpinned rooms of the game should run
@@ -29,6 +30,8 @@ export interface AdminOps {
   patch(roomId: string, version: number, opts: { safePoint?: boolean; deadlineMs?: number }): Promise<unknown>;
   rollback(roomId: string, version?: number): Promise<unknown>;
   history(roomId: string): Promise<unknown[]>;
+  /** The room's committed world, tick, version and schema (RoomManager.snapshot). */
+  snapshot(roomId: string): Promise<unknown>;
   pin(roomId: string, pinned: boolean): Promise<unknown>;
   /** Let a quarantined room run again (forget the crashes it caused). */
   release(roomId: string): Promise<unknown>;
@@ -96,6 +99,7 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
   if (parts[1] === 'rooms' && parts.length === 4) {
     const roomId = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
+    if (req.method === 'GET' && parts[3] === 'snapshot') return ops.snapshot(roomId);
     if (req.method === 'POST' && parts[3] === 'release') return ops.release(roomId);
     if (req.method === 'POST' && parts[3] === 'patch') {
       const { version, safePoint, deadlineMs } = await readJson(req);

@@ -21,6 +21,7 @@ import { Room, type RoomSettings, type SeatHandle, type StageOptions } from './r
 import type { SwapResult } from './staged-version.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import { decodeSeat } from './seats.ts';
+import { SNAPSHOT_FORMAT, type RoomSnapshot } from '../state/room-snapshot.ts';
 
 export interface RoomStatus {
   room: string;
@@ -322,6 +323,38 @@ export class RoomManager {
     const was = room ?? (meta as RoomMeta | null);
     publish<RoomLifecycleEvent>(channels.room, { roomId, game: was?.game ?? '', version: was?.version ?? '', what: 'deleted' });
     return { room: roomId, deleted: true, wasRunningHere: room !== undefined };
+  }
+
+  /**
+   * A room's committed world, for validating a patch against real state before it goes live
+   * (`moonpatch validate --room`): the records as stored (msgpack, base64), the tick they are
+   * at, and the version and schema that wrote them. Read from Redis, so any server can answer
+   * for any room; the room keeps running. Admin only: records hold player data.
+   */
+  async snapshot(roomId: string): Promise<RoomSnapshot> {
+    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    const committed = await this.store.readCommitted(roomId);
+    if (!committed) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
+    const { meta } = committed;
+    let known: GameVersion | undefined;
+    try {
+      known = this.games_.findVersion(meta.game, meta.version);
+    } catch {
+      known = undefined; // a game this server does not have: the snapshot is still the room's
+    }
+    const records: Record<string, string> = {};
+    for (const [k, v] of committed.records) records[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+    return {
+      format: SNAPSHOT_FORMAT,
+      room: roomId,
+      game: meta.game,
+      version: meta.version,
+      versionNumber: known?.number ?? null,
+      schema: meta.schema,
+      tick: meta.tick,
+      takenAt: Date.now(),
+      records,
+    };
   }
 
   // ---- game target versions ----

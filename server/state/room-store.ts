@@ -253,9 +253,11 @@ redis.call('DEL', KEYS[2])
 return 1
 `;
 
-// KEYS: meta, state, seqs, log. The same read without claiming (tools and tests).
+// KEYS: meta, state, seqs, log. The same read without claiming (tools and tests), with the
+// meta the records go with (tick, version, schema: a swap tick's commit changes all of them
+// at once), read in the same atomic step.
 const READ_LUA = `
-return { redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('LRANGE', KEYS[4], 0, -1) }
+return { redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('LRANGE', KEYS[4], 0, -1), redis.call('HGETALL', KEYS[1]) }
 `;
 
 // KEYS: meta, state, seats, seqs, log, history, lease, crashes. ARGV: field/value pairs.
@@ -307,7 +309,7 @@ interface StoreCommands {
   mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, history: string, crashes: string, holder: string, ms: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | null>;
   mpRelease(meta: string, lease: string, holder: string, epoch: string): Promise<number>;
   mpRestore(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
-  mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[]]>;
+  mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[], Buffer[]]>;
   mpCreate(...keysThenArgv: (string | number)[]): Promise<number>;
   mpDelete(meta: string, state: string, seats: string, seqs: string, log: string, history: string, lease: string, crashes: string, tombstoneMs: string): Promise<number>;
   mpExpire(meta: string, state: string, seats: string, seqs: string, log: string, history: string, crashes: string, lease: string, ms: string, epoch: string): Promise<number>;
@@ -531,6 +533,18 @@ export class RoomStore {
     const k = this.keys(roomId);
     const [stateFlat, seqsFlat, log] = await this.redis.mpReadBuffer(k.meta, k.state, k.seqs, k.log);
     return replay(stateFlat, seqsFlat, log).records;
+  }
+
+  /**
+   * The committed records and the meta they go with (tick, version, schema), read together
+   * without claiming (a snapshot for `moonpatch validate --room`); null when there is no room.
+   */
+  async readCommitted(roomId: string): Promise<{ meta: RoomMeta; records: Map<string, Uint8Array> } | null> {
+    const k = this.keys(roomId);
+    const [stateFlat, seqsFlat, log, metaFlat] = await this.redis.mpReadBuffer(k.meta, k.state, k.seqs, k.log);
+    const meta = pairs(metaFlat, (b) => b.toString());
+    if (meta.size === 0 || meta.has('deleted')) return null;
+    return { meta: parseMeta(meta), records: replay(stateFlat, seqsFlat, log).records };
   }
 
   /** Pin a room to its version (or unpin it); kept in the room's meta, survives restarts. */

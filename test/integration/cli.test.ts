@@ -4,14 +4,18 @@
  * `bin/moonpatch.js` as a child process.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pack, unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient } from '../helpers/server.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 let server: Server;
 let httpUrl = '';
+const tmpDir = mkdtempSync(path.join(tmpdir(), 'moonpatch-cli-'));
 
 function moonpatch(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   return moonpatchAt(httpUrl, ...args);
@@ -29,7 +33,10 @@ beforeAll(async () => {
   server = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN });
   httpUrl = `http://127.0.0.1:${server.port}`;
 });
-afterAll(async () => server?.close());
+afterAll(async () => {
+  await server?.close();
+  rmSync(tmpDir, { recursive: true, force: true });
+});
 
 describe('moonpatch validate', () => {
   it('passes a good patch and reports what its migration changed', async () => {
@@ -46,6 +53,81 @@ describe('moonpatch validate', () => {
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/migrate failed: SCRIPT_ERROR: migration 3 is broken on purpose/);
     expect(r.out).toMatch(/migration\.ts:\d+:\d+/);
+  });
+});
+
+describe('moonpatch validate on real state', () => {
+  const validateArgs = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '10'];
+
+  it('migrates a live room\'s committed world in a scratch isolate, leaving the room as it was, and saves it', async () => {
+    const roomId = 'cli-live-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    c.send({ op: 'add', n: 7 });
+    await waitFor(async () => ((await server.store.readMeta(roomId))?.tick ?? 0) > 3 && c.lastAckedSeq >= 1, 'input committed');
+    const file = path.join(tmpDir, 'live.json');
+    const r = await moonpatch('validate', '2', '--room', roomId, '--save', file, ...validateArgs, '--json');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out);
+    expect(report).toMatchObject({ ok: true, version: 2, from: 1 });
+    expect(report.world).toMatch(new RegExp(`^room ${roomId} at tick \\d+$`));
+    expect(report.migration).toMatchObject({ ran: true, fieldsAdded: ['players.score'], fieldsRemoved: ['players.sum'] });
+    // The live room did not move: still v1, its player's sum intact.
+    expect(server.rooms.get(roomId)!.current?.number).toBe(1);
+    expect(((c.world.players as Record<string, { sum: number }>)[c.playerId!])!.sum).toBe(7);
+    // Saved for later, not readable by others (it holds player data).
+    expect(statSync(file).mode & 0o077).toBe(0);
+    const saved = JSON.parse(readFileSync(file, 'utf8'));
+    expect(saved).toMatchObject({ format: 'moonpatch-room-snapshot/1', room: roomId, game: 'probe', versionNumber: 1, schema: 1 });
+    c.close();
+  });
+
+  it('fails on a saved world whose real data the migration does not expect, naming the player', async () => {
+    const roomId = 'cli-legacy-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'old-timer' });
+    await c.connect();
+    await waitFor(async () => ((await server.store.readMeta(roomId))?.tick ?? 0) > 2, 'a few ticks');
+    const file = path.join(tmpDir, 'legacy.json');
+    expect((await moonpatch('validate', '2', '--room', roomId, '--save', file, ...validateArgs)).code).toBe(0);
+    // A player record from before `sum` existed: what a world built by bots never holds.
+    const snap = JSON.parse(readFileSync(file, 'utf8'));
+    const key = `players/${c.playerId}`;
+    const { sum: _sum, ...legacy } = unpack(Buffer.from(snap.records[key], 'base64')) as Record<string, unknown>;
+    snap.records[key] = Buffer.from(pack(legacy)).toString('base64');
+    writeFileSync(file, JSON.stringify(snap));
+    const r = await moonpatch('validate', '2', '--fixture', file, ...validateArgs);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(new RegExp(`migrate failed: SCRIPT_ERROR: .*player ${c.playerId} is not schema 2`));
+    c.close();
+  });
+
+  it('refuses a missing room, a file that is not a snapshot, and both sources at once', async () => {
+    const missing = await moonpatch('validate', '2', '--room', 'no-such-room-' + Date.now(), ...validateArgs);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/ROOM_NOT_FOUND/);
+    const bad = path.join(tmpDir, 'bad.json');
+    for (const [content, says] of [
+      ['{"format":"something-else"}', /format must be/],
+      ['[1,2,3]', /not a JSON object/],
+      ['not json', /cannot read the fixture/],
+      [JSON.stringify({ format: 'moonpatch-room-snapshot/1', game: 'probe', schema: 1, tick: 5, takenAt: 1, versionNumber: 1, records: { 'players/x': '%%%' } }), /records\["players\/x"\]/],
+      [JSON.stringify({ format: 'moonpatch-room-snapshot/1', game: 'probe', schema: -1, tick: 5, takenAt: 1, versionNumber: 1, records: {} }), /schema/],
+    ] as const) {
+      writeFileSync(bad, content);
+      const r = await moonpatch('validate', '2', '--fixture', bad, ...validateArgs);
+      expect(r.code, content).toBe(2);
+      expect(r.err, content).toMatch(says);
+    }
+    const both = await moonpatch('validate', '2', '--room', 'x', '--fixture', bad, ...validateArgs);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/not both/);
+  });
+
+  it('the snapshot endpoint needs the admin token and a valid room id', async () => {
+    expect((await fetch(`${httpUrl}/admin/rooms/x/snapshot`)).status).toBe(401);
+    const r = await fetch(`${httpUrl}/admin/rooms/no%20spaces/snapshot`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ code: 'BAD_ROOM_ID' });
   });
 });
 

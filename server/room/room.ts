@@ -17,7 +17,6 @@ import { encodeServerMessage } from '../protocol/codec.ts';
 import type { ErrorMsg, Value } from '../protocol/messages.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickCall, type TickOutcome } from '../sandbox/sandbox.ts';
-import { Replayer, SwapPoint } from './replay.ts';
 import type { GameBundle } from '../sandbox/bundler.ts';
 import { Checkpointer } from '../state/checkpointer.ts';
 import { CommittedState } from '../state/committed-state.ts';
@@ -27,33 +26,10 @@ import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
 import { InputQueue, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
 import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
-import { StagedVersion, type SwapResult } from './staged-version.ts';
-import { runSwapTick } from './swap-tick.ts';
+import type { StagedVersion, SwapResult } from './staged-version.ts';
+import { VersionSwitch, type StageOptions } from './version-switch.ts';
 import { TickClock } from './tick-clock.ts';
 import type { GameVersion } from '../patch/versions.ts';
-
-export interface StageOptions {
-  /** Swap only at a tick where the running scripts' safeToPatch(world) says yes... */
-  safePoint?: boolean;
-  /** ...or once this much time has passed, ms. @default 30000 */
-  deadlineMs?: number;
-}
-
-/**
- * Rolled-back runs of the swap tick in a staged isolate before it may swap. V8 optimizes a
- * fresh isolate's code over its first calls: the arena with 1,000 players took 66, 39, 28, 22,
- * 21, 17, 18, 14, 10, 12, 13 ms for its first eleven runs against 13-15 ms for the warm old
- * version (measured with a scratch script on 2026-11-26). With the three runs used before,
- * the swap tick and the ten ticks after it ran 1.5-2.5x slower than the old version's median.
- */
-const WARM_UP_RUNS = 12;
-
-/**
- * Ticks after a swap that run with the migration's budget on top of the tick's: the new
- * isolate's first real ticks are still cold (see GameSandbox.grantGrace). The verification
- * window still counts CPU trouble after them.
- */
-const POST_SWAP_GRACE_TICKS = 20;
 
 export interface RoomSettings {
   tickHz: number;
@@ -103,14 +79,10 @@ export class Room {
   private readonly eventWriter = new MsgpackWriter(16 * 1024);
   private readonly deltaWriter = new MsgpackWriter(64 * 1024);
   private readonly checkpointer: Checkpointer;
-  /** A new version waiting for the next tick boundary (live patching). */
-  private staged: StagedVersion | null = null;
+  /** Live patching: a version being staged, verification after a patch, rollbacks, history. */
+  private readonly versions: VersionSwitch;
   /** The version running, with its number and schema (set by the room manager). */
   current: GameVersion | null = null;
-  /** The version before the last patch: where a rollback goes by default. */
-  private previous: GameVersion | null = null;
-  /** After a patch: the version before it, watched failures, and until which tick. */
-  private verification: { previous: GameVersion; untilTick: number; failures: number } | null = null;
   /** Broadcasts owed: +broadcastHz/tickHz per committed tick, one sent per whole unit (see maybeBroadcast). */
   private broadcastCredit = 0;
   private stopped = false;
@@ -125,7 +97,8 @@ export class Room {
     readonly id: string,
     readonly meta: RoomMeta,
     public bundle: GameBundle,
-    private sandbox: GameSandbox,
+    /** The running version's isolate (replaced at a swap, see adopt, and by rebuildSandbox). */
+    private runningSandbox: GameSandbox,
     private readonly store: RoomStore,
     readonly committed: CommittedState,
     readonly settings: RoomSettings,
@@ -133,6 +106,7 @@ export class Room {
     private readonly onStopped: (room: Room) => void,
   ) {
     this.queue = new InputQueue(settings.inputQueueLimit);
+    this.versions = new VersionSwitch(this, store, log);
     this.broadcaster = new Broadcaster(committed, settings.broadcast);
     this.clock = new TickClock(settings.tickHz, () => this.runTick(), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
     this.checkpointer = new Checkpointer(
@@ -164,6 +138,11 @@ export class Room {
 
   get game(): string {
     return this.meta.game;
+  }
+
+  /** The isolate of the version running now. */
+  get sandbox(): GameSandbox {
+    return this.runningSandbox;
   }
 
   get tick(): number {
@@ -233,7 +212,7 @@ export class Room {
     }
     for (const p of this.pendingJoins.values()) p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room stopped'));
     this.pendingJoins.clear();
-    this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ROOM_UNAVAILABLE', message: 'the room stopped before the swap' });
+    this.versions.drop({ ok: false, roomId: this.id, stage: 'tick', code: 'ROOM_UNAVAILABLE', message: 'the room stopped before the swap' });
     this.sandbox.dispose();
     publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'stopped', detail: reason });
     this.onStopped(this);
@@ -250,7 +229,7 @@ export class Room {
    * room that stays idle (RoomManager.sweepIdle).
    */
   get isIdle(): boolean {
-    return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && this.staged === null;
+    return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && this.versions.staging === null;
   }
 
   get schema(): number {
@@ -267,251 +246,44 @@ export class Room {
     this.meta.pinned = pinned;
   }
 
-  // ---- live patching ----
+  // ---- live patching (version-switch.ts) ----
 
   /**
-   * Prepare `version` in a fresh isolate off the tick path, and swap to it at the next tick
-   * boundary: the swap tick migrates the live state (when the schema changes), validates it and
-   * runs the tick, all in the new isolate and in one transaction. If any of that fails, the
-   * same tick runs on the current version instead: the room stays where it was, state
-   * untouched, no input lost. Resolves with the outcome once the swap tick has committed.
+   * Prepare `version` in a fresh isolate off the tick path and swap to it at the next tick
+   * boundary; resolves with the outcome once the swap tick has committed (VersionSwitch.stage).
    */
-  async stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch', opts: StageOptions = {}, replay?: SwapPoint): Promise<SwapResult> {
-    if (this.meta.pinned && reason === 'patch') throw new MoonpatchError('ROOM_PINNED', `room ${this.id} is pinned to ${this.version}`);
-    if (this.staged) throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} is already switching to ${this.staged.version.bundle.version}`);
-    if (version.bundle.version === this.version) throw new MoonpatchError('ALREADY_ON_VERSION', `room ${this.id} already runs ${this.version}`);
-    let sandbox: GameSandbox;
-    try {
-      sandbox = await GameSandbox.create(version.bundle, this.sandbox.limits);
-    } catch (e) {
-      const err = e as MoonpatchError & { scriptStack?: string };
-      return { ok: false, roomId: this.id, stage: 'build', code: err.code ?? 'BUILD_FAILED', message: err.message, stack: err.scriptStack };
-    }
-    if (this.staged || this.stopped) {
-      sandbox.dispose();
-      throw new MoonpatchError('PATCH_IN_PROGRESS', `room ${this.id} changed while the patch was compiling`);
-    }
-    // From this moment every commit also goes to the staged backlog, so the snapshot taken
-    // here plus the backlog is always the committed state.
-    const downgrade = !replay && version.schema < this.meta.schema;
-    const deadline = opts.safePoint ? Date.now() + (opts.deadlineMs ?? 30_000) : null;
-    const staged = new StagedVersion(version, sandbox, reason, downgrade, deadline, { version: this.version, schema: this.meta.schema });
-    this.staged = staged;
-    if (replay) {
-      // Start from the swap point; catching up replays the recorded ticks (which warms it too).
-      staged.replay = new Replayer(replay, sandbox, (tick, events) => ({ ...this.tickCall(tick, events), budgetMs: this.settings.cpuBudgetMs + this.settings.migrationBudgetMs }));
-      await sandbox.load(new CommittedState(replay.tick, replay.records).encodeForLoad());
-    } else {
-      await sandbox.load(this.committed.encodeForLoad());
-      await this.warmUp(staged);
-    }
-    // Catch up with the ticks committed while loading and warming, and with those committed
-    // while that ran (no catch-up runs for them before `ready`), so the swap tick finds the
-    // backlog empty instead of applying a whole tick's changes on the tick path.
-    do await staged.catchUp();
-    while (staged.hasBacklog && this.staged === staged);
-    if (this.staged === staged) staged.ready = true;
-    return staged.result;
+  stageVersion(version: GameVersion, reason: 'patch' | 'rollback' = 'patch', opts: StageOptions = {}): Promise<SwapResult> {
+    return this.versions.stage(version, reason, opts);
   }
 
-  /**
-   * Go back to `version` (by default the one before the last patch) without losing what players
-   * did since: same schema, a plain swap; an older schema, the current version's
-   * `downgrade(world, toSchema)` turns the live world back first, in the same transaction as
-   * the swap tick. A version without `downgrade` cannot go back across its schema change:
-   * ROLLBACK_NEEDS_DOWNGRADE, and nothing changes.
-   */
-  async rollbackTo(version: GameVersion | null = this.previous, why = 'manual rollback'): Promise<SwapResult> {
-    if (!version) throw new MoonpatchError('NOTHING_TO_ROLL_BACK', `room ${this.id} has no previous version to go back to`);
-    // Across a schema change: the patch's downgrade when it has one; otherwise replay the
-    // ticks since the swap, when they were recorded and the target is the version that ran
-    // before it (ticks are deterministic on that version, not on another of the same schema).
-    const point = this.swapPoint;
-    const replay =
-      version.schema !== this.meta.schema && !this.sandbox.hooks.includes('downgrade') && point?.version === version.bundle.version ? point : undefined;
-    if (version.schema < this.meta.schema && !this.sandbox.hooks.includes('downgrade') && !replay) {
-      void this.recordHistory({ kind: 'rollback-refused', from: this.version, to: version.bundle.version, tick: this.tick, reason: `${why}: no downgrade, and no recorded ticks to replay` });
-      throw new MoonpatchError(
-        'ROLLBACK_NEEDS_DOWNGRADE',
-        `version ${this.version} changed the schema (${version.schema} -> ${this.meta.schema}), exports no downgrade(world, toSchema), and the ticks since its swap were not recorded (the replay window passed): it cannot be rolled back without losing state`,
-      );
-    }
-    this.log.warn({ roomId: this.id, tick: this.tick, fromVersion: this.version, toVersion: version.bundle.version, reason: why, by: replay ? 'replay' : this.sandbox.hooks.includes('downgrade') && version.schema < this.meta.schema ? 'downgrade' : 'swap' }, 'rolling back');
-    this.rollbackReason = why;
-    return this.stageVersion(version, 'rollback', {}, replay);
+  /** Go back to `version`, by default the one before the last patch (VersionSwitch.rollbackTo). */
+  rollbackTo(version?: GameVersion | null, why?: string): Promise<SwapResult> {
+    return this.versions.rollbackTo(version, why);
   }
-
-  /**
-   * From a patch's swap on: the world just before the swap tick and the events of every tick
-   * since, so the patch can be rolled back by replay (see replay.ts). Null before any patch,
-   * after a rollback, and once the recording passed its limits.
-   */
-  private swapPoint: SwapPoint | null = null;
-
-  /** A tick committed: keep its events while a swap point is open (see swapPoint). */
-  private recordForReplay(swap: StagedVersion | null, tick: number, events: Uint8Array): void {
-    if (swap) {
-      // The swap tick itself is the first recorded one: it is replayed on the old version too.
-      this.swapPoint = swap.reason === 'patch' ? new SwapPoint(tick - 1, swap.replayFrom.version, swap.replayFrom.schema, new Map(this.committed.records)) : null;
-    }
-    if (!this.swapPoint || this.swapPoint.record(tick, events)) return;
-    this.log.info({ roomId: this.id, tick, since: this.swapPoint.tick }, 'replay recording for rollback passed its limits; rolling this patch back across its schema now needs a downgrade');
-    this.swapPoint = null;
-    if (this.staged?.replay) {
-      this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ROLLBACK_NEEDS_DOWNGRADE', message: 'the recorded ticks passed their limit before the replay caught up' });
-    }
-  }
-
-  private rollbackReason = '';
 
   /** The latest patch outcome in this room (status); the full history is in Redis. */
-  lastPatch: PatchHistoryEntry | null = null;
-
-  private recordHistory(e: Omit<PatchHistoryEntry, 'at'>): Promise<void> {
-    this.lastPatch = { at: Date.now(), ...e };
-    publish(channels.room, { roomId: this.id, game: this.game, version: e.to, what: `patch-${e.kind}`, detail: e.reason });
-    return this.store.appendHistory(this.id, this.lastPatch).catch((err: unknown) => this.log.warn({ err, roomId: this.id }, 'could not record patch history'));
+  get lastPatch(): PatchHistoryEntry | null {
+    return this.versions.lastPatch;
   }
 
-  /** Count a failed tick against a patch being verified; roll it back past the limit. */
-  private watchVerification(tick: number): void {
-    const v = this.verification;
-    if (!v || this.staged) return;
-    v.failures++;
-    if (v.failures < this.settings.verifyMaxFailures) return;
-    const previous = v.previous;
-    this.verification = null;
-    const why = `verification failed: ${v.failures} failed ticks by tick ${tick}`;
-    this.rollbackTo(previous, why).then(
-      (r) => this.log.warn({ roomId: this.id, ok: r.ok, result: r }, 'automatic rollback finished'),
-      (e: unknown) => this.log.error({ roomId: this.id, err: e }, 'automatic rollback impossible'),
-    );
-  }
-
-  /** A committed tick while a patch is being verified: past the window, it is verified. */
-  private passVerification(tick: number): void {
-    const v = this.verification;
-    if (!v || tick < v.untilTick) return;
-    this.verification = null;
-    void this.recordHistory({ kind: 'verified', from: v.previous.bundle.version, to: this.version, tick, reason: `${v.failures} failed ticks in the window` });
-  }
-
-  /**
-   * A fresh isolate runs its first calls cold (nothing compiled yet): run the swap tick
-   * {@link WARM_UP_RUNS} times off the tick path, each rolled back, so the real one and the
-   * ticks after it run warm. A warm-up that fails is not fatal here; the real swap tick
-   * decides. (Each run catches up first, yet the world may be a tick behind the committed
-   * one by the time it runs; for warming the code that does not matter.)
-   */
-  private async warmUp(staged: StagedVersion): Promise<void> {
-    const fromSchema = this.meta.schema;
-    for (let i = 0; i < WARM_UP_RUNS && this.staged === staged; i++) {
-      // Catch up first, so the runs see the world as it is now: values that changed since the
-      // load (an integer field that became fractional) change V8's object shapes, and the
-      // compiled code must have seen those shapes before the swap tick, not during it.
-      await staged.catchUp();
-      // The events waiting for the next tick make a realistic warm-up, and a rolled-back
-      // run has no effect on anything.
-      const events = this.encodeEvents(this.queue.peek());
-      const tick = this.committed.tick + 1;
-      const out = await staged.sandbox.tick({
-        events,
-        seed: this.meta.seed,
-        tick,
-        nowMs: Math.round(this.meta.createdAt + (tick * 1000) / this.settings.tickHz),
-        dtSeconds: 1 / this.settings.tickHz,
-        runInit: false,
-        migrateFrom: staged.version.schema !== fromSchema ? fromSchema : undefined,
-        budgetMs: this.settings.cpuBudgetMs + this.settings.migrationBudgetMs,
-      });
-      if (!out.ok) break;
-      await staged.sandbox.rollback();
-    }
-  }
-
-  /** Ticks skipped waiting for a staged version's catch-up to finish. */
-  private swapWaits = 0;
-
-  /**
-   * The staged version, if it should take this tick. It waits while a catch-up is still running
-   * (so the swap tick does not wait for it), but not forever: after 20 ticks it swaps anyway.
-   */
-  private swapCandidate(runInit: boolean): StagedVersion | null {
-    const staged = this.staged;
-    if (!staged?.ready || runInit) return null;
-    if (!staged.canSwap && ++this.swapWaits <= 20) return null;
-    this.swapWaits = 0;
-    return staged;
-  }
-
-  /**
-   * Run this tick on the staged version (see swap-tick.ts); null when the current version must
-   * run it instead: the staging was refused (and is dropped here) or it will try again later.
-   */
-  private async trySwap(staged: StagedVersion, call: TickCall, tick: number): Promise<TickOutcome | null> {
-    const result = await runSwapTick(staged, call, tick, {
-      roomId: this.id,
-      version: this.version,
-      fromSchema: this.meta.schema,
-      current: this.sandbox,
-      committed: this.committed,
-      tickBudgetMs: this.settings.cpuBudgetMs,
-      migrationBudgetMs: this.settings.migrationBudgetMs,
-      log: this.log,
-    });
-    if ('refusal' in result) {
-      this.dropStaged(result.refusal);
-      return null;
-    }
-    return result.outcome;
-  }
-
-  private dropStaged(result: SwapResult): void {
-    const staged = this.staged;
-    if (!staged) return;
-    this.staged = null;
-    staged.sandbox.dispose();
-    if (!result.ok) {
-      void this.recordHistory({
-        kind: staged.reason === 'rollback' ? 'rollback-refused' : 'refused',
-        from: this.version,
-        to: staged.version.bundle.version,
-        tick: this.tick,
-        reason: `${result.stage}: ${result.code}: ${result.message}`,
-      });
-    }
-    staged.finish(result);
-  }
-
-  /** The swap tick committed: the staged version is the room's version from here on. */
-  private completeSwap(staged: StagedVersion, tick: number, swapTickMs: number, records: number): void {
-    const from = this.version;
-    const fromSchema = this.meta.schema;
+  /** SwitchingRoom: the swap tick committed, so the room runs `version` in `sandbox` from now on. */
+  adopt(version: GameVersion, sandbox: GameSandbox): void {
     this.sandbox.dispose();
-    this.sandbox = staged.sandbox;
-    this.sandbox.grantGrace(POST_SWAP_GRACE_TICKS, this.settings.cpuBudgetMs + this.settings.migrationBudgetMs);
-    this.bundle = staged.version.bundle;
-    this.meta.version = staged.version.bundle.version;
-    this.meta.schema = staged.version.schema;
-    this.staged = null;
-    const previous = this.current;
-    this.current = staged.version;
-    if (staged.reason === 'patch') this.previous = previous;
-    // A patch is watched for a while: enough failed ticks and it is rolled back. A rollback
-    // is not watched (there would be nothing safer to go back to).
-    this.verification =
-      staged.reason === 'patch' && previous ? { previous, untilTick: tick + this.settings.verifyWindowTicks, failures: 0 } : null;
-    void this.recordHistory({
-      kind: staged.reason === 'rollback' ? 'rolled-back' : 'applied',
-      from,
-      to: staged.version.bundle.version,
-      tick,
-      reason: staged.reason === 'rollback' ? this.rollbackReason + staged.note : undefined,
-    });
-    const notice = encodeServerMessage({ t: 'ver', from, to: this.version, tick });
-    for (const seat of this.seats.values()) seat.link?.send(notice);
-    this.log.info({ roomId: this.id, tick, fromVersion: from, toVersion: this.version, fromSchema, toSchema: this.meta.schema, swapTickMs }, 'script swapped');
-    staged.finish({ ok: true, roomId: this.id, from, to: this.version, fromSchema, toSchema: this.meta.schema, tick, swapTickMs, records });
+    this.runningSandbox = sandbox;
+    this.bundle = version.bundle;
+    this.meta.version = version.bundle.version;
+    this.meta.schema = version.schema;
+    this.current = version;
+  }
+
+  /** SwitchingRoom: the events queued for the next tick, encoded. */
+  pendingEvents(): Uint8Array {
+    return this.encodeEvents(this.queue.peek());
+  }
+
+  /** SwitchingRoom: a frame to every connected player. */
+  notifyPlayers(frame: Uint8Array): void {
+    for (const seat of this.seats.values()) seat.link?.send(frame);
   }
 
   // ---- seats ----
@@ -666,9 +438,9 @@ export class Room {
     const tick = this.committed.tick + 1;
     const call = this.tickCall(tick, this.encodeEvents(events));
     // A staged version takes this tick if it can; otherwise the current version runs it.
-    let swap = this.swapCandidate(call.runInit);
+    let swap = this.versions.candidate(call.runInit);
     if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
-    const swapOutcome = swap ? await this.trySwap(swap, call, tick) : null;
+    const swapOutcome = swap ? await this.versions.trySwap(swap, call, tick) : null;
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();
     if (this.stopped) return;
@@ -681,7 +453,7 @@ export class Room {
   }
 
   /** The call that runs tick `tick` with `events`: everything else follows from the tick number. */
-  private tickCall(tick: number, events: Uint8Array): TickCall {
+  tickCall(tick: number, events: Uint8Array): TickCall {
     return {
       events,
       seed: this.meta.seed,
@@ -753,7 +525,7 @@ export class Room {
       // the downgraded records directly): undo the downgrade and drop the staging.
       if (swap?.downgrade) {
         await this.sandbox.rollback();
-        this.dropStaged({ ok: false, roomId: this.id, stage: 'commit', code: 'COMMIT_FAILED', message: 'the swap tick did not commit' });
+        this.versions.drop({ ok: false, roomId: this.id, stage: 'commit', code: 'COMMIT_FAILED', message: 'the swap tick did not commit' });
         this.queue.requeueFront(events);
         if (result === 'fenced' || result === 'tick-mismatch') await this.commitFailed(tick, [], result, this.sandbox);
         return;
@@ -766,12 +538,13 @@ export class Room {
       return;
     }
     for (const id of rotated) this.dirtySeats.delete(id);
-    if (swap) this.completeSwap(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
-    else this.passVerification(tick);
-    this.recordForReplay(swap, tick, eventBytes);
-    if (!swap && this.staged) {
-      this.staged.noteCommitted(outcome.sets, outcome.dels);
-      if (this.staged.ready) void this.staged.catchUp().catch(() => {}); // a failure shows at the swap tick
+    if (swap) this.versions.complete(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
+    else this.versions.tickCommitted(tick);
+    this.versions.recordForReplay(swap, tick, eventBytes);
+    const staged = this.versions.staging;
+    if (!swap && staged) {
+      staged.noteCommitted(outcome.sets, outcome.dels);
+      if (staged.ready) void staged.catchUp().catch(() => {}); // a failure shows at the swap tick
     }
     if (this.degraded) {
       this.degraded = false;
@@ -896,7 +669,7 @@ export class Room {
       }
     }
     this.queue.requeueFront(leaves);
-    this.watchVerification(tick);
+    this.versions.tickFailed(tick);
     publish<TickFailedEvent>(channels.tickFailed, {
       roomId: this.id, game: this.game, version: this.version, tick, code: outcome.code,
       thrown: outcome.thrown, scriptMs, rollbackMs, isolateRebuilt: rebuilt,
@@ -916,7 +689,7 @@ export class Room {
       await ran.rollback();
     } catch {
       if (ran === this.sandbox) await this.rebuildSandbox('rollback after a failed commit failed');
-      else this.dropStaged({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: 'the staged isolate could not be rolled back' });
+      else this.versions.drop({ ok: false, roomId: this.id, stage: 'tick', code: 'ENGINE_ERROR', message: 'the staged isolate could not be rolled back' });
     }
     this.queue.requeueFront(events);
     if (!this.degraded) {
@@ -983,7 +756,7 @@ export class Room {
     this.sandbox.dispose();
     const sandbox = await GameSandbox.create(this.bundle, this.sandbox.limits);
     await sandbox.load(this.committed.encodeForLoad());
-    this.sandbox = sandbox;
+    this.runningSandbox = sandbox;
     this.log.warn({ roomId: this.id, tick: this.committed.tick, version: this.version, reason }, 'sandbox rebuilt from committed state');
     publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'sandbox-rebuilt', detail: reason });
   }

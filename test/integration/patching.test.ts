@@ -10,6 +10,7 @@ import { unpack } from 'msgpackr';
 import type { MoonpatchClient } from '../../client/client.ts';
 import type { VersionMsg } from '../../server/protocol/messages.ts';
 import type { Room } from '../../server/room/room.ts';
+import type { VersionSwitch } from '../../server/room/version-switch.ts';
 import { loadGame } from '../../server/sandbox/games.ts';
 import { BuildError } from '../../server/errors/errors.ts';
 import path from 'node:path';
@@ -93,7 +94,7 @@ describe('refused patches leave version and state unchanged', () => {
     await room.runTick();
     const before = { version: room.version, schema: room.schema, player: record(room, `players/${c.playerId}`) };
     const pending = server.rooms.applyVersion(roomId, versionNumber);
-    await waitFor(() => (room as unknown as { staged: { ready: boolean } | null }).staged?.ready === true, 'patch staged');
+    await waitFor(() => (room as unknown as { versions: VersionSwitch }).versions.staging?.ready === true, 'patch staged');
     const seq = c.send({ op: 'add', n: 7 });
     await waitFor(() => room.queue.size > 0, 'queued');
     await room.runTick(); // the swap tick: refused, and run on the old version instead

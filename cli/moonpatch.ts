@@ -188,7 +188,8 @@ async function cmdDelete(a: Args): Promise<number> {
 }
 
 async function cmdStatus(a: Args): Promise<number> {
-  const { body } = await api(a, 'GET', '/admin/rooms');
+  // Every server's rooms: the server asked forwards what concerns another server's rooms.
+  const { body } = await api(a, 'GET', '/admin/rooms?scope=cluster');
   if (a.flags.has('by-version')) {
     const groups = byVersion(body);
     print(a, groups, () => {
@@ -198,10 +199,12 @@ async function cmdStatus(a: Args): Promise<number> {
   }
   print(a, body, () => {
     if (body.length === 0) return console.log('no rooms running');
-    console.log('room'.padEnd(24) + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms'.padEnd(9) + 'last patch');
+    // The server column only when there is more than one.
+    const servers = new Set(body.map((r: { node: string }) => r.node)).size > 1;
+    console.log('room'.padEnd(24) + (servers ? 'server'.padEnd(22) : '') + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms'.padEnd(9) + 'last patch');
     for (const r of body) {
       const patch = (r.pinned ? 'PINNED ' : '') + (r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-');
-      console.log(String(r.room).padEnd(24) + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1).padEnd(9) + patch + (r.degraded ? '  DEGRADED' : ''));
+      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1).padEnd(9) + patch + (r.degraded ? '  DEGRADED' : ''));
     }
   });
   return 0;
@@ -244,7 +247,7 @@ function canaryPick(rooms: RoomRow[], percent: number): RoomRow[] {
 async function gameRooms(a: Args): Promise<RoomRow[]> {
   const game = flag(a, 'game') ?? 'arena';
   // Pinned rooms stay on their version: every push to "the game's rooms" skips them.
-  return ((await api(a, 'GET', '/admin/rooms')).body as RoomRow[]).filter((r) => r.game === game && !r.pinned);
+  return ((await api(a, 'GET', '/admin/rooms?scope=cluster')).body as RoomRow[]).filter((r) => r.game === game && !r.pinned);
 }
 
 /**

@@ -8,6 +8,7 @@ import type { ServerConfig } from './config/config.ts';
 import { GameServer } from './net/ws-server.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
+import { NodeDirectory } from './net/cluster.ts';
 import { createHttpHandler } from './net/http.ts';
 import { loadTlsFiles } from './net/tls.ts';
 import { hostname } from 'node:os';
@@ -77,11 +78,14 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, heapBytes: r.heapUsed(), queueDepth: r.queue.size })),
   });
   const feed = new DashboardFeed();
+  // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).
+  const nodes = new NodeDirectory(redis, config.redisPrefix, () => store.leaseHolder, () => rooms.status());
   const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: () => feed.snapshot(rooms.status()) } });
   const admin = config.adminToken
     ? createAdminHandler(
         {
           status: () => rooms.status(),
+          clusterStatus: () => nodes.rooms(),
           games: () => rooms.games(),
           patch: (roomId, version, opts) => rooms.applyVersion(roomId, version, opts),
           rollback: (roomId, version) => rooms.rollback(roomId, version),
@@ -126,6 +130,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   GameSandbox.crashRecorder = (info) => writeCrashRecordSync(crashFile, { ...info, at: Date.now(), node: store.leaseHolder.node });
   await rooms.resumeAll();
   rooms.startIdleSweep();
+  nodes.start();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();
   log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
@@ -139,6 +144,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     takeover,
     async close() {
       takeover.stop();
+      await nodes.stop().catch(() => {}); // Redis gone: the entry lapses on its own
       await rooms.shutdown();
       await net.close();
       patches.stop();

@@ -4,7 +4,8 @@
  * (the server's admin token, compared in constant time); players' WebSocket connections never
  * reach these operations. JSON in, JSON out; errors carry the stable code.
  *
- *   GET  /admin/rooms                       status of every room
+ *   GET  /admin/rooms                       status of every room on this server
+ *   GET  /admin/rooms?scope=cluster         ... on every server of the deployment (each row names its `node`)
  *   POST /admin/rooms     {room, game?}     create a room (it starts when a player joins)
  *   DELETE /admin/rooms/:id                 delete a room for good (its players are closed with 4007)
  *   GET  /admin/games                       games and their versions
@@ -17,15 +18,23 @@
  *   GET  /admin/games/:game/target          the version unpinned rooms of the game should run
  *   PUT  /admin/games/:game/target {version}        set it (promote): rooms not running now get it when they open
  *   POST /admin/games/:game/target/withdraw {version}   withdraw a version (abort)
+ *
+ * A request about a room that another server runs (ROOM_OWNED_ELSEWHERE) is forwarded to that
+ * server once, with the same method, path, body and token (every server of a deployment has the
+ * same admin token), and its answer is returned as is: one address reaches every room. A
+ * forwarded request carries `x-moonpatch-forwarded` and is never forwarded again.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import { ErrorCodes, type ErrorCode } from '../errors/codes.ts';
-import { MoonpatchError } from '../errors/errors.ts';
+import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
+import { adminBaseUrl } from './cluster.ts';
 
 /** What the admin API needs from the rooms (implemented by the room manager). */
 export interface AdminOps {
   status(): unknown[];
+  /** Every room of every server sharing this Redis (NodeDirectory.rooms). */
+  clusterStatus(): Promise<unknown[]>;
   games(): unknown[];
   patch(roomId: string, version: number, opts: { safePoint?: boolean; deadlineMs?: number }): Promise<unknown>;
   rollback(roomId: string, version?: number): Promise<unknown>;
@@ -57,9 +66,18 @@ export function createAdminHandler(ops: AdminOps, adminToken: string): (req: htt
   };
   return (req, res) => {
     if (!authorised(req)) return json(res, 401, { code: 'UNAUTHORIZED', msg: 'admin operations need the admin token (Authorization: Bearer ...)' });
-    void route(ops, req).then(
-      (body) => json(res, 200, body),
-      (e: unknown) => {
+    let body: Record<string, unknown> | undefined;
+    void (async () => {
+      body = req.method === 'POST' || req.method === 'PUT' ? await readJson(req) : {};
+      return route(ops, req, body);
+    })().then(
+      (out) => json(res, 200, out),
+      async (e: unknown) => {
+        const owner = e instanceof RoomOwnedElsewhereError && !req.headers[FORWARDED] && body !== undefined ? adminBaseUrl(e.ownerUrl) : null;
+        if (owner) {
+          const forwarded = await forward(owner, req, body!).catch(() => null);
+          if (forwarded) return json(res, forwarded.status, forwarded.body);
+        }
         const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
         const status =
           code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' ? 404
@@ -72,26 +90,47 @@ export function createAdminHandler(ops: AdminOps, adminToken: string): (req: htt
   };
 }
 
-async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown> {
+/** Marks a request one server forwarded to another, so it is never forwarded again. */
+const FORWARDED = 'x-moonpatch-forwarded';
+
+/** How long a forwarded request may take: a patch waits for its swap tick (a safe point can take minutes). */
+const FORWARD_TIMEOUT_MS = 10 * 60_000;
+
+/** Send the same request to the server that runs the room; its status and JSON answer. */
+async function forward(base: string, req: http.IncomingMessage, body: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(base + (req.url ?? '/'), {
+    method: req.method,
+    headers: { authorization: req.headers.authorization ?? '', 'content-type': 'application/json', [FORWARDED]: '1' },
+    body: req.method === 'POST' || req.method === 'PUT' ? JSON.stringify(body) : undefined,
+    signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+async function route(ops: AdminOps, req: http.IncomingMessage, body: Record<string, unknown>): Promise<unknown> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const parts = url.pathname.split('/').filter(Boolean); // ['admin', ...]
-  if (req.method === 'GET' && parts[1] === 'rooms' && parts.length === 2) return ops.status();
+  if (req.method === 'GET' && parts[1] === 'rooms' && parts.length === 2) {
+    const scope = url.searchParams.get('scope');
+    if (scope !== null && scope !== 'cluster' && scope !== 'node') throw new MoonpatchError('BAD_FIELD', 'scope: "node" (default) or "cluster"');
+    return scope === 'cluster' ? ops.clusterStatus() : ops.status();
+  }
   if (req.method === 'POST' && parts[1] === 'rooms' && parts.length === 2) {
-    const { room, game } = await readJson(req);
+    const { room, game } = body;
     if (typeof room !== 'string') throw new MoonpatchError('BAD_FIELD', 'room: a room id (1-64 characters of A-Z a-z 0-9 _ -)');
     if (game !== undefined && typeof game !== 'string') throw new MoonpatchError('BAD_FIELD', 'game: a game name');
     return ops.createRoom(room, game);
   }
   if (req.method === 'DELETE' && parts[1] === 'rooms' && parts.length === 3) return ops.deleteRoom(decodeURIComponent(parts[2]!));
   if (req.method === 'GET' && parts[1] === 'games' && parts.length === 2) return ops.games();
-  if (req.method === 'POST' && parts[1] === 'patches' && parts.length === 2) return ops.upload(await readJson(req));
+  if (req.method === 'POST' && parts[1] === 'patches' && parts.length === 2) return ops.upload(body);
   if (parts[1] === 'games' && parts[3] === 'target' && (parts.length === 4 || parts.length === 5)) {
     const game = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts.length === 4) return ops.target(game);
     const isSet = req.method === 'PUT' && parts.length === 4;
     const isWithdraw = req.method === 'POST' && parts[4] === 'withdraw';
     if (isSet || isWithdraw) {
-      const { version } = await readJson(req);
+      const { version } = body;
       if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
       return isSet ? ops.setTarget(game, version) : ops.withdrawTarget(game, version);
     }
@@ -102,18 +141,18 @@ async function route(ops: AdminOps, req: http.IncomingMessage): Promise<unknown>
     if (req.method === 'GET' && parts[3] === 'snapshot') return ops.snapshot(roomId);
     if (req.method === 'POST' && parts[3] === 'release') return ops.release(roomId);
     if (req.method === 'POST' && parts[3] === 'patch') {
-      const { version, safePoint, deadlineMs } = await readJson(req);
+      const { version, safePoint, deadlineMs } = body;
       if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
       if (deadlineMs !== undefined && (typeof deadlineMs !== 'number' || !(deadlineMs >= 0 && deadlineMs <= 3_600_000))) throw new MoonpatchError('BAD_FIELD', 'deadlineMs: 0 to 3600000');
       return ops.patch(roomId, version, { safePoint: safePoint === true, deadlineMs: deadlineMs as number | undefined });
     }
     if (req.method === 'POST' && parts[3] === 'pin') {
-      const { pinned } = await readJson(req);
+      const { pinned } = body;
       if (typeof pinned !== 'boolean') throw new MoonpatchError('BAD_FIELD', 'pinned: true or false');
       return ops.pin(roomId, pinned);
     }
     if (req.method === 'POST' && parts[3] === 'rollback') {
-      const { version } = await readJson(req);
+      const { version } = body;
       if (version !== undefined && (typeof version !== 'number' || !Number.isInteger(version) || version < 1)) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');
       return ops.rollback(roomId, version as number | undefined);
     }

@@ -48,3 +48,16 @@ export function roomIndexKey(prefix: string): string {
 export function gameTargetKey(prefix: string, game: string): string {
   return `${prefix}:game:${game}:target`;
 }
+
+/**
+ * String with a TTL (JSON {node, url, at, rooms}): what one server runs, rewritten every couple
+ * of seconds (server/net/cluster.ts).
+ */
+export function nodeKey(prefix: string, node: string): string {
+  return `${prefix}:node:${node}`;
+}
+
+/** Set of the node ids that wrote a nodeKey (members whose key lapsed are pruned on read). */
+export function nodesKey(prefix: string): string {
+  return `${prefix}:nodes`;
+}

@@ -1,0 +1,86 @@
+/**
+ * The servers of one deployment (sharing a Redis prefix), as the admin API sees them.
+ *
+ * Each server writes what it runs to Redis every couple of seconds: a key per server with a TTL
+ * of a few beats, so a server that dies drops out on its own, and a set naming them. Any server
+ * can then list every room of the deployment (GET /admin/rooms?scope=cluster), which is what
+ * `moonpatch status`, `push --all`, `--canary`, `promote` and `abort` work from. An admin request
+ * about a room that another server runs is forwarded to that server (see admin-api.ts), so one
+ * address reaches every room.
+ */
+import type { Redis } from 'ioredis';
+import type { RoomStatus } from '../room/room-manager.ts';
+import { nodeKey, nodesKey } from '../state/keys.ts';
+import type { LeaseHolder } from '../state/room-store.ts';
+
+/** A room as listed cluster-wide: its status, and the server running it. */
+export type ClusterRoom = RoomStatus & { node: string };
+
+interface Beat {
+  node: string;
+  url: string;
+  at: number;
+  rooms: RoomStatus[];
+}
+
+export class NodeDirectory {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly self: () => LeaseHolder,
+    private readonly status: () => RoomStatus[],
+    private readonly intervalMs = 2000,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    const beat = () => void this.beat().catch(() => {}); // Redis trouble: the next beat retries
+    beat();
+    this.timer = setInterval(beat, this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Write this server's rooms; they stay listed for three beats unless written again. */
+  async beat(): Promise<void> {
+    const { node, url } = this.self();
+    const beat: Beat = { node, url, at: Date.now(), rooms: this.status() };
+    await this.redis.multi().set(nodeKey(this.prefix, node), JSON.stringify(beat), 'PX', this.intervalMs * 3).sadd(nodesKey(this.prefix), node).exec();
+  }
+
+  /** Stop writing, and leave the list at once (a clean shutdown). */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const { node } = this.self();
+    await this.redis.multi().del(nodeKey(this.prefix, node)).srem(nodesKey(this.prefix), node).exec();
+  }
+
+  /**
+   * Every room of every live server, each with its server's node id. This server's rooms are
+   * its current ones, not its last beat's. A server whose key lapsed is dropped from the set.
+   */
+  async rooms(): Promise<ClusterRoom[]> {
+    const me = this.self().node;
+    const out: ClusterRoom[] = this.status().map((r) => ({ ...r, node: me }));
+    const nodes = (await this.redis.smembers(nodesKey(this.prefix))).filter((n) => n !== me);
+    if (nodes.length === 0) return out;
+    const beats = await this.redis.mget(nodes.map((n) => nodeKey(this.prefix, n)));
+    const gone: string[] = [];
+    beats.forEach((raw, i) => {
+      if (raw === null) return void gone.push(nodes[i]!);
+      const beat = JSON.parse(raw) as Beat;
+      for (const r of beat.rooms) out.push({ ...r, node: beat.node });
+    });
+    if (gone.length > 0) await this.redis.srem(nodesKey(this.prefix), ...gone);
+    return out;
+  }
+}
+
+/** The admin API's base URL of a server, from the address its lease names (ws -> http). */
+export function adminBaseUrl(leaseUrl: string): string | null {
+  const m = /^(wss?):\/\/([^/\s]+)/.exec(leaseUrl);
+  if (!m) return null;
+  return `${m[1] === 'wss' ? 'https' : 'http'}://${m[2]}`;
+}

@@ -1,0 +1,109 @@
+/**
+ * The admin API across servers: two servers on one Redis prefix, each running a room. Either one
+ * lists both rooms (scope=cluster), a patch or rollback asked of the wrong one is forwarded to
+ * the server that runs the room, a forwarded request is never forwarded again, and a server that
+ * shuts down leaves the list. Real Redis, sockets, isolates, and the real `moonpatch` command.
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MoonpatchClient } from '../../client/client.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+const TOKEN = 'cluster-admin-token-0123456789';
+
+async function admin(server: Server, method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://127.0.0.1:${server.port}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+function moonpatch(server: Server, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const env = { ...process.env, MOONPATCH_URL: `http://127.0.0.1:${server.port}`, MOONPATCH_ADMIN_TOKEN: TOKEN };
+    execFile(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), ...args], { cwd: REPO_ROOT, env }, (e, out, err) =>
+      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+    );
+  });
+}
+
+describe('admin API across two servers', () => {
+  let a: Server;
+  let b: Server;
+  const clients: MoonpatchClient[] = [];
+  const stamp = Date.now();
+  const roomA = `on-a-${stamp}`;
+  const roomB = `on-b-${stamp}`;
+
+  beforeAll(async () => {
+    const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false };
+    a = await startTestServer({ ...common, nodeId: 'node-a' });
+    b = await startTestServer({ ...common, nodeId: 'node-b', redisPrefix: a.prefix });
+    for (const [server, room] of [[a, roomA], [b, roomB]] as const) {
+      const c = testClient(server.url, { room, game: 'probe', name: 'p', autoReconnect: false });
+      await c.connect();
+      clients.push(c);
+    }
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await b?.close();
+    await a?.close();
+  });
+
+  it('either server lists every room with the server running it', async () => {
+    for (const server of [a, b]) {
+      let rows: { room: string; node: string }[] = [];
+      await waitFor(async () => {
+        rows = (await admin(server, 'GET', '/admin/rooms?scope=cluster')).body;
+        return rows.some((r) => r.room === roomA) && rows.some((r) => r.room === roomB);
+      }, 'both rooms listed');
+      expect(rows.find((r) => r.room === roomA)!.node).toBe('node-a');
+      expect(rows.find((r) => r.room === roomB)!.node).toBe('node-b');
+    }
+    // Without the scope, a server lists its own rooms only.
+    expect((await admin(b, 'GET', '/admin/rooms')).body.map((r: { room: string }) => r.room)).toEqual([roomB]);
+    expect(await admin(b, 'GET', '/admin/rooms?scope=everything')).toMatchObject({ status: 400, body: { code: 'BAD_FIELD' } });
+  });
+
+  it('a patch and a rollback asked of the other server are forwarded to the one running the room', async () => {
+    const patched = await admin(b, 'POST', `/admin/rooms/${roomA}/patch`, { version: 2 });
+    expect(patched).toMatchObject({ status: 200, body: { ok: true, roomId: roomA } });
+    expect(a.rooms.get(roomA)!.current?.number).toBe(2);
+    expect(b.rooms.get(roomA)).toBeUndefined();
+    const back = await admin(b, 'POST', `/admin/rooms/${roomA}/rollback`, {});
+    expect(back).toMatchObject({ status: 200, body: { ok: true } });
+    expect(a.rooms.get(roomA)!.current?.number).toBe(1);
+    expect(clients.every((c) => c.disconnects === 0)).toBe(true);
+  });
+
+  it('a request that was forwarded once is not forwarded again', async () => {
+    const r = await admin(b, 'POST', `/admin/rooms/${roomA}/patch`, { version: 2 }, { 'x-moonpatch-forwarded': '1' });
+    expect(r).toMatchObject({ status: 503, body: { code: 'ROOM_OWNED_ELSEWHERE' } });
+    expect(a.rooms.get(roomA)!.current?.number).toBe(1);
+  });
+
+  it('`moonpatch push --all` through one server patches the rooms of both, and status shows the servers', async () => {
+    const push = await moonpatch(b, 'push', '2', '--all', '--game', 'probe');
+    expect(push.code).toBe(0);
+    expect(a.rooms.get(roomA)!.current?.number).toBe(2);
+    expect(b.rooms.get(roomB)!.current?.number).toBe(2);
+    const status = await moonpatch(b, 'status');
+    expect(status.out).toMatch(new RegExp(`${roomA}\\s+node-a`));
+    expect(status.out).toMatch(new RegExp(`${roomB}\\s+node-b`));
+  });
+
+  it('a server that shuts down leaves the list', async () => {
+    const c = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false, nodeId: 'node-c', redisPrefix: a.prefix });
+    const roomC = `on-c-${stamp}`;
+    await c.rooms.open(roomC, 'probe');
+    await waitFor(async () => (await admin(a, 'GET', '/admin/rooms?scope=cluster')).body.some((r: { room: string }) => r.room === roomC), 'room on c listed');
+    await c.close();
+    const rows = (await admin(a, 'GET', '/admin/rooms?scope=cluster')).body as { node: string }[];
+    expect(rows.some((r) => r.node === 'node-c')).toBe(false);
+  });
+});

@@ -319,7 +319,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
   if (Object.keys(joinErrors).includes('connection closed')) log('hint: a server closes connections past MAX_CONNECTIONS_PER_ADDRESS (default 64) from one address');
 
   // ---- baselines ----------------------------------------------------------------------------
-  const statusBefore = target.adminToken ? ((await admin.get('/admin/rooms').catch(() => null)) as RoomStatus[] | null) : null;
+  const statusBefore = target.adminToken ? ((await admin.get('/admin/rooms?scope=cluster').catch(() => null)) as RoomStatus[] | null) : null;
   const histBefore = await scrapeTickHistogram(target);
   const cpuBefore = { server: cpuSeconds(target.serverPid), redis: cpuSeconds(target.redisPid), self: process.cpuUsage() };
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -377,7 +377,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
   async function patchRound(at: number): Promise<void> {
     let status: RoomStatus[];
     try {
-      status = ((await admin.get('/admin/rooms')) as RoomStatus[]).filter(ours);
+      status = ((await admin.get('/admin/rooms?scope=cluster')) as RoomStatus[]).filter(ours);
     } catch (e) {
       patchEvents.push({ t: at, room: '*', action: 'status', ok: false, code: 'STATUS_FAILED', detail: String(e), request_ms: 0, swap_tick_ms: null });
       markers.push({ t: at, label: 'status?', applied: 0, failed: 1 });
@@ -434,7 +434,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
     );
     if (target.adminToken && !statusInFlight) {
       statusInFlight = true;
-      admin.get('/admin/rooms').then(
+      admin.get('/admin/rooms?scope=cluster').then(
         (r) => {
           lastStatus = r as RoomStatus[];
           statusInFlight = false;
@@ -465,7 +465,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
   loopDelay.disable();
 
   // ---- the server's figures -----------------------------------------------------------------
-  const statusAfter = target.adminToken ? ((await admin.get('/admin/rooms').catch(() => null)) as RoomStatus[] | null) : null;
+  const statusAfter = target.adminToken ? ((await admin.get('/admin/rooms?scope=cluster').catch(() => null)) as RoomStatus[] | null) : null;
   const histAfter = await scrapeTickHistogram(target);
   const dashboard = await fetchJson(`${target.httpUrl}/dashboard/data`).catch(() => null) as { series?: { t: number; p99: number; ticks: number }[] } | null;
   const selfCpu = process.cpuUsage(cpuBefore.self);

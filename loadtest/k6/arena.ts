@@ -285,7 +285,7 @@ export function patcher(data: SetupData): void {
   for (let k = 1; start + k * PATCH_EVERY_S * 1000 < end; k++) {
     const wait = start + k * PATCH_EVERY_S * 1000 - Date.now();
     if (wait > 0) sleep(wait / 1000);
-    const res = http.get(`${ADMIN_URL}/admin/rooms`, auth);
+    const res = http.get(`${ADMIN_URL}/admin/rooms?scope=cluster`, auth);
     if (res.status !== 200) {
       console.error(`GET /admin/rooms: HTTP ${res.status}`);
       patchesFailed.add(1, { action: 'status' });

@@ -280,9 +280,11 @@ export class GameSandbox {
     this.graceBudgetMs = budgetMs;
   }
 
-  /** Undo the last successful tick (its commit failed). */
-  async rollback(): Promise<void> {
+  /** Undo the last successful tick (its commit failed); returns the isolate CPU time it took, ms. */
+  async rollback(): Promise<number> {
+    const before = this.isolate.cpuTime;
     await this.fns.rollback.apply(undefined, [], { timeout: ENGINE_CALL_TIMEOUT_MS });
+    return this.cpuSince(before);
   }
 
   /** Heap in use by the isolate, bytes. */

@@ -6,7 +6,7 @@
  *            [--room ID [--save FILE]]         ... on a live room's committed world (saved to FILE)
  *            [--fixture FILE]                  ... on a world saved with --save
  *   versions                                   games and their versions on the server
- *   status                                     every room: game, version, players, tick time
+ *   status                                     every room of every server: game, version, players, tick time
  *   push <version> (--room ID ... | --all | --canary PERCENT) [--game G] [--safe-point [--deadline S]]
  *                                              apply a version; non-zero exit if any room refused
  *   promote <version> [--game G]               make it the game's target and push it to every room not on it yet
@@ -25,7 +25,7 @@
  * --token (default $MOONPATCH_ADMIN_TOKEN, else .data/admin-token written by a local server).
  * Exit codes: 0 done, 1 refused or invalid, 2 usage or connection error.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
@@ -188,7 +188,7 @@ async function cmdDelete(a: Args): Promise<number> {
 }
 
 async function cmdStatus(a: Args): Promise<number> {
-  // Every server's rooms: the server asked forwards what concerns another server's rooms.
+  // Every server's rooms (each writes its own to Redis every 2 s: server/net/cluster.ts).
   const { body } = await api(a, 'GET', '/admin/rooms?scope=cluster');
   if (a.flags.has('by-version')) {
     const groups = byVersion(body);
@@ -367,7 +367,11 @@ async function startWorld(a: Args): Promise<(StartWorld & { game: string }) | un
     snapshot = body;
     source = `room ${room}`;
     const save = flag(a, 'save');
-    if (save) writeFileSync(save, JSON.stringify(body) + '\n', { mode: 0o600 }); // player data: not world-readable
+    if (save) {
+      // Player data: not readable by others, also when the file was there before.
+      writeFileSync(save, JSON.stringify(body) + '\n', { mode: 0o600 });
+      chmodSync(save, 0o600);
+    }
   } else if (fixture) {
     try {
       snapshot = JSON.parse(readFileSync(fixture, 'utf8'));

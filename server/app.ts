@@ -80,7 +80,9 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const feed = new DashboardFeed();
   // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).
   const nodes = new NodeDirectory(redis, config.redisPrefix, () => store.leaseHolder, () => rooms.status());
-  const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: () => feed.snapshot(rooms.status()) } });
+  // The dashboard lists every server's rooms; with Redis away, this server's own.
+  const dashboardRooms = () => nodes.rooms().catch(() => rooms.status().map((r) => ({ ...r, node: store.leaseHolder.node })));
+  const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: async () => feed.snapshot(await dashboardRooms()) } });
   const admin = config.adminToken
     ? createAdminHandler(
         {

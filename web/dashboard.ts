@@ -144,6 +144,7 @@ function renderRooms(snap: DashboardSnapshot): void {
     tr.dataset.room = r.room;
     if (r.degraded) tr.className = 'degraded';
     cell(tr, r.room + (r.pinned ? ' (pinned)' : '') + (r.degraded ? ' (degraded)' : ''));
+    cell(tr, r.node ?? '');
     cell(tr, r.game);
     cell(tr, r.versionNumber === null ? r.version : `v${r.versionNumber}`, true);
     cell(tr, String(r.schema), true);

@@ -20,7 +20,7 @@ export interface HttpDeps {
   /** Prometheus exposition for /metrics. */
   metrics: { text(): Promise<string>; contentType: string };
   /** The ops dashboard's data (a DashboardFeed snapshot) for /dashboard/data. */
-  dashboard: { data(): unknown };
+  dashboard: { data(): Promise<unknown> };
 }
 
 /** Bundle a page's script from web/ (on first request, then cached). */
@@ -70,7 +70,14 @@ export function createHttpHandler(deps: HttpDeps): (req: http.IncomingMessage, r
       case '/dashboard.js':
         return serve(res, 'text/javascript; charset=utf-8', () => (dashboardScript ??= bundlePage('dashboard.ts')));
       case '/dashboard/data':
-        return send(res, 200, 'application/json', JSON.stringify(deps.dashboard.data()));
+        void deps.dashboard.data().then(
+          (data) => send(res, 200, 'application/json', JSON.stringify(data)),
+          (e: unknown) => {
+            deps.log.error({ err: e }, 'dashboard data failed');
+            send(res, 500, 'text/plain', 'dashboard data failed; see the server log');
+          },
+        );
+        return;
       case '/metrics':
         void deps.metrics.text().then(
           (text) => send(res, 200, deps.metrics.contentType, text),

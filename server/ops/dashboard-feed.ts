@@ -40,7 +40,8 @@ export interface DashboardSnapshot {
   now: number;
   series: SeriesPoint[];
   events: DashboardEvent[];
-  rooms: RoomStatus[];
+  /** Every server's rooms, each with the node running it (net/cluster.ts). */
+  rooms: (RoomStatus & { node?: string })[];
 }
 
 interface Bucket {
@@ -124,7 +125,7 @@ export class DashboardFeed {
     if (this.events.length > EVENT_LIMIT) this.events.splice(0, this.events.length - EVENT_LIMIT);
   }
 
-  snapshot(rooms: RoomStatus[]): DashboardSnapshot {
+  snapshot(rooms: (RoomStatus & { node?: string })[]): DashboardSnapshot {
     const now = this.clock();
     const current = Math.floor(now / 1000);
     const series: SeriesPoint[] = [];

@@ -8,7 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
 import { openBrowserPage } from '../helpers/browser.ts';
-import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient } from '../helpers/server.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 const WAIT = { timeout: 30_000 };
 
@@ -43,6 +43,20 @@ describe('ops dashboard in a headless browser', () => {
     expect(data.rooms.map((r) => r.room)).toContain(room);
   });
 
+  it("lists the rooms of another server on the same Redis, named by that server's node id", async () => {
+    const other = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: 'dash-other', takeover: false });
+    try {
+      const elsewhere = `${room}-b`;
+      await other.rooms.open(elsewhere, 'probe');
+      await waitFor(async () => {
+        const data = (await (await fetch(`http://127.0.0.1:${server.port}/dashboard/data`)).json()) as { rooms: { room: string; node: string }[] };
+        return data.rooms.some((r) => r.room === elsewhere && r.node === 'dash-other');
+      }, "the other server's room on this dashboard");
+    } finally {
+      await other.close();
+    }
+  });
+
   it('charts tick latency, lists the room and marks a patch pushed live', async () => {
     const res = await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
     expect(res?.status()).toBe(200);
@@ -50,6 +64,7 @@ describe('ops dashboard in a headless browser', () => {
     await page.waitForFunction((r) => Array.from(document.querySelectorAll('#rooms tr')).some((tr) => tr.textContent!.includes(r)), room, WAIT);
     const row = page.locator('#rooms tr', { hasText: room });
     expect(await row.textContent()).toContain('probe');
+    expect(await row.textContent()).toContain(`:${server.port}`); // the server running it (node id)
 
     expect((await server.rooms.applyVersion(room, 2)).ok).toBe(true);
     await page.waitForFunction(() => Number(document.body.dataset.markers) >= 1, undefined, WAIT);

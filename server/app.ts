@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
 import { OrphanTakeover } from './room/takeover.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
-import { GameSandbox } from './sandbox/sandbox.ts';
+import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
@@ -45,6 +45,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   // TLS files first: a bad certificate fails the start (TLS_FILE_INVALID) before anything runs.
   const tls = config.tlsCertFile && config.tlsKeyFile ? await loadTlsFiles(config.tlsCertFile, config.tlsKeyFile) : undefined;
   if (tls) log.info({ cert: config.tlsCertFile, key: config.tlsKeyFile }, 'TLS on: serving https and wss'); // paths only, never contents
+  // Before any isolate exists: their young generation is fixed when each is created.
+  setIsolateSemiSpace(config.isolateSemiSpaceMb);
   const games =
     opts.games ??
     (await GameRegistry.fromDirectory(config.scriptsDir, config.patchesDir, (game, folder, e) =>

@@ -121,6 +121,13 @@ export interface ServerConfig {
    * @default 0
    */
   roomExpireMs: number;
+  /**
+   * Young generation (semi-space) of every game isolate, MB; 0 leaves what isolated-vm derives
+   * from the game's memoryLimitMb (about 1.4 MB at 64 MB, which makes big ticks collect garbage
+   * several times). See DEFAULT_SEMI_SPACE_MB in server/sandbox/sandbox.ts for the measurements.
+   * Env ISOLATE_SEMI_SPACE_MB. @default 8
+   */
+  isolateSemiSpaceMb: number;
 }
 
 /** Per-game settings from scripts/<game>/game.json. */
@@ -180,6 +187,7 @@ export const DEFAULTS: ServerConfig = {
   roomIdleUnloadMs: 60_000,
   roomCreation: 'open',
   roomExpireMs: 0,
+  isolateSemiSpaceMb: 8,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {
@@ -207,6 +215,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
   // Redis keeps a TTL in ms as a 64-bit integer; a year is plenty for "forget abandoned rooms".
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
+  int('isolateSemiSpaceMb', c.isolateSemiSpaceMb, 0, 256);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
@@ -255,6 +264,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.ROOM_IDLE_UNLOAD_MS) o.roomIdleUnloadMs = num('ROOM_IDLE_UNLOAD_MS')!;
   if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
+  if (env.ISOLATE_SEMI_SPACE_MB) o.isolateSemiSpaceMb = num('ISOLATE_SEMI_SPACE_MB')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   return makeConfig(o);
 }

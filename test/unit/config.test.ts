@@ -1,16 +1,22 @@
 /**
- * Server settings from the environment: the room lifecycle settings parse, and bad values stop
+ * Server settings from the environment: the room lifecycle and isolate settings parse, and bad values stop
  * the start with a ConfigError naming the setting (instead of a server that half works).
  */
 import { describe, expect, it } from 'vitest';
 import { configFromEnv } from '../../server/config/config.ts';
 import { ConfigError } from '../../server/errors/errors.ts';
 
-describe('room lifecycle settings', () => {
+describe('room lifecycle and isolate settings', () => {
   it('defaults: joins create rooms, unloaded rooms are kept for good', () => {
     const c = configFromEnv({});
     expect(c.roomCreation).toBe('open');
     expect(c.roomExpireMs).toBe(0);
+  });
+
+  it('isolates get an 8 MB young generation unless ISOLATE_SEMI_SPACE_MB says otherwise (0: isolated-vm default)', () => {
+    expect(configFromEnv({}).isolateSemiSpaceMb).toBe(8);
+    expect(configFromEnv({ ISOLATE_SEMI_SPACE_MB: '0' }).isolateSemiSpaceMb).toBe(0);
+    expect(configFromEnv({ ISOLATE_SEMI_SPACE_MB: '32' }).isolateSemiSpaceMb).toBe(32);
   });
 
   it('reads ROOM_CREATION and ROOM_EXPIRE_MS', () => {
@@ -26,6 +32,9 @@ describe('room lifecycle settings', () => {
     [{ ROOM_EXPIRE_MS: '1.5' }, 'roomExpireMs'],
     [{ ROOM_EXPIRE_MS: 'soon' }, 'roomExpireMs'],
     [{ ROOM_EXPIRE_MS: String(400 * 86_400_000) }, 'roomExpireMs'],
+    [{ ISOLATE_SEMI_SPACE_MB: '-8' }, 'isolateSemiSpaceMb'],
+    [{ ISOLATE_SEMI_SPACE_MB: '1024' }, 'isolateSemiSpaceMb'],
+    [{ ISOLATE_SEMI_SPACE_MB: 'big' }, 'isolateSemiSpaceMb'],
   ])('refuses %j, naming %s', (env, option) => {
     let err: unknown;
     try {

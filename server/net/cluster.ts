@@ -70,11 +70,23 @@ export class NodeDirectory {
     const gone: string[] = [];
     beats.forEach((raw, i) => {
       if (raw === null) return void gone.push(nodes[i]!);
-      const beat = JSON.parse(raw) as Beat;
+      const beat = parseBeat(raw);
+      // Not one of ours (an older server, or something else wrote the key): leave it out.
+      if (!beat) return;
       for (const r of beat.rooms) out.push({ ...r, node: beat.node });
     });
     if (gone.length > 0) await this.redis.srem(nodesKey(this.prefix), ...gone);
     return out;
+  }
+}
+
+function parseBeat(raw: string): Beat | null {
+  try {
+    const b = JSON.parse(raw) as Partial<Beat> | null;
+    if (!b || typeof b.node !== 'string' || !Array.isArray(b.rooms)) return null;
+    return b as Beat;
+  } catch {
+    return null;
   }
 }
 

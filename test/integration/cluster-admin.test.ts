@@ -97,6 +97,18 @@ describe('admin API across two servers', () => {
     expect(status.out).toMatch(new RegExp(`${roomB}\\s+node-b`));
   });
 
+  it('ignores a node entry that is not a server status (garbage in Redis) instead of failing the list', async () => {
+    await a.redis.multi().set(`${a.prefix}:node:garbage`, 'not json', 'PX', 60_000).sadd(`${a.prefix}:nodes`, 'garbage').exec();
+    await a.redis.multi().set(`${a.prefix}:node:odd`, JSON.stringify({ node: 'odd', rooms: 'nope' }), 'PX', 60_000).sadd(`${a.prefix}:nodes`, 'odd').exec();
+    try {
+      const r = await admin(b, 'GET', '/admin/rooms?scope=cluster');
+      expect(r.status).toBe(200);
+      expect(r.body.map((x: { room: string }) => x.room)).toEqual(expect.arrayContaining([roomA, roomB]));
+    } finally {
+      await a.redis.multi().del(`${a.prefix}:node:garbage`, `${a.prefix}:node:odd`).srem(`${a.prefix}:nodes`, 'garbage', 'odd').exec();
+    }
+  });
+
   it('a server that shuts down leaves the list', async () => {
     const c = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false, nodeId: 'node-c', redisPrefix: a.prefix });
     const roomC = `on-c-${stamp}`;

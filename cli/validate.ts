@@ -122,8 +122,8 @@ function encodeRecords(records: Map<string, Uint8Array>): Uint8Array {
 
 /**
  * Swap to `to` (migrating when the schema changes) from a world, and play `ticks` more. The
- * world is `opts.start` when given (a live room's; bots then join it on the swap tick, so the
- * new version's join runs on migrated state), else built by playing `from` with `players` bots.
+ * world is `opts.start` when given (a live room's; bots then join it on the tick after the swap,
+ * so the new version's join runs on migrated state), else built by playing `from` with `players` bots.
  * Inputs are arena-style moves; other games ignore them.
  */
 export async function validateVersion(from: GameVersion, to: GameVersion, apiDtsText: string, opts: { players: number; ticks: number; start?: StartWorld }): Promise<ValidateReport> {
@@ -163,8 +163,10 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
         return report;
       }
       const migrating = to.schema !== fromSchema;
-      // On a real world the bots arrive with the swap: the new version's join meets migrated state.
-      const swapEvents = start ? BOT_JOINS(opts.players) : moves(tick);
+      // On a real world the swap tick runs with no events, so the report's diff is the migration's
+      // (and the tick hook's) alone; the bots join on the tick after it, where the new
+      // version's join meets migrated state.
+      const swapEvents = start ? [] : moves(tick);
       const swap = await fresh.tick(call(tick, swapEvents, { migrateFrom: migrating ? fromSchema : undefined }));
       if (!swap.ok) {
         report.failures.push(failure(swap.thrown?.name.startsWith('migration: ') ? 'migrate' : 'tick', swap));
@@ -182,7 +184,7 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
       };
       for (let i = 0; i < opts.ticks; i++) {
         tick++;
-        const out = await fresh.tick(call(tick, moves(tick)));
+        const out = await fresh.tick(call(tick, start && i === 0 ? BOT_JOINS(opts.players) : moves(tick)));
         report.ticksRun++;
         if (!out.ok) {
           report.failures.push(failure('tick', out));

@@ -261,7 +261,7 @@ export class RoomManager {
    * game's target version when one is set (its init builds that version's world), not on the
    * base scripts it would be patched away from at once.
    */
-  private async createInStore(roomId: string, gameName: string): Promise<{ created: boolean; version: GameVersion }> {
+  private async createInStore(roomId: string, gameName: string, listed = true): Promise<{ created: boolean; version: GameVersion }> {
     const game = this.games_.get(gameName);
     const target = await this.store.readTarget(gameName);
     const start = target?.current ? (game.versions.find((v) => v.number === target.current) ?? game.versions[0]!) : game.versions[0]!;
@@ -272,7 +272,7 @@ export class RoomManager {
       seed: randomInt(0, 2 ** 32 - 1),
       createdAt: Date.now(),
       tickHz: game.manifest.tickHz,
-    });
+    }, listed);
     return { created, version: start };
   }
 
@@ -284,7 +284,8 @@ export class RoomManager {
    */
   async createRoom(roomId: string, gameName: string = this.config.defaultGame): Promise<{ room: string; game: string; version: string; versionNumber: number }> {
     if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
-    const { created, version } = await this.createInStore(roomId, gameName);
+    // Not listed: no server runs it (a takeover would) until a player joins and claims it.
+    const { created, version } = await this.createInStore(roomId, gameName, false);
     if (!created) throw new MoonpatchError('ROOM_EXISTS', `room ${roomId} exists already`);
     this.log.info({ roomId, game: gameName, version: version.bundle.version }, 'room created');
     publish<RoomLifecycleEvent>(channels.room, { roomId, game: gameName, version: version.bundle.version, what: 'created' });

@@ -346,13 +346,18 @@ export class RoomStore {
     return roomKeys(this.prefix, roomId);
   }
 
-  /** Create a room (tick 0, epoch 0) unless it exists. Returns false when it already existed. */
-  async create(roomId: string, meta: Omit<RoomMeta, 'tick' | 'epoch' | 'checkpoint' | 'pinned'>): Promise<boolean> {
+  /**
+   * Create a room (tick 0, epoch 0) unless it exists. Returns false when it already existed.
+   * `listed`: put it on the index of rooms that should be running (see unlist), so a starting
+   * server or a takeover opens it; a room created for players to join later is not listed
+   * until its first claim.
+   */
+  async create(roomId: string, meta: Omit<RoomMeta, 'tick' | 'epoch' | 'checkpoint' | 'pinned'>, listed = true): Promise<boolean> {
     const k = this.keys(roomId);
     const fields: (string | number)[] = ['tick', 0, 'epoch', 0, 'checkpoint', 0];
     for (const [f, v] of Object.entries(meta)) fields.push(f, v);
     const created = (await this.redis.mpCreate(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, ...fields)) === 1;
-    await this.redis.sadd(roomIndexKey(this.prefix), roomId);
+    if (listed) await this.redis.sadd(roomIndexKey(this.prefix), roomId);
     return created;
   }
 

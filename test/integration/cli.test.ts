@@ -82,6 +82,20 @@ describe('moonpatch validate on real state', () => {
     c.close();
   });
 
+  it("reports only the migration's changes, not the bots' (they join after the swap tick)", async () => {
+    const roomId = 'cli-empty-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    c.leave(); // a room that has run, with nobody in it now
+    await waitFor(async () => server.rooms.get(roomId)?.seats.size === 0 && ((await server.store.readMeta(roomId))?.tick ?? 0) > 3, 'room empty');
+    const r = await moonpatch('validate', '2', '--room', roomId, ...validateArgs, '--json');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out);
+    // No player to migrate: the bots' own records (name, score, inputs) are not "added fields".
+    expect(report.migration).toMatchObject({ ran: true, fieldsAdded: [], fieldsRemoved: [] });
+    expect(report.ticksRun).toBe(10);
+  });
+
   it('fails on a saved world whose real data the migration does not expect, naming the player', async () => {
     const roomId = 'cli-legacy-' + Date.now();
     const c = testClient(server.url, { room: roomId, game: 'probe', name: 'old-timer' });

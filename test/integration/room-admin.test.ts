@@ -69,8 +69,10 @@ describe('ROOM_CREATION=admin: only the admin API creates rooms', () => {
     expect(made.status).toBe(200);
     expect(made.body).toMatchObject({ room, game: 'probe', versionNumber: 1 });
     expect((await server.store.readMeta(room))!.tick).toBe(0);
-    // Created, not started: nothing runs until a player comes.
+    // Created, not started: nothing runs it until a player comes (not even a takeover: it is
+    // not on the index of rooms that should be running).
     expect(server.rooms.get(room)).toBeUndefined();
+    expect(await server.store.listRooms()).not.toContain(room);
     const c = await join(server, room);
     await waitFor(() => worldTicks(c) >= 3, 'the created room ticks');
     c.close();

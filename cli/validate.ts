@@ -13,6 +13,7 @@ import ts from 'typescript';
 import type { GameVersion } from '../server/patch/versions.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import { GameSandbox, type TickOutcome } from '../server/sandbox/sandbox.ts';
+import { CommittedState } from '../server/state/committed-state.ts';
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
@@ -108,18 +109,6 @@ export interface StartWorld {
 
 const BOT_JOINS = (players: number) => Array.from({ length: players }, (_, i) => [1, `bot${i}`, `bot${i}`, 0, null]);
 
-/** Records as the isolate loads them: [key, bin, key, bin, ...]. */
-function encodeRecords(records: Map<string, Uint8Array>): Uint8Array {
-  const w = new MsgpackWriter();
-  w.arrayHeader(records.size * 2);
-  for (const [k, v] of records) {
-    w.str(k);
-    w.binHeader(v.length);
-    w.raw(v);
-  }
-  return w.bytes().slice();
-}
-
 /**
  * Swap to `to` (migrating when the schema changes) from a world, and play `ticks` more. The
  * world is `opts.start` when given (a live room's; bots then join it on the tick after the swap,
@@ -144,7 +133,7 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
       report.failures.push({ stage: 'world', code: 'SNAPSHOT_NEWER', message: `the world is at schema ${start.schema}, newer than v${to.number}'s schema ${to.schema}: validate a later version` });
       return report;
     }
-    before = encodeRecords(start.records);
+    before = new CommittedState(start.tick, start.records).encodeForLoad();
     fromSchema = start.schema;
     tick = start.tick + 1;
   } else {
@@ -153,47 +142,45 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
     ({ before, tick } = built);
     fromSchema = from.schema;
   }
-  {
-    const fresh = await GameSandbox.create(to.bundle, limits);
+  const fresh = await GameSandbox.create(to.bundle, limits);
+  try {
     try {
-      try {
-        await fresh.load(before);
-      } catch (e) {
-        report.failures.push({ stage: 'world', code: 'BAD_SNAPSHOT', message: `the world could not be loaded: ${(e as Error).message}` });
-        return report;
-      }
-      const migrating = to.schema !== fromSchema;
-      // On a real world the swap tick runs with no events, so the report's diff is the migration's
-      // (and the tick hook's) alone; the bots join on the tick after it, where the new
-      // version's join meets migrated state.
-      const swapEvents = start ? [] : moves(tick);
-      const swap = await fresh.tick(call(tick, swapEvents, { migrateFrom: migrating ? fromSchema : undefined }));
-      if (!swap.ok) {
-        report.failures.push(failure(swap.thrown?.name.startsWith('migration: ') ? 'migrate' : 'tick', swap));
-        return report;
-      }
-      const beforeRecs = decodeRecords(before);
-      const afterRecs = decodeRecords(await fresh.exportRecords());
-      const [fb, fa] = [fieldsOf(beforeRecs), fieldsOf(afterRecs)];
-      report.migration = {
-        ran: migrating,
-        recordsChanged: swap.sets.length,
-        recordsDeleted: swap.dels.length,
-        fieldsAdded: [...fa].filter((f) => !fb.has(f)).sort(),
-        fieldsRemoved: [...fb].filter((f) => !fa.has(f)).sort(),
-      };
-      for (let i = 0; i < opts.ticks; i++) {
-        tick++;
-        const out = await fresh.tick(call(tick, start && i === 0 ? BOT_JOINS(opts.players) : moves(tick)));
-        report.ticksRun++;
-        if (!out.ok) {
-          report.failures.push(failure('tick', out));
-          break;
-        }
-      }
-    } finally {
-      fresh.dispose();
+      await fresh.load(before);
+    } catch (e) {
+      report.failures.push({ stage: 'world', code: 'BAD_SNAPSHOT', message: `the world could not be loaded: ${(e as Error).message}` });
+      return report;
     }
+    const migrating = to.schema !== fromSchema;
+    // On a real world the swap tick runs with no events, so the report's diff is the migration's
+    // (and the tick hook's) alone; the bots join on the tick after it, where the new
+    // version's join meets migrated state.
+    const swapEvents = start ? [] : moves(tick);
+    const swap = await fresh.tick(call(tick, swapEvents, { migrateFrom: migrating ? fromSchema : undefined }));
+    if (!swap.ok) {
+      report.failures.push(failure(swap.thrown?.name.startsWith('migration: ') ? 'migrate' : 'tick', swap));
+      return report;
+    }
+    const beforeRecs = decodeRecords(before);
+    const afterRecs = decodeRecords(await fresh.exportRecords());
+    const [fb, fa] = [fieldsOf(beforeRecs), fieldsOf(afterRecs)];
+    report.migration = {
+      ran: migrating,
+      recordsChanged: swap.sets.length,
+      recordsDeleted: swap.dels.length,
+      fieldsAdded: [...fa].filter((f) => !fb.has(f)).sort(),
+      fieldsRemoved: [...fb].filter((f) => !fa.has(f)).sort(),
+    };
+    for (let i = 0; i < opts.ticks; i++) {
+      tick++;
+      const out = await fresh.tick(call(tick, start && i === 0 ? BOT_JOINS(opts.players) : moves(tick)));
+      report.ticksRun++;
+      if (!out.ok) {
+        report.failures.push(failure('tick', out));
+        break;
+      }
+    }
+  } finally {
+    fresh.dispose();
   }
   report.ok = report.failures.length === 0 && report.typeErrors.length === 0;
   return report;

@@ -124,8 +124,8 @@ export interface ServerConfig {
   /**
    * Young generation (semi-space) of every game isolate, MB; 0 leaves what isolated-vm derives
    * from the game's memoryLimitMb (about 1.4 MB at 64 MB, which makes big ticks collect garbage
-   * several times). See DEFAULT_SEMI_SPACE_MB in server/sandbox/sandbox.ts for the measurements.
-   * Env ISOLATE_SEMI_SPACE_MB. @default 8
+   * several times). See setIsolateSemiSpace in server/sandbox/sandbox.ts for the measurements.
+   * Env ISOLATE_SEMI_SPACE_MB. @default DEFAULT_ISOLATE_SEMI_SPACE_MB (8)
    */
   isolateSemiSpaceMb: number;
 }
@@ -160,6 +160,9 @@ export interface GameManifest {
   inputQueueLimit: number;
 }
 
+/** Young generation of a game isolate, MB (see ServerConfig.isolateSemiSpaceMb). */
+export const DEFAULT_ISOLATE_SEMI_SPACE_MB = 8;
+
 export const DEFAULTS: ServerConfig = {
   port: 8080,
   host: '0.0.0.0',
@@ -187,7 +190,7 @@ export const DEFAULTS: ServerConfig = {
   roomIdleUnloadMs: 60_000,
   roomCreation: 'open',
   roomExpireMs: 0,
-  isolateSemiSpaceMb: 8,
+  isolateSemiSpaceMb: DEFAULT_ISOLATE_SEMI_SPACE_MB,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {

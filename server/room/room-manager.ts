@@ -15,7 +15,7 @@ import type { GameRegistry } from '../sandbox/games.ts';
 import { GameSandbox } from '../sandbox/sandbox.ts';
 import { CommittedState } from '../state/committed-state.ts';
 import { isValidRoomId } from '../state/keys.ts';
-import type { GameTarget, RoomMeta, RoomStore } from '../state/room-store.ts';
+import type { GameTarget, RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
 import { Room, type RoomSettings, type SeatHandle } from './room.ts';
 import type { StageOptions } from './version-switch.ts';
@@ -304,25 +304,22 @@ export class RoomManager {
     await this.opening.get(roomId)?.catch(() => undefined);
     await this.unloading.get(roomId);
     const room = this.rooms.get(roomId);
-    let deleted = false;
-    let meta: RoomMeta | null = null;
     const done = (async () => {
-      // For the event's game label when the room does not run here.
-      if (!room) meta = await this.store.readMeta(roomId);
+      // What it was, for the event's labels; read before the keys go.
+      const was: { game: string; version: string } | null = room ?? (await this.store.readMeta(roomId));
       if (room) {
         this.rooms.delete(roomId);
         this.idleSince.delete(roomId);
         await room.pauseClock();
         room.stop(CloseCodes.ROOM_DELETED, 'room deleted by its operators');
       }
-      deleted = await this.store.deleteRoom(roomId);
+      return { was, deleted: await this.store.deleteRoom(roomId) };
     })().finally(() => this.unloading.delete(roomId));
     // Opening the room again waits for this, like an unload.
-    this.unloading.set(roomId, done.catch(() => undefined));
-    await done;
+    this.unloading.set(roomId, done.then(() => undefined, () => undefined));
+    const { was, deleted } = await done;
     if (!deleted) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
     this.log.warn({ roomId, wasRunningHere: room !== undefined }, 'room deleted');
-    const was = room ?? (meta as RoomMeta | null);
     publish<RoomLifecycleEvent>(channels.room, { roomId, game: was?.game ?? '', version: was?.version ?? '', what: 'deleted' });
     return { room: roomId, deleted: true, wasRunningHere: room !== undefined };
   }
@@ -338,12 +335,8 @@ export class RoomManager {
     const committed = await this.store.readCommitted(roomId);
     if (!committed) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
     const { meta } = committed;
-    let known: GameVersion | undefined;
-    try {
-      known = this.games_.findVersion(meta.game, meta.version);
-    } catch {
-      known = undefined; // a game this server does not have: the snapshot is still the room's
-    }
+    // A game this server does not have: the snapshot is still the room's, with no number.
+    const known = this.games_.has(meta.game) ? this.games_.findVersion(meta.game, meta.version) : undefined;
     const records: Record<string, string> = {};
     for (const [k, v] of committed.records) records[k] = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
     return {

@@ -10,6 +10,7 @@ import { writeSync } from 'node:fs';
 import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { Unpackr } from 'msgpackr';
+import { DEFAULT_ISOLATE_SEMI_SPACE_MB } from '../config/config.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
 import type { GameBundle } from './bundler.ts';
 import { StackMapper } from './source-map.ts';
@@ -24,20 +25,19 @@ export interface SandboxLimits {
 }
 
 /**
- * The young generation of every isolate created from now on: V8's semi-space size, MB (0: what
- * isolated-vm derives from the isolate's memory limit). Process-wide (a V8 flag); Node's own
- * heap, created before, is not affected.
+ * Set the young generation of every isolate created from now on: V8's semi-space size, MB (0:
+ * what isolated-vm derives from the isolate's memory limit). Process-wide (a V8 flag); Node's
+ * own heap, created before, is not affected.
  *
  * Why: isolated-vm sizes an isolate's young generation from its memory limit, 2^(limit/128 + 10)
  * KB, so the arena's 64 MB limit gets about 1.4 MB, and a 1,000-player tick, which allocates
  * several MB, runs several scavenges. Measured with bench/sandbox-overhead.ts (isolate mean tick
  * against the same game in-process, 1,000 players, 2-core AMD EPYC): 1.14, 1.17 and 1.41x with
  * the default; 1.07 at 4 MB, 1.05-1.08 at 8 MB, 1.04 at 16 MB, 1.03 at 32 MB. The memory limit
- * still bounds the old generation; the young generation is on top of it and grows to this size
- * only in isolates that allocate fast.
+ * still bounds the old generation; the young generation is on top of it (V8 keeps two
+ * semi-spaces, each growing up to this size as the isolate needs; the growth was not measured
+ * here).
  */
-export const DEFAULT_SEMI_SPACE_MB = 8;
-
 export function setIsolateSemiSpace(mb: number): void {
   // 0 is V8's own "not set": isolated-vm's constraints apply again.
   v8.setFlagsFromString(`--max-semi-space-size=${mb}`);
@@ -45,7 +45,7 @@ export function setIsolateSemiSpace(mb: number): void {
 
 // Every entry point (server, benchmarks, the command line's validate) gets the default unless
 // the server's configuration sets another value before it creates an isolate.
-setIsolateSemiSpace(DEFAULT_SEMI_SPACE_MB);
+setIsolateSemiSpace(DEFAULT_ISOLATE_SEMI_SPACE_MB);
 
 export const EVENT_JOIN = 1;
 export const EVENT_LEAVE = 2;

@@ -5,17 +5,15 @@
  *   node --no-node-snapshot --import tsx bench/world-access.ts [--players 1000] [--rounds 40]
  *
  * One pass is the arena's movement loop over N player records, every player turning (so each
- * pass reads 8 fields and writes 6 per player, plus Object.keys of the table), run four ways:
+ * pass reads 8 fields and writes 6 per player, plus Object.keys of the table), run three ways:
  *
- * - raw:          plain objects, no journal (the floor: what the game logic itself costs);
- * - proxy:        each record behind a Proxy whose traps only forward (what V8's proxies cost,
- *                 before any bookkeeping);
- * - journaled:    the production JournaledWorld (server/sandbox/runtime/world.ts): proxies whose
- *                 writes are journaled, records marked dirty, field patches noted;
- * - instrumented: raw reads, and each write a call to a journaling function with the same
- *                 bookkeeping as the fast path of JournaledWorld.write (undo entry, dirty record):
- *                 what rewriting the scripts' assignments at bundle time would cost. A prototype
- *                 for the measurement only: the engine does not do this (see docs/performance.md).
+ * - raw:        plain objects, no journal (the floor: what the game logic itself costs);
+ * - proxy:      each record behind a Proxy whose traps only forward: the floor of the design the
+ *               engine had until 2026-11-27, when scripts saw the world through journaling
+ *               proxies (1.95 ms a pass here, against 0.20 raw; docs/performance.md);
+ * - journaled:  the engine's world as a script sees it now: plain reads, and each write the
+ *               journaled call the bundler puts in its place (server/sandbox/instrument-writes.ts,
+ *               runtime/writes.ts): undo entry, dirty record, field patch noted.
  *
  * The ways take turns within each round, so all see the same machine, and each reports its
  * fastest round: on a shared 2-core machine, noise only ever adds time. In-process (no isolate):
@@ -23,6 +21,7 @@
  * bench/results/world-access.json.
  */
 import { JournaledWorld } from '../server/sandbox/runtime/world.ts';
+import { __mp_set } from '../server/sandbox/runtime/writes.ts';
 import { machine, parseArgs, round, writeResult } from './lib.ts';
 
 const args = parseArgs(process.argv.slice(2));
@@ -69,46 +68,7 @@ function movePass(world: any, nowMs: number): void {
   }
 }
 
-// ---- the instrumented prototype ----
-
-/** Stamps a private field onto an existing object (a constructor may return another object). */
-class Stamp {
-  constructor(o: object) {
-    return o;
-  }
-}
-/** The record key a world object belongs to, in a private field no script can name. */
-class RecordOf extends Stamp {
-  #record: string;
-  constructor(o: object, record: string) {
-    super(o);
-    this.#record = record;
-  }
-  static of(o: object): string | undefined {
-    return #record in o ? (o as RecordOf).#record : undefined;
-  }
-}
-
-const journal: unknown[] = [];
-let journalEnd = 0;
-const dirty = new Set<string>();
-
-/** What `o[k] = v` would become in a rewritten script: journaled when `o` is a world object. */
-function write(o: Rec, k: string, v: unknown): unknown {
-  const record = RecordOf.of(o);
-  if (record === undefined) return (o[k] = v);
-  const old = o[k];
-  if (old === v) return v;
-  journal[journalEnd] = o;
-  journal[journalEnd + 1] = k;
-  journal[journalEnd + 2] = old;
-  journalEnd += 3;
-  o[k] = v;
-  dirty.add(record);
-  return v;
-}
-
-/** movePass as a bundler would rewrite it: the same code, each assignment a call to `write`. */
+/** movePass as the bundler rewrites it (server/sandbox/instrument-writes.ts): each assignment a journaled call. */
 function movePassInstrumented(world: any, nowMs: number): void {
   const players = world.players;
   const maxX = world.arena.w - 12;
@@ -119,15 +79,15 @@ function movePassInstrumented(world: any, nowMs: number): void {
     const speed = nowMs < p.boostUntil ? 400 : 200;
     const nvx = round2(vx + (dirX * speed - vx) * 0.6);
     const nvy = round2(vy + (dirY * speed - vy) * 0.6);
-    if (nvx !== vx) write(p, 'vx', nvx);
-    if (nvy !== vy) write(p, 'vy', nvy);
+    if (nvx !== vx) __mp_set(p, 'vx', nvx);
+    if (nvy !== vy) __mp_set(p, 'vy', nvy);
     const x = p.x, y = p.y;
     const nx = round2(clamp(x + nvx * 0.05, 12, maxX));
     const ny = round2(clamp(y + nvy * 0.05, 12, maxY));
-    if (nx !== x) write(p, 'x', nx);
-    if (ny !== y) write(p, 'y', ny);
-    write(p, 'dirX', -dirX);
-    write(p, 'dirY', -dirY);
+    if (nx !== x) __mp_set(p, 'x', nx);
+    if (ny !== y) __mp_set(p, 'y', ny);
+    __mp_set(p, 'dirX', -dirX);
+    __mp_set(p, 'dirY', -dirY);
   }
 }
 
@@ -153,9 +113,6 @@ function ways(): Way[] {
   const journaled = new JournaledWorld();
   journaled.reset(makeWorld());
 
-  const instrumented = makeWorld();
-  for (const [id, p] of Object.entries(instrumented.players)) new RecordOf(p, 'players/' + id);
-
   let t = 0;
   return [
     { name: 'raw', pass: () => movePass(raw, t++) },
@@ -166,17 +123,8 @@ function ways(): Way[] {
         journaled.forget();
         journaled.beginChanges();
         journaled.open = true;
-        movePass(journaled.proxy, t++);
+        movePassInstrumented(journaled.root, t++);
         journaled.open = false;
-      },
-    },
-    {
-      name: 'instrumented',
-      pass: () => {
-        for (let i = 0; i < journalEnd; i++) journal[i] = undefined;
-        journalEnd = 0;
-        dirty.clear();
-        movePassInstrumented(instrumented, t++);
       },
     },
   ];

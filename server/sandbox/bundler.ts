@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { BuildError } from '../errors/errors.ts';
+import { InstrumentError, instrumentWrites, WRITES_MODULE } from './instrument-writes.ts';
 
 const RUNTIME_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'runtime');
 const NAMESPACE = 'moonpatch-game';
@@ -96,6 +97,7 @@ function gameFilesPlugin(files: ReadonlyMap<string, string>): esbuild.Plugin {
     name: 'moonpatch-game-files',
     setup(build) {
       build.onResolve({ filter: /^game:/ }, (args) => ({ path: args.path.slice(5), namespace: NAMESPACE }));
+      build.onResolve({ filter: new RegExp(`^${WRITES_MODULE}$`) }, () => ({ path: path.join(RUNTIME_DIR, 'writes.ts') }));
       build.onResolve({ filter: /^moonpatch$/ }, () => ({ path: path.join(RUNTIME_DIR, 'api.ts') }));
       build.onResolve({ filter: /.*/, namespace: NAMESPACE }, (args) => {
         if (!args.path.startsWith('./') && !args.path.startsWith('../')) {
@@ -107,11 +109,20 @@ function gameFilesPlugin(files: ReadonlyMap<string, string>): esbuild.Plugin {
         if (!found) return { errors: [{ text: `cannot find module "${args.path}" (looked for ${joined} with .ts/.js)` }] };
         return { path: found, namespace: NAMESPACE };
       });
-      build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({
-        contents: files.get(args.path)!,
-        loader: args.path.endsWith('.js') || args.path.endsWith('.mjs') ? 'js' : 'ts',
-        resolveDir: RUNTIME_DIR,
-      }));
+      // Every designer module has its writes rewritten into journaled calls (instrument-writes.ts).
+      // A module that does not parse goes to esbuild as it is, for esbuild's syntax errors.
+      build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => {
+        const source = files.get(args.path)!;
+        const loader = args.path.endsWith('.js') || args.path.endsWith('.mjs') ? 'js' : 'ts';
+        try {
+          const instrumented = instrumentWrites(args.path, source);
+          if (instrumented === null) return { contents: source, loader, resolveDir: RUNTIME_DIR };
+          return { contents: instrumented.code, loader: 'js', resolveDir: RUNTIME_DIR };
+        } catch (e) {
+          if (e instanceof InstrumentError) return { errors: e.problems.map((text) => ({ text })) };
+          throw e;
+        }
+      });
     },
   };
 }

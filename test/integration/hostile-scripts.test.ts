@@ -104,7 +104,7 @@ const FIXTURES: Fixture[] = [
   rejected('throwing-getter', 'SCRIPT_ERROR', /getter refused to be copied/),
   rejected('hostile-thrown-value', 'SCRIPT_ERROR', /a value was thrown that could not be described/, { mapped: false }),
   // --- reaching the host ---
-  rejected('function-constructor', 'SCRIPT_ERROR', /process is not defined/),
+  rejected('function-constructor', 'SCRIPT_ERROR', /code from strings \(eval, Function\) is not allowed/),
   rejected('host-via-world', 'SCRIPT_ERROR', /process is not defined/),
   rejected('host-via-player', 'SCRIPT_ERROR', /Cannot assign to read only property 'id'/),
   rejected('host-via-msg', 'SCRIPT_ERROR', /process is not defined/),

@@ -184,8 +184,11 @@ describe('a staged isolate catching up with committed records (applyRecords)', (
             sameA: prevA !== null && a === prevA,
             dProtoIsObject: Object.getPrototypeOf(d) === Object.prototype,
             polluted: ({} as any).polluted === undefined ? 'no' : 'yes',
+            tableProtoIsObject: Object.getPrototypeOf(world.players) === Object.prototype,
           };
           prevA = a;
+          // Records that arrived by applyRecords are part of the world: writes to them are journaled.
+          if (world.players.c) world.players.c.x = 99;
         }`,
     });
     const sb = await GameSandbox.create(bundle, LIMITS);
@@ -202,6 +205,7 @@ describe('a staged isolate catching up with committed records (applyRecords)', (
         ['players/b', { pos: { x: 1, y: 1 }, x: 3, tags: [] }], // same keys, another order: replaced
         ['players/c', { x: 8 }], // new
         ['players/d', hostile], // a field named __proto__
+        ['players/__proto__', { x: 10 }], // an entry named __proto__
       ];
       await sb.applyRecords(recordSets(next), noDels);
       // And again over itself, its __proto__ field now of another shape: assigned, not merged.
@@ -220,6 +224,10 @@ describe('a staged isolate catching up with committed records (applyRecords)', (
       expect(seenOf('sameA')).toBe(true);
       expect(seenOf('dProtoIsObject')).toBe(true);
       expect(seenOf('polluted')).toBe('no');
+      expect(seenOf('tableProtoIsObject')).toBe(true);
+      expect(world.get('players/__proto__')).toEqual({ x: 10 });
+      const c = second.ok ? second.sets.find(([k]) => k === 'players/c') : undefined;
+      expect(c && unpackr.unpack(c[1])).toEqual({ x: 99 });
     } finally {
       sb.dispose();
     }

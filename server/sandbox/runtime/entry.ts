@@ -17,7 +17,7 @@ import './lockdown.ts';
 import { beginTick } from './clock.ts';
 import { takeLogs } from './logs.ts';
 import { decode, MsgpackWriter } from './msgpack.ts';
-import { isPlainObject, JournaledWorld, MAX_RECORD_BYTES, StateValueError } from './world.ts';
+import { isPlainObject, MAX_RECORD_BYTES, setOwn, StateValueError, world } from './world.ts';
 
 type Hook = ((...args: unknown[]) => unknown) | undefined;
 interface Hooks {
@@ -95,7 +95,6 @@ function writeThrown(w: MsgpackWriter, t: ThrownInfo): void {
 }
 
 export function install(hooks: Hooks): void {
-  const world = new JournaledWorld();
   const out = new MsgpackWriter();
 
   function call(hook: Hook, args: unknown[]): ThrownInfo | null {
@@ -208,10 +207,10 @@ export function install(hooks: Hooks): void {
     let failure: ThrownInfo | null = null;
 
     if (downgradeTo >= 0) return downgrade(downgradeTo);
-    if (runInit) failure = call(hooks.init, [world.proxy]);
+    if (runInit) failure = call(hooks.init, [world.root]);
     if (migrateFrom >= 0 && failure === null) {
-      failure = call(hooks.migrate, [world.proxy, migrateFrom]);
-      if (failure === null) failure = call(hooks.validate, [world.proxy]);
+      failure = call(hooks.migrate, [world.root, migrateFrom]);
+      if (failure === null) failure = call(hooks.validate, [world.root]);
       if (failure !== null) failure.name = 'migration: ' + failure.name;
     }
     for (let i = 0; i < list.length && failure === null; i++) {
@@ -224,18 +223,18 @@ export function install(hooks: Hooks): void {
       const mark = world.mark();
       const err =
         kind === EVENT_INPUT
-          ? call(hooks.input, [world.proxy, player, data])
+          ? call(hooks.input, [world.root, player, data])
           : kind === EVENT_JOIN
-            ? call(hooks.join, [world.proxy, player])
+            ? call(hooks.join, [world.root, player])
             : kind === EVENT_LEAVE
-              ? call(hooks.leave, [world.proxy, player])
+              ? call(hooks.leave, [world.root, player])
               : null;
       if (err !== null) {
         world.rollback(mark);
         rejections[rejections.length] = [i, err];
       }
     }
-    if (failure === null) failure = call(hooks.tick, [world.proxy, dt]);
+    if (failure === null) failure = call(hooks.tick, [world.root, dt]);
 
     return writeResult(failure, rejections);
   }
@@ -251,7 +250,7 @@ export function install(hooks: Hooks): void {
     if (typeof hooks.downgrade !== 'function') {
       failure = { name: 'downgrade: Error', message: 'this version exports no downgrade(world, toSchema)', stack: '', code: 'NO_DOWNGRADE' };
     } else {
-      failure = call(hooks.downgrade, [world.proxy, toSchema]);
+      failure = call(hooks.downgrade, [world.root, toSchema]);
       if (failure !== null) failure.name = 'downgrade: ' + failure.name;
     }
     return writeResult(failure, []);
@@ -318,7 +317,7 @@ export function install(hooks: Hooks): void {
   function safeToPatch(): boolean {
     if (typeof hooks.safeToPatch !== 'function') return true;
     try {
-      return hooks.safeToPatch(world.proxy) === true;
+      return hooks.safeToPatch(world.root) === true;
     } catch {
       return false;
     }
@@ -352,8 +351,7 @@ export function install(hooks: Hooks): void {
         t = {};
         root[table] = t;
       }
-      if (entry === '__proto__') Object.defineProperty(t, entry, { value, enumerable: true, writable: true, configurable: true });
-      else (t as Record<string, unknown>)[entry] = value;
+      setOwn(t as Record<string, unknown>, entry, value);
     }
     world.reset(root);
   }
@@ -383,6 +381,7 @@ export function install(hooks: Hooks): void {
       if (isPlainObject(value)) {
         if (!isPlainObject(root[key])) root[key] = {};
       } else root[key] = value;
+      world.attachAt(key);
     }
     for (let i = 0; i < flat.length; i += 2) {
       const key = flat[i] as string;
@@ -393,15 +392,19 @@ export function install(hooks: Hooks): void {
       if (!isPlainObject(t)) {
         t = {};
         root[name] = t;
+        world.attachAt(name);
       }
       const entry = key.slice(slash + 1);
       const value = decode(flat[i + 1] as Uint8Array);
-      if (entry === '__proto__') Object.defineProperty(t, entry, { value, enumerable: true, writable: true, configurable: true });
+      // (setOwn: the guarded Object.defineProperty refuses world tables, see guards.ts.)
+      if (entry === '__proto__') setOwn(t as Record<string, unknown>, entry, value);
       else {
         const table = t as Record<string, unknown>;
         const current = table[entry];
         if (!hasOwn.call(table, entry) || !assignInPlace(current, value)) table[entry] = value;
       }
+      // The record's objects, new or assigned in place, get their positions in the world.
+      world.attachAt(key);
     }
   }
 
@@ -409,9 +412,9 @@ export function install(hooks: Hooks): void {
    * Make `current` equal to `next` by assigning its fields, when both are plain objects with the
    * same keys in the same order (nested plain objects likewise); false, with nothing changed,
    * when they are not. Why in place: a staged version catches up with every tick's changes
-   * (applyRecords), and a record replaced by a new object loses the proxy cached on it and the
-   * object shape the warm-up compiled against, so the swap tick re-created a proxy per changed
-   * record. Same key order, because iteration order is part of the state: a replay must see the
+   * (applyRecords), and a record replaced by a new object loses the object shape the warm-up
+   * compiled against (and, when the world was seen through proxies, the swap tick re-created a
+   * proxy per changed record). Same key order, because iteration order is part of the state: a replay must see the
    * world exactly as the version that ran it.
    */
   function assignInPlace(current: unknown, next: unknown): boolean {

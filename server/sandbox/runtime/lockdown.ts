@@ -12,8 +12,12 @@
  *    DataView the msgpack codec writes results with) are frozen outright. The few
  *    Object.prototype and typed-array methods the runtime uses are captured before any
  *    designer code runs, and Object.prototype's properties cannot be redefined. The global
- *    bindings themselves are read-only: the runtime names globals (Proxy, Reflect, Object...)
- *    when it runs, not only when it loads.
+ *    bindings themselves are read-only: the runtime names globals (Reflect, Object...) when it
+ *    runs, not only when it loads.
+ * 4. Transactions: the built-ins that write to objects without an assignment (Array.prototype
+ *    mutators, Object.assign, Reflect.set...) journal or refuse writes to the world, and code
+ *    from strings (eval, Function) is refused: see guards.ts. Assignments in designer code are
+ *    journaled by the bundler's rewrite (server/sandbox/instrument-writes.ts).
  *
  * Why not freeze everything: freezing Object.prototype, Array.prototype and the array iterator
  * switches off V8 fast paths for every object and array operation in the isolate. Measured on
@@ -25,6 +29,7 @@
  * The isolate never holds a host Reference or Callback at all: the host calls in, nothing calls out.
  */
 import { now, random } from './clock.ts';
+import { installWriteGuards } from './guards.ts';
 
 const g = globalThis as Record<string, unknown>;
 
@@ -47,6 +52,9 @@ Object.defineProperties(EngineDate, {
 });
 Object.defineProperty(RealDate.prototype, 'constructor', { value: EngineDate });
 g.Date = EngineDate;
+
+// Before anything is frozen: the guards replace methods of Object, Reflect, Array.prototype...
+installWriteGuards(g);
 
 /** Apply `lock` to `roots` and everything reachable from them through properties and prototypes. */
 function lockAll(roots: unknown[], lock: (o: object) => void): void {
@@ -106,17 +114,16 @@ lockAll(intrinsics, Object.preventExtensions);
 
 // Object.prototype stays writable (see above) but its properties become non-configurable: else
 // a script could turn one into an accessor (`Object.defineProperty(Object.prototype, 'valueOf',
-// { set() { stolen = this } })`), and the engine's own `copy[key] = value` when it copies a
-// value into the world (or decodes a record) would call that setter with the raw world object
-// as `this`: writes to it would bypass the journal. Methods can still be replaced, not turned
-// into accessors.
+// { set() {} })`), and the engine's own `copy[key] = value` when it copies a value into the world
+// (or decodes a record) would call that setter instead of storing the field: the world would
+// silently lose data the script wrote. Methods can still be replaced, not turned into accessors.
 for (const key of Reflect.ownKeys(Object.prototype)) Object.defineProperty(Object.prototype, key, { configurable: false });
 
-// The runtime's code looks globals up by name each time it runs (`new Proxy(...)`,
-// `Reflect.getOwnPropertyDescriptor(...)`, `Object.defineProperty(...)`). If a script could
-// rebind one (`globalThis.Proxy = (t) => t`), the engine would hand it raw world objects whose
-// writes bypass the journal: they would survive rollback and never be committed. So every
-// global that exists now becomes read-only. Scripts can still add globals of their own.
+// The runtime's code looks globals up by name each time it runs (`Reflect.apply(hook, ...)`,
+// `Object.keys(world.root)`). If a script could rebind one (`globalThis.Reflect = {...}`), its
+// code would run inside the engine's, between a hook and the commit, with the engine's own
+// objects in hand (the journal, the result buffer). So every global that exists now becomes
+// read-only. Scripts can still add globals of their own.
 for (const name of Reflect.ownKeys(g)) {
   const d = Reflect.getOwnPropertyDescriptor(g, name);
   if (d && d.configurable) Object.defineProperty(g, name, 'value' in d ? { writable: false, configurable: false } : { configurable: false });

@@ -1,6 +1,8 @@
 /**
- * The journaled world: the room's state as plain objects inside the isolate, seen by scripts
- * through proxies that record every write.
+ * The journaled world: the room's state as plain objects inside the isolate. Scripts read them
+ * directly; every write reaches {@link JournaledWorld.write} through the calls the bundler puts
+ * in place of assignments (server/sandbox/instrument-writes.ts, runtime/writes.ts), or through
+ * the guarded built-ins (runtime/guards.ts).
  *
  * Why a journal: a tick must be a transaction. Every write appends (object, key, old value) to an
  * undo journal before it happens, so rolling back a failed tick costs in proportion to what the
@@ -14,7 +16,8 @@
  * marks that record dirty; at the end of a tick only dirty records are encoded and leave the isolate.
  *
  * Values are copied when assigned (`world.a = obj` stores a copy of obj): this keeps the world a
- * tree of plain data that only the proxies can reach, so no write can bypass the journal.
+ * tree of plain data, each object of it stamped with its position (record, top-level field),
+ * and no object of the script's own shared with it.
  */
 
 export class StateValueError extends TypeError {
@@ -38,6 +41,7 @@ const enum Level {
 const hasOwn = Object.prototype.hasOwnProperty;
 const ObjectProto = Object.prototype;
 const getProto = Object.getPrototypeOf;
+const defineProperty = Object.defineProperty;
 const objectKeys = Object.keys;
 const isArray = Array.isArray;
 const MAX_DEPTH = 64;
@@ -51,48 +55,30 @@ const MAX_DEPTH = 64;
  */
 export const MAX_RECORD_BYTES = 1024 * 1024;
 
-interface ProxySlot {
-  proxy: Obj;
-  generation: object;
-}
-
 /**
- * Each world object caches its proxy, and each proxy knows its raw target, in private class
- * fields stamped onto them (a constructor that returns another object lets a subclass add its
- * fields to that object). This replaced two WeakMaps: V8 scans WeakMap entries at every
- * young-generation GC, which made the GC cost of a tick grow with the number of proxied objects.
- *
- * Why private fields and not symbol-keyed properties (as before): a symbol key is visible. A
- * symbol property on a target shows in Object.getOwnPropertySymbols(worldProxy), and asking a
- * value for a symbol property (`value[RAW]`) hands the symbol to the value's own proxy trap or
- * getter, so a hostile script could learn RAW and read any world object raw, then write to it
- * without the journal (writes that are never committed and survive rollback). `#f in obj` and
- * `obj.#f` never run script code and no reflection can list or name them.
+ * Each object of the world carries its position (a {@link WorldNode}) in a private class field
+ * stamped onto it (a constructor that returns another object lets a subclass add its fields to
+ * that object). The write helpers (writes.ts) find it with `#node in o`, which no script can
+ * fake, see, list or remove, and which never runs script code. Objects without it are not part
+ * of the world, and writes to them are plain assignments.
  */
 class Stamp {
   constructor(o: object) {
     return o;
   }
 }
-class TargetSlot extends Stamp {
-  #slot: ProxySlot;
-  constructor(target: object, slot: ProxySlot) {
-    super(target);
-    this.#slot = slot;
+class NodeSlot extends Stamp {
+  #node: WorldNode;
+  private constructor(o: object, node: WorldNode) {
+    super(o);
+    this.#node = node;
   }
-  static of(o: object): ProxySlot | undefined {
-    return #slot in o ? (o as TargetSlot).#slot : undefined;
+  static of(o: object): WorldNode | undefined {
+    return #node in o ? (o as NodeSlot).#node : undefined;
   }
-}
-class ProxyRaw extends Stamp {
-  #raw: Obj;
-  constructor(proxy: object, raw: Obj) {
-    super(proxy);
-    this.#raw = raw;
-  }
-  /** The raw target of a world proxy; undefined for anything else (no trap runs). */
-  static of(o: object): Obj | undefined {
-    return #raw in o ? (o as ProxyRaw).#raw : undefined;
+  static put(o: object, node: WorldNode): void {
+    if (#node in o) (o as NodeSlot).#node = node;
+    else new NodeSlot(o, node);
   }
 }
 
@@ -103,11 +89,13 @@ export function isPlainObject(v: unknown): v is Obj {
   return p === ObjectProto || p === null;
 }
 
-/** Per-proxy handler; `this` in the traps is the handler, so each proxy carries its position. */
-interface NodeHandler extends ProxyHandler<Obj> {
+/** Where an object sits in the world, and the field-patch bookkeeping of a record's root. */
+export interface WorldNode {
   world: JournaledWorld;
+  /** The {@link JournaledWorld.generation} the object was stamped in: older ones are detached. */
+  gen: object;
   level: Level;
-  /** Table name for Level.Table. */
+  /** Table name for Level.Table, and for a record root in an object table. */
   table: string;
   /** Record key for Level.Record. */
   record: string;
@@ -119,9 +107,15 @@ interface NodeHandler extends ProxyHandler<Obj> {
    * Level.Record: the handler of the record's root value, when that value is a plain object
    * whose writes can be sent as field patches; null when they cannot (an array record).
    */
-  root: NodeHandler | null;
+  root: WorldNode | null;
   /** Level.Record below the root: the root's field this object sits under. */
   field: string;
+  /**
+   * On a record root: the object holding it (its table, or the world's root) and its key
+   * there, to tell a record still in the world from one replaced or deleted (see isAttached).
+   */
+  holder: Obj | null;
+  entry: string;
   /** On a record root: the {@link JournaledWorld.stamp} its `fields` belong to. */
   stamp: number;
   /** On a record root: the top-level fields written during tick `stamp` (no repeats). */
@@ -148,10 +142,8 @@ const MAX_PATCH_FIELDS = 16;
 const JOURNAL_KEEP_SLOTS = 1 << 20;
 
 export class JournaledWorld {
-  /** The raw root object: tables by name. Only the runtime touches it directly. */
+  /** The world's root object, tables by name: what the hooks receive. */
   root: Obj = {};
-  /** The proxy handed to scripts. */
-  proxy: Obj;
   /**
    * Undo journal, flat: target, key, old value, had own property. Written by index with its
    * own length counter and never shrunk between ticks: regrowing an array every tick (push
@@ -164,20 +156,19 @@ export class JournaledWorld {
   /**
    * Field patches. Most writes in a game tick change a field or two of a record (a player's
    * x and y), and the record's other fields need not go to every player again. Each record
-   * root's handler keeps the list of its top-level fields written this tick (`stamp` says
+   * root's node keeps the list of its top-level fields written this tick (`stamp` says
    * which tick), and `patchable` lists those roots. A record whose change cannot be described
    * as "these fields now have these values" (created, deleted, replaced, a field deleted, an
    * array record, too many fields) is in `whole` and is sent whole.
    */
   stamp = 1;
-  patchable: NodeHandler[] = [];
+  patchable: WorldNode[] = [];
   whole = new Set<string>();
   /**
-   * Which world a proxy cached on a target belongs to: a world built by reset() must not hand
-   * out the proxies (and handlers) of the world before it.
+   * Which world an object's node belongs to: a script may keep objects of a world that
+   * reset() replaced, and writes to those must not touch this one (they are plain writes).
    */
-  private generation = {};
-  private readonly traps: ProxyHandler<Obj>;
+  generation = {};
   /**
    * Writes are accepted only while the engine is running a hook. A write from anywhere else
    * (a promise callback that runs after the tick returned, module top-level code) would change
@@ -186,17 +177,40 @@ export class JournaledWorld {
   open = false;
 
   constructor() {
-    this.traps = makeTraps();
-    this.proxy = this.wrap(this.root, Level.Root, '', '');
+    this.reset({});
   }
 
   /** Replace the whole world (restore from records); clears the journal and dirty set. */
   reset(root: Obj): void {
     this.root = root;
     this.generation = {};
-    this.proxy = this.wrap(root, Level.Root, '', '');
+    const node = this.node(Level.Root, '', '', false, root, null, '', null, '');
+    NodeSlot.put(root, node);
+    const tables = objectKeys(root);
+    for (let i = 0; i < tables.length; i++) this.attach(root[tables[i]!], node, tables[i]!);
     this.forget();
     this.beginChanges();
+  }
+
+  /** The node of a world object of this world; undefined for any other value. */
+  nodeOf(o: object): WorldNode | undefined {
+    const n = NodeSlot.of(o);
+    return n !== undefined && n.gen === this.generation ? n : undefined;
+  }
+
+  /** Stamp the positions of the record(s) at `key` of the root: after the runtime replaced them directly (applyRecords). */
+  attachAt(key: string): void {
+    const slash = key.indexOf('/');
+    const rootNode = NodeSlot.of(this.root)!;
+    if (slash < 0) {
+      if (hasOwn.call(this.root, key)) this.attach(this.root[key], rootNode, key);
+      return;
+    }
+    const table = this.root[key.slice(0, slash)];
+    const tableNode = isPlainObject(table) ? this.nodeOf(table) : undefined;
+    if (tableNode === undefined) return;
+    const entry = key.slice(slash + 1);
+    if (hasOwn.call(table, entry)) this.attach((table as Obj)[entry], tableNode, entry);
   }
 
   /** Start collecting a new tick's changes: no record dirty, no field patch pending. */
@@ -222,8 +236,14 @@ export class JournaledWorld {
     for (let i = this.journalEnd - 4; i >= mark; i -= 4) {
       const target = j[i] as Obj;
       const key = j[i + 1] as string;
-      if (j[i + 3]) target[key] = j[i + 2];
-      else delete target[key];
+      const had = j[i + 3];
+      if (had === false) delete target[key];
+      else {
+        setOwn(target, key, j[i + 2]);
+        // A deleted key comes back last; the keys that followed it go back behind it, since
+        // iteration order is part of the state (a replay must see the world as it was).
+        if (had !== true) moveToEnd(target, had as string[]);
+      }
     }
     this.truncate(mark);
     // The dirty set (and field lists) may now name records whose value is back to what it
@@ -250,14 +270,15 @@ export class JournaledWorld {
     if (this.savepoint > end) this.savepoint = end;
   }
 
-  private record(target: Obj, key: string, old: unknown, had: boolean): void {
+  /** `had`: the key existed (true), did not (false), or was deleted with these keys after it. */
+  private record(target: Obj, key: string, old: unknown, had: boolean | string[]): void {
     const j = this.journal;
     const n = this.journalEnd;
     // The slot the previous entry saved, written again with no savepoint in between: that
     // entry already holds the value to restore, so this write needs none. It keeps a loop that
     // hammers one field (`for (;;) me.x += 1`) from growing the journal until the isolate runs
     // out of memory before the CPU budget stops it.
-    if (n - 4 >= this.savepoint && j[n - 4] === target && j[n - 3] === key) return;
+    if (typeof had === 'boolean' && n - 4 >= this.savepoint && j[n - 4] === target && j[n - 3] === key) return;
     j[n] = target;
     j[n + 1] = key;
     j[n + 2] = old;
@@ -269,68 +290,70 @@ export class JournaledWorld {
     return this.journalEnd / 4;
   }
 
-  // ---- proxies ----
+  // ---- positions ----
+
+  private node(level: Level, table: string, record: string, array: boolean, target: Obj, root: WorldNode | null, field: string, holder: Obj | null, entry: string): WorldNode {
+    const n: WorldNode = { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [] };
+    return n;
+  }
 
   /**
-   * The proxy of a world object, made on first use. For Level.Record, `parent` is the handler
-   * of the object it was found in (null for a record's root value) and `field` its key there.
+   * Stamp `value`, found at `key` of the object `parent` describes, and everything inside it,
+   * with their positions. Called for every object that enters the world: at load, and for the
+   * copy each assignment stores.
    */
-  wrap(target: Obj, level: Level, table: string, record: string, parent: NodeHandler | null = null, field = ''): Obj {
-    const cached = this.cachedProxy(target);
-    if (cached) return cached;
-    const handler = Object.create(this.traps) as NodeHandler;
-    handler.world = this;
-    handler.level = level;
-    handler.table = table;
-    handler.record = record;
-    handler.isArray = isArray(target);
-    handler.target = target;
-    if (parent === null) {
-      handler.root = level === Level.Record && !handler.isArray ? handler : null;
-      handler.field = '';
-    } else {
-      handler.root = parent.root;
-      handler.field = parent.root === parent ? field : parent.field;
-    }
-    handler.stamp = 0;
-    handler.fields = [];
-    const proxy = new Proxy(target, handler);
-    new ProxyRaw(proxy, target);
-    const slot = TargetSlot.of(target);
-    if (slot) {
-      slot.proxy = proxy;
-      slot.generation = this.generation;
-    } else {
-      new TargetSlot(target, { proxy, generation: this.generation });
-    }
-    return proxy;
-  }
-
-  private cachedProxy(target: Obj): Obj | undefined {
-    const slot = TargetSlot.of(target);
-    return slot && slot.generation === this.generation ? slot.proxy : undefined;
-  }
-
-  /** The proxy for `child`, found at `key` of the object `parent` handles. */
-  wrapChild(child: Obj, parent: NodeHandler, key: string): Obj {
-    const cached = this.cachedProxy(child);
-    if (cached) return cached;
+  attach(value: unknown, parent: WorldNode, key: string): void {
+    if (typeof value !== 'object' || value === null) return;
+    const obj = value as Obj;
+    const array = isArray(obj);
+    let node: WorldNode;
     switch (parent.level) {
       case Level.Root:
-        return isArray(child)
-          ? this.wrap(child, Level.Record, '', key)
-          : this.wrap(child, Level.Table, key, '');
+        // A plain object at the root is a table of records; anything else is one record.
+        node = array
+          ? this.node(Level.Record, '', key, true, obj, null, '', parent.target, key)
+          : this.node(Level.Table, key, '', false, obj, null, '', null, '');
+        break;
       case Level.Table:
-        return this.wrap(child, Level.Record, '', parent.table + '/' + key);
+        node = this.node(Level.Record, parent.table, parent.table + '/' + key, array, obj, null, '', parent.target, key);
+        if (!array) node.root = node;
+        break;
       default:
-        return this.wrap(child, Level.Record, '', parent.record, parent, key);
+        node = this.node(Level.Record, '', parent.record, array, obj, parent.root, parent.root === parent ? key : parent.field, null, '');
     }
+    NodeSlot.put(obj, node);
+    if (array) {
+      const arr = obj as unknown as unknown[];
+      for (let i = 0; i < arr.length; i++) {
+        const v = arr[i];
+        if (typeof v === 'object' && v !== null) this.attach(v, node, '' + i);
+      }
+    } else {
+      const keys = objectKeys(obj);
+      for (let i = 0; i < keys.length; i++) {
+        const v = obj[keys[i]!];
+        if (typeof v === 'object' && v !== null) this.attach(v, node, keys[i]!);
+      }
+    }
+  }
+
+  /**
+   * A record root still in the world at its position. A script can keep a record's object
+   * after the record was deleted or replaced and write to it in a later tick: those writes
+   * are journaled like any other (harmless), but the record must be sent as what the world
+   * holds at its key, not as a patch of the object it kept.
+   */
+  private isAttached(h: WorldNode): boolean {
+    const holder = h.holder;
+    if (holder === null) return false;
+    if (holder !== this.root && this.root[h.table] !== holder) return false;
+    return holder[h.entry] === h.target;
   }
 
   // ---- field patches ----
 
   /** A write to `key` of the object `h` handles, inside a record: note the field it changes. */
-  private noteField(h: NodeHandler, key: string): void {
+  private noteField(h: WorldNode, key: string): void {
     const root = h.root;
     if (root === null) {
       this.whole.add(h.record);
@@ -360,7 +383,7 @@ export class JournaledWorld {
     const list = this.patchable;
     for (let i = 0; i < list.length; i++) {
       const h = list[i]!;
-      if (h.stamp !== this.stamp || this.whole.has(h.record) || !allOwn(h.target, h.fields)) continue;
+      if (h.stamp !== this.stamp || this.whole.has(h.record) || !allOwn(h.target, h.fields) || !this.isAttached(h)) continue;
       out[out.length] = h;
     }
     return out;
@@ -374,7 +397,7 @@ export class JournaledWorld {
     if (!this.open) throw new StateValueError('moonpatch: the world can only be changed inside a hook call (not from a promise callback or module code)');
   }
 
-  write(h: NodeHandler, target: Obj, key: string, value: unknown): void {
+  write(h: WorldNode, target: Obj, key: string, value: unknown): void {
     this.assertOpen();
     // Fast path: a number, string or boolean over an existing property of a record (most
     // writes in a game tick: positions, counters, flags).
@@ -416,14 +439,15 @@ export class JournaledWorld {
     }
     this.record(target, key, old, had);
     target[key] = stored;
+    if (typeof stored === 'object' && stored !== null) this.attach(stored, h, key);
     this.markDirty(h, key, old, stored);
   }
 
-  remove(h: NodeHandler, target: Obj, key: string): void {
+  remove(h: WorldNode, target: Obj, key: string): void {
     this.assertOpen();
     if (!hasOwn.call(target, key)) return;
     const old = target[key];
-    this.record(target, key, old, true);
+    this.record(target, key, old, h.isArray ? true : keysAfter(target, key) ?? true);
     delete target[key];
     // A field deleted from a record's root value cannot be described as a patch of set fields.
     if (h.level === Level.Record && h.root === h) this.whole.add(h.record);
@@ -439,7 +463,7 @@ export class JournaledWorld {
     }
   }
 
-  private markDirty(h: NodeHandler, key: string, old: unknown, now: unknown): void {
+  private markDirty(h: WorldNode, key: string, old: unknown, now: unknown): void {
     switch (h.level) {
       case Level.Root:
         // Replacing or deleting a table touches every record in the old and the new table.
@@ -463,7 +487,6 @@ export class JournaledWorld {
 
   /**
    * A deep copy of `value` as plain data, or a StateValueError naming what is wrong and where.
-   * Copying a proxy reads its raw target directly (no traps).
    */
   toStored(value: unknown, depth: number, path: string): unknown {
     switch (typeof value) {
@@ -488,8 +511,7 @@ export class JournaledWorld {
     }
     if (value === null) return null;
     if (depth >= MAX_DEPTH) throw new StateValueError(`moonpatch: value at "${path}" is nested deeper than ${MAX_DEPTH} (a cycle?)`);
-    // Copying a proxy reads its raw target directly (no traps).
-    const src = ProxyRaw.of(value) ?? (value as Obj);
+    const src = value as Obj;
     if (isArray(src)) {
       // Length read once (a script's Proxy could answer differently each time) and bounded
       // before anything is allocated; the copy grows from empty, so it stays a packed array.
@@ -517,6 +539,37 @@ export class JournaledWorld {
   }
 }
 
+/** The own keys that follow `key` in `target`'s order, or null when it is the last. */
+function keysAfter(target: Obj, key: string): string[] | null {
+  const keys = objectKeys(target);
+  let at = keys.length - 1;
+  while (at >= 0 && keys[at] !== key) at--;
+  if (at < 0 || at === keys.length - 1) return null;
+  // A loop, not slice: scripts can replace Array.prototype methods.
+  const after: string[] = [];
+  for (let i = at + 1; i < keys.length; i++) after[after.length] = keys[i]!;
+  return after;
+}
+
+/** Delete and re-add each key, in order, so they come last in `target`'s iteration order. */
+function moveToEnd(target: Obj, keys: string[]): void {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = target[k];
+    delete target[k];
+    setOwn(target, k, v);
+  }
+}
+
+/**
+ * `target[key] = value` as an own data property, even for the key "__proto__". With the native
+ * defineProperty, captured before the lockdown guarded it (guards.ts).
+ */
+export function setOwn(target: Obj, key: string, value: unknown): void {
+  if (key === '__proto__') defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
+
 /**
  * False when a listed field is gone: a field added by an event whose writes were then undone
  * to its savepoint. Such a record is sent whole (a patch cannot say "absent").
@@ -526,38 +579,16 @@ function allOwn(target: Obj, fields: string[]): boolean {
   return true;
 }
 
-function makeTraps(): ProxyHandler<Obj> {
-  const refuse = (what: string) => () => {
-    throw new StateValueError(`moonpatch: ${what} is not allowed on world tables; assign plain values instead`);
-  };
-  const traps: ProxyHandler<Obj> & ThisType<NodeHandler> = {
-    get(target, key) {
-      const v = target[key as string];
-      if (typeof v !== 'object' || v === null || !hasOwn.call(target, key)) return v;
-      return this.world.wrapChild(v as Obj, this, key as string);
-    },
-    set(target, key, value) {
-      if (typeof key === 'symbol') throw new StateValueError('moonpatch: symbol keys cannot be stored in the world');
-      this.world.write(this, target, key, value);
-      return true;
-    },
-    deleteProperty(target, key) {
-      if (typeof key === 'symbol') return true;
-      this.world.remove(this, target, key);
-      return true;
-    },
-    getOwnPropertyDescriptor(target, key) {
-      const d = Reflect.getOwnPropertyDescriptor(target, key);
-      // Spread and Object.entries read through here: hand out proxies, never raw children,
-      // or a write to the copy's nested objects would bypass the journal.
-      if (d && typeof d.value === 'object' && d.value !== null && typeof key === 'string') {
-        d.value = this.world.wrapChild(d.value as Obj, this, key);
-      }
-      return d;
-    },
-    defineProperty: refuse('Object.defineProperty'),
-    setPrototypeOf: refuse('changing the prototype'),
-    preventExtensions: refuse('freezing or sealing'),
-  };
-  return traps;
+/** The isolate's one world: what the entry points (entry.ts) run the hooks on. */
+export const world = new JournaledWorld();
+
+/**
+ * The node of `o` when `o` is an object of a world (as that world is now: not one it replaced);
+ * undefined for any other value. What the write helpers (writes.ts) and the guarded built-ins
+ * (guards.ts) ask of every object they are given.
+ */
+export function worldNodeOf(o: unknown): WorldNode | undefined {
+  if (typeof o !== 'object' || o === null) return undefined;
+  const n = NodeSlot.of(o);
+  return n !== undefined && n.gen === n.world.generation ? n : undefined;
 }

@@ -1,13 +1,20 @@
 /**
- * The journaled world on its own (it is plain TypeScript, so it runs in Node here exactly as it
- * does in the isolate): every write is undoable, rollback costs what was written, dirty records
- * are exactly the ones touched, and nothing but plain data gets in.
+ * The journaled world on its own (it is plain TypeScript, so it runs in Node here as it does in
+ * the isolate): every write is undoable, rollback costs what was written, dirty records are
+ * exactly the ones touched, and nothing but plain data gets in.
+ *
+ * This file's assignments are rewritten into journaled calls exactly as a designer script's are
+ * (vitest.config.ts applies server/sandbox/instrument-writes.ts to `*.instrumented.test.ts`),
+ * and the built-ins that mutate (push, splice, Object.assign...) are guarded as in the isolate.
  */
 import { describe, expect, it } from 'vitest';
 import { Unpackr } from 'msgpackr';
 import { WorldView } from '../../client/world-view.ts';
 import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
+import { installMutatorGuards } from '../../server/sandbox/runtime/guards.ts';
 import { JournaledWorld } from '../../server/sandbox/runtime/world.ts';
+
+installMutatorGuards();
 
 type W = Record<string, any>;
 
@@ -20,7 +27,7 @@ function openWorld(): JournaledWorld {
 
 function fresh(): { jw: JournaledWorld; w: W } {
   const jw = openWorld();
-  const w = jw.proxy as W;
+  const w = jw.root as W;
   w.players = { a: { x: 1, inv: ['sword'] }, b: { x: 2, inv: [] } };
   w.round = 3;
   w.list = [1, 2, 3];
@@ -79,7 +86,7 @@ describe('rollback', () => {
 
   it('journals in proportion to the writes, not the size of the world', () => {
     const jw = openWorld();
-    const w = jw.proxy as W;
+    const w = jw.root as W;
     const big: W = {};
     for (let i = 0; i < 10_000; i++) big['e' + i] = { x: i, y: i };
     w.entities = big;
@@ -168,7 +175,7 @@ describe('only plain data gets in', () => {
     expect('a' in w.players).toBe(false);
   });
 
-  it('spread and Object.entries hand out journaled proxies, never raw children', () => {
+  it("spread and Object.entries hand out the world's own objects, and writes to them are journaled", () => {
     const { jw, w } = fresh();
     const copy = { ...w.players };
     copy.a.x = 42;
@@ -253,7 +260,7 @@ describe('field patches', () => {
       return (seed >>> 8) % n;
     };
     const jw = openWorld();
-    const w = jw.proxy as W;
+    const w = jw.root as W;
     w.players = {};
     for (let i = 0; i < 8; i++) w.players['p' + i] = { x: i, y: 0, pos: { x: 0, y: 0 }, inv: [], tag: 'n' };
     w.items = { i1: { v: 1 } };
@@ -269,7 +276,13 @@ describe('field patches', () => {
       const list = ids();
       return list.length > 0 ? w.players[list[rnd(list.length)]!] : undefined;
     };
+    // A record object a script kept, written in later ticks, perhaps after the record was
+    // deleted or replaced: the client must get what the world holds, never the kept object.
+    let kept: W | undefined;
     const ops: (() => void)[] = [
+      () => { kept = pick(); },
+      () => { if (kept) kept.x = rnd(100); },
+      () => { if (kept) kept.pos.y = rnd(100); },
       () => { const p = pick(); if (p) p.x = rnd(100); },
       () => { const p = pick(); if (p) p.y += 1; },
       () => { const p = pick(); if (p) p.pos.x = rnd(10); },

@@ -276,10 +276,19 @@ export class Room {
     this.current = version;
   }
 
-  /** SwitchingRoom: the events queued for the next tick, encoded. */
-  pendingEvents(): Uint8Array {
-    return this.encodeEvents(this.queue.peek());
+  /**
+   * SwitchingRoom: events to rehearse a swap tick with. Those queued for the next tick, or, when
+   * none are (the queue was just drained, which is most of the time), the last tick's: a
+   * rehearsal without events compiles none of the input hooks the real swap tick will run.
+   */
+  warmUpEvents(): Uint8Array {
+    const queued = this.queue.peek();
+    if (queued.length === 0 && this.lastTickEvents !== null) return this.lastTickEvents;
+    return this.encodeEvents(queued);
   }
+
+  /** The encoded events of the last tick run (see warmUpEvents). */
+  private lastTickEvents: Uint8Array | null = null;
 
   /** SwitchingRoom: a frame to every connected player. */
   notifyPlayers(frame: Uint8Array): void {
@@ -437,6 +446,7 @@ export class Room {
     const events = this.queue.drain();
     const tick = this.committed.tick + 1;
     const call = this.tickCall(tick, this.encodeEvents(events));
+    if (events.length > 0) this.lastTickEvents = call.events;
     // A staged version takes this tick if it can; otherwise the current version runs it.
     let swap = this.versions.candidate(call.runInit);
     if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;

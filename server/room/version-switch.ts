@@ -44,8 +44,8 @@ export interface SwitchingRoom {
   readonly isStopped: boolean;
   /** The call that runs tick `tick` with these events. */
   tickCall(tick: number, events: Uint8Array): TickCall;
-  /** The events queued for the next tick, encoded (what a warm-up run uses). */
-  pendingEvents(): Uint8Array;
+  /** Events for a warm-up run: those queued for the next tick, else the last tick's. */
+  warmUpEvents(): Uint8Array;
   /** The swap tick committed: from now on the room runs `version` in `sandbox`. */
   adopt(version: GameVersion, sandbox: GameSandbox): void;
   /** Send a frame to every connected player. */
@@ -237,10 +237,10 @@ export class VersionSwitch {
       // load (an integer field that became fractional) change V8's object shapes, and the
       // compiled code must have seen those shapes before the swap tick, not during it.
       await staged.catchUp();
-      // The events waiting for the next tick make a realistic warm-up, and a rolled-back
-      // run has no effect on anything.
+      // Real events make a realistic warm-up (see Room.warmUpEvents), and a rolled-back run
+      // has no effect on anything.
       const out = await staged.sandbox.tick({
-        ...room.tickCall(room.tick + 1, room.pendingEvents()),
+        ...room.tickCall(room.tick + 1, room.warmUpEvents()),
         runInit: false,
         migrateFrom: staged.version.schema !== fromSchema ? fromSchema : undefined,
         budgetMs: this.swapBudgetMs,

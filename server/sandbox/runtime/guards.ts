@@ -21,8 +21,8 @@
  *   made from strings would never be rewritten).
  *
  * A write that escaped would not reach the host, but it would break the transaction: it would
- * survive a rollback and never be committed. Each guard has an attack in the hostile-script
- * suite (test/fixtures/games/hostile/attacks/escape-*.ts).
+ * survive a rollback and never be committed. test/unit/write-guards.test.ts runs every route
+ * (each guard, and the rewritten assignments) in a real isolate, undone and committed.
  */
 import { StateValueError, world, worldNodeOf, type WorldNode } from './world.ts';
 import { __mp_del, __mp_set } from './writes.ts';

@@ -73,6 +73,22 @@ describe('rollback', () => {
     expect(snapshot(jw)).toBe(before);
   });
 
+  it('undoes deletes in place: key order restored, an entry named __proto__ restored as an entry', () => {
+    const jw = openWorld();
+    // JSON.parse makes "__proto__" an own key, as a record loaded from Redis can have it.
+    jw.reset(JSON.parse('{"players": {"a": {"x": 1, "y": 2, "z": 3}, "__proto__": {"x": 4}, "b": {"x": 5}}}'));
+    const w = jw.root as W;
+    const before = snapshot(jw);
+    delete w.players.a.x;
+    delete w.players.__proto__;
+    delete w.players.b;
+    w.players.b = { x: 6 };
+    jw.rollback(0);
+    expect(snapshot(jw)).toBe(before);
+    expect(Object.getPrototypeOf(w.players)).toBe(Object.prototype);
+    expect(Object.keys(w.players)).toEqual(['a', '__proto__', 'b']);
+  });
+
   it('rolls back to a savepoint and keeps the writes before it', () => {
     const { jw, w } = fresh();
     w.players.a.x = 5;

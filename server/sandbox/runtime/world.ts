@@ -237,12 +237,15 @@ export class JournaledWorld {
       const target = j[i] as Obj;
       const key = j[i + 1] as string;
       const had = j[i + 3];
-      if (had === false) delete target[key];
+      // (Undoing newest first, a key journaled as existing exists again when its entry is
+      // undone, so a plain assignment sets that own property, even one named "__proto__".)
+      if (had === true) target[key] = j[i + 2];
+      else if (had === false) delete target[key];
       else {
+        // A delete: the key comes back last, and the keys that followed it go back behind it,
+        // since iteration order is part of the state (a replay must see the world as it was).
         setOwn(target, key, j[i + 2]);
-        // A deleted key comes back last; the keys that followed it go back behind it, since
-        // iteration order is part of the state (a replay must see the world as it was).
-        if (had !== true) moveToEnd(target, had as string[]);
+        moveToEnd(target, had as string[]);
       }
     }
     this.truncate(mark);
@@ -270,7 +273,7 @@ export class JournaledWorld {
     if (this.savepoint > end) this.savepoint = end;
   }
 
-  /** `had`: the key existed (true), did not (false), or was deleted with these keys after it. */
+  /** `had`: the key existed (true), did not (false), or was deleted, with these keys after it. */
   private record(target: Obj, key: string, old: unknown, had: boolean | string[]): void {
     const j = this.journal;
     const n = this.journalEnd;
@@ -447,7 +450,7 @@ export class JournaledWorld {
     this.assertOpen();
     if (!hasOwn.call(target, key)) return;
     const old = target[key];
-    this.record(target, key, old, h.isArray ? true : keysAfter(target, key) ?? true);
+    this.record(target, key, old, h.isArray ? NOTHING_AFTER : keysAfter(target, key));
     delete target[key];
     // A field deleted from a record's root value cannot be described as a patch of set fields.
     if (h.level === Level.Record && h.root === h) this.whole.add(h.record);
@@ -539,12 +542,15 @@ export class JournaledWorld {
   }
 }
 
-/** The own keys that follow `key` in `target`'s order, or null when it is the last. */
-function keysAfter(target: Obj, key: string): string[] | null {
+/** For a deleted array element: an array's index keys keep their order by themselves. */
+const NOTHING_AFTER: string[] = [];
+
+/** The own keys that follow `key` in `target`'s order. */
+function keysAfter(target: Obj, key: string): string[] {
   const keys = objectKeys(target);
   let at = keys.length - 1;
   while (at >= 0 && keys[at] !== key) at--;
-  if (at < 0 || at === keys.length - 1) return null;
+  if (at < 0 || at === keys.length - 1) return NOTHING_AFTER;
   // A loop, not slice: scripts can replace Array.prototype methods.
   const after: string[] = [];
   for (let i = at + 1; i < keys.length; i++) after[after.length] = keys[i]!;

@@ -21,7 +21,7 @@
  * bench/results/world-access.json.
  */
 import { JournaledWorld } from '../server/sandbox/runtime/world.ts';
-import { __mp_set } from '../server/sandbox/runtime/writes.ts';
+import { __mp_set, __mp_w } from '../server/sandbox/runtime/writes.ts';
 import { machine, parseArgs, round, writeResult } from './lib.ts';
 
 const args = parseArgs(process.argv.slice(2));
@@ -79,19 +79,19 @@ function movePassInstrumented(world: any, nowMs: number): void {
     const speed = nowMs < p.boostUntil ? 400 : 200;
     const nvx = round2(vx + (dirX * speed - vx) * 0.6);
     const nvy = round2(vy + (dirY * speed - vy) * 0.6);
-    if (nvx !== vx) __mp_set(p, 'vx', nvx);
-    if (nvy !== vy) __mp_set(p, 'vy', nvy);
+    if (nvx !== vx) (__mp_w(p) ? __mp_set(p, 'vx', nvx) : (p.vx = nvx));
+    if (nvy !== vy) (__mp_w(p) ? __mp_set(p, 'vy', nvy) : (p.vy = nvy));
     const x = p.x, y = p.y;
     const nx = round2(clamp(x + nvx * 0.05, 12, maxX));
     const ny = round2(clamp(y + nvy * 0.05, 12, maxY));
-    if (nx !== x) __mp_set(p, 'x', nx);
-    if (ny !== y) __mp_set(p, 'y', ny);
-    __mp_set(p, 'dirX', -dirX);
-    __mp_set(p, 'dirY', -dirY);
+    if (nx !== x) (__mp_w(p) ? __mp_set(p, 'x', nx) : (p.x = nx));
+    if (ny !== y) (__mp_w(p) ? __mp_set(p, 'y', ny) : (p.y = ny));
+    (__mp_w(p) ? __mp_set(p, 'dirX', -dirX) : (p.dirX = -dirX));
+    (__mp_w(p) ? __mp_set(p, 'dirY', -dirY) : (p.dirY = -dirY));
   }
 }
 
-// ---- the four ways ----
+// ---- the three ways ----
 
 interface Way {
   name: string;

@@ -43,3 +43,8 @@ export function __mp_del(o: any, k: any): boolean {
   n.world.remove(n, o, propertyKey(k));
   return true;
 }
+
+/** Whether `o` is an object of the world: the test in front of every rewritten write. */
+export function __mp_w(o: unknown): boolean {
+  return worldNodeOf(o) !== undefined;
+}

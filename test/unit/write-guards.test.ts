@@ -166,6 +166,97 @@ describe('every route that would make a world object anything but plain data is 
   }
 });
 
+describe('rewritten writes keep JavaScript semantics', () => {
+  // Evaluation order of object, key and value, the values of the expressions, and what the
+  // target ends up holding, for each kind of write: run natively here, and rewritten in an
+  // isolate on a world object and on a script's own object. All three must agree.
+  const SNIPPET = `
+    const log: string[] = [];
+    let t: any = target;
+    const o = () => { log.push('o'); return t; };
+    const k = (name: string) => { log.push('k:' + name); return name; };
+    const v = (x: number) => { log.push('v:' + x); return x; };
+    log.push('=' + (o()[k('a')] = v(1)));
+    log.push('+=' + (o()[k('a')] += v(2)));
+    log.push('.+=' + (o().a *= v(3)));
+    log.push('??=' + (o()[k('b')] ??= v(4)));
+    log.push('||=' + (o()[k('a')] ||= v(5)));
+    log.push('&&=' + (o()[k('c')] &&= v(6)));
+    log.push('post++' + o()[k('a')]++);
+    log.push('--pre' + --o()[k('b')]);
+    log.push('delete' + delete o()[k('a')]);
+    log.push('chain' + (o().d = o().e = v(7)));
+    log.push('state ' + JSON.stringify(t));
+  `;
+  const native = (): string[] => {
+    const js = SNIPPET.replace(/: string\[\]/g, '').replace(/: any/g, '').replace(/\(name: string\)/g, '(name)').replace(/\(x: number\)/g, '(x)');
+    return new Function('target', js + 'return log;')({ c: 0 }) as string[];
+  };
+
+  it('in order, values and result, on world objects and on the script own objects alike', async () => {
+    const src = `
+      function run(target: any): string[] { ${SNIPPET} return log; }
+      export function init(world: any) {
+        world.tbl = { t: { c: 0 } };
+        world.out = { seen: { world: run(world.tbl.t), local: run({ c: 0 }) } };
+      }`;
+    const bundle = await bundleGame({ name: 'order', entry: 'main.ts', files: new Map([['main.ts', src]]) });
+    const sb = await GameSandbox.create(bundle, LIMITS);
+    try {
+      const none = new MsgpackWriter();
+      none.value([]);
+      const out = await sb.tick({ events: none.bytes().slice(), seed: 1, tick: 1, nowMs: 0, dtSeconds: 0.05, runInit: true });
+      if (!out.ok) throw new Error(`${out.code}: ${out.thrown?.message}`);
+      const seen = unpackr.unpack(out.sets.find(([key]) => key === 'out/seen')![1]) as { world: string[]; local: string[] };
+      const expected = native();
+      expect(expected).toContain('state {"c":0,"b":3,"e":7,"d":7}');
+      expect(seen.local).toEqual(expected);
+      expect(seen.world).toEqual(expected);
+      // The world's record holds what the script's object held.
+      expect(unpackr.unpack(out.sets.find(([key]) => key === 'tbl/t')![1])).toEqual({ c: 0, b: 3, e: 7, d: 7 });
+    } finally {
+      sb.dispose();
+    }
+  });
+
+  it('a setter, a getter and a frozen object of the script behave natively', async () => {
+    const seen = await (async () => {
+      const src = `
+        export function init(world: any) {
+          const calls: string[] = [];
+          const own = { set x(v: number) { calls.push('set ' + v); }, get y() { calls.push('get'); return 1; } } as any;
+          own.x = 5;
+          own.y += 1; // no setter for y: a TypeError in strict mode
+        }
+        export function tick(world: any) {
+          const calls: string[] = [];
+          const own = { set x(v: number) { calls.push('set ' + v); } } as any;
+          own.x = 5;
+          own['x'] = 6;
+          let frozen = 'no error';
+          try { Object.freeze({ a: 1 }).a = 2; } catch (e) { frozen = String(e); }
+          world.out = { seen: { calls, frozen } };
+        }`;
+      const bundle = await bundleGame({ name: 'native', entry: 'main.ts', files: new Map([['main.ts', src]]) });
+      const sb = await GameSandbox.create(bundle, LIMITS);
+      try {
+        const none = new MsgpackWriter();
+        none.value([]);
+        const first = await sb.tick({ events: none.bytes().slice(), seed: 1, tick: 1, nowMs: 0, dtSeconds: 0.05, runInit: true });
+        expect(first.ok).toBe(false);
+        expect(first.ok ? '' : first.thrown?.message).toMatch(/Cannot set property y of #<Object> which has only a getter/);
+        const out = await sb.tick({ events: none.bytes().slice(), seed: 1, tick: 2, nowMs: 0, dtSeconds: 0.05, runInit: false });
+        if (!out.ok) throw new Error(`${out.code}: ${out.thrown?.message}`);
+        return unpackr.unpack(out.sets.find(([key]) => key === 'out/seen')![1]) as { calls: string[]; frozen: string };
+      } finally {
+        sb.dispose();
+      }
+    })();
+    expect(seen.calls).toEqual(['set 5', 'set 6']);
+    expect(seen.frozen).toMatch(/TypeError: Cannot assign to read only property 'a' of object/);
+  });
+});
+
 describe('the bundler refuses writes it could not journal', () => {
   const build = (body: string) =>
     bundleGame({ name: 'refused', entry: 'main.ts', files: new Map([['main.ts', `export function tick(world: any) { const o = world.t; ${body} }`]]) }).then(

@@ -1,8 +1,10 @@
 /**
- * What the bundler's rewrite of designer scripts calls in place of their assignments
- * (server/sandbox/instrument-writes.ts): `o.k = v` becomes `__mp_set(o, "k", v)`. For an object
- * of the world the write goes through the journal; for anything else it is the plain
- * assignment it was, with the same result and the same errors (the runtime is strict code).
+ * What the bundler's rewrite of designer scripts calls for their assignments
+ * (server/sandbox/instrument-writes.ts): `o.k = v` becomes
+ * `(__mp_w(o) ? __mp_set(o, "k", v) : o.k = v)`. For an object of the world the write goes
+ * through the journal. Called with anything else (only a script calling them itself does), the
+ * helpers are the plain assignment, with the same result and the same errors (the runtime is
+ * strict code).
  *
  * Scripts may import this module themselves ('moonpatch:writes'): it exports these helpers and
  * nothing else, so that gives them no more than the assignments they could write.

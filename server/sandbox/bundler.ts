@@ -119,7 +119,16 @@ function gameFilesPlugin(files: ReadonlyMap<string, string>): esbuild.Plugin {
           if (instrumented === null) return { contents: source, loader, resolveDir: RUNTIME_DIR };
           return { contents: instrumented.code, loader: 'js', resolveDir: RUNTIME_DIR };
         } catch (e) {
-          if (e instanceof InstrumentError) return { errors: e.problems.map((text) => ({ text })) };
+          if (e instanceof InstrumentError) {
+            // With the designer's file and line as the location (esbuild would otherwise name the
+            // engine's entry module, which imported this one).
+            return {
+              errors: e.problems.map((p) => ({
+                text: p.message,
+                location: { file: p.file, namespace: NAMESPACE, line: p.line, column: p.column - 1, length: 0, lineText: p.lineText },
+              })),
+            };
+          }
           throw e;
         }
       });

@@ -77,10 +77,20 @@ export interface InstrumentedModule {
   code: string;
 }
 
-/** Problems found in one file, each `file:line:col: message`. */
+/** A construct the rewrite refuses, where it is (line and column 1-based). */
+export interface InstrumentProblem {
+  file: string;
+  line: number;
+  column: number;
+  /** The source line, for the build error's excerpt. */
+  lineText: string;
+  message: string;
+}
+
+/** Problems found in one file. */
 export class InstrumentError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
+  constructor(readonly problems: InstrumentProblem[]) {
+    super(problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}`).join('\n'));
   }
 }
 
@@ -90,7 +100,7 @@ export class InstrumentError extends Error {
  * for the constructs refused above.
  */
 export function instrumentWrites(fileName: string, source: string): InstrumentedModule | null {
-  const problems: string[] = [];
+  const problems: InstrumentProblem[] = [];
   const result = ts.transpileModule(source, {
     fileName,
     reportDiagnostics: true,
@@ -117,14 +127,15 @@ export function instrumentWrites(fileName: string, source: string): Instrumented
   return { code };
 }
 
-function rewrite(file: ts.SourceFile, context: ts.TransformationContext, fileName: string, problems: string[]): ts.SourceFile {
+function rewrite(file: ts.SourceFile, context: ts.TransformationContext, fileName: string, problems: InstrumentProblem[]): ts.SourceFile {
   const f = context.factory;
   const original = ts.getOriginalNode(file) as ts.SourceFile;
 
   const refuse = (node: ts.Node, message: string): void => {
     const at = ts.getOriginalNode(node);
     const pos = at.pos >= 0 ? original.getLineAndCharacterOfPosition(at.getStart(original)) : { line: 0, character: 0 };
-    problems.push(`${fileName}:${pos.line + 1}:${pos.character + 1}: ${message}`);
+    const lineText = original.text.split('\n')[pos.line] ?? '';
+    problems.push({ file: fileName, line: pos.line + 1, column: pos.character + 1, lineText, message });
   };
 
   const helper = (name: (typeof HELPERS)[number], args: ts.Expression[], like: ts.Node): ts.Expression =>

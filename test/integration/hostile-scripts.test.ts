@@ -117,6 +117,7 @@ const FIXTURES: Fixture[] = [
   rejected('rebind-globals', 'SCRIPT_ERROR', /Cannot assign to read only property 'Proxy'/),
   rejected('redefine-engine-builtins', 'SCRIPT_ERROR', /Cannot assign to read only property 'stringify'/),
   rejected('typed-array-forgery', 'SCRIPT_ERROR', /Cannot assign to read only property 'setUint32'/),
+  rejected('journal-escape', 'STATE_INVALID_VALUE', /Object\.defineProperty is not allowed on the world/),
   rejected('raw-symbol-theft', 'SCRIPT_ERROR', /contained: no engine symbol reached the bait or reflection/),
   rejected('journal-theft', 'SCRIPT_ERROR', /undo me, please, with fill/),
   harmless('replace-builtins'),

@@ -17,7 +17,7 @@
 import { describe, expect, it } from 'vitest';
 import { Unpackr } from 'msgpackr';
 import { bundleGame } from '../../server/sandbox/bundler.ts';
-import { GameSandbox } from '../../server/sandbox/sandbox.ts';
+import { GameSandbox, type TickOutcome } from '../../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
@@ -193,65 +193,63 @@ describe('rewritten writes keep JavaScript semantics', () => {
     return new Function('target', js + 'return log;')({ c: 0 }) as string[];
   };
 
-  it('in order, values and result, on world objects and on the script own objects alike', async () => {
-    const src = `
-      function run(target: any): string[] { ${SNIPPET} return log; }
-      export function init(world: any) {
-        world.tbl = { t: { c: 0 } };
-        world.out = { seen: { world: run(world.tbl.t), local: run({ c: 0 }) } };
-      }`;
-    const bundle = await bundleGame({ name: 'order', entry: 'main.ts', files: new Map([['main.ts', src]]) });
+  /** Bundle `src` and run its first ticks (init in the first) with no events; the outcomes. */
+  async function runTicks(src: string, ticks: number): Promise<TickOutcome[]> {
+    const bundle = await bundleGame({ name: 'semantics', entry: 'main.ts', files: new Map([['main.ts', src]]) });
     const sb = await GameSandbox.create(bundle, LIMITS);
     try {
       const none = new MsgpackWriter();
       none.value([]);
-      const out = await sb.tick({ events: none.bytes().slice(), seed: 1, tick: 1, nowMs: 0, dtSeconds: 0.05, runInit: true });
-      if (!out.ok) throw new Error(`${out.code}: ${out.thrown?.message}`);
-      const seen = unpackr.unpack(out.sets.find(([key]) => key === 'out/seen')![1]) as { world: string[]; local: string[] };
-      const expected = native();
-      expect(expected).toContain('state {"c":0,"b":3,"e":7,"d":7}');
-      expect(seen.local).toEqual(expected);
-      expect(seen.world).toEqual(expected);
-      // The world's record holds what the script's object held.
-      expect(unpackr.unpack(out.sets.find(([key]) => key === 'tbl/t')![1])).toEqual({ c: 0, b: 3, e: 7, d: 7 });
+      const outcomes: TickOutcome[] = [];
+      for (let tick = 1; tick <= ticks; tick++) {
+        outcomes.push(await sb.tick({ events: none.bytes().slice(), seed: 1, tick, nowMs: 0, dtSeconds: 0.05, runInit: tick === 1 }));
+      }
+      return outcomes;
     } finally {
       sb.dispose();
     }
+  }
+
+  /** The value of record `key` in a successful tick's changes. */
+  function recordIn(out: TickOutcome, key: string): unknown {
+    if (!out.ok) throw new Error(`${out.code}: ${out.thrown?.message}`);
+    return unpackr.unpack(out.sets.find(([k]) => k === key)![1]);
+  }
+
+  it('in order, values and result, on world objects and on the script own objects alike', async () => {
+    const [out] = await runTicks(`
+      function run(target: any): string[] { ${SNIPPET} return log; }
+      export function init(world: any) {
+        world.tbl = { t: { c: 0 } };
+        world.out = { seen: { world: run(world.tbl.t), local: run({ c: 0 }) } };
+      }`, 1);
+    const seen = recordIn(out!, 'out/seen') as { world: string[]; local: string[] };
+    const expected = native();
+    expect(expected).toContain('state {"c":0,"b":3,"e":7,"d":7}');
+    expect(seen.local).toEqual(expected);
+    expect(seen.world).toEqual(expected);
+    // The world's record holds what the script's object held.
+    expect(recordIn(out!, 'tbl/t')).toEqual({ c: 0, b: 3, e: 7, d: 7 });
   });
 
   it('a setter, a getter and a frozen object of the script behave natively', async () => {
-    const seen = await (async () => {
-      const src = `
-        export function init(world: any) {
-          const calls: string[] = [];
-          const own = { set x(v: number) { calls.push('set ' + v); }, get y() { calls.push('get'); return 1; } } as any;
-          own.x = 5;
-          own.y += 1; // no setter for y: a TypeError in strict mode
-        }
-        export function tick(world: any) {
-          const calls: string[] = [];
-          const own = { set x(v: number) { calls.push('set ' + v); } } as any;
-          own.x = 5;
-          own['x'] = 6;
-          let frozen = 'no error';
-          try { Object.freeze({ a: 1 }).a = 2; } catch (e) { frozen = String(e); }
-          world.out = { seen: { calls, frozen } };
-        }`;
-      const bundle = await bundleGame({ name: 'native', entry: 'main.ts', files: new Map([['main.ts', src]]) });
-      const sb = await GameSandbox.create(bundle, LIMITS);
-      try {
-        const none = new MsgpackWriter();
-        none.value([]);
-        const first = await sb.tick({ events: none.bytes().slice(), seed: 1, tick: 1, nowMs: 0, dtSeconds: 0.05, runInit: true });
-        expect(first.ok).toBe(false);
-        expect(first.ok ? '' : first.thrown?.message).toMatch(/Cannot set property y of #<Object> which has only a getter/);
-        const out = await sb.tick({ events: none.bytes().slice(), seed: 1, tick: 2, nowMs: 0, dtSeconds: 0.05, runInit: false });
-        if (!out.ok) throw new Error(`${out.code}: ${out.thrown?.message}`);
-        return unpackr.unpack(out.sets.find(([key]) => key === 'out/seen')![1]) as { calls: string[]; frozen: string };
-      } finally {
-        sb.dispose();
+    const [first, second] = await runTicks(`
+      export function init(world: any) {
+        const own = { get y() { return 1; } } as any;
+        own.y += 1; // no setter for y: a TypeError in strict mode
       }
-    })();
+      export function tick(world: any) {
+        const calls: string[] = [];
+        const own = { set x(v: number) { calls.push('set ' + v); } } as any;
+        own.x = 5;
+        own['x'] = 6;
+        let frozen = 'no error';
+        try { Object.freeze({ a: 1 }).a = 2; } catch (e) { frozen = String(e); }
+        world.out = { seen: { calls, frozen } };
+      }`, 2);
+    expect(first!.ok).toBe(false);
+    expect(first!.ok ? '' : first!.thrown?.message).toMatch(/Cannot set property y of #<Object> which has only a getter/);
+    const seen = recordIn(second!, 'out/seen') as { calls: string[]; frozen: string };
     expect(seen.calls).toEqual(['set 5', 'set 6']);
     expect(seen.frozen).toMatch(/TypeError: Cannot assign to read only property 'a' of object/);
   });

@@ -81,10 +81,15 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   });
   const feed = new DashboardFeed();
   // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).
-  const nodes = new NodeDirectory(redis, config.redisPrefix, () => store.leaseHolder, () => rooms.status());
-  // The dashboard lists every server's rooms; with Redis away, this server's own.
-  const dashboardRooms = () => nodes.rooms().catch(() => rooms.status().map((r) => ({ ...r, node: store.leaseHolder.node })));
-  const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: async () => feed.snapshot(await dashboardRooms()) } });
+  // Each beat carries this server's last 10 s of latency, for the others' dashboards.
+  const nodes = new NodeDirectory(redis, config.redisPrefix, () => store.leaseHolder, () => rooms.status(), () => feed.recent(10));
+  // The dashboard shows every server's rooms and latency; with Redis away, this server's own.
+  const dashboardData = async () => {
+    const view = await nodes.view().catch(() => ({ rooms: rooms.status().map((r) => ({ ...r, node: store.leaseHolder.node })), latency: [] }));
+    feed.mergeServers(view.latency);
+    return feed.snapshot(view.rooms, store.leaseHolder.node);
+  };
+  const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: dashboardData } });
   const admin = config.adminToken
     ? createAdminHandler(
         {

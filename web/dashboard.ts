@@ -3,12 +3,18 @@
  * (with patch markers) on a canvas, the rooms table and the recent events. Served bundled as
  * /dashboard.js by server/net/http.ts.
  *
+ * With several servers on one Redis, every other server's p99 is drawn too (from their beats,
+ * see server/ops/dashboard-feed.ts), one colour each, named in the legend.
+ *
  * For tests: `body[data-points]` is the number of series points drawn, `body[data-markers]` the
- * number of patch markers drawn; `#rooms tr` are the room rows and `#events li` the events.
+ * number of patch markers drawn, `body[data-servers]` the number of other servers' lines drawn;
+ * `#rooms tr` are the room rows and `#events li` the events.
  */
 import type { DashboardEvent, DashboardSnapshot, SeriesPoint } from '../server/ops/dashboard-feed.ts';
 
 const COLORS = { bg: '#171a23', grid: '#2a2f3d', axis: '#8a91a5', p50: '#6ea8ff', p99: '#ffb347', ok: '#4cd07d', bad: '#ff5c5c' };
+/** Other servers' p99 lines, in turn. */
+const SERVER_COLORS = ['#c58cff', '#5fd4d4', '#ff8fb1', '#d4d45f', '#9fa8ff', '#ffb08a'];
 const MIN_SPAN_MS = 30_000;
 const MAX_SPAN_MS = 300_000;
 
@@ -18,6 +24,7 @@ const ctx = canvas.getContext('2d')!;
 const status = $('status');
 document.body.dataset.points = '0';
 document.body.dataset.markers = '0';
+document.body.dataset.servers = '0';
 
 let last: DashboardSnapshot | null = null;
 
@@ -55,7 +62,10 @@ function drawChart(snap: DashboardSnapshot): void {
   const first = points[0]?.t ?? end;
   const start = end - Math.min(MAX_SPAN_MS, Math.max(MIN_SPAN_MS, end - first));
   const inRange = points.filter((p) => p.t >= start);
-  const maxMs = Math.max(1, ...inRange.map((p) => p.p99));
+  const others = snap.servers
+    .map((s) => ({ node: s.node, points: s.series.filter((p) => p.ticks > 0 && p.t >= start && p.t <= end) }))
+    .filter((s) => s.points.length > 0);
+  const maxMs = Math.max(1, ...inRange.map((p) => p.p99), ...others.flatMap((s) => s.points.map((p) => p.p99)));
   const yStep = niceStep(maxMs, 5);
   const yMax = Math.ceil((maxMs * 1.1) / yStep) * yStep;
   const x = (t: number) => pad.left + ((t - start) / (end - start)) * plotW;
@@ -114,20 +124,33 @@ function drawChart(snap: DashboardSnapshot): void {
   }
 
   // Latency lines (a point at the middle of its second).
-  const line = (pick: (p: SeriesPoint) => number, color: string) => {
+  const line = (pts: SeriesPoint[], pick: (p: SeriesPoint) => number, color: string, width = 2) => {
     ctx.strokeStyle = color;
     ctx.fillStyle = color;
-    ctx.lineWidth = 2;
+    ctx.lineWidth = width;
     ctx.beginPath();
-    inRange.forEach((p, i) => (i === 0 ? ctx.moveTo : ctx.lineTo).call(ctx, x(p.t + 500), y(pick(p))));
+    pts.forEach((p, i) => (i === 0 ? ctx.moveTo : ctx.lineTo).call(ctx, x(p.t + 500), y(pick(p))));
     ctx.stroke();
-    if (inRange.length === 1) ctx.fillRect(x(inRange[0]!.t + 500) - 2, y(pick(inRange[0]!)) - 2, 4, 4);
+    if (pts.length === 1) ctx.fillRect(x(pts[0]!.t + 500) - 2, y(pick(pts[0]!)) - 2, 4, 4);
   };
-  line((p) => p.p99, COLORS.p99);
-  line((p) => p.p50, COLORS.p50);
+  others.forEach((s, i) => line(s.points, (p) => p.p99, SERVER_COLORS[i % SERVER_COLORS.length]!, 1.5));
+  line(inRange, (p) => p.p99, COLORS.p99);
+  line(inRange, (p) => p.p50, COLORS.p50);
 
+  $('self-legend').lastChild!.textContent = snap.node ? `p99 (${snap.node}, this server)` : 'p99';
+  $('servers-legend').replaceChildren(
+    ...others.map((s, i) => {
+      const span = document.createElement('span');
+      const swatch = document.createElement('i');
+      swatch.style.background = SERVER_COLORS[i % SERVER_COLORS.length]!;
+      span.append(swatch, `p99 (${s.node})`);
+      span.dataset.node = s.node;
+      return span;
+    }),
+  );
   document.body.dataset.points = String(inRange.length);
   document.body.dataset.markers = String(markers);
+  document.body.dataset.servers = String(others.length);
 }
 
 function cell(tr: HTMLTableRowElement, text: string, num = false): void {

@@ -16,11 +16,29 @@ import type { LeaseHolder } from '../state/room-store.ts';
 /** A room as listed cluster-wide: its status, and the server running it. */
 export type ClusterRoom = RoomStatus & { node: string };
 
+/** A second of a server's tick latency, as its beat carries it (see DashboardFeed.recent). */
+export interface LatencyPoint {
+  /** Start of the second, ms since the epoch. */
+  t: number;
+  p50: number;
+  p99: number;
+  ticks: number;
+  failed: number;
+}
+
 interface Beat {
   node: string;
   url: string;
   at: number;
   rooms: RoomStatus[];
+  /** The server's last few whole seconds of tick latency (absent from older servers' beats). */
+  latency?: LatencyPoint[];
+}
+
+/** What one read of the beats gives: every room, and each other server's recent latency. */
+export interface ClusterView {
+  rooms: ClusterRoom[];
+  latency: { node: string; points: LatencyPoint[] }[];
 }
 
 export class NodeDirectory {
@@ -31,6 +49,7 @@ export class NodeDirectory {
     private readonly prefix: string,
     private readonly self: () => LeaseHolder,
     private readonly status: () => RoomStatus[],
+    private readonly latency: () => LatencyPoint[] = () => [],
     private readonly intervalMs = 2000,
   ) {}
 
@@ -45,7 +64,7 @@ export class NodeDirectory {
   /** Write this server's rooms; they stay listed for three beats unless written again. */
   async beat(): Promise<void> {
     const { node, url } = this.self();
-    const beat: Beat = { node, url, at: Date.now(), rooms: this.status() };
+    const beat: Beat = { node, url, at: Date.now(), rooms: this.status(), latency: this.latency() };
     await this.redis.multi().set(nodeKey(this.prefix, node), JSON.stringify(beat), 'PX', this.intervalMs * 3).sadd(nodesKey(this.prefix), node).exec();
   }
 
@@ -62,10 +81,15 @@ export class NodeDirectory {
    * its current ones, not its last beat's. A server whose key lapsed is dropped from the set.
    */
   async rooms(): Promise<ClusterRoom[]> {
+    return (await this.view()).rooms;
+  }
+
+  /** {@link rooms}, and the latency each other live server last reported (for the dashboard). */
+  async view(): Promise<ClusterView> {
     const me = this.self().node;
-    const out: ClusterRoom[] = this.status().map((r) => ({ ...r, node: me }));
+    const view: ClusterView = { rooms: this.status().map((r) => ({ ...r, node: me })), latency: [] };
     const nodes = (await this.redis.smembers(nodesKey(this.prefix))).filter((n) => n !== me);
-    if (nodes.length === 0) return out;
+    if (nodes.length === 0) return view;
     const beats = await this.redis.mget(nodes.map((n) => nodeKey(this.prefix, n)));
     const gone: string[] = [];
     beats.forEach((raw, i) => {
@@ -73,10 +97,11 @@ export class NodeDirectory {
       const beat = parseBeat(raw);
       // Not one of ours (an older server, or something else wrote the key): leave it out.
       if (!beat) return;
-      for (const r of beat.rooms) out.push({ ...r, node: beat.node });
+      for (const r of beat.rooms) view.rooms.push({ ...r, node: beat.node });
+      if (beat.latency) view.latency.push({ node: beat.node, points: beat.latency });
     });
     if (gone.length > 0) await this.redis.srem(nodesKey(this.prefix), ...gone);
-    return out;
+    return view;
   }
 }
 
@@ -84,10 +109,17 @@ function parseBeat(raw: string): Beat | null {
   try {
     const b = JSON.parse(raw) as Partial<Beat> | null;
     if (!b || typeof b.node !== 'string' || !Array.isArray(b.rooms)) return null;
+    // Latency is only drawn: points that are not what they should be are dropped, not trusted.
+    if (b.latency !== undefined) b.latency = Array.isArray(b.latency) ? b.latency.filter(isLatencyPoint) : undefined;
     return b as Beat;
   } catch {
     return null;
   }
+}
+
+function isLatencyPoint(p: unknown): p is LatencyPoint {
+  const q = p as Partial<LatencyPoint> | null;
+  return !!q && [q.t, q.p50, q.p99, q.ticks, q.failed].every((v) => typeof v === 'number' && Number.isFinite(v));
 }
 
 /** The admin API's base URL of a server, from the address its lease names (ws -> http). */

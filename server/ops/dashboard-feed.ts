@@ -3,6 +3,11 @@
  * like Metrics: per second, for the last 300 seconds, tick latency p50/p99 across all rooms
  * (script + commit, from committed ticks), ticks and failed ticks; and the last 50 events of
  * interest (patch outcomes and failed ticks).
+ *
+ * With several servers on one Redis, each server's beat (net/cluster.ts) carries its last few
+ * seconds of these figures ({@link DashboardFeed.recent}); the server a dashboard asks keeps
+ * what it reads of the others' ({@link DashboardFeed.mergeServers}), so the chart shows every
+ * server's latency, not only its own.
  */
 import { channels, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
 import type { RoomStatus } from '../room/room-manager.ts';
@@ -36,9 +41,20 @@ export interface DashboardEvent {
   message?: string;
 }
 
+/** Another server's latency, as far as its beats have told. */
+export interface ServerSeries {
+  node: string;
+  series: SeriesPoint[];
+}
+
 export interface DashboardSnapshot {
   now: number;
+  /** This server's node id (the rooms' `node`). */
+  node: string;
+  /** This server's latency. */
   series: SeriesPoint[];
+  /** The other servers' latency (from their beats), by node id. */
+  servers: ServerSeries[];
   events: DashboardEvent[];
   /** Every server's rooms, each with the node running it (net/cluster.ts). */
   rooms: (RoomStatus & { node?: string })[];
@@ -125,7 +141,42 @@ export class DashboardFeed {
     if (this.events.length > EVENT_LIMIT) this.events.splice(0, this.events.length - EVENT_LIMIT);
   }
 
-  snapshot(rooms: (RoomStatus & { node?: string })[]): DashboardSnapshot {
+  /** Points of other servers, by node, then by second. */
+  private readonly servers = new Map<string, Map<number, SeriesPoint>>();
+
+  /** Keep what other servers' beats said of their latency (the same second again replaces it). */
+  mergeServers(latency: { node: string; points: SeriesPoint[] }[]): void {
+    for (const { node, points } of latency) {
+      let byTime = this.servers.get(node);
+      if (!byTime) this.servers.set(node, (byTime = new Map()));
+      for (const p of points) byTime.set(p.t, { t: p.t, p50: p.p50, p99: p.p99, ticks: p.ticks, failed: p.failed });
+    }
+  }
+
+  /** This server's last `seconds` whole seconds with ticks (what its beat carries). */
+  recent(seconds: number): SeriesPoint[] {
+    const current = Math.floor(this.clock() / 1000) * 1000;
+    return this.series().filter((p) => p.t < current && p.t >= current - seconds * 1000 && p.ticks > 0);
+  }
+
+  snapshot(rooms: (RoomStatus & { node?: string })[], node = ''): DashboardSnapshot {
+    const now = this.clock();
+    const oldest = (Math.floor(now / 1000) - SERIES_SECONDS + 1) * 1000;
+    const servers: ServerSeries[] = [];
+    for (const [other, byTime] of this.servers) {
+      for (const t of byTime.keys()) if (t < oldest) byTime.delete(t);
+      if (byTime.size === 0 || other === node) {
+        this.servers.delete(other);
+        continue;
+      }
+      servers.push({ node: other, series: [...byTime.values()].sort((a, b) => a.t - b.t) });
+    }
+    servers.sort((a, b) => a.node.localeCompare(b.node));
+    return { now, node, series: this.series(), servers, events: [...this.events], rooms };
+  }
+
+  /** This server's points in the window, oldest first. */
+  private series(): SeriesPoint[] {
     const now = this.clock();
     const current = Math.floor(now / 1000);
     const series: SeriesPoint[] = [];
@@ -145,7 +196,7 @@ export class DashboardFeed {
       series.push({ t: b.second * 1000, p50: round(p.p50), p99: round(p.p99), ticks: b.ticks, failed: b.failed });
     }
     series.sort((a, b) => a.t - b.t);
-    return { now, series, events: [...this.events], rooms };
+    return series;
   }
 
   close(): void {

@@ -100,12 +100,18 @@ describe('admin API across two servers', () => {
   it('ignores a node entry that is not a server status (garbage in Redis) instead of failing the list', async () => {
     await a.redis.multi().set(`${a.prefix}:node:garbage`, 'not json', 'PX', 60_000).sadd(`${a.prefix}:nodes`, 'garbage').exec();
     await a.redis.multi().set(`${a.prefix}:node:odd`, JSON.stringify({ node: 'odd', rooms: 'nope' }), 'PX', 60_000).sadd(`${a.prefix}:nodes`, 'odd').exec();
+    // A status whose latency points are partly not points: the bad ones are dropped, the good one kept.
+    const good = { t: Math.floor(Date.now() / 1000) * 1000 - 5_000, p50: 1, p99: 2, ticks: 20, failed: 0 };
+    const latency = [good, { t: 'x' }, null, { ...good, p99: 'NaN' }, { ...good, t: good.t + 1_000, p50: null }];
+    await a.redis.multi().set(`${a.prefix}:node:liar`, JSON.stringify({ node: 'liar', url: '', at: 0, rooms: [], latency }), 'PX', 60_000).sadd(`${a.prefix}:nodes`, 'liar').exec();
     try {
       const r = await admin(b, 'GET', '/admin/rooms?scope=cluster');
       expect(r.status).toBe(200);
       expect(r.body.map((x: { room: string }) => x.room)).toEqual(expect.arrayContaining([roomA, roomB]));
+      const dash = (await (await fetch(`http://127.0.0.1:${b.port}/dashboard/data`)).json()) as { servers: { node: string; series: unknown[] }[] };
+      expect(dash.servers.find((s) => s.node === 'liar')?.series).toEqual([good]);
     } finally {
-      await a.redis.multi().del(`${a.prefix}:node:garbage`, `${a.prefix}:node:odd`).srem(`${a.prefix}:nodes`, 'garbage', 'odd').exec();
+      await a.redis.multi().del(`${a.prefix}:node:garbage`, `${a.prefix}:node:odd`, `${a.prefix}:node:liar`).srem(`${a.prefix}:nodes`, 'garbage', 'odd', 'liar').exec();
     }
   });
 

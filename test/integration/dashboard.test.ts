@@ -1,7 +1,8 @@
 /**
  * The live ops dashboard (/dashboard) in a real headless browser against a real in-process
  * server: the latency chart fills with points, the rooms table lists a room a client opened, and
- * a patch pushed during the test shows as a chart marker and in the events list.
+ * a patch pushed during the test shows as a chart marker and in the events list; a second server
+ * on the same Redis shows with its rooms and its own latency line.
  */
 import { randomBytes } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
@@ -43,15 +44,25 @@ describe('ops dashboard in a headless browser', () => {
     expect(data.rooms.map((r) => r.room)).toContain(room);
   });
 
-  it("lists the rooms of another server on the same Redis, named by that server's node id", async () => {
+  it("lists the rooms of another server on the same Redis, named by that server's node id, and charts its latency", async () => {
     const other = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: 'dash-other', takeover: false });
     try {
       const elsewhere = `${room}-b`;
       await other.rooms.open(elsewhere, 'probe');
+      type Data = { node: string; rooms: { room: string; node: string }[]; servers: { node: string; series: { t: number; p99: number; ticks: number }[] }[] };
+      let data: Data | undefined;
       await waitFor(async () => {
-        const data = (await (await fetch(`http://127.0.0.1:${server.port}/dashboard/data`)).json()) as { rooms: { room: string; node: string }[] };
-        return data.rooms.some((r) => r.room === elsewhere && r.node === 'dash-other');
-      }, "the other server's room on this dashboard");
+        data = (await (await fetch(`http://127.0.0.1:${server.port}/dashboard/data`)).json()) as Data;
+        return data.rooms.some((r) => r.room === elsewhere && r.node === 'dash-other') && data.servers.some((s) => s.node === 'dash-other' && s.series.length > 0);
+      }, "the other server's room and latency on this dashboard");
+      // Its latency is its own: seconds in which it committed ticks, as its beats reported them.
+      const theirs = data!.servers.find((s) => s.node === 'dash-other')!;
+      expect(theirs.series.every((p) => p.ticks > 0 && p.p99 > 0)).toBe(true);
+      expect(data!.servers.map((s) => s.node)).not.toContain(data!.node);
+
+      await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
+      await page.waitForFunction(() => Number(document.body.dataset.servers) >= 1, undefined, WAIT);
+      expect(await page.locator('#servers-legend').textContent()).toContain('dash-other');
     } finally {
       await other.close();
     }

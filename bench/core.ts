@@ -58,28 +58,58 @@ export function tick(world: any, dt: number) {
 }
 
 /**
- * Rollback of a full 1,000-player tick measured on its own: run the tick, then undo it. Wall
- * time (what the room waits, hand-off to the isolate's thread included) and the isolate's CPU
- * time (the undo itself).
+ * What undoing a full 1,000-player tick costs, two ways, in a sandbox of its own loaded with the
+ * room's committed world:
+ *
+ * - a failed tick (the `tick` hook throws after all its work): the isolate undoes the tick's
+ *   writes inside the same call, so its cost beyond the tick's own time is the failing call's
+ *   time minus the same call succeeding. Each round runs the same events both ways, in
+ *   alternating order, and the difference of each pair is one sample (wall and isolate CPU);
+ * - a tick that ran but whose commit failed: undone by a call of its own (GameSandbox.rollback),
+ *   wall time (what the room waits, hand-off to the isolate's thread included) and CPU.
  */
-async function measureRollback(records: Uint8Array, bundleGames: GameRegistry, ids: string[]): Promise<{ wall: number[]; cpu: number[] }> {
+async function measureRollback(records: Uint8Array, bundleGames: GameRegistry, ids: string[]) {
   const game = bundleGames.get('arena-bench');
   const sandbox = await GameSandbox.create(game.bundle, { memoryLimitMb: 256, cpuBudgetMs: 1000 });
   await sandbox.load(records);
   const w = new MsgpackWriter();
-  const times: number[] = [];
-  const cpu: number[] = [];
-  for (let i = 0; i < 200; i++) {
-    w.reset();
-    w.value(ids.map((id, j) => [3, id, id, i + 1, { move: [Math.cos(i + j), Math.sin(i + j)] }]));
-    const out = await sandbox.tick({ events: w.bytes().slice(), seed: 7, tick: 100_000 + i, nowMs: 1e9 + i * 50, dtSeconds: 0.05, runInit: false });
-    if (!out.ok) throw new Error(`rollback probe tick failed: ${out.code}`);
+  const separate = { wall: [] as number[], cpu: [] as number[] };
+  const failedExtra = { wall: [] as number[], cpu: [] as number[] };
+  let tick = 100_000;
+  const run = async (events: Uint8Array, i: number) => {
     const t0 = performance.now();
-    cpu.push(await sandbox.rollback());
-    times.push(performance.now() - t0);
+    const out = await sandbox.tick({ events, seed: 7, tick: tick++, nowMs: 1e9 + i * 50, dtSeconds: 0.05, runInit: false });
+    return { out, wall: performance.now() - t0 };
+  };
+  for (let i = 0; i < 200; i++) {
+    const moves = ids.map((id, j) => [3, id, id, i + 1, { move: [Math.cos(i + j), Math.sin(i + j)] }]);
+    w.reset();
+    w.value(moves);
+    const ok = w.bytes().slice();
+    w.reset();
+    w.value([...moves, [3, ids[0], ids[0], i + 1, { benchFail: true }]]);
+    const failing = w.bytes().slice();
+
+    const failFirst = i % 2 === 1;
+    const first = await run(failFirst ? failing : ok, i);
+    if (!failFirst) {
+      const t0 = performance.now();
+      separate.cpu.push(await sandbox.rollback());
+      separate.wall.push(performance.now() - t0);
+    }
+    const second = await run(failFirst ? ok : failing, i);
+    if (failFirst) {
+      const t0 = performance.now();
+      separate.cpu.push(await sandbox.rollback());
+      separate.wall.push(performance.now() - t0);
+    }
+    const [good, bad] = failFirst ? [second, first] : [first, second];
+    if (!good.out.ok || bad.out.ok) throw new Error('rollback probe: the ticks did not succeed and fail as planned');
+    failedExtra.wall.push(bad.wall - good.wall);
+    failedExtra.cpu.push(bad.out.cpuMs - good.out.cpuMs);
   }
   sandbox.dispose();
-  return { wall: times, cpu };
+  return { separate, failedExtra };
 }
 
 async function main(): Promise<void> {
@@ -142,22 +172,25 @@ async function main(): Promise<void> {
     records_per_tick: summary(committed.map((e) => e.records)),
     writes_per_tick: summary(committed.map((e) => e.writes)),
     failed_tick_ms: summary(failedMs),
-    rollback_ms: summary(rollback.wall),
-    rollback_cpu_ms: summary(rollback.cpu),
-    rollback_extra_ms: round(summary(rollback.wall).p99),
+    failed_tick_extra_ms: summary(rollback.failedExtra.wall),
+    failed_tick_extra_cpu_ms: summary(rollback.failedExtra.cpu),
+    rollback_ms: summary(rollback.separate.wall),
+    rollback_cpu_ms: summary(rollback.separate.cpu),
+    rollback_extra_ms: round(summary(rollback.failedExtra.wall).p99),
     broadcast_bytes_per_recipient: summary(frameBytes),
     broadcast_bytes_per_second_all: round(broadcasts.reduce((n, b) => n + b.bytes, 0) / SECONDS, 0),
     isolate_heap_mb: round(room.heapUsed() / 2 ** 20, 1),
     machine: machine(),
     notes:
       'tick_ms = script (isolate call: hooks + journal + encoding changes, wall) + commit (one fenced Redis round trip). ' +
-      'rollback_extra_ms = p99 of undoing a committed-size 1,000-player tick on its own (what a failed commit or a failed tick adds), wall time; ' +
-      'rollback_cpu_ms is the isolate CPU time of the same undos (the work, without the hand-off to the isolate thread). ' +
+      'rollback_extra_ms = p99 of what a failed 1,000-player tick costs beyond the same tick succeeding (failed_tick_extra_ms: the undo runs inside the failing call; ' +
+      'paired runs of the same events, wall time; failed_tick_extra_cpu_ms the same in isolate CPU). rollback_ms and rollback_cpu_ms: undoing a tick that ran but whose ' +
+      'commit failed, a call of its own (wall, with the hand-off to the isolate thread; and isolate CPU). ' +
       'Players are in-process stubs at the seat API; see the load test for sockets.',
     measured_at: new Date().toISOString(),
   };
   const file = writeResult(TURN_EVERY === 1 ? 'core' : `core-turn-every-${TURN_EVERY}`, result);
-  console.log(JSON.stringify({ players: result.players, ticks: result.ticks, missed_ticks: missed, tick_ms: result.tick_ms, script_ms: result.script_ms, commit_ms: result.commit_ms, failed_tick_ms: result.failed_tick_ms, rollback_extra_ms: result.rollback_extra_ms, rollback_cpu_ms: result.rollback_cpu_ms, broadcast_bytes_per_recipient: result.broadcast_bytes_per_recipient }, null, 2));
+  console.log(JSON.stringify({ players: result.players, ticks: result.ticks, missed_ticks: missed, tick_ms: result.tick_ms, script_ms: result.script_ms, commit_ms: result.commit_ms, failed_tick_ms: result.failed_tick_ms, rollback_extra_ms: result.rollback_extra_ms, failed_tick_extra_ms: result.failed_tick_extra_ms, failed_tick_extra_cpu_ms: result.failed_tick_extra_cpu_ms, rollback_ms: result.rollback_ms, broadcast_bytes_per_recipient: result.broadcast_bytes_per_recipient }, null, 2));
   console.log(`core bench: wrote ${file}`);
 
   channels.tickCommitted.unsubscribe(onCommit);

@@ -17,6 +17,7 @@
  *   release --room ID                          let a quarantined room run again (it aborted servers)
  *   create --room ID [--game G]                create a room (the way to make rooms with ROOM_CREATION=admin)
  *   delete --room ID --yes                     delete a room for good: its world, seats and history
+ *   move --room ID --to NODE                   move a running room to another server (players follow)
  *   status --by-version                        rooms, players and tick time per version (A/B)
  *   keygen [--out FILE]                        make an ed25519 signing key (default .data/patch-signing-key.pem)
  *   upload <patch-folder> [--key FILE] [--game G]   sign a patch and send it to the servers
@@ -184,6 +185,16 @@ async function cmdDelete(a: Args): Promise<number> {
   if (!a.flags.has('yes')) throw new UsageError(`this deletes ${room}'s world, seats and patch history for good, and closes its players; add --yes to do it`);
   const { status, body } = await api(a, 'DELETE', `/admin/rooms/${encodeURIComponent(room)}`);
   print(a, body, () => console.log(status === 200 ? `${room}: deleted${body.wasRunningHere ? ' (its players were closed with 4007)' : ''}` : `${room}: ${body.code}: ${body.msg}`));
+  return status === 200 ? 0 : 1;
+}
+
+async function cmdMove(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  const to = flag(a, 'to');
+  if (!room) throw new UsageError('name the room: --room ID');
+  if (!to) throw new UsageError('name the server to move it to: --to NODE (the server column of `moonpatch status`)');
+  const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/move`, { to });
+  print(a, body, () => console.log(status === 200 ? `${room}: moved from ${body.from} to ${body.to} at tick ${body.tick}; its players reconnect there` : `${room}: ${body.code}: ${body.msg}`));
   return status === 200 ? 0 : 1;
 }
 
@@ -439,6 +450,7 @@ const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   release: cmdRelease,
   create: cmdCreate,
   delete: cmdDelete,
+  move: cmdMove,
   upload: cmdUpload,
   validate: cmdValidate,
   status: cmdStatus,
@@ -454,7 +466,7 @@ async function main(): Promise<number> {
   const a = parse(process.argv.slice(2));
   const cmd = COMMANDS[a._[0] ?? ''];
   if (!cmd) {
-    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|pin|unpin|release|create|delete|keygen|upload ... (see cli/moonpatch.ts)');
+    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|pin|unpin|release|create|delete|move|keygen|upload ... (see cli/moonpatch.ts)');
     return 2;
   }
   try {

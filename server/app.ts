@@ -9,6 +9,7 @@ import { GameServer } from './net/ws-server.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
 import { NodeDirectory } from './net/cluster.ts';
+import { roomMover } from './net/room-move.ts';
 import { createHttpHandler } from './net/http.ts';
 import { loadTlsFiles } from './net/tls.ts';
 import { hostname } from 'node:os';
@@ -108,6 +109,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           withdrawTarget: (game, version) => rooms.withdrawTarget(game, version),
           createRoom: (roomId, game) => rooms.createRoom(roomId, game),
           deleteRoom: (roomId) => rooms.deleteRoom(roomId),
+          moveRoom: roomMover(rooms, nodes, () => store.leaseHolder.node, config.adminToken),
+          openRoom: async (roomId) => ({ room: roomId, node: store.leaseHolder.node, tick: (await rooms.open(roomId)).tick }),
         },
         config.adminToken,
       )

@@ -30,6 +30,8 @@ export const ErrorCodes = {
   ROOM_QUARANTINED: { retry: true, text: "the room's script aborted a server process again and again; it stays down until ops release it" },
   ROOM_OWNED_ELSEWHERE: { retry: true, text: 'another server runs this room; the error names it in `owner`' },
   ROOM_EXISTS: { retry: false, text: 'a room with this id exists already (admin create)' },
+  NODE_NOT_FOUND: { retry: false, text: 'no live server with this node id (admin move)' },
+  ROOM_MOVE_FAILED: { retry: true, text: 'the other server could not open the room; it runs on this one again (admin move)' },
 
   // --- designer scripts ---
   SCRIPT_ERROR: { retry: false, text: 'the game script threw while handling this' },

@@ -14,6 +14,8 @@
  *   GET  /admin/rooms/:id/history           patch history, newest first
  *   GET  /admin/rooms/:id/snapshot          the room's committed world (for `moonpatch validate --room`)
  *   POST /admin/rooms/:id/pin      {pinned}         pin a room to its version, or unpin it
+ *   POST /admin/rooms/:id/move     {to}             move a running room to another server (node id)
+ *   POST /admin/rooms/:id/open                      open (claim) the room on this server: what a move asks of its target
  *   POST /admin/patches   {package, signature, publicKey}   upload a signed patch (all servers get it)
  *   GET  /admin/games/:game/target          the version unpinned rooms of the game should run
  *   PUT  /admin/games/:game/target {version}        set it (promote): rooms not running now get it when they open
@@ -53,6 +55,9 @@ export interface AdminOps {
   /** Create a room, or delete one for good (RoomManager.createRoom, deleteRoom). */
   createRoom(roomId: string, game: string | undefined): Promise<unknown>;
   deleteRoom(roomId: string): Promise<unknown>;
+  /** Move a room to the server `to` (RoomManager.moveRoom); open one here (its target's half). */
+  moveRoom(roomId: string, to: string): Promise<unknown>;
+  openRoom(roomId: string): Promise<unknown>;
 }
 
 /** Big enough for a signed patch package (whole script files). */
@@ -80,7 +85,7 @@ export function createAdminHandler(ops: AdminOps, adminToken: string): (req: htt
         }
         const code: ErrorCode = e instanceof MoonpatchError ? e.code : 'ENGINE_ERROR';
         const status =
-          code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' ? 404
+          code === 'ROOM_NOT_FOUND' || code === 'GAME_NOT_FOUND' || code === 'NODE_NOT_FOUND' ? 404
           : code === 'BAD_FIELD' || code === 'BAD_ROOM_ID' || code === 'PATCH_BAD_SIGNATURE' ? 400
           : code === 'PATCH_UNTRUSTED' ? 403
           : ErrorCodes[code].retry ? 503 : 409;
@@ -140,6 +145,12 @@ async function route(ops: AdminOps, req: http.IncomingMessage, body: Record<stri
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
     if (req.method === 'GET' && parts[3] === 'snapshot') return ops.snapshot(roomId);
     if (req.method === 'POST' && parts[3] === 'release') return ops.release(roomId);
+    if (req.method === 'POST' && parts[3] === 'open') return ops.openRoom(roomId);
+    if (req.method === 'POST' && parts[3] === 'move') {
+      const { to } = body;
+      if (typeof to !== 'string' || to.length === 0 || to.length > 200) throw new MoonpatchError('BAD_FIELD', 'to: the node id of a live server (see `moonpatch status`)');
+      return ops.moveRoom(roomId, to);
+    }
     if (req.method === 'POST' && parts[3] === 'patch') {
       const { version, safePoint, deadlineMs } = body;
       if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new MoonpatchError('BAD_FIELD', 'version: a positive integer');

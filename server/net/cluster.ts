@@ -84,6 +84,13 @@ export class NodeDirectory {
     return (await this.view()).rooms;
   }
 
+  /** The address (lease URL) of a live server of the deployment, by node id; null if none. */
+  async urlOf(node: string): Promise<string | null> {
+    const raw = await this.redis.get(nodeKey(this.prefix, node));
+    const beat = raw === null ? null : parseBeat(raw);
+    return beat && beat.node === node && typeof beat.url === 'string' ? beat.url : null;
+  }
+
   /** {@link rooms}, and the latency each other live server last reported (for the dashboard). */
   async view(): Promise<ClusterView> {
     const me = this.self().node;

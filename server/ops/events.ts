@@ -57,6 +57,7 @@ export interface RoomLifecycleEvent {
     | 'started'
     | 'stopped'
     | 'unloaded'
+    | 'moved'
     | 'created'
     | 'deleted'
     | 'fenced'

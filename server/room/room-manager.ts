@@ -187,6 +187,55 @@ export class RoomManager {
     return done;
   }
 
+  /**
+   * Move a room to another server of the deployment (rebalancing by hand, or emptying a server
+   * before taking it down), without losing a committed tick or a seat:
+   *
+   * 1. tell its players here to reconnect (close 4005), let the tick in progress commit,
+   *    checkpoint, and stop the room. What they sent that no tick committed was never
+   *    acknowledged, and their clients resend it after resuming;
+   * 2. hand the lease back (the room stays on the index of rooms to run);
+   * 3. `openThere`: the other server opens it, which claims the lease and resumes the room at
+   *    its last committed tick.
+   *
+   * The players' reconnections reach this server and wait for the move, like joins during an
+   * unload; then this server answers ROOM_OWNED_ELSEWHERE naming the new owner, and they resume
+   * their seats there. (Closing them first, not last, keeps their inputs in their clients while
+   * the room is not ticking, instead of filling its input queues.) If the other server cannot
+   * open the room, it is opened here again (ROOM_MOVE_FAILED) and they resume here.
+   */
+  async moveRoom(roomId: string, toNode: string, openThere: () => Promise<void>): Promise<{ room: string; from: string; to: string; tick: number }> {
+    const room = await this.open(roomId);
+    const from = this.store.leaseHolder.node;
+    if (toNode === from) throw new MoonpatchError('BAD_FIELD', `to: room ${roomId} runs on ${from} already`);
+    if (this.unloading.has(roomId) || this.rooms.get(roomId) !== room) throw new MoonpatchError('ROOM_UNAVAILABLE', `room ${roomId} is being unloaded or moved`);
+    this.rooms.delete(roomId);
+    this.idleSince.delete(roomId);
+    let failure: unknown = null;
+    const done = (async () => {
+      room.closeConnections(CloseCodes.ROOM_CLOSED, `room moving to server ${toNode}`);
+      await room.pauseClock();
+      await room.checkpoint().catch((e: unknown) => this.log.warn({ roomId, err: e }, 'checkpoint before moving failed; the commit log still holds every tick'));
+      room.stop(CloseCodes.ROOM_CLOSED, `room moved to server ${toNode}`);
+      await this.store.release(roomId, room.epoch);
+      try {
+        await openThere();
+      } catch (e) {
+        failure = e;
+      }
+    })().finally(() => this.unloading.delete(roomId));
+    this.unloading.set(roomId, done.catch(() => undefined));
+    await done;
+    if (failure) {
+      this.log.error({ roomId, to: toNode, err: failure }, 'could not move the room; opening it here again');
+      await this.open(roomId).catch((e: unknown) => this.log.error({ roomId, err: e }, 'could not reopen the room after a failed move; a takeover will'));
+      throw new MoonpatchError('ROOM_MOVE_FAILED', `server ${toNode} could not open room ${roomId} (${failure instanceof Error ? failure.message : String(failure)}); it runs here again`);
+    }
+    this.log.info({ roomId, from, to: toNode, tick: room.tick }, 'room moved to another server');
+    publish(channels.room, { roomId, game: room.game, version: room.version, what: 'moved', detail: `to ${toNode}` });
+    return { room: roomId, from, to: toNode, tick: room.tick };
+  }
+
   /** Resume every room recorded in Redis (a starting server brings them all back). */
   async resumeAll(): Promise<void> {
     for (const id of await this.store.listRooms()) {

@@ -199,6 +199,21 @@ export class Room {
     if (!this.stopped) this.clock.start();
   }
 
+  /**
+   * Close every player's connection, keeping their seats (no leave is queued: the seats are
+   * resumed elsewhere or here). What a player sends from now on stays in its client, which
+   * resends it after resuming: used when the room is about to move to another server.
+   */
+  closeConnections(closeCode: number, reason: string): void {
+    for (const seat of this.seats.values()) {
+      const link = seat.link;
+      if (!link) continue;
+      this.broadcaster.remove(link);
+      seat.link = null;
+      link.close(closeCode, reason);
+    }
+  }
+
   /** Stop ticking and close every connection (shutdown, or ownership lost). */
   stop(closeCode: number = CloseCodes.SHUTDOWN, reason = 'server shutting down'): void {
     if (this.stopped) return;

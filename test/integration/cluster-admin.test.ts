@@ -1,11 +1,14 @@
 /**
  * The admin API across servers: two servers on one Redis prefix, each running a room. Either one
  * lists both rooms (scope=cluster), a patch or rollback asked of the wrong one is forwarded to
- * the server that runs the room, a forwarded request is never forwarded again, and a server that
- * shuts down leaves the list. Real Redis, sockets, isolates, and the real `moonpatch` command.
+ * the server that runs the room, a forwarded request is never forwarded again, a room moves from
+ * one server to the other with its player (and a move the target refuses leaves it where it was),
+ * and a server that shuts down leaves the list. Real Redis, sockets, isolates, and the real
+ * `moonpatch` command.
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
@@ -112,6 +115,100 @@ describe('admin API across two servers', () => {
       expect(dash.servers.find((s) => s.node === 'liar')?.series).toEqual([good]);
     } finally {
       await a.redis.multi().del(`${a.prefix}:node:garbage`, `${a.prefix}:node:odd`, `${a.prefix}:node:liar`).srem(`${a.prefix}:nodes`, 'garbage', 'odd', 'liar').exec();
+    }
+  });
+
+  it('moves a room with a player in it to the other server: same seat, every input applied once, the ticks go on', async () => {
+    const room = `moving-${stamp}`;
+    const player = testClient(a.url, { room, game: 'probe', name: 'mover', reconnectDelayMs: 50 });
+    clients.push(player);
+    const welcome = await player.connect();
+    let settled = 0;
+    let rejected = 0;
+    const rejections: string[] = [];
+    player.on('settled', (e) => (e.rejected ? (rejected++, rejections.push(`${e.rejected.code}: ${e.rejected.msg}`)) : settled++));
+    // Inputs keep coming before, during and after the move, at a player's 20 Hz. (The client
+    // resends what was not acknowledged when it resumes; a burst past the room's input queue
+    // limit, 16, would be refused QUEUE_FULL: see docs/protocol.md.)
+    const SENDS = 40;
+    let sent = 0;
+    const sender = setInterval(() => {
+      if (sent < SENDS) {
+        player.send({ op: 'add', n: 1 });
+        sent++;
+      }
+    }, 50);
+    try {
+      await waitFor(() => sent >= 10, 'inputs sent before the move');
+      const tickBefore = a.rooms.get(room)!.tick;
+      // Asked of the server that does not run it: forwarded to the one that does.
+      const r = await admin(b, 'POST', `/admin/rooms/${room}/move`, { to: 'node-b' });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(r.body).toMatchObject({ room, from: 'node-a', to: 'node-b' });
+      expect(r.body.tick).toBeGreaterThanOrEqual(tickBefore);
+      expect(a.rooms.get(room)).toBeUndefined();
+      expect(b.rooms.get(room)).toBeDefined();
+      await waitFor(() => sent === SENDS && settled + rejected === SENDS, 'every input settled');
+    } finally {
+      clearInterval(sender);
+    }
+    expect(rejections).toEqual([]);
+    expect(rejected).toBe(0);
+    expect(player.currentUrl).toBe(b.url);
+    const moved = b.rooms.get(room)!;
+    // (The push --all above made version 2 the probe's target, which renamed `sum` to `score`.)
+    const me = unpack(moved.committed.records.get(`players/${player.playerId}`)!) as { name: string; sum?: number; score?: number; inputs: number };
+    expect({ name: me.name, total: me.sum ?? me.score, inputs: me.inputs }).toEqual({ name: 'mover', total: SENDS, inputs: SENDS }); // same seat, each input once
+    expect([...moved.committed.records.keys()].filter((k) => k.startsWith('players/'))).toHaveLength(1);
+    const tick = moved.tick;
+    await waitFor(() => moved.tick > tick + 5, 'the room ticking on its new server');
+  });
+
+  it('refuses a move to a server that is not live, to the one running it, and without a target, changing nothing', async () => {
+    const unknown = await admin(a, 'POST', `/admin/rooms/${roomA}/move`, { to: 'node-zz' });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.code).toBe('NODE_NOT_FOUND');
+    const same = await admin(a, 'POST', `/admin/rooms/${roomA}/move`, { to: 'node-a' });
+    expect(same.status).toBe(400);
+    expect(same.body.code).toBe('BAD_FIELD');
+    for (const body of [{}, { to: 5 }, { to: '' }]) {
+      const bad = await admin(a, 'POST', `/admin/rooms/${roomA}/move`, body);
+      expect(bad.status).toBe(400);
+      expect(bad.body.code).toBe('BAD_FIELD');
+    }
+    expect(a.rooms.get(roomA)).toBeDefined();
+    expect(b.rooms.get(roomA)).toBeUndefined();
+    // And the command line says so, with a non-zero exit.
+    const cli = await moonpatch(a, 'move', '--room', roomA, '--to', 'node-zz');
+    expect(cli.code).toBe(1);
+    expect(cli.out).toMatch(/NODE_NOT_FOUND/);
+  });
+
+  it('a move the other server cannot take (it refuses the request) leaves the room running here, its player resumed', async () => {
+    // A live server with another admin token: it refuses the hand-over's open request.
+    const c = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: 'another-token-0123456789', takeover: false, nodeId: 'node-c', redisPrefix: a.prefix });
+    try {
+      const room = `unmovable-${stamp}`;
+      const player = testClient(a.url, { room, game: 'probe', name: 'stayer', reconnectDelayMs: 50 });
+      clients.push(player);
+      await player.connect();
+      const id = player.playerId;
+      player.send({ op: 'add', n: 7 });
+      await waitFor(() => player.unsettled === 0, 'the input before the move settled');
+      await waitFor(async () => (await c.redis.get(`${a.prefix}:node:node-c`)) !== null, 'node-c listed');
+      const r = await admin(a, 'POST', `/admin/rooms/${room}/move`, { to: 'node-c' });
+      expect(r.status).toBe(503);
+      expect(r.body.code).toBe('ROOM_MOVE_FAILED');
+      expect(r.body.msg).toMatch(/node-c could not open room/);
+      expect(a.rooms.get(room)).toBeDefined();
+      expect(c.rooms.get(room)).toBeUndefined();
+      player.send({ op: 'add', n: 1 });
+      await waitFor(() => player.unsettled === 0 && player.currentUrl === a.url, 'the player resumed on the same server');
+      expect(player.playerId).toBe(id);
+      const me = unpack(a.rooms.get(room)!.committed.records.get(`players/${id}`)!) as { sum?: number; score?: number; inputs: number };
+      expect({ total: me.sum ?? me.score, inputs: me.inputs }).toEqual({ total: 8, inputs: 2 });
+    } finally {
+      await c.close();
     }
   });
 

@@ -5,7 +5,10 @@
  * It keeps every input until the server has processed it: an `ack` for seq N settles every
  * input up to N (those that got an `err` frame were rejected, the rest applied). When the
  * connection drops, it reconnects with its resume token into the same seat and resends only the
- * inputs the server has not processed (the welcome says up to which seq it has).
+ * inputs the server has not processed (the welcome says up to which seq it has). It sends at the
+ * pace the seat's limits allow (the welcome's `lim`: inputs waiting for a tick, and the rate), so
+ * the seconds of inputs a player has waiting after a reconnect, or a burst in play, are held
+ * back briefly instead of being refused.
  */
 import { decodeServerMessage, encodeClientMessage } from '../server/protocol/codec.ts';
 import type { ErrorMsg, JoinMsg, ServerMessage, Value, VersionMsg, WelcomeMsg } from '../server/protocol/messages.ts';
@@ -101,6 +104,19 @@ export class MoonpatchClient {
   private welcomeMsg: WelcomeMsg | null = null;
   /** Highest seq the server had received when it last welcomed us (no need to resend those). */
   private receivedSeq = 0;
+  /**
+   * The seqs still to send on this connection, in order (see pump): a resume's resend, and
+   * inputs sent faster than the seat's limits allow. Empty in steady play, when each input goes
+   * out as it is sent.
+   */
+  private backlog: number[] = [];
+  /** Highest seq sent on this connection. */
+  private sentSeq = 0;
+  /** The seat's limits from the welcome, and a token bucket mirroring the server's rate limit. */
+  private limits = { q: 8, rate: 20, burst: 10 };
+  private tokens = 0;
+  private tokensAt = 0;
+  private pumpTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(readonly opts: ClientOptions) {
     this.url = opts.url;
@@ -152,8 +168,48 @@ export class MoonpatchClient {
   send(data: Value): number {
     const seq = this.nextSeq++;
     this.pending.set(seq, { seq, data, sentAt: now() });
-    if (this.connected) this.transmit({ t: 'in', seq, d: data });
+    if (!this.connected) return seq;
+    // Through the backlog, which sends it at once unless the seat's limits say wait (see
+    // pump), and always behind inputs still waiting: the server takes a seat's inputs in seq order.
+    this.backlog.push(seq);
+    this.pump();
     return seq;
+  }
+
+  private transmitInput(seq: number): void {
+    const p = this.pending.get(seq);
+    if (!p) return;
+    this.transmit({ t: 'in', seq, d: p.data });
+    if (seq > this.sentSeq) this.sentSeq = seq;
+  }
+
+  /**
+   * Send the backlog as fast as the seat's limits (welcome.lim) allow: at most `lim.q` inputs
+   * sent and not yet settled (the room takes that many a tick), and the server's rate (a token
+   * bucket like its own). Called again as inputs settle and as tokens come back. Without it, the
+   * few seconds' worth of inputs a player has waiting after a reconnect, sent all at once, would
+   * mostly be refused (QUEUE_FULL, RATE_LIMITED); so would a burst of inputs in play.
+   */
+  private pump(): void {
+    if (!this.connected) return;
+    const t = now();
+    this.tokens = Math.min(this.limits.burst, this.tokens + ((t - this.tokensAt) / 1000) * this.limits.rate);
+    this.tokensAt = t;
+    let inFlight = 0;
+    for (const seq of this.pending.keys()) if (seq <= this.sentSeq) inFlight++;
+    while (this.backlog.length > 0 && inFlight < this.limits.q && this.tokens >= 1) {
+      this.transmitInput(this.backlog.shift()!);
+      this.tokens -= 1;
+      inFlight++;
+    }
+    if (this.backlog.length > 0 && this.tokens < 1 && this.pumpTimer === null) {
+      // Out of tokens (not of window): come back when one has refilled. A full window is
+      // reopened by the next ack.
+      this.pumpTimer = setTimeout(() => {
+        this.pumpTimer = null;
+        this.pump();
+      }, Math.ceil(((1 - this.tokens) / this.limits.rate) * 1000));
+    }
   }
 
   /** Leave the room for good and close. */
@@ -216,6 +272,8 @@ export class MoonpatchClient {
         this.resumeToken = m.resume;
         this.hz = m.hz;
         this.receivedSeq = m.rcv;
+        // (A server from before `lim` gets conservative limits.)
+        if (m.lim) this.limits = { q: Math.max(1, m.lim.q), rate: Math.max(1, m.lim.rate), burst: Math.max(1, m.lim.burst) };
         this.settleUpTo(m.seq);
         return;
       case 'snap': {
@@ -259,9 +317,15 @@ export class MoonpatchClient {
     const welcome = this.welcomeMsg!;
     this.reconnectAttempt = 0;
     this.redirects = 0;
-    for (const p of [...this.pending.values()].sort((a, b) => a.seq - b.seq)) {
-      if (p.seq > this.receivedSeq) this.transmit({ t: 'in', seq: p.seq, d: p.data });
-    }
+    // Resend what the server has not received, paced (see pump); what it has is on its way to
+    // being settled.
+    this.sentSeq = this.receivedSeq;
+    this.backlog = [...this.pending.keys()].filter((seq) => seq > this.receivedSeq).sort((a, b) => a - b);
+    // The server's bucket for a new connection starts full; the join took one, and one is kept
+    // spare for frames this count does not see (a leave) and for the two clocks' drift.
+    this.tokens = this.limits.burst - 2;
+    this.tokensAt = now();
+    this.pump();
     this.startPing();
     if (this.joinWaiter) {
       this.joinWaiter.resolve(welcome);
@@ -309,6 +373,7 @@ export class MoonpatchClient {
     if (!p) return;
     this.pending.delete(seq);
     this.emit('settled', { seq, latencyMs: now() - p.sentAt, rejected: err });
+    if (this.backlog.length > 0) this.pump();
   }
 
   private settleUpTo(seq: number): void {
@@ -319,12 +384,17 @@ export class MoonpatchClient {
       this.pending.delete(s);
       this.emit('settled', { seq: s, latencyMs: t - p.sentAt, rejected: null });
     }
+    if (this.backlog.length > 0) this.pump();
   }
 
   private onClose(code: number, reason: string): void {
     const wasConnected = this.connected;
     this.connected = false;
     this.welcomeMsg = null;
+    // What was not sent yet is sent after the next resume (it is all still in `pending`).
+    this.backlog = [];
+    if (this.pumpTimer !== null) clearTimeout(this.pumpTimer);
+    this.pumpTimer = null;
     this.stopPing();
     if (this.closedByUser) return;
     if (wasConnected) {
@@ -352,7 +422,10 @@ export class MoonpatchClient {
   private startPing(): void {
     this.stopPing();
     const every = this.opts.pingIntervalMs ?? 5000;
-    this.pingTimer = setInterval(() => this.transmit({ t: 'ping', id: now() }), every);
+    this.pingTimer = setInterval(() => {
+      this.transmit({ t: 'ping', id: now() });
+      this.tokens -= 1; // the server's rate limit counts every frame (see pump)
+    }, every);
     (this.pingTimer as { unref?: () => void }).unref?.();
   }
 

@@ -67,6 +67,12 @@ export interface WelcomeMsg {
    * settled (ack or err) without being sent again; resend only the ones above it.
    */
   rcv: number;
+  /**
+   * What this seat may send: at most `q` inputs waiting for a tick, and `rate` frames a second
+   * with bursts of `burst`. A client resending a backlog after a resume paces itself by them
+   * (past them inputs are refused with QUEUE_FULL or RATE_LIMITED).
+   */
+  lim: { q: number; rate: number; burst: number };
 }
 
 /** The whole world: every record. Sent after welcome and when a client fell too far behind. */

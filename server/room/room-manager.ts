@@ -283,6 +283,8 @@ export class RoomManager {
       maxPlayers: m.maxPlayers,
       inputQueueLimit: m.inputQueueLimit,
       resumeWindowMs: this.config.resumeWindowMs,
+      inputRatePerSecond: this.config.inputRatePerSecond,
+      inputBurst: this.config.inputBurst,
       broadcast: {
         softLimitBytes: this.config.broadcastSoftLimitBytes,
         hardLimitBytes: this.config.broadcastHardLimitBytes,

@@ -47,6 +47,9 @@ export interface RoomSettings {
   inputQueueLimit: number;
   /** How long a disconnected player's seat is kept for a resume, ms. */
   resumeWindowMs: number;
+  /** The connection's input rate limit (net/session.ts), told to clients in the welcome. */
+  inputRatePerSecond: number;
+  inputBurst: number;
   broadcast: BroadcastLimits;
 }
 
@@ -383,6 +386,7 @@ export class Room {
         bhz: this.settings.broadcastHz,
         seq: seat.lastAppliedSeq,
         rcv: seat.lastQueuedSeq,
+        lim: { q: this.settings.inputQueueLimit, rate: this.settings.inputRatePerSecond, burst: this.settings.inputBurst },
       }),
     );
     this.broadcaster.add(link, this.version);

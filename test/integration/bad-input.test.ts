@@ -187,16 +187,41 @@ describe('limits', () => {
   });
 
   it('inputs beyond the per-player queue bound get QUEUE_FULL and are not applied', async () => {
+    // A raw client: the bundled one paces itself by the welcome's limits and would never send
+    // past the bound (see the next test).
+    const raw = await rawSocket();
+    raw.send(pack({ t: 'join', room: roomId, name: 'crowder' }));
+    await waitFor(() => room.queue.size > 0, 'join queued');
+    await room.runTick();
+    await waitFor(() => raw.messages.some((m) => m.t === 'welcome'), 'seated');
+    const limit = room.settings.inputQueueLimit;
+    const seqs: number[] = [];
+    for (let i = 1; i <= limit + 3; i++) {
+      raw.send(pack({ t: 'in', seq: i, d: { op: 'add', n: 1 } }));
+      seqs.push(i);
+    }
+    const full = () => raw.errors().filter((e) => e.code === 'QUEUE_FULL');
+    await waitFor(() => full().length === 3, '3 QUEUE_FULL errors');
+    expect(full().map((e) => e.seq)).toEqual(seqs.slice(limit));
+    expect(room.queue.size).toBe(limit);
+    await room.runTick();
+    raw.close();
+  });
+
+  it('the bundled client sends a burst past the queue bound at the pace the room takes it, so nothing is refused', async () => {
     const errors: ErrorMsg[] = [];
     const off = honest.on('error', (e) => errors.push(e));
     const limit = room.settings.inputQueueLimit;
     const seqs: number[] = [];
     for (let i = 0; i < limit + 3; i++) seqs.push(honest.send({ op: 'add', n: 1 }));
-    const full = () => errors.filter((e) => e.code === 'QUEUE_FULL');
-    await waitFor(() => full().length === 3, '3 QUEUE_FULL errors');
-    expect(full().map((e) => e.seq)).toEqual(seqs.slice(limit));
-    expect(room.queue.size).toBe(limit);
+    await waitFor(() => room.queue.size === limit, 'the first inputs queued');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(room.queue.size).toBe(limit); // the client holds the rest while the room has not ticked
     await room.runTick();
+    await waitFor(() => room.queue.size === 3, 'the rest sent once the tick settled the first');
+    await room.runTick();
+    await waitFor(() => honest.lastAckedSeq >= seqs.at(-1)!, 'every input acknowledged');
+    expect(errors).toEqual([]);
     off();
   });
 });

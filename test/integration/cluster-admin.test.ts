@@ -127,19 +127,18 @@ describe('admin API across two servers', () => {
     let rejected = 0;
     const rejections: string[] = [];
     player.on('settled', (e) => (e.rejected ? (rejected++, rejections.push(`${e.rejected.code}: ${e.rejected.msg}`)) : settled++));
-    // Inputs keep coming before, during and after the move, at a player's 20 Hz. (The client
-    // resends what was not acknowledged when it resumes; a burst past the room's input queue
-    // limit, 16, would be refused QUEUE_FULL: see docs/protocol.md.)
-    const SENDS = 40;
+    // Inputs keep coming before, during and after the move, faster than a tick (the client
+    // resends what the old server never committed at the pace the new one takes: welcome.lim).
+    const SENDS = 60;
     let sent = 0;
     const sender = setInterval(() => {
       if (sent < SENDS) {
         player.send({ op: 'add', n: 1 });
         sent++;
       }
-    }, 50);
+    }, 20);
     try {
-      await waitFor(() => sent >= 10, 'inputs sent before the move');
+      await waitFor(() => sent >= 15, 'inputs sent before the move');
       const tickBefore = a.rooms.get(room)!.tick;
       // Asked of the server that does not run it: forwarded to the one that does.
       const r = await admin(b, 'POST', `/admin/rooms/${room}/move`, { to: 'node-b' });

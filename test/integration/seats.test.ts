@@ -78,6 +78,35 @@ describe('resume window', () => {
   });
 });
 
+describe('resuming with a backlog', () => {
+  it('a player away for seconds while sending at 20 Hz has every input applied once, none refused, within the default limits', async () => {
+    // Default rate limit (60 a second, bursts of 30) and the probe's input queue bound (8).
+    const own = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe' });
+    try {
+      const c = testClient(own.url, { room: 'backlog', game: 'probe', name: 'away', reconnectDelayMs: 3000 });
+      await c.connect();
+      let acked = 0;
+      const refused: string[] = [];
+      c.on('settled', (e) => (e.rejected ? refused.push(e.rejected.code) : acked++));
+      c.dropConnection(); // reconnects after 3 s
+      const SENDS = 60;
+      for (let i = 0; i < SENDS; i++) {
+        c.send({ op: 'add', n: 1 });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await waitFor(() => c.unsettled === 0, 'every input settled', 30_000);
+      expect(refused).toEqual([]);
+      expect(acked).toBe(SENDS);
+      expect(c.disconnects).toBe(1);
+      const room = own.rooms.get('backlog')!;
+      expect(unpack(room.committed.records.get(`players/${c.playerId}`)!)).toMatchObject({ sum: SENDS, inputs: SENDS });
+      c.close();
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe('slow consumers', () => {
   it('a client that stops reading is merged, then disconnected; the room and other players carry on', async () => {
     const roomId = 'slow-' + Date.now();

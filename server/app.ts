@@ -14,6 +14,7 @@ import { createHttpHandler } from './net/http.ts';
 import { loadTlsFiles } from './net/tls.ts';
 import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
+import { Rebalancer } from './room/rebalancer.ts';
 import { OrphanTakeover } from './room/takeover.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
@@ -33,6 +34,8 @@ export interface RunningServer {
   redis: Redis;
   /** Takes over rooms whose owner died (runs on its own unless config.takeover is off). */
   takeover: OrphanTakeover;
+  /** Spreads rooms over the servers (runs on its own when config.rebalanceIntervalMs > 0; null without an admin token). */
+  rebalancer: Rebalancer | null;
   /** Stop rooms (closing players with 4000), the front door and the Redis connection. */
   close(): Promise<void>;
 }
@@ -145,6 +148,12 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   nodes.start();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();
+  // Rebalancing moves rooms through the target's admin API, so it needs the (shared) admin token.
+  const rebalancer = config.adminToken
+    ? new Rebalancer(nodes, rooms, roomMover(rooms, nodes, () => store.leaseHolder.node, config.adminToken), () => store.leaseHolder.node, config.rebalanceIntervalMs, log)
+    : null;
+  if (config.rebalanceIntervalMs > 0 && !rebalancer) log.warn('REBALANCE_INTERVAL_MS is set but no ADMIN_TOKEN: rooms are not rebalanced');
+  rebalancer?.start();
   log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
   return {
     url: `${tls ? 'wss' : 'ws'}://${host}:${addr.port}`,
@@ -154,8 +163,10 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     net,
     redis,
     takeover,
+    rebalancer,
     async close() {
       takeover.stop();
+      rebalancer?.stop();
       await nodes.stop().catch(() => {}); // Redis gone: the entry lapses on its own
       await rooms.shutdown();
       await net.close();

@@ -87,6 +87,13 @@ export interface ServerConfig {
    */
   takeover: boolean;
   /**
+   * Spread rooms over the deployment's servers: every this many ms, a server running at least
+   * two rooms more than the least loaded live server moves one there (server/room/rebalancer.ts).
+   * Needs the same ADMIN_TOKEN on every server (the target opens the room through its admin API).
+   * Env REBALANCE_INTERVAL_MS. @default 0 (off)
+   */
+  rebalanceIntervalMs: number;
+  /**
    * A room whose script aborted a server process this many times within 10 minutes is not
    * opened again until ops release it (POST /admin/rooms/<id>/release). Env QUARANTINE_AFTER_CRASHES.
    * @default 2
@@ -185,6 +192,7 @@ export const DEFAULTS: ServerConfig = {
   broadcastMaxLagMs: 10_000,
   leaseMs: 5000,
   takeover: true,
+  rebalanceIntervalMs: 0,
   quarantineAfterCrashes: 2,
   maxRooms: 500,
   roomIdleUnloadMs: 60_000,
@@ -218,6 +226,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
   // Redis keeps a TTL in ms as a 64-bit integer; a year is plenty for "forget abandoned rooms".
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
+  int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);
   int('isolateSemiSpaceMb', c.isolateSemiSpaceMb, 0, 256);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
@@ -269,6 +278,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
   if (env.ISOLATE_SEMI_SPACE_MB) o.isolateSemiSpaceMb = num('ISOLATE_SEMI_SPACE_MB')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
+  if (env.REBALANCE_INTERVAL_MS) o.rebalanceIntervalMs = num('REBALANCE_INTERVAL_MS')!;
   return makeConfig(o);
 }
 

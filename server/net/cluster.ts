@@ -10,8 +10,12 @@
  */
 import type { Redis } from 'ioredis';
 import type { RoomStatus } from '../room/room-manager.ts';
+import { channels, type RoomLifecycleEvent } from '../ops/events.ts';
 import { nodeKey, nodesKey } from '../state/keys.ts';
 import type { LeaseHolder } from '../state/room-store.ts';
+
+/** Room events that change which rooms a server runs (see NodeDirectory.onRoomEvent). */
+const ROOM_SET_CHANGES = new Set<string>(['started', 'stopped', 'unloaded', 'moved', 'deleted', 'fenced']);
 
 /** A room as listed cluster-wide: its status, and the server running it. */
 export type ClusterRoom = RoomStatus & { node: string };
@@ -37,6 +41,10 @@ interface Beat {
 
 /** What one read of the beats gives: every room, and each other server's recent latency. */
 export interface ClusterView {
+  /** Every live server's node id, this one first (a server with no rooms is listed too). */
+  nodes: string[];
+  /** When each other server wrote the status this view read of it (ms since the epoch). */
+  beatAt: Map<string, number>;
   rooms: ClusterRoom[];
   latency: { node: string; points: LatencyPoint[] }[];
 }
@@ -59,7 +67,25 @@ export class NodeDirectory {
     beat();
     this.timer = setInterval(beat, this.intervalMs);
     this.timer.unref();
+    channels.room.subscribe(this.onRoomEvent);
   }
+
+  /**
+   * A room started, stopped, moved or went away here: write the status now rather than at the
+   * next beat, so the other servers (their rebalancers, the command line) see it within
+   * milliseconds. Several events in a row make one write.
+   */
+  private readonly onRoomEvent = (m: unknown): void => {
+    const what = (m as RoomLifecycleEvent).what;
+    if (!ROOM_SET_CHANGES.has(what) || !this.timer || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = null;
+      if (this.timer) void this.beat().catch(() => {});
+    }, 20);
+    this.soon.unref();
+  };
+
+  private soon: NodeJS.Timeout | null = null;
 
   /** Write this server's rooms; they stay listed for three beats unless written again. */
   async beat(): Promise<void> {
@@ -72,6 +98,9 @@ export class NodeDirectory {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    channels.room.unsubscribe(this.onRoomEvent);
+    if (this.soon) clearTimeout(this.soon);
+    this.soon = null;
     const { node } = this.self();
     await this.redis.multi().del(nodeKey(this.prefix, node)).srem(nodesKey(this.prefix), node).exec();
   }
@@ -94,7 +123,7 @@ export class NodeDirectory {
   /** {@link rooms}, and the latency each other live server last reported (for the dashboard). */
   async view(): Promise<ClusterView> {
     const me = this.self().node;
-    const view: ClusterView = { rooms: this.status().map((r) => ({ ...r, node: me })), latency: [] };
+    const view: ClusterView = { nodes: [me], beatAt: new Map(), rooms: this.status().map((r) => ({ ...r, node: me })), latency: [] };
     const nodes = (await this.redis.smembers(nodesKey(this.prefix))).filter((n) => n !== me);
     if (nodes.length === 0) return view;
     const beats = await this.redis.mget(nodes.map((n) => nodeKey(this.prefix, n)));
@@ -104,6 +133,8 @@ export class NodeDirectory {
       const beat = parseBeat(raw);
       // Not one of ours (an older server, or something else wrote the key): leave it out.
       if (!beat) return;
+      view.nodes.push(beat.node);
+      view.beatAt.set(beat.node, typeof beat.at === 'number' ? beat.at : 0);
       for (const r of beat.rooms) view.rooms.push({ ...r, node: beat.node });
       if (beat.latency) view.latency.push({ node: beat.node, points: beat.latency });
     });

@@ -246,6 +246,11 @@ export class Room {
    * landing (a degraded room holds state Redis may not have yet). The room manager unloads a
    * room that stays idle (RoomManager.sweepIdle).
    */
+  /** A live patch is being staged or verified here (moving the room now would abort it). */
+  get isSwitchingVersion(): boolean {
+    return this.versions.staging !== null;
+  }
+
   get isIdle(): boolean {
     return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && this.versions.staging === null;
   }

@@ -1,0 +1,70 @@
+/**
+ * Rebalancing (server/room/rebalancer.ts): a server running four rooms and a new one running
+ * none, on one Redis. Passes of the first server's rebalancer (run by hand here, so the test
+ * does not depend on timers) move rooms until the two are even, emptiest rooms first, and then
+ * stop; the other server, even, moves nothing. Each room runs on exactly one server throughout,
+ * and the player in the room that stayed never notices. Real Redis, sockets and isolates.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MoonpatchClient } from '../../client/client.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+const TOKEN = 'rebalance-token-0123456789';
+
+describe('rebalancing rooms over servers', () => {
+  let a: Server;
+  let b: Server;
+  let player: MoonpatchClient;
+  const stamp = Date.now();
+  const ids = [1, 2, 3, 4].map((i) => `spread-${i}-${stamp}`);
+
+  beforeAll(async () => {
+    const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false };
+    a = await startTestServer({ ...common, nodeId: 'node-a' });
+    for (const id of ids) await a.rooms.open(id, 'probe');
+    // The first room has a player: it is moved last, if at all.
+    player = testClient(a.url, { room: ids[0]!, game: 'probe', name: 'stays' });
+    await player.connect();
+    b = await startTestServer({ ...common, nodeId: 'node-b', redisPrefix: a.prefix });
+    await waitFor(async () => (await a.redis.get(`${a.prefix}:node:node-b`)) !== null, 'node-b listed');
+  });
+  afterAll(async () => {
+    player?.close();
+    await b?.close();
+    await a?.close();
+  });
+
+  const where = () => ids.map((id) => (a.rooms.get(id) ? 'a' : '') + (b.rooms.get(id) ? 'b' : ''));
+
+  it('moves rooms from the loaded server to the empty one until they are even, emptiest first, then stops', async () => {
+    expect(where()).toEqual(['a', 'a', 'a', 'a']);
+    // Back to back, faster than the servers write their status: moves not shown yet still count.
+    expect(await a.rebalancer!.pass()).toEqual({ room: ids[1], to: 'node-b' });
+    expect(await a.rebalancer!.pass()).toEqual({ room: ids[2], to: 'node-b' });
+    expect(await a.rebalancer!.pass()).toBeNull();
+    expect(where()).toEqual(['a', 'b', 'b', 'a']);
+
+    // Each server writes its status as rooms start and stop there (not only every 2 s): once
+    // both show the moves, the other server, even now, has nothing to do either.
+    const status = async (node: string) => JSON.parse((await a.redis.get(`${a.prefix}:node:${node}`))!) as { rooms: unknown[] };
+    await waitFor(async () => (await status('node-a')).rooms.length === 2 && (await status('node-b')).rooms.length === 2, 'both statuses show the moves');
+    expect(await b.rebalancer!.pass()).toBeNull();
+    expect(await a.rebalancer!.pass()).toBeNull();
+    expect(await b.rebalancer!.pass()).toBeNull();
+    expect(where()).toEqual(['a', 'b', 'b', 'a']);
+
+    // The player's room stayed, and it never saw a disconnect.
+    player.send({ op: 'add', n: 1 });
+    await waitFor(() => player.unsettled === 0, 'the input settled');
+    expect(player.disconnects).toBe(0);
+    expect(player.currentUrl).toBe(a.url);
+  });
+
+  it('is off by default (REBALANCE_INTERVAL_MS), and a bad interval is refused at start', async () => {
+    const { makeConfig } = await import('../../server/config/config.ts');
+    expect(makeConfig().rebalanceIntervalMs).toBe(0);
+    expect(() => makeConfig({ rebalanceIntervalMs: -1 })).toThrow(/rebalanceIntervalMs/);
+    expect(() => makeConfig({ rebalanceIntervalMs: 1.5 })).toThrow(/rebalanceIntervalMs/);
+  });
+});

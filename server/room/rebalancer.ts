@@ -34,6 +34,12 @@ export class Rebalancer {
   private running = false;
   /** Rooms this server moved, to count for their new server until its status shows them. */
   private moved: { to: string; at: number }[] = [];
+  /**
+   * Servers a move to failed, and until when they are left alone: a failed move still closes
+   * the room's players (they resume here), so retrying the same server every pass would make
+   * them reconnect every pass.
+   */
+  private readonly failed = new Map<string, number>();
 
   constructor(
     private readonly nodes: NodeDirectory,
@@ -60,8 +66,9 @@ export class Rebalancer {
   async pass(): Promise<RebalanceMove | null> {
     if (this.running || this.rooms.isClosing) return null;
     this.running = true;
+    let choice: RebalanceMove | null = null;
     try {
-      const choice = await this.choose();
+      choice = await this.choose();
       if (!choice) return null;
       const at = Date.now();
       await this.move(choice.room, choice.to);
@@ -69,7 +76,8 @@ export class Rebalancer {
       this.log.info({ roomId: choice.room, to: choice.to }, 'rebalanced: room moved to a less loaded server');
       return choice;
     } catch (e) {
-      this.log.warn({ err: e }, 'rebalancing pass failed; the next one tries again');
+      if (choice) this.failed.set(choice.to, Date.now() + Math.max(60_000, 10 * this.intervalMs));
+      this.log.warn({ err: e, roomId: choice?.room, to: choice?.to }, 'rebalancing move failed; that server is left alone for a while');
       return null;
     } finally {
       this.running = false;
@@ -86,9 +94,9 @@ export class Rebalancer {
       view,
       mine.map((r) => ({ id: r.id, connected: r.connectedCount, switching: r.isSwitchingVersion })),
       this.moved,
+      new Set([...this.failed].filter(([, until]) => until > Date.now()).map(([node]) => node)),
     );
   }
-
 }
 
 /** One of this server's rooms, as the choice sees it. */
@@ -101,16 +109,23 @@ export interface LocalRoom {
 
 /**
  * The move a pass should make, or null: the policy of the class comment, on data alone.
- * `moved`: this server's recent moves that the target's status may not show yet.
+ * `moved`: this server's recent moves that the target's status may not show yet; `avoid`:
+ * servers not to move to (a move there failed lately).
  */
-export function pickMove(me: string, view: { nodes: readonly string[]; rooms: readonly { node: string }[] }, mine: readonly LocalRoom[], moved: readonly { to: string }[]): RebalanceMove | null {
+export function pickMove(
+  me: string,
+  view: { nodes: readonly string[]; rooms: readonly { node: string }[] },
+  mine: readonly LocalRoom[],
+  moved: readonly { to: string }[],
+  avoid: ReadonlySet<string> = new Set(),
+): RebalanceMove | null {
   const counts = new Map<string, number>(view.nodes.map((n) => [n, 0]));
   for (const r of view.rooms) if (r.node !== me) counts.set(r.node, (counts.get(r.node) ?? 0) + 1);
   for (const m of moved) if (counts.has(m.to)) counts.set(m.to, counts.get(m.to)! + 1);
   let target: string | null = null;
   let least = Infinity;
   for (const [node, n] of [...counts].sort(([a], [b]) => a.localeCompare(b))) {
-    if (node !== me && n < least) {
+    if (node !== me && !avoid.has(node) && n < least) {
       least = n;
       target = node;
     }

@@ -61,6 +61,24 @@ describe('rebalancing rooms over servers', () => {
     expect(player.currentUrl).toBe(a.url);
   });
 
+  it('a server that refuses the hand-over is left alone afterwards: the room reopens here once, not every pass', async () => {
+    // An empty live server with another admin token: it refuses to open the room.
+    const c = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: 'another-token-0123456789', takeover: false, nodeId: 'node-c', redisPrefix: a.prefix });
+    try {
+      await waitFor(async () => (await a.redis.get(`${a.prefix}:node:node-c`)) !== null, 'node-c listed');
+      const before = where();
+      expect(await a.rebalancer!.pass()).toBeNull(); // tried node-c, which refused; the room reopened here
+      expect(where()).toEqual(before);
+      const reopened = ids.filter((id) => a.rooms.get(id));
+      const instances = reopened.map((id) => a.rooms.get(id)!);
+      expect(await a.rebalancer!.pass()).toBeNull(); // node-c is left alone; node-b is even
+      expect(reopened.map((id) => a.rooms.get(id))).toEqual(instances); // the same Room objects: not closed and reopened again
+      expect(c.rooms.list()).toHaveLength(0);
+    } finally {
+      await c.close();
+    }
+  });
+
   it('is off by default (REBALANCE_INTERVAL_MS), and a bad interval is refused at start', async () => {
     const { makeConfig } = await import('../../server/config/config.ts');
     expect(makeConfig().rebalanceIntervalMs).toBe(0);

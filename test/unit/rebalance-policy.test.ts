@@ -31,6 +31,13 @@ describe('pickMove', () => {
     expect(pickMove('a', { nodes: ['a', 'c'], rooms: rooms('a', 4) }, local(4), [{ to: 'b' }])).toEqual({ room: 'r0', to: 'c' });
   });
 
+  it('leaves alone a server a move to failed lately, and goes to the next least loaded one', () => {
+    const view = { nodes: ['a', 'b', 'c'], rooms: [...rooms('a', 4), ...rooms('c', 1)] };
+    expect(pickMove('a', view, local(4), [])).toEqual({ room: 'r0', to: 'b' });
+    expect(pickMove('a', view, local(4), [], new Set(['b']))).toEqual({ room: 'r0', to: 'c' });
+    expect(pickMove('a', view, local(4), [], new Set(['b', 'c']))).toBeNull();
+  });
+
   it('trusts its own rooms over its last status, and never moves a room in the middle of a patch', () => {
     const view = { nodes: ['a', 'b'], rooms: [...rooms('a', 1), ...rooms('b', 0)] }; // a's status is stale
     const mine: LocalRoom[] = [

@@ -2,7 +2,7 @@
  * What the live ops dashboard (`GET /dashboard`) shows, fed by the engine's diagnostics channels
  * like Metrics: per second, for the last 300 seconds, tick latency p50/p99 across all rooms
  * (script + commit, from committed ticks), ticks and failed ticks; and the last 50 events of
- * interest (patch outcomes and failed ticks).
+ * interest (patch outcomes, failed ticks, rooms moved to another server).
  *
  * With several servers on one Redis, each server's beat (net/cluster.ts) carries its last few
  * seconds of these figures ({@link DashboardFeed.recent}); the server a dashboard asks keeps
@@ -29,11 +29,11 @@ export interface SeriesPoint {
 export interface DashboardEvent {
   /** ms since the epoch. */
   time: number;
-  kind: 'patch' | 'error';
+  kind: 'patch' | 'error' | 'room';
   roomId: string;
   game: string;
   version: string;
-  /** 'patch-applied' | 'patch-refused' | ... for patches, 'tick-failed' for errors. */
+  /** 'patch-applied' | 'patch-refused' | ... for patches, 'tick-failed' for errors, 'moved' for a room moved to another server. */
   what: string;
   detail?: string;
   tick?: number;
@@ -105,10 +105,11 @@ export class DashboardFeed {
       });
     });
     this.on(channels.room, (e: RoomLifecycleEvent) => {
-      if (!e.what.startsWith('patch-')) return;
+      const patch = e.what.startsWith('patch-');
+      if (!patch && e.what !== 'moved') return;
       this.push({
         time: this.clock(),
-        kind: 'patch',
+        kind: patch ? 'patch' : 'room',
         roomId: e.roomId,
         game: e.game,
         version: e.version,

@@ -161,6 +161,11 @@ describe('admin API across two servers', () => {
     expect([...moved.committed.records.keys()].filter((k) => k.startsWith('players/'))).toHaveLength(1);
     const tick = moved.tick;
     await waitFor(() => moved.tick > tick + 5, 'the room ticking on its new server');
+    // Ops see the move on the old server's dashboard, and in its metrics.
+    const dash = (await (await fetch(`http://127.0.0.1:${a.port}/dashboard/data`)).json()) as { events: { what: string; roomId: string; detail?: string }[] };
+    expect(dash.events).toContainEqual(expect.objectContaining({ what: 'moved', roomId: room, detail: 'to node-b' }));
+    const metrics = await (await fetch(`http://127.0.0.1:${a.port}/metrics`)).text();
+    expect(metrics).toMatch(/moonpatch_patch_events_total\{game="probe",what="moved"\} [1-9]/);
   });
 
   it('refuses a move to a server that is not live, to the one running it, and without a target, changing nothing', async () => {

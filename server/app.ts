@@ -94,6 +94,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     return feed.snapshot(view.rooms, store.leaseHolder.node);
   };
   const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: dashboardData } });
+  // Moving a room asks the target through its admin API: only with the (shared) admin token.
+  const moveRoom = config.adminToken ? roomMover(rooms, nodes, () => store.leaseHolder.node, config.adminToken) : null;
   const admin = config.adminToken
     ? createAdminHandler(
         {
@@ -112,7 +114,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           withdrawTarget: (game, version) => rooms.withdrawTarget(game, version),
           createRoom: (roomId, game) => rooms.createRoom(roomId, game),
           deleteRoom: (roomId) => rooms.deleteRoom(roomId),
-          moveRoom: roomMover(rooms, nodes, () => store.leaseHolder.node, config.adminToken),
+          moveRoom: moveRoom!,
           openRoom: async (roomId) => ({ room: roomId, node: store.leaseHolder.node, tick: (await rooms.open(roomId)).tick }),
         },
         config.adminToken,
@@ -148,10 +150,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   nodes.start();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();
-  // Rebalancing moves rooms through the target's admin API, so it needs the (shared) admin token.
-  const rebalancer = config.adminToken
-    ? new Rebalancer(nodes, rooms, roomMover(rooms, nodes, () => store.leaseHolder.node, config.adminToken), () => store.leaseHolder.node, config.rebalanceIntervalMs, log)
-    : null;
+  const rebalancer = moveRoom ? new Rebalancer(nodes, rooms, moveRoom, () => store.leaseHolder.node, config.rebalanceIntervalMs, log) : null;
   if (config.rebalanceIntervalMs > 0 && !rebalancer) log.warn('REBALANCE_INTERVAL_MS is set but no ADMIN_TOKEN: rooms are not rebalanced');
   rebalancer?.start();
   log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');

@@ -10,33 +10,24 @@
  */
 import type { Redis } from 'ioredis';
 import type { RoomStatus } from '../room/room-manager.ts';
+import type { SeriesPoint } from '../ops/dashboard-feed.ts';
 import { channels, type RoomLifecycleEvent } from '../ops/events.ts';
 import { nodeKey, nodesKey } from '../state/keys.ts';
 import type { LeaseHolder } from '../state/room-store.ts';
 
 /** Room events that change which rooms a server runs (see NodeDirectory.onRoomEvent). */
-const ROOM_SET_CHANGES = new Set<string>(['started', 'stopped', 'unloaded', 'moved', 'deleted', 'fenced']);
+const ROOM_SET_CHANGES = new Set<RoomLifecycleEvent['what']>(['started', 'stopped', 'unloaded', 'moved', 'deleted', 'fenced']);
 
 /** A room as listed cluster-wide: its status, and the server running it. */
 export type ClusterRoom = RoomStatus & { node: string };
-
-/** A second of a server's tick latency, as its beat carries it (see DashboardFeed.recent). */
-export interface LatencyPoint {
-  /** Start of the second, ms since the epoch. */
-  t: number;
-  p50: number;
-  p99: number;
-  ticks: number;
-  failed: number;
-}
 
 interface Beat {
   node: string;
   url: string;
   at: number;
   rooms: RoomStatus[];
-  /** The server's last few whole seconds of tick latency (absent from older servers' beats). */
-  latency?: LatencyPoint[];
+  /** The server's last few whole seconds of tick latency, DashboardFeed.recent (absent from older servers' beats). */
+  latency?: SeriesPoint[];
 }
 
 /** What one read of the beats gives: every room, and each other server's recent latency. */
@@ -46,7 +37,7 @@ export interface ClusterView {
   /** When each other server wrote the status this view read of it (ms since the epoch). */
   beatAt: Map<string, number>;
   rooms: ClusterRoom[];
-  latency: { node: string; points: LatencyPoint[] }[];
+  latency: { node: string; points: SeriesPoint[] }[];
 }
 
 export class NodeDirectory {
@@ -57,7 +48,7 @@ export class NodeDirectory {
     private readonly prefix: string,
     private readonly self: () => LeaseHolder,
     private readonly status: () => RoomStatus[],
-    private readonly latency: () => LatencyPoint[] = () => [],
+    private readonly latency: () => SeriesPoint[] = () => [],
     private readonly intervalMs = 2000,
   ) {}
 
@@ -148,15 +139,15 @@ function parseBeat(raw: string): Beat | null {
     const b = JSON.parse(raw) as Partial<Beat> | null;
     if (!b || typeof b.node !== 'string' || !Array.isArray(b.rooms)) return null;
     // Latency is only drawn: points that are not what they should be are dropped, not trusted.
-    if (b.latency !== undefined) b.latency = Array.isArray(b.latency) ? b.latency.filter(isLatencyPoint) : undefined;
+    if (b.latency !== undefined) b.latency = Array.isArray(b.latency) ? b.latency.filter(isSeriesPoint) : undefined;
     return b as Beat;
   } catch {
     return null;
   }
 }
 
-function isLatencyPoint(p: unknown): p is LatencyPoint {
-  const q = p as Partial<LatencyPoint> | null;
+function isSeriesPoint(p: unknown): p is SeriesPoint {
+  const q = p as Partial<SeriesPoint> | null;
   return !!q && [q.t, q.p50, q.p99, q.ticks, q.failed].every((v) => typeof v === 'number' && Number.isFinite(v));
 }
 

@@ -150,7 +150,7 @@ export class DashboardFeed {
     for (const { node, points } of latency) {
       let byTime = this.servers.get(node);
       if (!byTime) this.servers.set(node, (byTime = new Map()));
-      for (const p of points) byTime.set(p.t, { t: p.t, p50: p.p50, p99: p.p99, ticks: p.ticks, failed: p.failed });
+      for (const p of points) byTime.set(p.t, p);
     }
   }
 

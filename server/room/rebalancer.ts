@@ -84,6 +84,13 @@ export class Rebalancer {
     }
   }
 
+  /** The servers still left alone after a failed move (forgetting those whose time is up). */
+  private avoided(): Set<string> {
+    const now = Date.now();
+    for (const [node, until] of this.failed) if (until <= now) this.failed.delete(node);
+    return new Set(this.failed.keys());
+  }
+
   private async choose(): Promise<RebalanceMove | null> {
     const view = await this.nodes.view();
     // Moves the target's status does not show yet (written before the move) still count for it.
@@ -94,7 +101,7 @@ export class Rebalancer {
       view,
       mine.map((r) => ({ id: r.id, connected: r.connectedCount, switching: r.isSwitchingVersion })),
       this.moved,
-      new Set([...this.failed].filter(([, until]) => until > Date.now()).map(([node]) => node)),
+      this.avoided(),
     );
   }
 }

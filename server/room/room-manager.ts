@@ -167,11 +167,9 @@ export class RoomManager {
   private unload(room: Room): Promise<void> {
     this.rooms.delete(room.id);
     this.idleSince.delete(room.id);
-    const done = (async () => {
+    return this.leaving(room.id, async () => {
       const epoch = room.epoch;
-      await room.pauseClock();
-      await room.checkpoint().catch((e: unknown) => this.log.warn({ roomId: room.id, err: e }, 'checkpoint before unloading failed; the commit log still holds every tick'));
-      room.stop(CloseCodes.ROOM_CLOSED, 'room unloaded: idle');
+      await this.retire(room, 'room unloaded: idle');
       try {
         await this.store.unlist(room.id);
         if (!(await this.store.release(room.id, epoch))) await this.store.relist(room.id);
@@ -182,8 +180,26 @@ export class RoomManager {
         // The lease lapses on its own; a takeover may open the room again, which is harmless.
         this.log.warn({ roomId: room.id, err: e }, 'could not hand back an unloaded room; its lease will lapse');
       }
-    })().finally(() => this.unloading.delete(room.id));
-    this.unloading.set(room.id, done);
+    });
+  }
+
+  /**
+   * Let the tick in progress commit, checkpoint (so whoever opens the room next reads one
+   * compact state, not a long log), and stop the room here (its players get 4005).
+   */
+  private async retire(room: Room, reason: string): Promise<void> {
+    await room.pauseClock();
+    await room.checkpoint().catch((e: unknown) => this.log.warn({ roomId: room.id, err: e }, 'checkpoint before stopping the room failed; the commit log still holds every tick'));
+    room.stop(CloseCodes.ROOM_CLOSED, reason);
+  }
+
+  /**
+   * Run `work`, which takes a room away from this server (unload, move, delete): until it
+   * settles, opening the room here waits for it (see open), whatever its outcome.
+   */
+  private leaving<T>(roomId: string, work: () => Promise<T>): Promise<T> {
+    const done = work().finally(() => this.unloading.delete(roomId));
+    this.unloading.set(roomId, done.then(() => undefined, () => undefined));
     return done;
   }
 
@@ -212,20 +228,16 @@ export class RoomManager {
     this.rooms.delete(roomId);
     this.idleSince.delete(roomId);
     let failure: unknown = null;
-    const done = (async () => {
+    await this.leaving(roomId, async () => {
       room.closeConnections(CloseCodes.ROOM_CLOSED, `room moving to server ${toNode}`);
-      await room.pauseClock();
-      await room.checkpoint().catch((e: unknown) => this.log.warn({ roomId, err: e }, 'checkpoint before moving failed; the commit log still holds every tick'));
-      room.stop(CloseCodes.ROOM_CLOSED, `room moved to server ${toNode}`);
+      await this.retire(room, `room moved to server ${toNode}`);
       await this.store.release(roomId, room.epoch);
       try {
         await openThere();
       } catch (e) {
         failure = e;
       }
-    })().finally(() => this.unloading.delete(roomId));
-    this.unloading.set(roomId, done.catch(() => undefined));
-    await done;
+    });
     if (failure) {
       this.log.error({ roomId, to: toNode, err: failure }, 'could not move the room; opening it here again');
       await this.open(roomId).catch((e: unknown) => this.log.error({ roomId, err: e }, 'could not reopen the room after a failed move; a takeover will'));
@@ -355,7 +367,7 @@ export class RoomManager {
     await this.opening.get(roomId)?.catch(() => undefined);
     await this.unloading.get(roomId);
     const room = this.rooms.get(roomId);
-    const done = (async () => {
+    const { was, deleted } = await this.leaving(roomId, async () => {
       // What it was, for the event's labels; read before the keys go.
       const was: { game: string; version: string } | null = room ?? (await this.store.readMeta(roomId));
       if (room) {
@@ -365,10 +377,7 @@ export class RoomManager {
         room.stop(CloseCodes.ROOM_DELETED, 'room deleted by its operators');
       }
       return { was, deleted: await this.store.deleteRoom(roomId) };
-    })().finally(() => this.unloading.delete(roomId));
-    // Opening the room again waits for this, like an unload.
-    this.unloading.set(roomId, done.then(() => undefined, () => undefined));
-    const { was, deleted } = await done;
+    });
     if (!deleted) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
     this.log.warn({ roomId, wasRunningHere: room !== undefined }, 'room deleted');
     publish<RoomLifecycleEvent>(channels.room, { roomId, game: was?.game ?? '', version: was?.version ?? '', what: 'deleted' });

@@ -225,9 +225,8 @@ export class Room {
     for (const seat of this.seats.values()) {
       if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
       seat.leaveTimer = null;
-      seat.link?.close(closeCode, reason);
-      seat.link = null;
     }
+    this.closeConnections(closeCode, reason);
     for (const p of this.pendingJoins.values()) p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room stopped'));
     this.pendingJoins.clear();
     this.versions.drop({ ok: false, roomId: this.id, stage: 'tick', code: 'ROOM_UNAVAILABLE', message: 'the room stopped before the swap' });
@@ -252,7 +251,7 @@ export class Room {
   }
 
   get isIdle(): boolean {
-    return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && this.versions.staging === null;
+    return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && !this.isSwitchingVersion;
   }
 
   get schema(): number {

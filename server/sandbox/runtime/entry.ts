@@ -413,9 +413,8 @@ export function install(hooks: Hooks): void {
    * same keys in the same order (nested plain objects likewise); false, with nothing changed,
    * when they are not. Why in place: a staged version catches up with every tick's changes
    * (applyRecords), and a record replaced by a new object loses the object shape the warm-up
-   * compiled against (and, when the world was seen through proxies, the swap tick re-created a
-   * proxy per changed record). Same key order, because iteration order is part of the state: a replay must see the
-   * world exactly as the version that ran it.
+   * compiled against. Same key order, because iteration order is part of the state: a replay
+   * must see the world exactly as the version that ran it.
    */
   function assignInPlace(current: unknown, next: unknown): boolean {
     if (!isPlainObject(current) || !isPlainObject(next) || !sameShape(current, next)) return false;

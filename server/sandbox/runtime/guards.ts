@@ -32,7 +32,6 @@ const apply = Reflect.apply;
 const ownKeys = Reflect.ownKeys;
 const defineProperty = Object.defineProperty;
 const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
-const nativeAssign = Object.assign;
 const getProto = Object.getPrototypeOf;
 
 type Fn = (...args: any[]) => any;
@@ -47,11 +46,11 @@ function replace(holder: object, name: PropertyKey, make: (native: Fn) => Fn): v
   defineProperty(holder, name, { ...d, value: make(d.value as Fn) });
 }
 
-/** The native function unchanged for objects outside the world; `refuse` for world objects (argument `at`). */
-function refuseOnWorld(holder: object, name: string, what: string, at = 0): void {
+/** The native function unchanged when its first argument is outside the world; `refuse` when it is a world object. */
+function refuseOnWorld(holder: object, name: string, what: string): void {
   replace(holder, name, (native) =>
     function (this: unknown) {
-      if (worldNodeOf(arguments[at]) !== undefined) refuse(what);
+      if (worldNodeOf(arguments[0]) !== undefined) refuse(what);
       return apply(native, this, arguments);
     },
   );
@@ -111,7 +110,7 @@ function guardObject(): void {
       // then write each field through the journal.
       const args: unknown[] = [{}];
       for (let i = 1; i < arguments.length; i++) args[i] = arguments[i];
-      const gathered = apply(nativeAssign, undefined, args) as Record<PropertyKey, unknown>;
+      const gathered = apply(native, undefined, args) as Record<PropertyKey, unknown>;
       const keys = ownKeys(gathered);
       for (let i = 0; i < keys.length; i++) __mp_set(target, keys[i], gathered[keys[i] as string]);
       return target;

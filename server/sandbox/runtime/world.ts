@@ -192,12 +192,6 @@ export class JournaledWorld {
     this.beginChanges();
   }
 
-  /** The node of a world object of this world; undefined for any other value. */
-  nodeOf(o: object): WorldNode | undefined {
-    const n = NodeSlot.of(o);
-    return n !== undefined && n.gen === this.generation ? n : undefined;
-  }
-
   /** Stamp the positions of the record(s) at `key` of the root: after the runtime replaced them directly (applyRecords). */
   attachAt(key: string): void {
     const slash = key.indexOf('/');
@@ -207,8 +201,8 @@ export class JournaledWorld {
       return;
     }
     const table = this.root[key.slice(0, slash)];
-    const tableNode = isPlainObject(table) ? this.nodeOf(table) : undefined;
-    if (tableNode === undefined) return;
+    const tableNode = worldNodeOf(table);
+    if (tableNode === undefined || tableNode.level !== Level.Table) return;
     const entry = key.slice(slash + 1);
     if (hasOwn.call(table, entry)) this.attach((table as Obj)[entry], tableNode, entry);
   }
@@ -296,8 +290,7 @@ export class JournaledWorld {
   // ---- positions ----
 
   private node(level: Level, table: string, record: string, array: boolean, target: Obj, root: WorldNode | null, field: string, holder: Obj | null, entry: string): WorldNode {
-    const n: WorldNode = { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [] };
-    return n;
+    return { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [] };
   }
 
   /**

@@ -145,6 +145,10 @@ export class OutcomeHash {
       this.h.update(v);
     }
     for (const k of out.dels) this.h.update(`d${k}\0`);
+    for (const [k, v] of out.patches) {
+      this.h.update(`p${k}\0`);
+      this.h.update(v);
+    }
     for (const r of out.rejections) this.h.update(`r${r.index}:${r.thrown.message}\0`);
   }
 

@@ -165,7 +165,7 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
     const [fb, fa] = [fieldsOf(beforeRecs), fieldsOf(afterRecs)];
     report.migration = {
       ran: migrating,
-      recordsChanged: swap.sets.length,
+      recordsChanged: swap.sets.length + swap.patches.length,
       recordsDeleted: swap.dels.length,
       fieldsAdded: [...fa].filter((f) => !fb.has(f)).sort(),
       fieldsRemoved: [...fb].filter((f) => !fa.has(f)).sort(),

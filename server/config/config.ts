@@ -129,9 +129,10 @@ export interface ServerConfig {
    */
   roomExpireMs: number;
   /**
-   * Young generation (semi-space) of every game isolate, MB; 0 leaves what isolated-vm derives
-   * from the game's memoryLimitMb (about 1.4 MB at 64 MB, which makes big ticks collect garbage
-   * several times). See setIsolateSemiSpace in server/sandbox/sandbox.ts for the measurements.
+   * Young generation (semi-space) of every game isolate, MB, capped at an eighth of the game's
+   * memoryLimitMb; 0 leaves what isolated-vm derives from memoryLimitMb (about 1.4 MB at 64 MB,
+   * which makes big ticks collect garbage several times). See setIsolateSemiSpace in
+   * server/sandbox/sandbox.ts for the measurements.
    * Env ISOLATE_SEMI_SPACE_MB. @default DEFAULT_ISOLATE_SEMI_SPACE_MB (8)
    */
   isolateSemiSpaceMb: number;

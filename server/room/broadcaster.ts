@@ -16,6 +16,7 @@ import { CloseCodes } from '../errors/codes.ts';
 import { encodeRecordsFrame } from '../protocol/codec.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import type { CommittedState } from '../state/committed-state.ts';
+import type { RecordChanges } from '../state/record-patch.ts';
 import type { PlayerLink } from './link.ts';
 
 export interface BroadcastLimits {
@@ -66,13 +67,13 @@ export class Broadcaster {
     this.subs.delete(link);
   }
 
-  /** Record keys a committed tick changed, and the field patches it made of some of them. */
-  changed(keys: Iterable<string>, patches?: ReadonlyMap<string, Uint8Array>): void {
+  /** A committed tick's changes. */
+  changed(changes: RecordChanges): void {
     const pending = this.pending;
-    for (const k of keys) {
-      // A second change before the flush: the first patch no longer describes the difference.
-      pending.set(k, pending.has(k) ? null : (patches?.get(k) ?? null));
-    }
+    for (const [k] of changes.sets) pending.set(k, null);
+    for (const k of changes.dels) pending.set(k, null);
+    // A second change before the flush: the first patch no longer describes the difference.
+    for (const [k, patch] of changes.patches) pending.set(k, pending.has(k) ? null : patch);
   }
 
   /** Send what changed since the last flush. */
@@ -93,7 +94,7 @@ export class Broadcaster {
       if (sub.missed) {
         for (const k of this.pending.keys()) sub.missed.add(k);
         if (buffered > this.limits.softLimitBytes) continue;
-        const frame = sub.missed.size * 2 > this.state.records.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed).frame;
+        const frame = sub.missed.size * 2 > this.state.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed).frame;
         sub.missed = null;
         link.send(frame);
         stats.bytes += frame.length;
@@ -121,24 +122,24 @@ export class Broadcaster {
 
   snapshotFrame(version: string): Uint8Array {
     const s = this.state;
-    return encodeRecordsFrame('snap', s.tick, version, s.records, s.records.size, [], this.writer);
+    return encodeRecordsFrame('snap', s.tick, version, s.records, s.size, [], this.writer);
   }
 
   /** A delta of `keys` from the mirror, with field patches where `patchesByKey` has them; `patched` counts those. */
   private deltaFrame(version: string, keys: Iterable<string>, patchesByKey?: ReadonlyMap<string, Uint8Array | null>): { frame: Uint8Array; patched: number } {
-    const records = this.state.records;
+    const state = this.state;
     const sets: [string, Uint8Array][] = [];
     const dels: string[] = [];
     const patches: [string, Uint8Array][] = [];
     for (const k of keys) {
-      const v = records.get(k);
-      if (!v) {
+      if (!state.has(k)) {
         dels.push(k);
         continue;
       }
+      // (A patch is sent as it is: the mirror's copy of a patched record is not needed whole.)
       const patch = patchesByKey?.get(k);
       if (patch) patches.push([k, patch]);
-      else sets.push([k, v]);
+      else sets.push([k, state.get(k)!]);
     }
     return { frame: encodeRecordsFrame('delta', this.state.tick, version, sets, sets.length, dels, this.writer, patches), patched: patches.length };
   }

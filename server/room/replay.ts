@@ -14,6 +14,7 @@
  * did apply on the new version but have no effect on the old one (counted in `failedTicks`,
  * reported in the rollback's history).
  */
+import { applyChanges } from '../state/record-patch.ts';
 import type { GameSandbox, TickCall } from '../sandbox/sandbox.ts';
 
 /** Limits on what a swap point keeps; past them it is dropped and a rollback needs a downgrade. */
@@ -77,8 +78,7 @@ export class Replayer {
       const out = await this.sandbox.tick(this.callFor(tick, events));
       this.next++;
       if (out.ok) {
-        for (const [k, v] of out.sets) this.state.set(k, v);
-        for (const k of out.dels) this.state.delete(k);
+        applyChanges(this.state, out);
       } else if (out.isolateDead) {
         throw new Error(`replaying tick ${tick} killed the isolate (${out.code})`);
       } else {

@@ -534,7 +534,7 @@ export class Room {
         epoch: this.meta.epoch,
         prevTick: this.committed.tick,
         tick,
-        delta: encodeTickDelta(tick, outcome.sets, outcome.dels, seqs, this.deltaWriter),
+        delta: encodeTickDelta(tick, outcome, seqs, this.deltaWriter),
         seatSets,
         seatDels,
         metaSets: swap ? [['version', swap.version.bundle.version], ['schema', swap.version.schema]] : undefined,
@@ -571,14 +571,10 @@ export class Room {
       return;
     }
     for (const id of rotated) this.dirtySeats.delete(id);
-    if (swap) this.versions.complete(swap, tick, scriptDone - started, outcome.sets.length + outcome.dels.length);
+    const recordsChanged = outcome.sets.length + outcome.patches.length + outcome.dels.length;
+    if (swap) this.versions.complete(swap, tick, scriptDone - started, recordsChanged);
     else this.versions.tickCommitted(tick);
     this.versions.recordForReplay(swap, tick, eventBytes);
-    const staged = this.versions.staging;
-    if (!swap && staged) {
-      staged.noteCommitted(outcome.sets, outcome.dels);
-      if (staged.ready) void staged.catchUp().catch(() => {}); // a failure shows at the swap tick
-    }
     if (this.degraded) {
       this.degraded = false;
       this.log.info({ roomId: this.id, tick }, 'commits recovered');
@@ -586,12 +582,15 @@ export class Room {
     }
 
     // Committed: from here on, everything is told.
-    this.committed.apply(tick, outcome.sets, outcome.dels);
+    this.committed.apply(tick, outcome);
+    const staged = this.versions.staging;
+    if (!swap && staged) {
+      staged.noteCommitted(outcome, this.committed);
+      if (staged.ready) void staged.catchUp().catch(() => {}); // a failure shows at the swap tick
+    }
     this.settleEvents(tick, events, rejected, seqs);
-    const keys = outcome.sets.map(([k]) => k);
-    this.broadcaster.changed(keys, outcome.patches);
-    this.broadcaster.changed(outcome.dels);
-    this.checkpointer.noteTick(keys, outcome.dels, seqs.keys());
+    this.broadcaster.changed(outcome);
+    this.checkpointer.noteTick(outcome, seqs.keys());
     this.maybeBroadcast(commitDone);
 
     const done = performance.now();
@@ -605,7 +604,7 @@ export class Room {
       cpuMs: outcome.cpuMs,
       commitMs: commitDone - scriptDone,
       totalMs: done - started,
-      records: outcome.sets.length,
+      records: outcome.sets.length + outcome.patches.length,
       dels: outcome.dels.length,
       writes: outcome.writes,
       events: events.length,

@@ -7,6 +7,7 @@
  * not to the size of the world. The swap tick itself (migration + validation + the tick) runs
  * in the staged isolate; see swap-tick.ts.
  */
+import type { RecordChanges } from '../state/record-patch.ts';
 import type { Replayer } from './replay.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import type { GameSandbox } from '../sandbox/sandbox.ts';
@@ -72,10 +73,16 @@ export class StagedVersion {
     this.result = new Promise((resolve) => (this.settle = resolve));
   }
 
-  noteCommitted(sets: readonly (readonly [string, Uint8Array])[], dels: readonly string[]): void {
+  /**
+   * A tick committed by the running version. `committed` is the room's mirror with the tick
+   * applied: patched records are taken from it whole (the staged isolate applies whole
+   * records; the patches are of the running version's world, which it does not share).
+   */
+  noteCommitted(changes: RecordChanges, committed: { get(key: string): Uint8Array | undefined }): void {
     if (this.replay) return; // the new version's records mean nothing to the old one
-    for (const [k, v] of sets) this.backlog.set(k, v);
-    for (const k of dels) this.backlog.set(k, null);
+    for (const [k, v] of changes.sets) this.backlog.set(k, v);
+    for (const k of changes.dels) this.backlog.set(k, null);
+    for (const [k] of changes.patches) this.backlog.set(k, committed.get(k) ?? null);
   }
 
   /**

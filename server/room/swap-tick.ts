@@ -15,6 +15,7 @@
 import type { Logger } from 'pino';
 import type { GameSandbox, TickCall, TickOutcome } from '../sandbox/sandbox.ts';
 import type { CommittedState } from '../state/committed-state.ts';
+import { foldPatch, NO_PATCHES, type RecordChanges } from '../state/record-patch.ts';
 import type { StagedVersion, SwapResult } from './staged-version.ts';
 
 /** Swap ticks that overran the CPU budget and are tried again before a patch is refused. */
@@ -97,7 +98,7 @@ async function replaySwapTick(staged: StagedVersion, call: TickCall, ctx: SwapTi
   if (!outcome.ok) return scriptRefusal(ctx, 'tick', outcome);
   const diff = replay.diffFrom(ctx.committed.records);
   staged.note = ` (replayed ${replay.point.ticks.length} ticks on the old version${replay.failedTicks ? `, ${replay.failedTicks} of them failed there and were skipped` : ''})`;
-  return { outcome: { ...outcome, ...mergeChanges([diff, outcome]), writes: outcome.writes + diff.sets.length + diff.dels.length } };
+  return { outcome: { ...outcome, ...mergeChanges(ctx.committed, [{ ...diff, patches: NO_PATCHES }, outcome]), writes: outcome.writes + diff.sets.length + diff.dels.length } };
 }
 
 async function downgradeSwapTick(staged: StagedVersion, call: TickCall, ctx: SwapTickContext): Promise<SwapTickResult> {
@@ -105,7 +106,7 @@ async function downgradeSwapTick(staged: StagedVersion, call: TickCall, ctx: Swa
   if (!down.ok) {
     return refused(ctx, 'downgrade', down.thrown?.code ?? down.code, down.thrown ? down.thrown.message : down.code, down.thrown?.stack);
   }
-  staged.noteCommitted(down.sets, down.dels);
+  staged.noteCommitted(down, ctx.committed);
   await staged.catchUp();
   const outcome = await staged.sandbox.tick(call);
   if (!outcome.ok) {
@@ -113,7 +114,7 @@ async function downgradeSwapTick(staged: StagedVersion, call: TickCall, ctx: Swa
     return scriptRefusal(ctx, 'tick', outcome);
   }
   // One commit: the downgrade's records, then the tick's on top.
-  return { outcome: { ...outcome, ...mergeChanges([down, outcome]), writes: outcome.writes + down.writes } };
+  return { outcome: { ...outcome, ...mergeChanges(ctx.committed, [down, outcome]), writes: outcome.writes + down.writes } };
 }
 
 function refused(ctx: SwapTickContext, stage: 'tick' | 'downgrade', code: string, message: string, stack?: string): SwapTickResult {
@@ -125,16 +126,20 @@ function scriptRefusal(ctx: SwapTickContext, stage: 'tick', outcome: Extract<Tic
 }
 
 /**
- * Several changes to records, later ones winning, as one set of sets and deletes. Without field
- * patches: a tick's patches describe changes from the world that tick started with, which is
- * not what players have when earlier changes are merged in front of it, so every record goes
- * whole.
+ * Several changes to the committed records, later ones winning, as one set of sets and deletes.
+ * Without field patches: a tick's patches describe changes from the world that tick started
+ * with, which is not what players have when earlier changes are merged in front of it, so
+ * each is folded into its record (as the changes before it left it) and the record goes whole.
  */
-function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[]; dels: readonly string[] }[]): { sets: [string, Uint8Array][]; dels: string[]; patches: Map<string, Uint8Array> } {
+function mergeChanges(committed: CommittedState, changes: RecordChanges[]): { sets: [string, Uint8Array][]; dels: string[]; patches: [string, Uint8Array][] } {
   const merged = new Map<string, Uint8Array | null>();
   for (const c of changes) {
     for (const [k, v] of c.sets) merged.set(k, v);
     for (const k of c.dels) merged.set(k, null);
+    for (const [k, patch] of c.patches) {
+      const current = merged.has(k) ? merged.get(k) : committed.get(k);
+      if (current) merged.set(k, foldPatch(current, patch));
+    }
   }
   const sets: [string, Uint8Array][] = [];
   const dels: string[] = [];
@@ -142,5 +147,5 @@ function mergeChanges(changes: { sets: readonly (readonly [string, Uint8Array])[
     if (v) sets.push([k, v]);
     else dels.push(k);
   }
-  return { sets, dels, patches: new Map() };
+  return { sets, dels, patches: [] };
 }

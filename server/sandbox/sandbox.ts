@@ -12,6 +12,7 @@ import ivm from 'isolated-vm';
 import { Unpackr } from 'msgpackr';
 import { DEFAULT_ISOLATE_SEMI_SPACE_MB } from '../config/config.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
+import { isFoldablePatch, pairsOf } from '../state/record-patch.ts';
 import type { GameBundle } from './bundler.ts';
 import { StackMapper } from './source-map.ts';
 
@@ -25,9 +26,9 @@ export interface SandboxLimits {
 }
 
 /**
- * Set the young generation of every isolate created from now on: V8's semi-space size, MB (0:
- * what isolated-vm derives from the isolate's memory limit). Process-wide (a V8 flag); Node's
- * own heap, created before, is not affected.
+ * Set the young generation of isolates created from now on: the most V8's semi-space may grow
+ * to, MB (0: what isolated-vm derives from the isolate's memory limit). Each isolate gets this,
+ * or an eighth of its memory limit when that is smaller (at least 1 MB).
  *
  * Why: isolated-vm sizes an isolate's young generation from its memory limit, 2^(limit/128 + 10)
  * KB, so the arena's 64 MB limit gets about 1.4 MB, and a 1,000-player tick, which allocates
@@ -36,16 +37,22 @@ export interface SandboxLimits {
  * the default; 1.07 at 4 MB, 1.05-1.08 at 8 MB, 1.04 at 16 MB, 1.03 at 32 MB. The memory limit
  * still bounds the old generation; the young generation is on top of it (V8 keeps two
  * semi-spaces, each growing up to this size as the isolate needs; the growth was not measured
- * here).
+ * here). Why the eighth: an isolate with a small limit gains nothing from a young generation
+ * bigger than its heap, and one that exhausts its memory took longer to die with it (an 8 MB
+ * isolate allocating 16 MB arrays until it died: 450 ms with 8 MB semi-spaces, 230 ms with 1 MB;
+ * long enough for the CPU budget to stop it first, reported as an overrun instead).
  */
 export function setIsolateSemiSpace(mb: number): void {
-  // 0 is V8's own "not set": isolated-vm's constraints apply again.
-  v8.setFlagsFromString(`--max-semi-space-size=${mb}`);
+  semiSpaceMaxMb = mb;
 }
 
-// Every entry point (server, benchmarks, the command line's validate) gets the default unless
-// the server's configuration sets another value before it creates an isolate.
-setIsolateSemiSpace(DEFAULT_ISOLATE_SEMI_SPACE_MB);
+let semiSpaceMaxMb = DEFAULT_ISOLATE_SEMI_SPACE_MB;
+
+/** The semi-space for an isolate with this memory limit (see setIsolateSemiSpace). */
+export function semiSpaceFor(memoryLimitMb: number): number {
+  if (semiSpaceMaxMb === 0) return 0;
+  return Math.max(1, Math.min(semiSpaceMaxMb, Math.floor(memoryLimitMb / 8)));
+}
 
 export const EVENT_JOIN = 1;
 export const EVENT_LEAVE = 2;
@@ -78,14 +85,16 @@ export type FailureCode = 'SCRIPT_ERROR' | 'CPU_BUDGET_EXCEEDED' | 'MEMORY_LIMIT
 export type TickOutcome =
   | {
       ok: true;
-      /** Changed records: key -> msgpack bytes of the record's value. */
+      /** Records written whole: key -> msgpack bytes of the record's value. */
       sets: [string, Uint8Array][];
       dels: string[];
       /**
-       * For some keys of `sets`: msgpack map of only the record's top-level fields the tick set
-       * (what players are sent instead of the whole record). Empty when none can be patched.
+       * Records that existed before the tick and changed only in some top-level fields: key ->
+       * msgpack map of just those fields (what players are sent, and what the log keeps; the
+       * host folds it into its copy of the record: server/state/record-patch.ts). Disjoint
+       * from `sets` and `dels`.
        */
-      patches: Map<string, Uint8Array>;
+      patches: [string, Uint8Array][];
       rejections: Rejection[];
       logs: string[];
       /** Writes journaled by the tick (what a rollback would undo). */
@@ -175,6 +184,9 @@ export class GameSandbox {
    */
   static async create(bundle: GameBundle, limits: SandboxLimits): Promise<GameSandbox> {
     let created: GameSandbox | undefined;
+    // A V8 flag, process-wide, read when an isolate is created: set it for this one just before.
+    // (0 is V8's own "not set": isolated-vm's constraints apply.)
+    v8.setFlagsFromString(`--max-semi-space-size=${semiSpaceFor(limits.memoryLimitMb)}`);
     const isolate = new ivm.Isolate({
       memoryLimit: limits.memoryLimitMb,
       onCatastrophicError: (message: string) =>
@@ -290,9 +302,7 @@ export class GameSandbox {
       const t = this.mapThrown(thrown!);
       return { ok: false, code: 'SCRIPT_ERROR', thrown: t, rejections: mappedRejections, logs, cpuMs, isolateDead: false };
     }
-    const sets: [string, Uint8Array][] = new Array(flatSets.length / 2);
-    for (let i = 0; i < flatSets.length; i += 2) sets[i / 2] = [flatSets[i] as string, flatSets[i + 1] as Uint8Array];
-    return { ok: true, sets, dels, patches: collectPatches(flatPatches), rejections: mappedRejections, logs, writes, cpuMs };
+    return { ok: true, sets: pairsOf(flatSets), dels, patches: pairsOf(flatPatches), rejections: mappedRejections, logs, writes, cpuMs };
   }
 
   /**
@@ -382,29 +392,18 @@ function checkResult(r: unknown): TickResult {
   if (!Array.isArray(sets) || sets.length % 2 !== 0 || !sets.every((x, i) => (i % 2 === 0 ? typeof x === 'string' : x instanceof Uint8Array))) fail('sets');
   if (!Array.isArray(dels) || !dels.every((x) => typeof x === 'string')) fail('dels');
   if (typeof writes !== 'number') fail('writes');
-  if (!Array.isArray(patches) || patches.length % 2 !== 0 || !patches.every((x, i) => (i % 2 === 0 ? typeof x === 'string' : isMsgpackMap(x)))) fail('patches');
+  if (!Array.isArray(patches) || patches.length % 2 !== 0 || !patches.every((x, i) => (i % 2 === 0 ? typeof x === 'string' : isPatch(x)))) fail('patches');
   return r as TickResult;
 }
 
 /**
- * Patch bytes are spliced into frames as they are (codec.ts): they must at least start as a
- * msgpack map.
+ * Patch bytes are spliced into frames as they are (codec.ts) and folded into records on the
+ * host (record-patch.ts): they must be one well-formed map with string keys.
  */
-function isMsgpackMap(x: unknown): boolean {
-  if (!(x instanceof Uint8Array) || x.length === 0) return false;
-  const b = x[0]!;
-  return (b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf;
+function isPatch(x: unknown): boolean {
+  return x instanceof Uint8Array && isFoldablePatch(x);
 }
 
-/**
- * The patches of a tick result by record key. A patch for a key the tick did not also set is
- * never used: the broadcaster looks patches up only for the keys in `sets`.
- */
-function collectPatches(flat: (string | Uint8Array)[]): Map<string, Uint8Array> {
-  const patches = new Map<string, Uint8Array>();
-  for (let i = 0; i < flat.length; i += 2) patches.set(flat[i] as string, flat[i + 1] as Uint8Array);
-  return patches;
-}
 
 /** An error that came out of the isolate as a host Error (isolated-vm copies name, message, stack). */
 function thrownFromHost(e: unknown): ThrownInfo {

@@ -7,6 +7,7 @@
  * it is kept and deltas are absolute, so a later replay lands on the same state.
  */
 import type { CommittedState } from './committed-state.ts';
+import type { RecordChanges } from './record-patch.ts';
 import type { RoomStore } from './room-store.ts';
 
 export interface CheckpointerOptions {
@@ -40,9 +41,10 @@ export class Checkpointer {
   }
 
   /** A tick committed: remember what it touched, and start a checkpoint when one is due. */
-  noteTick(keys: Iterable<string>, dels: Iterable<string>, players: Iterable<string>): void {
-    for (const k of keys) this.changed.add(k);
-    for (const k of dels) this.changed.add(k);
+  noteTick(changes: RecordChanges, players: Iterable<string>): void {
+    for (const [k] of changes.sets) this.changed.add(k);
+    for (const k of changes.dels) this.changed.add(k);
+    for (const [k] of changes.patches) this.changed.add(k);
     for (const p of players) this.players.add(p);
     if (++this.ticksSince >= this.opts.everyTicks && !this.running) {
       this.running = this.run().finally(() => (this.running = null));
@@ -67,7 +69,7 @@ export class Checkpointer {
         const sets: [string, Uint8Array][] = [];
         const dels: string[] = [];
         for (const k of keys.slice(i, i + this.opts.chunkSize)) {
-          const v = this.committed.records.get(k);
+          const v = this.committed.get(k);
           if (v) sets.push([k, v]);
           else dels.push(k);
         }

@@ -101,7 +101,7 @@ describe('fencing', () => {
     const roomId = 'dup-' + Date.now();
     await server.store.create(roomId, { game: 'probe', version: 'v', schema: 1, seed: 1, createdAt: 0, tickHz: 20 });
     const { meta } = (await server.store.claim(roomId)) as ClaimedRoom;
-    const delta = (t: number) => encodeTickDelta(t, [['k', new Uint8Array([t])]], [], new Map());
+    const delta = (t: number) => encodeTickDelta(t, { sets: [['k', new Uint8Array([t])]], dels: [], patches: [] }, new Map());
     const commit = (prevTick: number, tick: number, epoch = meta.epoch) =>
       server.store.commit(roomId, { epoch, prevTick, tick, delta: delta(tick), seatSets: [], seatDels: [] });
     expect(await commit(0, 1)).toBe('ok');

@@ -3,6 +3,7 @@
  * events with the same seed end with the same state hash; another seed gives another world.
  * Uses the real example game in real isolates.
  */
+import { applyChanges } from '../../server/state/record-patch.ts';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { unpack } from 'msgpackr';
@@ -38,8 +39,7 @@ async function play(seed: number, ticks: number): Promise<string> {
       w.value(scriptedEvents(tick));
       const out = await sandbox.tick({ events: w.bytes().slice(), seed, tick, nowMs: 1_000_000 + tick * 50, dtSeconds: 0.05, runInit: tick === 1 });
       if (!out.ok) throw new Error(`tick ${tick} failed: ${out.code} ${out.thrown?.message}`);
-      for (const [k, v] of out.sets) records.set(k, v);
-      for (const k of out.dels) records.delete(k);
+      applyChanges(records, out);
     }
     // The records we accumulated from the deltas equal what the isolate holds.
     const flat = unpack(await sandbox.exportRecords()) as (string | Uint8Array)[];

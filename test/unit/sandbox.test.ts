@@ -226,7 +226,8 @@ describe('a staged isolate catching up with committed records (applyRecords)', (
       expect(seenOf('polluted')).toBe('no');
       expect(seenOf('tableProtoIsObject')).toBe(true);
       expect(world.get('players/__proto__')).toEqual({ x: 10 });
-      const c = second.ok ? second.sets.find(([k]) => k === 'players/c') : undefined;
+      // (Sent as a field patch: the record existed before the tick and only its x changed.)
+      const c = second.ok ? second.patches.find(([k]) => k === 'players/c') : undefined;
       expect(c && unpackr.unpack(c[1])).toEqual({ x: 99 });
     } finally {
       sb.dispose();

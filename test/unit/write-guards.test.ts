@@ -14,6 +14,7 @@
  *
  * Refused routes must fail the input with STATE_INVALID_VALUE and change nothing.
  */
+import { applyChanges, pairsOf } from '../../server/state/record-patch.ts';
 import { describe, expect, it } from 'vitest';
 import { Unpackr } from 'msgpackr';
 import { bundleGame } from '../../server/sandbox/bundler.ts';
@@ -95,6 +96,10 @@ function decodeRecords(flat: unknown[]): Records {
   return out;
 }
 
+function recordBytes(exported: Uint8Array): Map<string, Uint8Array> {
+  return new Map(pairsOf(unpackr.unpack(exported) as (string | Uint8Array)[]));
+}
+
 async function worldOf(sb: GameSandbox): Promise<Records> {
   return decodeRecords(unpackr.unpack(await sb.exportRecords()) as unknown[]);
 }
@@ -121,15 +126,16 @@ async function exercise(routes: Record<string, string>, route: string) {
     const none = new MsgpackWriter();
     none.value([]);
     await run(none.bytes().slice(), true);
+    const committedBytes = recordBytes(await sb.exportRecords());
     const committed = await worldOf(sb);
 
     const failing = await run(events(route, true));
     const afterUndo = await worldOf(sb);
 
     const returning = await run(events(route, false));
-    const applied: Records = new Map(committed);
-    for (const [k, v] of returning.sets) applied.set(k, unpackr.unpack(v));
-    for (const k of returning.dels) applied.delete(k);
+    // What the host makes of the tick's changes (whole records, patches folded in, deletions).
+    applyChanges(committedBytes, returning);
+    const applied: Records = new Map([...committedBytes].map(([k, v]) => [k, unpackr.unpack(v)]));
     const afterCommit = await worldOf(sb);
     return { committed, failing, afterUndo, returning, applied, afterCommit };
   } finally {

@@ -9,15 +9,17 @@
  *   result  = [ok, error|nil, rejections, logs, sets, dels, writes, patches]
  *             rejections = [[eventIndex, error], ...]  (events whose hook threw; undone alone)
  *             sets = [key, recordBytes(bin), key, recordBytes, ...]   dels = [key, ...]
- *             patches = [key, fieldsBytes(bin), ...]: for some keys of `sets`, a msgpack map of
- *             just the record's top-level fields this tick set (what players are sent)
+ *             patches = [key, fieldsBytes(bin), ...]: records that existed before the tick and
+ *             changed only in some top-level fields, as a msgpack map of just those fields.
+ *             A record is in at most one of sets, dels and patches: a patched record is not
+ *             encoded whole (the host folds the patch into its copy; server/state/record-patch.ts).
  *   records = [key, recordBytes(bin), key, recordBytes, ...]          (load / export)
  */
 import './lockdown.ts';
 import { beginTick } from './clock.ts';
 import { takeLogs } from './logs.ts';
 import { decode, MsgpackWriter } from './msgpack.ts';
-import { isPlainObject, MAX_RECORD_BYTES, setOwn, StateValueError, world } from './world.ts';
+import { isPlainObject, MAX_RECORD_BYTES, type PatchableRecord, setOwn, SIZE_UNKNOWN, StateValueError, world, type WorldNode, worldNodeOf } from './world.ts';
 
 type Hook = ((...args: unknown[]) => unknown) | undefined;
 interface Hooks {
@@ -135,16 +137,62 @@ export function install(hooks: Hooks): void {
     out.value(value);
     out.endBin(mark);
     lastRecordBytes = out.length - mark;
+    const node = worldNodeOf(value);
+    if (node !== undefined && node.root === node) sized(node, lastRecordBytes);
     return true;
   }
 
-  /** Encode the dirty records as `sets` and `dels`, and clear the dirty set. */
-  function writeChanges(): void {
+  /**
+   * Record roots whose size bound (WorldNode.bytes) this tick's result set. The bound belongs
+   * to the record as committed: if the tick is undone instead, the record may be back to a
+   * larger size, so these go back to unknown.
+   */
+  const resized: WorldNode[] = [];
+
+  function sized(node: WorldNode, bytes: number): void {
+    node.bytes = bytes;
+    resized[resized.length] = node;
+  }
+
+  function forgetSizes(): void {
+    for (let i = 0; i < resized.length; i++) resized[i]!.bytes = SIZE_UNKNOWN;
+    resized.length = 0;
+  }
+
+  /** Writer for measuring a patched record whole, when its size bound passes the limit. */
+  const measure = new MsgpackWriter();
+
+  /**
+   * Refuse a patched record that may have grown past MAX_RECORD_BYTES. Its new size is at most
+   * the old one plus the patch (plus the map header growing, 4 bytes at most); only when that
+   * bound passes the limit is the record encoded whole to measure it: after a load, once per
+   * record, then about once per megabyte of patches.
+   */
+  function checkPatchedSize(h: PatchableRecord & WorldNode, patchBytes: number): void {
+    const bound = h.bytes + patchBytes + 4;
+    if (bound <= MAX_RECORD_BYTES) {
+      sized(h, bound);
+      return;
+    }
+    measure.reset();
+    measure.value(h.target);
+    if (measure.length > MAX_RECORD_BYTES) {
+      throw new StateValueError(`moonpatch: record "${h.record}" is ${measure.length} bytes encoded, more than a record can be (${MAX_RECORD_BYTES})`);
+    }
+    sized(h, measure.length);
+  }
+
+  /**
+   * Encode the dirty records as `sets` and `dels`, leaving out the `patched` ones (their field
+   * patches say all that changed: encoding them whole too cost a quarter of a 1,000-player tick).
+   */
+  function writeChanges(patched: ReadonlySet<string>): void {
     // msgpack needs the array length before its items: sort keys into sets and dels first.
     // (Arrays are filled by index, not push: scripts can replace Array.prototype methods.)
     const sets: string[] = [];
     const dels: string[] = [];
     world.dirty.forEach((key) => {
+      if (patched.has(key)) return;
       if (recordExists(key)) sets[sets.length] = key;
       else dels[dels.length] = key;
     });
@@ -162,8 +210,7 @@ export function install(hooks: Hooks): void {
   }
 
   /** Encode the field patches of the tick's changed records (see world.ts), then forget them. */
-  function writePatches(): void {
-    const records = world.patchRecords();
+  function writePatches(records: readonly PatchableRecord[]): void {
     out.arrayHeader(records.length * 2);
     for (let i = 0; i < records.length; i++) {
       const { record, target, fields } = records[i]!;
@@ -175,6 +222,7 @@ export function install(hooks: Hooks): void {
         out.value(target[fields[f]!]);
       }
       out.endBin(mark);
+      checkPatchedSize(records[i] as PatchableRecord & WorldNode, out.length - mark);
     }
     world.beginChanges();
   }
@@ -201,6 +249,7 @@ export function install(hooks: Hooks): void {
   function tick(events: Uint8Array, seed: number, tickNo: number, nowMs: number, dt: number, runInit: boolean, migrateFrom = -1, downgradeTo = -1): Uint8Array {
     world.forget();
     world.beginChanges();
+    resized.length = 0;
     beginTick(seed, tickNo, nowMs);
     const list = decode(events) as unknown[][];
     const rejections: [number, ThrownInfo][] = [];
@@ -280,6 +329,7 @@ export function install(hooks: Hooks): void {
     out.arrayHeader(8);
     if (failure !== null) {
       world.rollback(0);
+      forgetSizes();
       out.value(false);
       writeThrown(out, failure);
     } else {
@@ -301,9 +351,12 @@ export function install(hooks: Hooks): void {
       out.uint(writes);
       out.arrayHeader(0);
     } else {
-      writeChanges();
+      const patchable = world.patchRecords();
+      const patched = new Set<string>();
+      for (let i = 0; i < patchable.length; i++) patched.add(patchable[i]!.record);
+      writeChanges(patched);
       out.uint(writes);
-      writePatches();
+      writePatches(patchable);
     }
     // A copy sized exactly: the host copies the whole ArrayBuffer behind a view, not just the view.
     return out.copyBytes();
@@ -326,6 +379,7 @@ export function install(hooks: Hooks): void {
   /** Undo the last tick: its commit did not land, or it was interrupted (CPU budget). */
   function rollback(): void {
     world.rollback(0);
+    forgetSizes();
     takeLogs();
   }
 

@@ -120,7 +120,16 @@ export interface WorldNode {
   stamp: number;
   /** On a record root: the top-level fields written during tick `stamp` (no repeats). */
   fields: string[];
+  /**
+   * On a record root: at least the record's encoded size, bytes ({@link SIZE_UNKNOWN} until
+   * it is first encoded whole). A record sent as field patches is not encoded whole, so this
+   * bound is what tells when it may have grown past MAX_RECORD_BYTES (entry.ts).
+   */
+  bytes: number;
 }
+
+/** {@link WorldNode.bytes} of a record not yet measured: over any limit, so it gets measured. */
+export const SIZE_UNKNOWN = MAX_RECORD_BYTES + 1;
 
 /** A record changed this tick in a few of its top-level fields (see JournaledWorld.patchRecords). */
 export interface PatchableRecord {
@@ -290,7 +299,7 @@ export class JournaledWorld {
   // ---- positions ----
 
   private node(level: Level, table: string, record: string, array: boolean, target: Obj, root: WorldNode | null, field: string, holder: Obj | null, entry: string): WorldNode {
-    return { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [] };
+    return { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [], bytes: SIZE_UNKNOWN };
   }
 
   /**

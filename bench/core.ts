@@ -8,11 +8,15 @@
  * makes after decoding a frame), and their connections are counting stubs: this measures the
  * tick, not 1,000 sockets on the same two cores. Socket load is the load test's job.
  *
- *   npm run bench -- --players 1000 --seconds 30 [--turn-every 1]
+ *   npm run bench -- --players 1000 --seconds 30 [--turn-every 1] [--dump FILE]
+ *
+ * --dump FILE also writes every measured tick (number, script wall, isolate CPU, commit) as
+ * JSON lines, to look for what the slow ones have in common (a checkpoint, a collection).
  *
  * With --turn-every 1 (the default, the worst case) every input changes its player's
  * direction, so every player record changes every tick; --turn-every 20 turns once a second.
  */
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startServer } from '../server/app.ts';
 import { makeConfig } from '../server/config/config.ts';
@@ -189,6 +193,9 @@ async function main(): Promise<void> {
       'Players are in-process stubs at the seat API; see the load test for sockets.',
     measured_at: new Date().toISOString(),
   };
+  if (args.dump) {
+    writeFileSync(String(args.dump), committed.map((e) => JSON.stringify({ tick: e.tick, scriptMs: e.scriptMs, cpuMs: e.cpuMs, commitMs: e.commitMs, totalMs: e.totalMs })).join('\n') + '\n');
+  }
   const file = writeResult(TURN_EVERY === 1 ? 'core' : `core-turn-every-${TURN_EVERY}`, result);
   console.log(JSON.stringify({ players: result.players, ticks: result.ticks, missed_ticks: missed, tick_ms: result.tick_ms, script_ms: result.script_ms, commit_ms: result.commit_ms, failed_tick_ms: result.failed_tick_ms, rollback_extra_ms: result.rollback_extra_ms, failed_tick_extra_ms: result.failed_tick_extra_ms, failed_tick_extra_cpu_ms: result.failed_tick_extra_cpu_ms, rollback_ms: result.rollback_ms, broadcast_bytes_per_recipient: result.broadcast_bytes_per_recipient }, null, 2));
   console.log(`core bench: wrote ${file}`);

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
-import { foldPatch, type RecordChanges } from './record-patch.ts';
+import { foldPatches, type RecordChanges } from './record-patch.ts';
 
 /**
  * A record with this many patches pending is folded at once, whatever reads it: checkpoints
@@ -52,8 +52,7 @@ export class CommittedState {
   get(key: string): Uint8Array | undefined {
     const patches = this.unfolded.get(key);
     if (patches === undefined) return this.whole.get(key);
-    let v = this.whole.get(key)!;
-    for (const p of patches) v = foldPatch(v, p);
+    const v = foldPatches(this.whole.get(key)!, patches);
     this.whole.set(key, v);
     this.unfolded.delete(key);
     return v;

@@ -111,6 +111,89 @@ export function foldPatch(record: Uint8Array, patch: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * The record with several patches folded in, oldest first: the same bytes as folding them one
+ * at a time, in one pass. The committed mirror keeps a record's patches until it is read whole
+ * (a checkpoint, every 20 ticks): folding 20 patches one by one parsed and rebuilt the record
+ * 20 times, 2 ms of the server's main thread a tick at 1,000 players. Here each patch is parsed
+ * once, newest first, and a field takes the value of the newest patch that names it.
+ */
+export function foldPatches(record: Uint8Array, patches: readonly Uint8Array[]): Uint8Array {
+  if (patches.length === 1) return foldPatch(record, patches[0]!);
+  const recCount = mapEntries(record, 0);
+  if (recCount < 0) return foldEach(record, patches);
+  const rec = scratch[0]!;
+  // Where each record entry's value comes from: the patch (-1: the record) and its offsets.
+  const from = fitSources(recCount);
+  // Fields the patches add, in no order yet: where the key and value are (newest patch naming
+  // it), and where it first appeared (oldest patch naming it, its position there).
+  const added: { src: number; keyStart: number; valueStart: number; valueEnd: number; first: number; pos: number }[] = [];
+  for (let q = patches.length - 1; q >= 0; q--) {
+    const patch = patches[q]!;
+    const n = mapEntries(patch, 1);
+    if (n < 0) return foldEach(record, patches);
+    const pat = scratch[1]!;
+    for (let p = 0; p < n; p++) {
+      const r = findKey(record, rec, recCount, patch, pat, p);
+      if (r >= 0) {
+        if (from[r * 3]! < 0) {
+          from[r * 3] = q;
+          from[r * 3 + 1] = pat[p * 3 + 1]!;
+          from[r * 3 + 2] = pat[p * 3 + 2]!;
+        }
+        continue;
+      }
+      const keyStart = pat[p * 3]!;
+      const keyEnd = pat[p * 3 + 1]!;
+      if (isIndexLike(patch, keyStart, keyEnd)) return foldEach(record, patches);
+      const seen = added.find((a) => sameBytes(patches[a.src]!, a.keyStart, a.valueStart, patch, keyStart, keyEnd));
+      if (seen) {
+        seen.first = q;
+        seen.pos = p;
+      } else added.push({ src: q, keyStart, valueStart: keyEnd, valueEnd: pat[p * 3 + 2]!, first: q, pos: p });
+    }
+  }
+  // New fields go last, in the order they first appeared, as assigning them one tick after
+  // another would have put them.
+  added.sort((a, b) => a.first - b.first || a.pos - b.pos);
+  const count = recCount + added.length;
+  let size = mapHeaderSize(count);
+  for (let r = 0; r < recCount; r++) {
+    size += rec[r * 3 + 1]! - rec[r * 3]!;
+    size += from[r * 3]! < 0 ? rec[r * 3 + 2]! - rec[r * 3 + 1]! : from[r * 3 + 2]! - from[r * 3 + 1]!;
+  }
+  for (const a of added) size += a.valueEnd - a.keyStart;
+  const out = new Uint8Array(size);
+  let o = writeMapHeader(out, count);
+  for (let r = 0; r < recCount; r++) {
+    o = copy(record, rec[r * 3]!, rec[r * 3 + 1]!, out, o);
+    const q = from[r * 3]!;
+    o = q < 0 ? copy(record, rec[r * 3 + 1]!, rec[r * 3 + 2]!, out, o) : copy(patches[q]!, from[r * 3 + 1]!, from[r * 3 + 2]!, out, o);
+  }
+  for (const a of added) o = copy(patches[a.src]!, a.keyStart, a.valueEnd, out, o);
+  return out;
+}
+
+function foldEach(record: Uint8Array, patches: readonly Uint8Array[]): Uint8Array {
+  let v = record;
+  for (const p of patches) v = foldPatch(v, p);
+  return v;
+}
+
+function sameBytes(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bStart: number, bEnd: number): boolean {
+  if (aEnd - aStart !== bEnd - bStart) return false;
+  for (let i = 0; i < aEnd - aStart; i++) if (a[aStart + i] !== b[bStart + i]) return false;
+  return true;
+}
+
+let sourcesScratch = new Int32Array(64 * 3);
+
+function fitSources(n: number): Int32Array {
+  if (sourcesScratch.length < n * 3) sourcesScratch = new Int32Array(n * 6);
+  for (let r = 0; r < n; r++) sourcesScratch[r * 3] = -1;
+  return sourcesScratch;
+}
+
 /** Entry offsets of the record ([0]) and the patch ([1]), three per entry (see mapEntries). */
 const scratch: Int32Array[] = [new Int32Array(64 * 3), new Int32Array(64 * 3)];
 let replacedScratch = new Int32Array(64);

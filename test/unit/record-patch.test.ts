@@ -10,7 +10,7 @@ import { bundleGame } from '../../server/sandbox/bundler.ts';
 import { decode, MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 import { GameSandbox, type TickOutcome } from '../../server/sandbox/sandbox.ts';
 import { CommittedState, stateHash } from '../../server/state/committed-state.ts';
-import { applyChanges, foldPatch, isFoldablePatch, pairsOf, type RecordChanges } from '../../server/state/record-patch.ts';
+import { applyChanges, foldPatch, foldPatches, isFoldablePatch, type RecordChanges } from '../../server/state/record-patch.ts';
 import { applyTickDelta, encodeTickDelta } from '../../server/state/tick-delta.ts';
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
@@ -77,6 +77,27 @@ describe('folding a field patch into a record', () => {
       for (let i = Math.floor(r() * 3); i > 0; i--) patch['new' + Math.floor(r() * 4)] = randomValue(r);
       const folded = foldPatch(enc(record), enc(patch));
       expect(Buffer.from(folded).equals(Buffer.from(enc(assigned(record, patch)))), `case ${n}`).toBe(true);
+    }
+  });
+
+  it('folds several patches at once into the same bytes as one after another (random records, fields added and reset)', () => {
+    const r = rng(99);
+    for (let n = 0; n < 1500; n++) {
+      const record = randomRecord(r, [1, 3, 15, 30][n % 4]!);
+      const keys = Object.keys(record);
+      const patches: Uint8Array[] = [];
+      let expected = record;
+      for (let k = 1 + Math.floor(r() * 25); k > 0; k--) {
+        const patch: Record<string, unknown> = {};
+        for (let i = Math.floor(r() * 4); i > 0; i--) patch[keys[Math.floor(r() * keys.length)]!] = randomValue(r);
+        // New fields, some named again by later patches (their first appearance decides the order).
+        for (let i = Math.floor(r() * 3); i > 0; i--) patch['new' + Math.floor(r() * 5)] = randomValue(r);
+        if (r() < 0.05) patch[String(Math.floor(r() * 3))] = 'index-like'; // the slow path, mid-sequence
+        patches.push(enc(patch));
+        expected = assigned(expected, patch);
+      }
+      const folded = foldPatches(enc(record), patches);
+      expect(Buffer.from(folded).equals(Buffer.from(enc(expected))), `case ${n}`).toBe(true);
     }
   });
 

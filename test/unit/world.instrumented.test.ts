@@ -210,10 +210,10 @@ describe('field patches', () => {
    */
   function patchesOf(jw: JournaledWorld): Record<string, Record<string, unknown>> {
     const out: Record<string, Record<string, unknown>> = {};
-    for (const { record, target, fields } of jw.patchRecords()) {
+    for (const { record, target, fields, fieldCount } of jw.patchRecords()) {
       const writer = new MsgpackWriter();
-      writer.mapHeader(fields.length);
-      for (const f of fields) {
+      writer.mapHeader(fieldCount);
+      for (const f of fields.slice(0, fieldCount)) {
         writer.str(f);
         writer.value(target[f]);
       }

@@ -125,8 +125,13 @@ function flushUnits(count: number): string {
   return String.fromCharCode.apply(null, units);
 }
 
-/** Short pure-ASCII strings (typical map keys) are cheapest to build by concatenation. */
-const SHORT_STRING = 16;
+/**
+ * Short strings are staged as code units and built in one call too. Concatenating them a
+ * character at a time was no faster (measured: 84-95 ns against 67-73 ns for a 13-character
+ * id) and allocated every intermediate string: decoding a 1,000-player tick's events made
+ * about 1 MB of garbage a tick that way, 40% of everything the tick allocated.
+ */
+const SHORT_STRING = 32;
 
 /**
  * Decodes UTF-8 bytes [start, end). Invalid sequences become U+FFFD following the WHATWG
@@ -134,14 +139,14 @@ const SHORT_STRING = 16;
  * well-formed string and every byte is consumed exactly once.
  */
 function utf8Read(b: Uint8Array, start: number, end: number): string {
-  if (end - start <= SHORT_STRING) {
-    let s = '';
-    for (let i = start; i < end; i++) {
-      const c = b[i]!;
+  const n = end - start;
+  if (n <= SHORT_STRING) {
+    for (let i = 0; i < n; i++) {
+      const c = b[start + i]!;
       if (c >= 0x80) return utf8ReadGeneral(b, start, end);
-      s += String.fromCharCode(c);
+      units[i] = c;
     }
-    return s;
+    return flushUnits(n);
   }
   return utf8ReadGeneral(b, start, end);
 }
@@ -726,8 +731,26 @@ class Reader {
     this.enter(depth);
     // Each element takes at least one byte: reject absurd counts before allocating anything.
     this.checkCount(n, 1);
+    // Small arrays (a tick's events, a 2-vector) as literals: an array grown from empty by
+    // index gets room for 17 elements at the first store, three times what a 5-element one
+    // needs, and a literal stays packed (elements are evaluated left to right).
+    const d = depth + 1;
+    switch (n) {
+      case 0:
+        return [];
+      case 1:
+        return [this.readValue(d)];
+      case 2:
+        return [this.readValue(d), this.readValue(d)];
+      case 3:
+        return [this.readValue(d), this.readValue(d), this.readValue(d)];
+      case 4:
+        return [this.readValue(d), this.readValue(d), this.readValue(d), this.readValue(d)];
+      case 5:
+        return [this.readValue(d), this.readValue(d), this.readValue(d), this.readValue(d), this.readValue(d)];
+    }
     const out: unknown[] = [];
-    for (let i = 0; i < n; i++) out[i] = this.readValue(depth + 1);
+    for (let i = 0; i < n; i++) out[i] = this.readValue(d);
     return out;
   }
 

@@ -118,8 +118,13 @@ export interface WorldNode {
   entry: string;
   /** On a record root: the {@link JournaledWorld.stamp} its `fields` belong to. */
   stamp: number;
-  /** On a record root: the top-level fields written during tick `stamp` (no repeats). */
+  /**
+   * On a record root: the top-level fields written during tick `stamp` (no repeats) are the
+   * first `fieldCount` of `fields`. The array is kept from tick to tick and overwritten: a new
+   * one for every record every tick was a tenth of a 1,000-player tick's garbage.
+   */
   fields: string[];
+  fieldCount: number;
   /**
    * On a record root: at least the record's encoded size, bytes ({@link SIZE_UNKNOWN} until
    * it is first encoded whole). A record sent as field patches is not encoded whole, so this
@@ -135,7 +140,9 @@ export const SIZE_UNKNOWN = MAX_RECORD_BYTES + 1;
 export interface PatchableRecord {
   readonly record: string;
   readonly target: Obj;
+  /** The fields are the first `fieldCount` of these. */
   readonly fields: string[];
+  readonly fieldCount: number;
 }
 
 /**
@@ -299,7 +306,7 @@ export class JournaledWorld {
   // ---- positions ----
 
   private node(level: Level, table: string, record: string, array: boolean, target: Obj, root: WorldNode | null, field: string, holder: Obj | null, entry: string): WorldNode {
-    return { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [], bytes: SIZE_UNKNOWN };
+    return { world: this, gen: this.generation, level, table, record, isArray: array, target, root, field, holder, entry, stamp: 0, fields: [], fieldCount: 0, bytes: SIZE_UNKNOWN };
   }
 
   /**
@@ -367,14 +374,19 @@ export class JournaledWorld {
     const field = root === h ? key : h.field;
     if (root.stamp !== this.stamp) {
       root.stamp = this.stamp;
-      root.fields = [field];
+      root.fields[0] = field;
+      root.fieldCount = 1;
       this.patchable[this.patchable.length] = root;
       return;
     }
     const fields = root.fields;
-    for (let i = 0; i < fields.length; i++) if (fields[i] === field) return;
-    if (fields.length >= MAX_PATCH_FIELDS) this.whole.add(h.record);
-    else fields[fields.length] = field;
+    const n = root.fieldCount;
+    for (let i = 0; i < n; i++) if (fields[i] === field) return;
+    if (n >= MAX_PATCH_FIELDS) this.whole.add(h.record);
+    else {
+      fields[n] = field;
+      root.fieldCount = n + 1;
+    }
   }
 
   /**
@@ -388,7 +400,7 @@ export class JournaledWorld {
     const list = this.patchable;
     for (let i = 0; i < list.length; i++) {
       const h = list[i]!;
-      if (h.stamp !== this.stamp || this.whole.has(h.record) || !allOwn(h.target, h.fields) || !this.isAttached(h)) continue;
+      if (h.stamp !== this.stamp || this.whole.has(h.record) || !allOwn(h.target, h.fields, h.fieldCount) || !this.isAttached(h)) continue;
       out[out.length] = h;
     }
     return out;
@@ -582,8 +594,8 @@ export function setOwn(target: Obj, key: string, value: unknown): void {
  * False when a listed field is gone: a field added by an event whose writes were then undone
  * to its savepoint. Such a record is sent whole (a patch cannot say "absent").
  */
-function allOwn(target: Obj, fields: string[]): boolean {
-  for (let i = 0; i < fields.length; i++) if (!hasOwn.call(target, fields[i]!)) return false;
+function allOwn(target: Obj, fields: string[], n: number): boolean {
+  for (let i = 0; i < n; i++) if (!hasOwn.call(target, fields[i]!)) return false;
   return true;
 }
 

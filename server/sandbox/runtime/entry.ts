@@ -412,13 +412,14 @@ export function install(hooks: Hooks): void {
   function load(records: Uint8Array): void {
     const flat = decode(records) as unknown[];
     const root: Record<string, unknown> = {};
-    const entries: [string, string, unknown][] = [];
+    const entries: [string, string, unknown, number][] = [];
     for (let i = 0; i < flat.length; i += 2) {
       const key = flat[i] as string;
-      const value = decode(flat[i + 1] as Uint8Array);
+      const bytes = flat[i + 1] as Uint8Array;
+      const value = decode(bytes);
       const slash = key.indexOf('/');
       if (slash < 0) root[key] = isPlainObject(value) ? {} : value;
-      else entries[entries.length] = [key.slice(0, slash), key.slice(slash + 1), value];
+      else entries[entries.length] = [key.slice(0, slash), key.slice(slash + 1), value, bytes.length];
     }
     for (let e = 0; e < entries.length; e++) {
       const table = entries[e]![0];
@@ -433,6 +434,15 @@ export function install(hooks: Hooks): void {
       setOwn(t as Record<string, unknown>, entry, value);
     }
     world.reset(root);
+    // The records' sizes are known here: without them the first tick after a load (a rebuild,
+    // or a live patch's swap tick) would encode every record it patches whole to measure it.
+    for (let e = 0; e < entries.length; e++) knowSize(entries[e]![2], entries[e]![3]);
+  }
+
+  /** A record root's encoded size is `bytes` (the record as it was just loaded or applied). */
+  function knowSize(value: unknown, bytes: number): void {
+    const node = worldNodeOf(value);
+    if (node !== undefined && node.root === node) node.bytes = bytes;
   }
 
   /**
@@ -474,7 +484,8 @@ export function install(hooks: Hooks): void {
         world.attachAt(name);
       }
       const entry = key.slice(slash + 1);
-      const value = decode(flat[i + 1] as Uint8Array);
+      const bytes = flat[i + 1] as Uint8Array;
+      const value = decode(bytes);
       // (setOwn: the guarded Object.defineProperty refuses world tables, see guards.ts.)
       if (entry === '__proto__') setOwn(t as Record<string, unknown>, entry, value);
       else {
@@ -484,6 +495,7 @@ export function install(hooks: Hooks): void {
       }
       // The record's objects, new or assigned in place, get their positions in the world.
       world.attachAt(key);
+      knowSize((t as Record<string, unknown>)[entry], bytes.length);
     }
   }
 

@@ -31,7 +31,7 @@ export function round(x: number, digits = 3): number {
   return Math.round(x * f) / f;
 }
 
-export function machine(): { cpu_model: string; cpu_count: number; memory_gb: number; node: string; platform: string } {
+export function machine(): { cpu_model: string; cpu_count: number; memory_gb: number; node: string; platform: string; speed_probe_ms: number } {
   const cpus = os.cpus();
   return {
     cpu_model: cpus[0]?.model ?? 'unknown',
@@ -39,7 +39,30 @@ export function machine(): { cpu_model: string; cpu_count: number; memory_gb: nu
     memory_gb: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
+    speed_probe_ms: speedProbe(),
   };
+}
+
+/**
+ * How fast this machine is running right now: the median time of a fixed piece of JavaScript
+ * (objects, floating point, a sort), ms; lower is faster. These machines are shared, and the
+ * same code measures up to half slower at one hour than at another: two results compare only
+ * when their probes are close. Taken when the result is written, on an otherwise idle process.
+ */
+export function speedProbe(): number {
+  const times: number[] = [];
+  let sink = 0;
+  for (let run = 0; run < 15; run++) {
+    const t0 = performance.now();
+    const items: { x: number; y: number; id: string }[] = [];
+    for (let i = 0; i < 50_000; i++) items.push({ x: Math.sin(i) * 1000, y: Math.cos(i * 0.5) * 700, id: 'p' + (i % 977) });
+    items.sort((a, b) => a.x - b.x || a.y - b.y);
+    for (const it of items) sink += Math.hypot(it.x, it.y) + it.id.length;
+    times.push(performance.now() - t0);
+  }
+  if (sink === 42) console.log(''); // keeps the work from being optimised away
+  times.sort((a, b) => a - b);
+  return round(times[7]!);
 }
 
 export function writeResult(name: string, result: unknown): string {

@@ -425,7 +425,11 @@ export class JournaledWorld {
       if (t === 'number' && !Number.isFinite(value)) this.toStored(value, 0, key); // throws
       this.record(target, key, old, true);
       target[key] = value;
-      this.dirty.add(h.record);
+      // A record root stamped with this tick is in the dirty set already (noteField stamps it
+      // on the record's first write of the tick, beginChanges empties both): most writes are
+      // a record's second to sixth of the tick, and skip the set.
+      const root = h.root;
+      if (root === null || root.stamp !== this.stamp) this.dirty.add(h.record);
       this.noteField(h, key);
       return;
     }

@@ -12,6 +12,7 @@ import { GameSandbox, type TickOutcome } from '../../server/sandbox/sandbox.ts';
 import { CommittedState, stateHash } from '../../server/state/committed-state.ts';
 import { applyChanges, foldPatch, foldPatches, isFoldablePatch, type RecordChanges } from '../../server/state/record-patch.ts';
 import { applyTickDelta, encodeTickDelta } from '../../server/state/tick-delta.ts';
+import { mulberry32 } from '../helpers/prng.ts';
 
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
@@ -28,17 +29,6 @@ function assigned(record: Record<string, unknown>, patch: Record<string, unknown
   return out;
 }
 
-/** A small deterministic generator (tests must be reproducible). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomValue(r: () => number, depth = 0): unknown {
   const pick = Math.floor(r() * (depth > 2 ? 7 : 9));
@@ -67,7 +57,7 @@ function randomRecord(r: () => number, fields: number): Record<string, unknown> 
 
 describe('folding a field patch into a record', () => {
   it('gives the bytes the isolate would encode for the assigned record, over many random records and patches', () => {
-    const r = rng(7);
+    const r = mulberry32(7);
     for (let n = 0; n < 2000; n++) {
       // Field counts around the map header sizes: 15 -> 16 is fixmap -> map16.
       const record = randomRecord(r, [1, 5, 14, 15, 16, 40][n % 6]!);
@@ -81,7 +71,7 @@ describe('folding a field patch into a record', () => {
   });
 
   it('folds several patches at once into the same bytes as one after another (random records, fields added and reset)', () => {
-    const r = rng(99);
+    const r = mulberry32(99);
     for (let n = 0; n < 1500; n++) {
       const record = randomRecord(r, [1, 3, 15, 30][n % 4]!);
       const keys = Object.keys(record);
@@ -150,7 +140,7 @@ describe('folding a field patch into a record', () => {
 
 /** A random history of changes over a few records: whole writes, patches and deletions. */
 function randomHistory(seed: number, ticks: number): { changes: RecordChanges[]; states: Map<string, Uint8Array>[] } {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const live = new Map<string, Record<string, unknown>>();
   const states: Map<string, Uint8Array>[] = [new Map()];
   const changes: RecordChanges[] = [];

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { Packr, unpack } from 'msgpackr';
 import { MsgpackWriter, decode, MAX_DEPTH } from '../../server/sandbox/runtime/msgpack.ts';
+import { mulberry32 } from '../helpers/prng.ts';
 
 // --- helpers -------------------------------------------------------------------------------
 
@@ -33,17 +34,6 @@ function normalize(v: unknown): unknown {
   return v;
 }
 
-/** Deterministic PRNG (mulberry32) so failures are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeGenerator(seed: number) {
   const rand = mulberry32(seed);

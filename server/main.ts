@@ -33,9 +33,18 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal }, 'second signal during shutdown: exiting now');
+      process.exit(1);
+    }
     stopping = true;
     log.info({ signal }, 'shutting down');
+    // Past the deadline, exit anyway (see shutdownTimeoutMs): committed ticks are in Redis.
+    const deadline = setTimeout(() => {
+      log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time (Redis unreachable?): exiting; committed ticks are in Redis, the last checkpoint is replayed from the log at the next start');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    deadline.unref();
     await server.close();
     await redis.owned?.stop();
     process.exit(0);

@@ -136,6 +136,14 @@ export interface ServerConfig {
    * Env ISOLATE_SEMI_SPACE_MB. @default DEFAULT_ISOLATE_SEMI_SPACE_MB (8)
    */
   isolateSemiSpaceMb: number;
+  /**
+   * A graceful stop (SIGTERM, SIGINT) that has not finished after this long exits anyway, with
+   * code 1: a stop waits on Redis for its last commits and checkpoints, and with Redis gone it
+   * would wait forever. Every committed tick is in Redis already; what a forced exit can skip is
+   * the last checkpoint (replayed from the log at the next start) and the unlisting of idle
+   * rooms. A second signal exits at once. Env SHUTDOWN_TIMEOUT_MS. @default 15000
+   */
+  shutdownTimeoutMs: number;
 }
 
 /** Per-game settings from scripts/<game>/game.json. */
@@ -200,6 +208,7 @@ export const DEFAULTS: ServerConfig = {
   roomCreation: 'open',
   roomExpireMs: 0,
   isolateSemiSpaceMb: DEFAULT_ISOLATE_SEMI_SPACE_MB,
+  shutdownTimeoutMs: 15_000,
 };
 
 function int(option: string, raw: unknown, min: number, max: number): number {
@@ -229,6 +238,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
   int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);
   int('isolateSemiSpaceMb', c.isolateSemiSpaceMb, 0, 256);
+  int('shutdownTimeoutMs', c.shutdownTimeoutMs, 100, 3_600_000);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
@@ -278,6 +288,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
   if (env.ISOLATE_SEMI_SPACE_MB) o.isolateSemiSpaceMb = num('ISOLATE_SEMI_SPACE_MB')!;
+  if (env.SHUTDOWN_TIMEOUT_MS) o.shutdownTimeoutMs = num('SHUTDOWN_TIMEOUT_MS')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   if (env.REBALANCE_INTERVAL_MS) o.rebalanceIntervalMs = num('REBALANCE_INTERVAL_MS')!;
   return makeConfig(o);

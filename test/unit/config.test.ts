@@ -19,6 +19,11 @@ describe('room lifecycle and isolate settings', () => {
     expect(configFromEnv({ ISOLATE_SEMI_SPACE_MB: '32' }).isolateSemiSpaceMb).toBe(32);
   });
 
+  it('a stop exits anyway after 15 s unless SHUTDOWN_TIMEOUT_MS says otherwise', () => {
+    expect(configFromEnv({}).shutdownTimeoutMs).toBe(15_000);
+    expect(configFromEnv({ SHUTDOWN_TIMEOUT_MS: '60000' }).shutdownTimeoutMs).toBe(60_000);
+  });
+
   it('reads ROOM_CREATION and ROOM_EXPIRE_MS', () => {
     const c = configFromEnv({ ROOM_CREATION: 'admin', ROOM_EXPIRE_MS: '86400000' });
     expect(c.roomCreation).toBe('admin');
@@ -35,6 +40,8 @@ describe('room lifecycle and isolate settings', () => {
     [{ ISOLATE_SEMI_SPACE_MB: '-8' }, 'isolateSemiSpaceMb'],
     [{ ISOLATE_SEMI_SPACE_MB: '1024' }, 'isolateSemiSpaceMb'],
     [{ ISOLATE_SEMI_SPACE_MB: 'big' }, 'isolateSemiSpaceMb'],
+    [{ SHUTDOWN_TIMEOUT_MS: '0' }, 'shutdownTimeoutMs'],
+    [{ SHUTDOWN_TIMEOUT_MS: 'forever' }, 'shutdownTimeoutMs'],
   ])('refuses %j, naming %s', (env, option) => {
     let err: unknown;
     try {

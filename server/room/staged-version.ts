@@ -76,7 +76,8 @@ export class StagedVersion {
   /**
    * A tick committed by the running version. `committed` is the room's mirror with the tick
    * applied: patched records are taken from it whole (the staged isolate applies whole
-   * records; the patches are of the running version's world, which it does not share).
+   * records; the patches are of the running version's world, which it does not share). Changes
+   * not yet in the mirror (a downgrade's, swap-tick.ts) must come with their patches folded.
    */
   noteCommitted(changes: RecordChanges, committed: { get(key: string): Uint8Array | undefined }): void {
     if (this.replay) return; // the new version's records mean nothing to the old one

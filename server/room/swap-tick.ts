@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import type { GameSandbox, TickCall, TickOutcome } from '../sandbox/sandbox.ts';
 import type { CommittedState } from '../state/committed-state.ts';
-import { foldPatch, NO_PATCHES, type RecordChanges } from '../state/record-patch.ts';
+import { foldPatch, NO_PATCHES, type RecordChanges, wholeChanges } from '../state/record-patch.ts';
 import type { StagedVersion, SwapResult } from './staged-version.ts';
 
 /** Swap ticks that overran the CPU budget and are tried again before a patch is refused. */
@@ -106,7 +106,9 @@ async function downgradeSwapTick(staged: StagedVersion, call: TickCall, ctx: Swa
   if (!down.ok) {
     return refused(ctx, 'downgrade', down.thrown?.code ?? down.code, down.thrown ? down.thrown.message : down.code, down.thrown?.stack);
   }
-  staged.noteCommitted(down, ctx.committed);
+  // The downgrade's patches are of the committed records, which do not have them yet (they
+  // commit with this tick): fold them in before the staged isolate takes the records.
+  staged.noteCommitted({ ...wholeChanges(down, ctx.committed), patches: NO_PATCHES }, ctx.committed);
   await staged.catchUp();
   const outcome = await staged.sandbox.tick(call);
   if (!outcome.ok) {

@@ -54,7 +54,7 @@ export function applyChanges(records: Map<string, Uint8Array>, changes: RecordCh
  * from `base` (for consumers that take whole records only: a staged isolate's catch-up, a
  * merge of several ticks' changes). A patch whose record `base` lacks is dropped, as above.
  */
-export function wholeChanges(changes: RecordChanges, base: ReadonlyMap<string, Uint8Array>): { sets: [string, Uint8Array][]; dels: string[] } {
+export function wholeChanges(changes: RecordChanges, base: { get(key: string): Uint8Array | undefined }): { sets: [string, Uint8Array][]; dels: string[] } {
   const sets: [string, Uint8Array][] = changes.sets.map(([k, v]) => [k, v]);
   for (const [k, patch] of changes.patches) {
     const current = base.get(k);

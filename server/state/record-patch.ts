@@ -70,8 +70,9 @@ export function isFoldablePatch(bytes: Uint8Array): boolean {
 
 /** The record with the patch's fields set: new bytes; neither input is modified. */
 export function foldPatch(record: Uint8Array, patch: Uint8Array): Uint8Array {
-  // Offsets go to scratch arrays reused across calls: a fold runs for every patched record of
-  // every tick, and allocating typed arrays and subarrays for each cost more than the copying.
+  // Offsets go to scratch arrays reused across calls: folds come by the thousand (a checkpoint
+  // folds every record a tick patched), and allocating typed arrays and subarrays for each
+  // cost more than the copying.
   const recCount = mapEntries(record, 0);
   const patCount = recCount < 0 ? -1 : mapEntries(patch, 1);
   if (recCount < 0 || patCount < 0) return foldByValue(record, patch);
@@ -216,9 +217,19 @@ function copy(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: 
 
 /** The same fold through decoded values: slower, follows JavaScript's key order exactly. */
 function foldByValue(record: Uint8Array, patch: Uint8Array): Uint8Array {
-  const target = decode(record);
-  const fields = decode(patch);
-  if (!isPlainMap(target) || !isPlainMap(fields)) throw new Error('moonpatch: a field patch applies to a record that is a map, and is a map itself');
+  // A patch of something that is not a map record, or bytes that do not decode, change
+  // nothing: only a subverted isolate or a tampered log could hold one, and a throw here would
+  // stop every later checkpoint, snapshot and replay of the room (the same bytes would throw
+  // again each time). Mirror and replay both skip it, so they agree.
+  let target: unknown;
+  let fields: unknown;
+  try {
+    target = decode(record);
+    fields = decode(patch);
+  } catch {
+    return record;
+  }
+  if (!isPlainMap(target) || !isPlainMap(fields)) return record;
   for (const k of Object.keys(fields)) {
     // An own data property even for "__proto__" (an assignment would set the prototype).
     Object.defineProperty(target, k, { value: fields[k], enumerable: true, writable: true, configurable: true });

@@ -130,6 +130,13 @@ describe('folding a field patch into a record', () => {
     for (const [what, bytes] of bad) expect(isFoldablePatch(bytes), what).toBe(false);
   });
 
+  it('a patch of a record that is not a map, or of bytes that do not decode, changes nothing and never throws', () => {
+    for (const record of [enc([1, 2, 3]), enc(7), enc('text'), new Uint8Array([0x81, 0xa1]), new Uint8Array(0)]) {
+      expect(Buffer.from(foldPatch(record, enc({ x: 1 }))).equals(Buffer.from(record))).toBe(true);
+    }
+    expect(Buffer.from(foldPatch(enc({ x: 1 }), enc([9]))).equals(Buffer.from(enc({ x: 1 })))).toBe(true);
+  });
+
   it('applies changes in order, and skips a patch of a record that is not there', () => {
     const records = new Map<string, Uint8Array>([['p/a', enc({ x: 1, y: 1 })], ['p/b', enc({ x: 2 })]]);
     applyChanges(records, { sets: [['p/c', enc({ x: 3 })]], dels: ['p/b'], patches: [['p/a', enc({ y: 5 })], ['p/gone', enc({ x: 9 })]] });

@@ -49,23 +49,25 @@ describe('stopping the server', () => {
     await redis!.stop();
   });
 
-  it('with its Redis gone, exits 1 at the shutdown deadline and says why', async () => {
-    const player = await serverWithAPlayer({ SHUTDOWN_TIMEOUT_MS: '1500' });
+  /** A server with a player whose Redis is then killed, SIGTERMed: its stop cannot finish. */
+  async function stuckStop(shutdownTimeoutMs: number) {
+    const player = await serverWithAPlayer({ SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs) });
     redis!.kill();
     await redis!.exited;
     const exited = exitOf(child!);
     child!.proc.kill('SIGTERM');
+    return { player, exited };
+  }
+
+  it('with its Redis gone, exits 1 at the shutdown deadline and says why', async () => {
+    const { player, exited } = await stuckStop(1500);
     expect(await exited).toBe(1);
     expect(child!.output()).toMatch(/shutdown did not finish in time/);
     player.close();
   });
 
   it('a second signal during a stuck stop exits at once', async () => {
-    const player = await serverWithAPlayer({ SHUTDOWN_TIMEOUT_MS: '3600000' });
-    redis!.kill();
-    await redis!.exited;
-    const exited = exitOf(child!);
-    child!.proc.kill('SIGTERM');
+    const { player, exited } = await stuckStop(3_600_000);
     await waitFor(() => /"msg":"shutting down"/.test(child!.output()), 'the stop began');
     child!.proc.kill('SIGTERM');
     expect(await exited).toBe(1);

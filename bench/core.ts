@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     rollback_extra_ms: round(summary(rollback.failedExtra.wall).p99),
     broadcast_bytes_per_recipient: summary(frameBytes),
     broadcast_bytes_per_second_all: round(broadcasts.reduce((n, b) => n + b.bytes, 0) / SECONDS, 0),
-    isolate_heap_mb: round(room.heapUsed() / 2 ** 20, 1),
+    isolate_heap_mb: round((await room.heapUsed()) / 2 ** 20, 1),
     machine: machine(),
     notes:
       'tick_ms = script (isolate call: hooks + journal + encoding changes, wall) + commit (one fenced Redis round trip). ' +

@@ -81,7 +81,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   await patches.start();
   const rooms = new RoomManager(store, games, config, log);
   const metrics = new Metrics({
-    rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, heapBytes: r.heapUsed(), queueDepth: r.queue.size })),
+    rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, queueDepth: r.queue.size })),
+    heaps: () => Promise.all(rooms.list().map(async (r) => ({ game: r.game, version: r.version, heapBytes: await r.heapUsed() }))),
   });
   const feed = new DashboardFeed();
   // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).

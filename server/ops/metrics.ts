@@ -8,7 +8,9 @@ import { channels, type BroadcastEvent, type RoomLifecycleEvent, type TickCommit
 
 export interface MetricsSources {
   /** Current per-room figures, read when Prometheus scrapes. */
-  rooms(): { game: string; version: string; players: number; connected: number; heapBytes: number; queueDepth: number }[];
+  rooms(): { game: string; version: string; players: number; connected: number; queueDepth: number }[];
+  /** Each room's isolate heap in use, bytes; asked of the isolates, so asynchronous. */
+  heaps(): Promise<{ game: string; version: string; heapBytes: number }[]>;
 }
 
 const TICK_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 1];
@@ -41,7 +43,17 @@ export class Metrics {
     gauge('moonpatch_rooms', 'Rooms running', () => 1);
     gauge('moonpatch_players', 'Seated players', (x) => x.players);
     gauge('moonpatch_players_connected', 'Players with a live connection', (x) => x.connected);
-    gauge('moonpatch_isolate_heap_bytes', 'Isolate heap in use', (x) => x.heapBytes);
+    new client.Gauge({
+      name: 'moonpatch_isolate_heap_bytes',
+      help: 'Isolate heap in use',
+      labelNames: ['game', 'version'],
+      registers: r,
+      async collect() {
+        const heaps = await sources.heaps();
+        this.reset();
+        for (const h of heaps) this.inc({ game: h.game, version: h.version }, h.heapBytes);
+      },
+    });
     gauge('moonpatch_input_queue_depth', 'Events waiting for the next tick', (x) => x.queueDepth);
 
     this.on(channels.tickCommitted, (e: TickCommittedEvent) => {

@@ -169,7 +169,7 @@ export class Room {
     return this.broadcaster.size;
   }
 
-  heapUsed(): number {
+  heapUsed(): Promise<number> {
     return this.sandbox.heapUsed();
   }
 

@@ -322,10 +322,20 @@ export class GameSandbox {
     return this.cpuSince(before);
   }
 
-  /** Heap in use by the isolate, bytes. */
-  heapUsed(): number {
+  /**
+   * Heap in use by the isolate, bytes. Never the synchronous form: that waits on the Node thread
+   * for the isolate, stalling every room while a tick runs, and if the isolate's thread is parked
+   * by a catastrophic out-of-memory it waits forever: the abort callback needs the Node thread,
+   * so the process hangs instead of aborting (docs/security.md; hostile-scripts.test.ts scrapes
+   * /metrics through that attack).
+   */
+  async heapUsed(): Promise<number> {
     if (this.isolate.isDisposed) return 0;
-    return this.isolate.getHeapStatisticsSync().used_heap_size;
+    try {
+      return (await this.isolate.getHeapStatistics()).used_heap_size;
+    } catch {
+      return 0; // disposed while the request waited (a rebuild, a memory limit)
+    }
   }
 
   dispose(): void {

@@ -3,11 +3,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { MoonpatchClient } from '../../client/client.ts';
 import { REPO_ROOT } from './server.ts';
+
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
 
 export interface ChildServer {
   proc: ChildProcess;
   url: string;
+  /** Resolves when the process has exited, however it went. */
+  exit: Promise<ChildExit>;
   /** Everything the child wrote, for failure messages. */
   output(): string;
   /** SIGKILL, and wait until it is gone. */
@@ -25,7 +33,7 @@ export async function startChildServer(env: Record<string, string>): Promise<Chi
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const exited = new Promise<ChildExit>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
   const url = await new Promise<string>((resolve, reject) => {
     const onData = () => {
       const m = /WebSocket (ws:\/\/[^\s)]+)/.exec(out);
@@ -37,6 +45,7 @@ export async function startChildServer(env: Record<string, string>): Promise<Chi
   return {
     proc,
     url,
+    exit: exited,
     output: () => out,
     async kill9() {
       proc.kill('SIGKILL');
@@ -47,4 +56,25 @@ export async function startChildServer(env: Record<string, string>): Promise<Chi
       await exited;
     },
   };
+}
+
+/**
+ * The child's exit, caused by input `seq` of `client` (an attack that aborts the process). Fails
+ * at once, with the child's output, if that input is settled instead (applied, or refused with
+ * a code such as CPU_BUDGET_EXCEEDED): then no crash is coming, and waiting would only end in
+ * the test's timeout with nothing said.
+ */
+export function crashCausedBy(child: ChildServer, client: MoonpatchClient, seq: number): Promise<ChildExit> {
+  return new Promise<ChildExit>((resolve, reject) => {
+    const stopListening = client.on('settled', (s) => {
+      if (s.seq !== seq) return;
+      stopListening();
+      const how = s.rejected ? `refused with ${s.rejected.code} (${s.rejected.msg})` : 'applied';
+      reject(new Error(`input ${seq} was ${how} instead of aborting the server; its output:\n${child.output().slice(-2000)}`));
+    });
+    void child.exit.then((e) => {
+      stopListening();
+      resolve(e);
+    });
+  });
 }

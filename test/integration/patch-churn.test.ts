@@ -88,7 +88,7 @@ describe(`${PATCHES} successive patches under load`, () => {
     // An isolate that leaked would keep its heap (the arena's is several MB, capped at 64): 50
     // of them would add hundreds of MB. Allow the allocator's slack, not leaks.
     const growth = rssMb() - rssAtStart;
-    console.log(`patch churn: ${PATCHES} swaps, ${acked} inputs acknowledged, isolates ${isolatesAtStart} -> ${GameSandbox.live}, rss growth ${growth.toFixed(1)} MB, room heap ${(room.heapUsed() / 2 ** 20).toFixed(1)} MB`);
+    console.log(`patch churn: ${PATCHES} swaps, ${acked} inputs acknowledged, isolates ${isolatesAtStart} -> ${GameSandbox.live}, rss growth ${growth.toFixed(1)} MB, room heap ${((await room.heapUsed()) / 2 ** 20).toFixed(1)} MB`);
     expect(growth).toBeLessThan(100);
     for (const c of clients) c.close();
   });

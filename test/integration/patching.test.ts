@@ -283,7 +283,7 @@ describe('many patches', () => {
       }
     });
     const liveBefore = GameSandbox.live;
-    const heapBefore = room.heapUsed();
+    const heapBefore = await room.heapUsed();
     for (let i = 0; i < 50; i++) {
       const r = i % 2 === 0 ? await server.rooms.applyVersion(roomId, 2) : await server.rooms.rollback(roomId);
       expect(r.ok, `patch ${i}`).toBe(true);
@@ -293,7 +293,7 @@ describe('many patches', () => {
     await waitFor(() => clients.every((c) => c.unsettled === 0), 'inputs settled');
     expect(GameSandbox.live).toBe(liveBefore);
     // One isolate's heap, a few MB: not 50 isolates' worth.
-    expect(room.heapUsed()).toBeLessThan(Math.max(heapBefore * 3, 16 * 2 ** 20));
+    expect(await room.heapUsed()).toBeLessThan(Math.max(heapBefore * 3, 16 * 2 ** 20));
     for (const c of clients) {
       expect(c.disconnects).toBe(0);
       c.close();

@@ -1,6 +1,6 @@
 /**
  * A crash loop, for real: a script that makes V8 abort the whole server process (the
- * hostile fixture `fatal-oom-map`), and a player whose client resends that unacknowledged input
+ * `fatal` fixture game's `fatal-oom-map`), and a player whose client resends that unacknowledged input
  * after every restart. The first crash is survived (the room resumes); after the second within
  * ten minutes the room is quarantined: the restarted server runs every other room but not that
  * one, until ops release it.
@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
 import { RoomStore } from '../../server/state/room-store.ts';
 import { findFreePort } from '../../server/state/redis-launcher.ts';
-import { startChildServer, type ChildServer } from '../helpers/child-server.ts';
+import { crashCausedBy, startChildServer, type ChildServer } from '../helpers/child-server.ts';
 import { reportFigure } from '../helpers/figures.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { FIXTURE_GAMES, testClient, waitFor } from '../helpers/server.ts';
@@ -35,46 +35,38 @@ describe('a room that keeps aborting the server process', () => {
     const port = await findFreePort();
     const env = {
       REDIS_URL: testRedisUrl(), REDIS_PREFIX: prefix, PORT: String(port), HOST: '127.0.0.1', SCRIPTS_DIR: FIXTURE_GAMES,
-      DEFAULT_GAME: 'hostile', DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN,
+      DEFAULT_GAME: 'fatal', DATA_DIR: dataDir, ADMIN_TOKEN: ADMIN,
     };
     const store = new RoomStore(redis, prefix);
-    const crashed = () =>
-      new Promise<void>((resolve) => {
-        const proc = child!.proc;
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-      });
 
     child = await startChildServer(env);
     const roomId = 'poison-' + Date.now().toString(36);
-    const mallory = testClient(child.url, { room: roomId, game: 'hostile', name: 'mallory', reconnectDelayMs: 100 });
+    const mallory = testClient(child.url, { room: roomId, game: 'fatal', name: 'mallory', reconnectDelayMs: 100 });
     await mallory.connect();
     const add = mallory.send({ op: 'add', n: 5 });
     await waitFor(() => mallory.lastAckedSeq >= add, 'the honest input acknowledged');
 
     // Crash 1: the attack aborts the process.
-    let down = crashed();
-    mallory.send({ attack: 'fatal-oom-map' });
-    await down;
+    const attack = mallory.send({ attack: 'fatal-oom-map' });
+    await crashCausedBy(child, mallory, attack);
     // The supervisor restarts it; the room resumes, the client reconnects and resends the
     // unacknowledged attack: crash 2.
     child = await startChildServer(env);
-    down = crashed();
-    await down;
+    await crashCausedBy(child, mallory, attack);
     mallory.close(); // the player gives up; what happens next is the server's doing
     expect(await store.crashesSince(roomId, 0)).toBe(1); // the second is recorded at the next start
 
     // Restarted again: the crash is counted, the room is quarantined and not resumed.
     child = await startChildServer(env);
     await waitFor(async () => (await store.crashesSince(roomId, 0)) === 2, 'the second crash recorded');
-    const late = testClient(child.url, { room: roomId, game: 'hostile', name: 'late', autoReconnect: false });
+    const late = testClient(child.url, { room: roomId, game: 'fatal', name: 'late', autoReconnect: false });
     const codes: string[] = [];
     late.on('error', (e) => codes.push(e.code));
     await expect(late.connect()).rejects.toThrow();
     expect(codes).toContain('ROOM_QUARANTINED');
 
     // Every other room on this server runs.
-    const other = testClient(child.url, { room: 'other-' + Date.now().toString(36), game: 'hostile', name: 'bystander' });
+    const other = testClient(child.url, { room: 'other-' + Date.now().toString(36), game: 'fatal', name: 'bystander' });
     await other.connect();
     const ok = other.send({ op: 'add', n: 2 });
     await waitFor(() => other.lastAckedSeq >= ok, 'a healthy room plays on');
@@ -88,7 +80,7 @@ describe('a room that keeps aborting the server process', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ room: roomId, released: true, running: true });
     expect(await store.crashesSince(roomId, 0)).toBe(0);
-    const bob = testClient(child.url, { room: roomId, game: 'hostile', name: 'bob' });
+    const bob = testClient(child.url, { room: roomId, game: 'fatal', name: 'bob' });
     await bob.connect();
     const seq = bob.send({ op: 'add', n: 1 });
     await waitFor(() => bob.lastAckedSeq >= seq, 'the released room plays');

@@ -32,6 +32,7 @@ export const ErrorCodes = {
   ROOM_EXISTS: { retry: false, text: 'a room with this id exists already (admin create)' },
   NODE_NOT_FOUND: { retry: false, text: 'no live server with this node id (admin move)' },
   ROOM_MOVE_FAILED: { retry: true, text: 'the other server could not open the room; it runs on this one again (admin move)' },
+  ROOM_FORMAT_NEWER: { retry: true, text: 'the room is stored in a format newer than this server reads; a newer server must run it' },
 
   // --- designer scripts ---
   SCRIPT_ERROR: { retry: false, text: 'the game script threw while handling this' },

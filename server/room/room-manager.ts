@@ -15,7 +15,7 @@ import type { GameRegistry } from '../sandbox/games.ts';
 import { GameSandbox } from '../sandbox/sandbox.ts';
 import { CommittedState } from '../state/committed-state.ts';
 import { isValidRoomId } from '../state/keys.ts';
-import type { GameTarget, RoomStore } from '../state/room-store.ts';
+import { formatTooNewError, type GameTarget, type RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
 import { Room, type RoomSettings, type SeatHandle } from './room.ts';
 import type { StageOptions } from './version-switch.ts';
@@ -255,7 +255,7 @@ export class RoomManager {
         await this.open(id);
       } catch (e) {
         if (e instanceof RoomOwnedElsewhereError) this.log.info({ roomId: id, owner: e.ownerNode }, 'room is owned by another server; not resuming it here');
-        else if (e instanceof MoonpatchError && (e.code === 'ROOM_QUARANTINED' || e.code === 'ROOM_LIMIT')) this.log.warn({ roomId: id, code: e.code }, e.message);
+        else if (e instanceof MoonpatchError && (e.code === 'ROOM_QUARANTINED' || e.code === 'ROOM_LIMIT' || e.code === 'ROOM_FORMAT_NEWER')) this.log.warn({ roomId: id, code: e.code }, e.message);
         else this.log.error({ roomId: id, err: e }, 'room could not be resumed');
       }
     }
@@ -282,6 +282,7 @@ export class RoomManager {
     const claimed = await this.store.claim(roomId);
     if (!claimed) throw new MoonpatchError('ROOM_NOT_FOUND', `room ${roomId} vanished while opening`);
     if ('ownedBy' in claimed) throw new RoomOwnedElsewhereError(roomId, claimed.ownedBy.node, claimed.ownedBy.url);
+    if ('format' in claimed) throw formatTooNewError(roomId, claimed.format);
     meta = claimed.meta;
     const m = game.manifest;
     const settings: RoomSettings = {

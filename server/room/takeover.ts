@@ -53,7 +53,9 @@ export class OrphanTakeover {
             this.log.warn({ roomId: id, code: e.code }, 'at maxRooms; not taking over orphaned rooms');
             break;
           }
-          if (!(e instanceof RoomOwnedElsewhereError)) this.log.error({ roomId: id, err: e }, 'could not take over an orphaned room');
+          // A room a newer moonpatch stores is left to it (it takes the room over itself).
+          if (e instanceof MoonpatchError && e.code === 'ROOM_FORMAT_NEWER') this.log.warn({ roomId: id, code: e.code }, e.message);
+          else if (!(e instanceof RoomOwnedElsewhereError)) this.log.error({ roomId: id, err: e }, 'could not take over an orphaned room');
         }
       }
     } catch (e) {

@@ -26,7 +26,18 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { gameTargetKey, roomIndexKey, roomKeys, type RoomKeys } from './keys.ts';
+import { MoonpatchError } from '../errors/errors.ts';
 import { applyTickDelta } from './tick-delta.ts';
+
+/**
+ * The room storage format this code writes, and the newest it reads (docs/state.md, "Storage
+ * format"). 1: tick deltas of four elements (rooms created before formats were recorded have
+ * no `format` field and are 1); 2: a fifth element, field patches. A server never claims a room
+ * stored in a newer format: it would misread the log, and the claim itself would fence out the
+ * newer server that runs the room. A claim by a server whose format is newer raises the room's,
+ * since that server's commits will use it.
+ */
+export const STORAGE_FORMAT = 2;
 
 export interface RoomMeta {
   game: string;
@@ -41,6 +52,8 @@ export interface RoomMeta {
   checkpoint: number;
   /** Pinned to its version: patches skip it (A/B comparisons). */
   pinned: boolean;
+  /** The storage format its log and checkpoint use (see STORAGE_FORMAT). */
+  format: number;
 }
 
 /** A room as claimed from Redis: everything needed to resume it at its last committed tick. */
@@ -99,6 +112,11 @@ export interface LeaseHolder {
   node: string;
   /** Where players reach that server (PUBLIC_URL), so other servers can redirect them. */
   url: string;
+}
+
+/** A claim refused because the room is stored in a format newer than STORAGE_FORMAT. */
+export interface FormatTooNew {
+  format: number;
 }
 
 /** A claim refused because another server's lease on the room is alive. */
@@ -205,12 +223,14 @@ return n
 `;
 
 // KEYS: meta, state, seats, seqs, log, lease, history, crashes. ARGV: lease holder
-// ("<node> <url>"), lease ms. Refused ({0, holder, pttl}) while another node's lease is alive.
-// Otherwise takes the lease, bumps the epoch (fencing out any previous owner) and reads
-// everything in the same atomic step, so nothing can commit between the bump and the read. The
-// same node may claim again (a restart with the same NODE_ID need not wait for its own lease to
-// lapse). A deleted room's tombstone is no room. The claim cancels the expiry an unload may
-// have set (see EXPIRE_LUA): with meta present, every other key is still there.
+// ("<node> <url>"), lease ms, storage format. Refused ({0, holder, pttl}) while another node's
+// lease is alive, and ({2, format}) when the room's storage format is newer than ARGV[3] (before
+// anything changes: the room is a newer server's to run). Otherwise takes the lease, bumps the
+// epoch (fencing out any previous owner), raises the format to ARGV[3] and reads everything in
+// the same atomic step, so nothing can commit between the bump and the read. The same node may
+// claim again (a restart with the same NODE_ID need not wait for its own lease to lapse). A
+// deleted room's tombstone is no room. The claim cancels the expiry an unload may have set (see
+// EXPIRE_LUA): with meta present, every other key is still there.
 const CLAIM_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return false end
 local holder = redis.call('GET', KEYS[6])
@@ -218,6 +238,9 @@ if holder then
   local node = string.match(holder, '^[^ ]*')
   if node ~= string.match(ARGV[1], '^[^ ]*') then return { 0, holder, redis.call('PTTL', KEYS[6]) } end
 end
+local format = tonumber(redis.call('HGET', KEYS[1], 'format') or '1') or 0
+if format > tonumber(ARGV[3]) or format < 1 then return { 2, redis.call('HGET', KEYS[1], 'format') } end
+if format < tonumber(ARGV[3]) then redis.call('HSET', KEYS[1], 'format', ARGV[3]) end
 for k = 1, 8 do if k ~= 6 then redis.call('PERSIST', KEYS[k]) end end
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -306,7 +329,7 @@ interface StoreCommands {
   mpCommit(meta: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointChunk(meta: string, state: string, seqs: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointFinish(meta: string, log: string, epoch: string, upTo: string): Promise<number>;
-  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, history: string, crashes: string, holder: string, ms: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | null>;
+  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, history: string, crashes: string, holder: string, ms: string, format: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | [2, Buffer] | null>;
   mpRelease(meta: string, lease: string, holder: string, epoch: string): Promise<number>;
   mpRestore(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[], Buffer[]]>;
@@ -352,9 +375,9 @@ export class RoomStore {
    * server or a takeover opens it; a room created for players to join later is not listed
    * until its first claim.
    */
-  async create(roomId: string, meta: Omit<RoomMeta, 'tick' | 'epoch' | 'checkpoint' | 'pinned'>, listed = true): Promise<boolean> {
+  async create(roomId: string, meta: Omit<RoomMeta, 'tick' | 'epoch' | 'checkpoint' | 'pinned' | 'format'>, listed = true): Promise<boolean> {
     const k = this.keys(roomId);
-    const fields: (string | number)[] = ['tick', 0, 'epoch', 0, 'checkpoint', 0];
+    const fields: (string | number)[] = ['tick', 0, 'epoch', 0, 'checkpoint', 0, 'format', STORAGE_FORMAT];
     for (const [f, v] of Object.entries(meta)) fields.push(f, v);
     const created = (await this.redis.mpCreate(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, ...fields)) === 1;
     if (listed) await this.redis.sadd(roomIndexKey(this.prefix), roomId);
@@ -385,13 +408,15 @@ export class RoomStore {
   /**
    * Take the room for ticking: take its lease, bump its epoch and read its last committed
    * state. Any previous owner's commits are refused from here on. Returns null when the room
-   * does not exist, and who owns it when another server's lease on it is alive.
+   * does not exist, who owns it when another server's lease on it is alive, and the room's
+   * format when it is stored in one newer than this code reads (nothing changed then).
    */
-  async claim(roomId: string): Promise<ClaimedRoom | OwnedElsewhere | null> {
+  async claim(roomId: string): Promise<ClaimedRoom | OwnedElsewhere | FormatTooNew | null> {
     const k = this.keys(roomId);
-    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, k.history, k.crashes, holderValue(this.holder), String(this.leaseMs));
+    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, k.history, k.crashes, holderValue(this.holder), String(this.leaseMs), String(STORAGE_FORMAT));
     if (!reply) return null;
     if (reply[0] === 0) return { ownedBy: parseHolder(reply[1].toString()), ttlMs: Number(reply[2]) };
+    if (reply[0] === 2) return { format: Number(reply[1].toString()) };
     const [, metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
     // Back on the index of rooms that should be running, if it was unloaded while idle (see
     // unlist): from here on a takeover or a restart brings it back after a crash.
@@ -425,7 +450,7 @@ export class RoomStore {
   async restore(roomId: string, image: RoomImage): Promise<'ok' | 'fenced' | 'not-behind'> {
     const k = this.keys(roomId);
     const items: Arg[] = [];
-    const m = { ...image.meta, checkpoint: image.meta.tick, pinned: image.meta.pinned ? '1' : '0' };
+    const m = { ...image.meta, checkpoint: image.meta.tick, pinned: image.meta.pinned ? '1' : '0', format: STORAGE_FORMAT };
     const counts = [pushPairs(items, Object.entries(m)), pushPairs(items, image.records), pushPairs(items, image.seats), pushPairs(items, image.seqs)];
     const r = await this.redis.mpRestore(
       k.meta, k.state, k.seats, k.seqs, k.log, k.lease,
@@ -536,7 +561,8 @@ export class RoomStore {
   /** The committed records (checkpoint plus log), without claiming (tests, tools). */
   async readRecords(roomId: string): Promise<Map<string, Uint8Array>> {
     const k = this.keys(roomId);
-    const [stateFlat, seqsFlat, log] = await this.redis.mpReadBuffer(k.meta, k.state, k.seqs, k.log);
+    const [stateFlat, seqsFlat, log, metaFlat] = await this.redis.mpReadBuffer(k.meta, k.state, k.seqs, k.log);
+    checkReadable(roomId, pairs(metaFlat, (b) => b.toString()));
     return replay(stateFlat, seqsFlat, log).records;
   }
 
@@ -549,6 +575,7 @@ export class RoomStore {
     const [stateFlat, seqsFlat, log, metaFlat] = await this.redis.mpReadBuffer(k.meta, k.state, k.seqs, k.log);
     const meta = pairs(metaFlat, (b) => b.toString());
     if (meta.size === 0 || meta.has('deleted')) return null;
+    checkReadable(roomId, meta);
     return { meta: parseMeta(meta), records: replay(stateFlat, seqsFlat, log).records };
   }
 
@@ -632,6 +659,19 @@ function pairs<T>(flat: Buffer[], value: (b: Buffer) => T): Map<string, T> {
   return out;
 }
 
+/** Throws ROOM_FORMAT_NEWER when a room's stored format is one this code cannot read. */
+function checkReadable(roomId: string, meta: Map<string, string>): void {
+  const format = Number(meta.get('format') ?? 1);
+  if (!(format >= 1 && format <= STORAGE_FORMAT)) throw formatTooNewError(roomId, meta.get('format') ?? '');
+}
+
+export function formatTooNewError(roomId: string, format: number | string): MoonpatchError {
+  return new MoonpatchError(
+    'ROOM_FORMAT_NEWER',
+    `room ${roomId} is stored in format ${format}; this server reads formats up to ${STORAGE_FORMAT}: a newer moonpatch runs it (upgrade this server, or leave the room to the newer ones)`,
+  );
+}
+
 function parseMeta(m: Map<string, string>): RoomMeta {
   const num = (f: string) => Number(m.get(f) ?? 0);
   return {
@@ -645,5 +685,6 @@ function parseMeta(m: Map<string, string>): RoomMeta {
     tickHz: num('tickHz'),
     checkpoint: num('checkpoint'),
     pinned: m.get('pinned') === '1',
+    format: Number(m.get('format') ?? 1),
   };
 }

@@ -49,7 +49,11 @@ export function applyTickDelta(
   seqs: Map<string, number>,
   touched?: { keys: Set<string>; players: Set<string> },
 ): number {
-  const [tick, sets, dels, seqPairs, patches] = unpackr.unpack(bytes) as [number, (string | Uint8Array)[], string[], (string | number)[], (string | Uint8Array)[] | undefined];
+  const delta = unpackr.unpack(bytes) as [number, (string | Uint8Array)[], string[], (string | number)[], (string | Uint8Array)[] | undefined];
+  // More than this code knows of: a newer storage format, which claims refuse (room-store.ts);
+  // replaying it partly would land on a state that never was.
+  if (!Array.isArray(delta) || delta.length < 4 || delta.length > 5) throw new Error(`a tick delta of ${Array.isArray(delta) ? delta.length : typeof delta} elements: not storage format 1 or 2`);
+  const [tick, sets, dels, seqPairs, patches] = delta;
   const changes: RecordChanges = { sets: pairsOf(sets), dels, patches: patches ? pairsOf(patches) : NO_PATCHES };
   applyChanges(records, changes);
   if (touched) {

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCodes } from '../../server/errors/codes.ts';
 import { stateHash } from '../../server/state/committed-state.ts';
 import { encodeTickDelta } from '../../server/state/tick-delta.ts';
-import type { ClaimedRoom } from '../../server/state/room-store.ts';
+import { STORAGE_FORMAT, type ClaimedRoom } from '../../server/state/room-store.ts';
+import type { ErrorMsg } from '../../server/protocol/messages.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -114,5 +115,84 @@ describe('fencing', () => {
     const records = await server.store.readRecords(roomId);
     expect([...records.get('k')!]).toEqual([2]);
     expect(await server.store.logLength(roomId)).toBe(2);
+  });
+});
+
+describe('storage format', () => {
+  /** A room a client played in and left, unloaded here as idle: in Redis, run by nobody. */
+  async function storedRoom(name: string): Promise<string> {
+    const roomId = `${name}-${Date.now().toString(36)}`;
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'c', autoReconnect: false });
+    await c.connect();
+    const seq = c.send({ op: 'add', n: 7 });
+    await waitFor(() => c.lastAckedSeq >= seq, 'the input committed');
+    c.leave();
+    await waitFor(() => server.rooms.get(roomId)!.isIdle, 'the seat gone');
+    server.rooms.sweepIdle(0);
+    expect(server.rooms.sweepIdle(Number.MAX_SAFE_INTEGER)).toContain(roomId);
+    await waitFor(async () => (await server.store.leaseOf(roomId)) === null, 'the room unloaded and its lease handed back');
+    c.close();
+    return roomId;
+  }
+
+  async function joinError(roomId: string): Promise<ErrorMsg[]> {
+    const late = testClient(server.url, { room: roomId, game: 'probe', name: 'late', autoReconnect: false });
+    const errors: ErrorMsg[] = [];
+    late.on('error', (e) => errors.push(e));
+    await expect(late.connect()).rejects.toThrow();
+    late.close();
+    return errors;
+  }
+
+  it('a room is created in this server\'s format', async () => {
+    const roomId = await storedRoom('fmt-new');
+    expect((await server.store.readMeta(roomId))!.format).toBe(STORAGE_FORMAT);
+  });
+
+  for (const stored of [String(STORAGE_FORMAT + 1), '0', 'garbage']) {
+    it(`a room stored in format "${stored}" is refused with ROOM_FORMAT_NEWER before anything changes`, async () => {
+      const roomId = await storedRoom('fmt-' + stored);
+      const meta = server.store.keys(roomId).meta;
+      await server.redis.hset(meta, 'format', stored);
+      const before = await server.redis.hgetall(meta);
+      const recordsBefore = stateHash(await server.redis.hgetallBuffer(server.store.keys(roomId).state).then((h) => new Map(Object.entries(h))));
+
+      expect(await server.store.claim(roomId)).toEqual({ format: Number(stored) });
+      expect((await joinError(roomId)).map((e) => e.code)).toContain('ROOM_FORMAT_NEWER');
+      await expect(server.store.readCommitted(roomId)).rejects.toMatchObject({ code: 'ROOM_FORMAT_NEWER' });
+      await expect(server.store.readRecords(roomId)).rejects.toMatchObject({ code: 'ROOM_FORMAT_NEWER' });
+
+      // Not claimed: no lease taken, the epoch (the running owner's fence) and the rest as they were.
+      expect(await server.redis.hgetall(meta)).toEqual(before);
+      expect(await server.store.leaseOf(roomId)).toBeNull();
+      expect(server.rooms.get(roomId)).toBeUndefined();
+      expect(stateHash(await server.redis.hgetallBuffer(server.store.keys(roomId).state).then((h) => new Map(Object.entries(h))))).toBe(recordsBefore);
+    });
+  }
+
+  it('a room from before formats were recorded (format 1, four-element deltas) opens, replays, and is raised to this format', async () => {
+    const roomId = await storedRoom('fmt-legacy');
+    const k = server.store.keys(roomId);
+    const records = await server.store.readRecords(roomId);
+    await server.redis.hdel(k.meta, 'format');
+    // A four-element delta on its log, as format 1 wrote them: one more record.
+    const meta = (await server.store.readMeta(roomId))!;
+    const extra = new Uint8Array([0x81, 0xa1, 0x6e, 0x05]); // {n: 5}
+    const delta = encodeTickDelta(meta.tick + 1, { sets: [['legacy/extra', extra]], dels: [], patches: [] }, new Map());
+    expect(delta[0]).toBe(0x94); // a fixarray of four
+    await server.redis.rpush(k.log, delta);
+    await server.redis.hset(k.meta, 'tick', meta.tick + 1);
+    expect((await server.store.readMeta(roomId))!.format).toBe(1);
+
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'back', autoReconnect: false });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    expect(Buffer.from(room.committed.get('legacy/extra')!)).toEqual(Buffer.from(extra));
+    // (The room has ticked since it opened, so its records are compared by key, not by value.)
+    for (const key of records.keys()) expect(room.committed.has(key), key).toBe(true);
+    expect((await server.store.readMeta(roomId))!.format).toBe(STORAGE_FORMAT);
+    const seq = c.send({ op: 'add', n: 1 });
+    await waitFor(() => c.lastAckedSeq >= seq, 'an input committed after the upgrade');
+    c.close();
   });
 });

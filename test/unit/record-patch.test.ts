@@ -198,6 +198,19 @@ describe('the tick log with patches', () => {
     expect(seqs.get('p2')).toBe(7);
   });
 
+  it('refuses a delta with more elements than storage format 2 has, changing nothing', () => {
+    const records = new Map<string, Uint8Array>([['p/a', enc({ x: 1 })]]);
+    const seqs = new Map<string, number>();
+    const w = new MsgpackWriter();
+    w.value([4, ['p/a', enc({ x: 2 })], [], ['p1', 1], [], ['something', 'newer']]);
+    expect(() => applyTickDelta(w.copyBytes(), records, seqs)).toThrow(/6 elements: not storage format 1 or 2/);
+    const notADelta = new MsgpackWriter();
+    notADelta.value('not a delta');
+    expect(() => applyTickDelta(notADelta.copyBytes(), records, seqs)).toThrow(/not storage format/);
+    expect(decode(records.get('p/a')!)).toEqual({ x: 1 });
+    expect(seqs.size).toBe(0);
+  });
+
   it('replayed over a checkpoint at least as new as its first tick, lands on the committed state (every checkpoint and age)', () => {
     // A checkpoint at tick c writes the records as they are when it runs (tick x >= c) and
     // keeps the log from c + 1: replaying c + 1 .. N over them must give the state at N.

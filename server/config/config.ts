@@ -174,6 +174,23 @@ export interface GameManifest {
   maxPlayers: number;
   /** Inputs one player may have queued for the next tick. @default 16 */
   inputQueueLimit: number;
+  /**
+   * Interest management: players receive the positioned records near them only (docs/scripting.md,
+   * "Interest management"). null: every player receives every record. @default null
+   */
+  interest: InterestSettings | null;
+}
+
+/** Which records are positioned, and how far a player sees (game.json `interest`). */
+export interface InterestSettings {
+  /** Object tables whose entries are positioned by their numeric `x` and `y` fields. */
+  tables: string[];
+  /** The table (one of `tables`) holding each player's own entry, keyed by player id: the view's centre. @default tables[0] */
+  viewer: string;
+  /** Side of a grid cell, in the world's units. */
+  cellSize: number;
+  /** Cells a player sees around their own, in each direction (1: a 3x3 block). @default 1 */
+  radius: number;
 }
 
 /** Young generation of a game isolate, MB (see ServerConfig.isolateSemiSpaceMb). */
@@ -313,6 +330,28 @@ export function parseGameManifest(name: string, raw: unknown, dir = name): GameM
     memoryLimitMb: int(at('memoryLimitMb'), r.memoryLimitMb ?? 64, 8, 4096),
     maxPlayers: int(at('maxPlayers'), r.maxPlayers ?? 500, 1, 100_000),
     inputQueueLimit: int(at('inputQueueLimit'), r.inputQueueLimit ?? 16, 1, 1000),
+    interest: parseInterest(r.interest, at),
   };
   return m;
+}
+
+const TABLE_NAME = /^[A-Za-z_$][\w$]{0,63}$/;
+
+function parseInterest(raw: unknown, at: (f: string) => string): InterestSettings | null {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(at('interest'), 'must be an object: { "tables": [...], "cellSize": n, "radius": n, "viewer": "table" }');
+  const r = raw as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!['tables', 'viewer', 'cellSize', 'radius'].includes(k)) throw new ConfigError(at(`interest.${k}`), 'is not an interest setting (tables, viewer, cellSize, radius)');
+  const tables = r.tables;
+  if (!Array.isArray(tables) || tables.length === 0 || !tables.every((t) => typeof t === 'string' && TABLE_NAME.test(t))) {
+    throw new ConfigError(at('interest.tables'), `must be a non-empty list of table names (got ${JSON.stringify(tables)})`);
+  }
+  const viewer = r.viewer ?? tables[0];
+  if (typeof viewer !== 'string' || !tables.includes(viewer)) throw new ConfigError(at('interest.viewer'), `must be one of interest.tables (got ${JSON.stringify(r.viewer)})`);
+  return {
+    tables: [...new Set(tables as string[])],
+    viewer,
+    cellSize: int(at('interest.cellSize'), r.cellSize, 1, 1_000_000_000),
+    radius: int(at('interest.radius'), r.radius ?? 1, 0, 16),
+  };
 }

@@ -12,12 +12,15 @@
  * it was before that tick, so it is used only when the record changed in exactly one tick since
  * the last flush; a record changed again, and every catch-up frame, goes whole from the mirror.
  */
+import type { InterestSettings } from '../config/config.ts';
 import { CloseCodes } from '../errors/codes.ts';
 import { encodeRecordsFrame } from '../protocol/codec.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import type { CommittedState } from '../state/committed-state.ts';
 import type { RecordChanges } from '../state/record-patch.ts';
+import { EVERYWHERE, InterestGrid } from './interest.ts';
 import type { PlayerLink } from './link.ts';
+import { ViewFrames } from './view-frames.ts';
 
 export interface BroadcastLimits {
   /** Above this many buffered bytes a client is skipped and catches up later. @default 256 KiB */
@@ -32,6 +35,16 @@ interface Subscriber {
   /** Keys changed while this client was skipped; null when it is in step. */
   missed: Set<string> | null;
   laggingSince: number;
+  /** With interest management: the key of this player's own entry, which centres their view. */
+  viewerKey: string;
+  /** With interest management: the view this client's world was last brought to. */
+  view: number;
+  /**
+   * With interest management: subscribed since the last flush. Its snapshot was taken from
+   * the state as it was then, while the changes pending describe views from the last flush:
+   * it gets a snapshot of its view again at the next flush instead of a delta.
+   */
+  fresh: boolean;
 }
 
 export interface FlushStats {
@@ -47,20 +60,30 @@ export class Broadcaster {
   private pending = new Map<string, Uint8Array | null>();
   private readonly subs = new Map<PlayerLink, Subscriber>();
   private readonly writer = new MsgpackWriter(64 * 1024);
+  /** With interest management (game.json `interest`): where positioned entries are, and per-view frames. */
+  private readonly grid: InterestGrid | null;
+  private readonly views: ViewFrames | null;
 
   constructor(
     private readonly state: CommittedState,
     private readonly limits: BroadcastLimits,
-  ) {}
+    interest: InterestSettings | null = null,
+  ) {
+    this.grid = interest ? new InterestGrid(interest) : null;
+    this.grid?.load(state.records);
+    this.views = this.grid ? new ViewFrames(this.grid, state) : null;
+  }
 
   get size(): number {
     return this.subs.size;
   }
 
-  /** Subscribe a client: it gets a snapshot of the committed state now, then deltas. */
-  add(link: PlayerLink, version: string): void {
-    this.subs.set(link, { missed: null, laggingSince: 0 });
-    link.send(this.snapshotFrame(version));
+  /** Subscribe a client: it gets a snapshot of the committed state now (what it sees of it), then deltas. */
+  add(link: PlayerLink, version: string, playerId: string): void {
+    const viewerKey = this.grid ? this.grid.viewerKey(playerId) : '';
+    const view = this.grid ? this.grid.viewAt(viewerKey) : EVERYWHERE;
+    this.subs.set(link, { missed: null, laggingSince: 0, viewerKey, view, fresh: this.grid !== null });
+    link.send(this.snapshotFrame(version, view));
   }
 
   remove(link: PlayerLink): void {
@@ -69,11 +92,13 @@ export class Broadcaster {
 
   /** A committed tick's changes. */
   changed(changes: RecordChanges): void {
+    this.views?.noteBefore(changes);
     const pending = this.pending;
     for (const [k] of changes.sets) pending.set(k, null);
     for (const k of changes.dels) pending.set(k, null);
     // A second change before the flush: the first patch no longer describes the difference.
     for (const [k, patch] of changes.patches) pending.set(k, pending.has(k) ? null : patch);
+    this.grid?.apply(changes);
   }
 
   /** Send what changed since the last flush. */
@@ -94,7 +119,10 @@ export class Broadcaster {
       if (sub.missed) {
         for (const k of this.pending.keys()) sub.missed.add(k);
         if (buffered > this.limits.softLimitBytes) continue;
-        const frame = sub.missed.size * 2 > this.state.size ? this.snapshotFrame(version) : this.deltaFrame(version, sub.missed).frame;
+        // With interest management a lagging client catches up with a snapshot of its view:
+        // what it saw when it fell behind is not worth reconstructing.
+        if (this.grid) sub.view = this.grid.viewAt(sub.viewerKey);
+        const frame = this.grid || sub.missed.size * 2 > this.state.size ? this.snapshotFrame(version, sub.view) : this.deltaFrame(version, sub.missed).frame;
         sub.missed = null;
         link.send(frame);
         stats.bytes += frame.length;
@@ -107,6 +135,17 @@ export class Broadcaster {
         sub.laggingSince = now;
         continue;
       }
+      if (this.views) {
+        // Each view gets its own frame, built from the per-cell parts of this flush.
+        const view = this.grid!.viewAt(sub.viewerKey);
+        const frame = sub.fresh ? this.snapshotFrame(version, view) : this.views.frameFor(version, this.pending, sub.view, view);
+        sub.view = view;
+        sub.fresh = false;
+        link.send(frame);
+        stats.bytes += frame.length;
+        stats.recipients++;
+        continue;
+      }
       if (!shared) {
         const delta = this.deltaFrame(version, this.pending.keys(), this.pending);
         shared = delta.frame;
@@ -116,13 +155,19 @@ export class Broadcaster {
       stats.bytes += shared.length;
       stats.recipients++;
     }
+    if (this.views) stats.patched = this.views.endFlush();
     this.pending.clear();
     return stats;
   }
 
-  snapshotFrame(version: string): Uint8Array {
+  /** The committed state, or with interest management what `view` sees of it. */
+  snapshotFrame(version: string, view = EVERYWHERE): Uint8Array {
     const s = this.state;
-    return encodeRecordsFrame('snap', s.tick, version, s.records, s.size, [], this.writer);
+    const grid = this.grid;
+    if (!grid || view === EVERYWHERE) return encodeRecordsFrame('snap', s.tick, version, s.records, s.size, [], this.writer);
+    const seen: [string, Uint8Array][] = [];
+    for (const [k, v] of s.records) if (!grid.tracks(k) || grid.sees(view, grid.cellOf(k))) seen.push([k, v]);
+    return encodeRecordsFrame('snap', s.tick, version, seen, seen.length, [], this.writer);
   }
 
   /** A delta of `keys` from the mirror, with field patches where `patchesByKey` has them; `patched` counts those. */

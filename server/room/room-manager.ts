@@ -298,6 +298,7 @@ export class RoomManager {
       resumeWindowMs: this.config.resumeWindowMs,
       inputRatePerSecond: this.config.inputRatePerSecond,
       inputBurst: this.config.inputBurst,
+      interest: m.interest,
       broadcast: {
         softLimitBytes: this.config.broadcastSoftLimitBytes,
         hardLimitBytes: this.config.broadcastHardLimitBytes,

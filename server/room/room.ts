@@ -23,6 +23,7 @@ import { CommittedState } from '../state/committed-state.ts';
 import { encodeTickDelta } from '../state/tick-delta.ts';
 import type { PatchHistoryEntry, RoomMeta, RoomStore } from '../state/room-store.ts';
 import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
+import type { InterestSettings } from '../config/config.ts';
 import { InputQueue, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
 import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
@@ -51,6 +52,8 @@ export interface RoomSettings {
   inputRatePerSecond: number;
   inputBurst: number;
   broadcast: BroadcastLimits;
+  /** Interest management (game.json `interest`), or null: every player receives every record. */
+  interest: InterestSettings | null;
 }
 
 /** What the network layer holds for a seated connection. */
@@ -110,7 +113,7 @@ export class Room {
   ) {
     this.queue = new InputQueue(settings.inputQueueLimit);
     this.versions = new VersionSwitch(this, store, log);
-    this.broadcaster = new Broadcaster(committed, settings.broadcast);
+    this.broadcaster = new Broadcaster(committed, settings.broadcast, settings.interest);
     this.clock = new TickClock(settings.tickHz, () => this.runTick(), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
     this.checkpointer = new Checkpointer(
       store,
@@ -393,7 +396,7 @@ export class Room {
         lim: { q: this.settings.inputQueueLimit, rate: this.settings.inputRatePerSecond, burst: this.settings.inputBurst },
       }),
     );
-    this.broadcaster.add(link, this.version);
+    this.broadcaster.add(link, this.version, seat.id);
   }
 
   private handleFor(seat: Seat): SeatHandle {

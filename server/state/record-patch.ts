@@ -322,6 +322,11 @@ function isIndexLike(bytes: Uint8Array, start: number, end: number): boolean {
  * Position just after the msgpack value at `pos`, or -1 when it is malformed, truncated or
  * nested deeper than the isolate's writer ever nests (bytes from an isolate are untrusted).
  */
+/** The position just past the msgpack value at `pos`, or -1 when it is malformed or too deep. */
+export function skipValue(b: Uint8Array, pos: number): number {
+  return skip(b, pos, 0);
+}
+
 function skip(b: Uint8Array, pos: number, depth: number): number {
   if (pos >= b.length || depth > MAX_DEPTH + 1) return -1;
   const t = b[pos]!;

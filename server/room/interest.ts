@@ -1,0 +1,220 @@
+/**
+ * Interest management: which positioned records each player receives.
+ *
+ * A game that sets `interest` in its game.json names object tables whose entries are
+ * positioned by numeric `x` and `y` fields. The world is cut into square cells of `cellSize`;
+ * a player sees the cells within `radius` of the cell of their own entry in the `viewer` table
+ * (a (2r+1) x (2r+1) block). Positioned entries outside that block are not sent to them. An
+ * entry of such a table without a numeric x and y, every other record, and everything for a
+ * player who has no positioned entry of their own, goes to everyone (docs/scripting.md,
+ * "Interest management").
+ *
+ * This grid is the host's index of where each positioned entry is, kept from the committed
+ * changes: positions are read from the record's msgpack bytes (a whole record, or a field
+ * patch that names x or y) without decoding the rest. The broadcaster asks it which cells a
+ * view sees and where an entry was at the last broadcast.
+ */
+import type { InterestSettings } from '../config/config.ts';
+import { skipValue, type RecordChanges } from '../state/record-patch.ts';
+
+/** Cell codes besides real cells (>= 0): no such record. */
+export const ABSENT = -1;
+/** An entry of a positioned table without a numeric x and y: everyone sees it. */
+export const UNPLACED = -2;
+/** The view of a player without a positioned entry of their own: every cell. */
+export const EVERYWHERE = -3;
+
+/** Cell coordinates are clamped to [-HALF, HALF) and packed as (cx + HALF) * SPAN + (cy + HALF). */
+const SPAN = 65536;
+const HALF = 32768;
+
+interface Place {
+  x: number;
+  y: number;
+  cell: number;
+}
+
+export class InterestGrid {
+  private readonly places = new Map<string, Place>();
+  /** Cell -> the positioned entries in it (UNPLACED entries are in no cell). */
+  private readonly members = new Map<number, Set<string>>();
+  /** "table/" of each positioned table (startsWith allocates nothing; slicing the key would). */
+  private readonly prefixes: string[];
+  private readonly viewerPrefix: string;
+
+  constructor(readonly settings: InterestSettings) {
+    this.prefixes = settings.tables.map((t) => t + '/');
+    this.viewerPrefix = settings.viewer + '/';
+  }
+
+  /** Whether `key` is an entry of a positioned table. */
+  tracks(key: string): boolean {
+    const prefixes = this.prefixes;
+    for (let i = 0; i < prefixes.length; i++) if (key.startsWith(prefixes[i]!)) return key.length > prefixes[i]!.length;
+    return false;
+  }
+
+  /** The key of player `playerId`'s own entry, whose cell centres their view. */
+  viewerKey(playerId: string): string {
+    return this.viewerPrefix + playerId;
+  }
+
+  /** Index every record (a room's committed state when its broadcaster starts). */
+  load(records: Iterable<readonly [string, Uint8Array]>): void {
+    this.places.clear();
+    this.members.clear();
+    for (const [key, bytes] of records) if (this.tracks(key)) this.place(key, bytes, true);
+  }
+
+  /** Follow one committed tick's changes. */
+  apply(changes: RecordChanges): void {
+    for (const [key, bytes] of changes.sets) if (this.tracks(key)) this.place(key, bytes, true);
+    for (const key of changes.dels) this.remove(key);
+    for (const [key, bytes] of changes.patches) if (this.tracks(key)) this.place(key, bytes, false);
+  }
+
+  /** Where `key` is now: a cell, UNPLACED, or ABSENT. */
+  cellOf(key: string): number {
+    return this.places.get(key)?.cell ?? ABSENT;
+  }
+
+  /** The view centred on entry `viewerKey` (see viewerKey): its cell, or EVERYWHERE. */
+  viewAt(viewerKey: string): number {
+    const cell = this.places.get(viewerKey)?.cell ?? ABSENT;
+    return cell >= 0 ? cell : EVERYWHERE;
+  }
+
+  /** Whether a player with `view` sees an entry in `cell`. */
+  sees(view: number, cell: number): boolean {
+    if (cell === ABSENT) return false;
+    if (cell === UNPLACED || view === EVERYWHERE) return true;
+    const r = this.settings.radius;
+    return Math.abs(Math.floor(view / SPAN) - Math.floor(cell / SPAN)) <= r && Math.abs((view % SPAN) - (cell % SPAN)) <= r;
+  }
+
+  /** The cells holding entries that `view` sees. */
+  cellsSeenFrom(view: number): number[] {
+    const out: number[] = [];
+    if (view === EVERYWHERE) {
+      for (const cell of this.members.keys()) out.push(cell);
+      return out;
+    }
+    const r = this.settings.radius;
+    const vx = Math.floor(view / SPAN);
+    const vy = view % SPAN;
+    for (let x = Math.max(0, vx - r); x <= Math.min(SPAN - 1, vx + r); x++) {
+      for (let y = Math.max(0, vy - r); y <= Math.min(SPAN - 1, vy + r); y++) {
+        const cell = x * SPAN + y;
+        if (this.members.has(cell)) out.push(cell);
+      }
+    }
+    return out;
+  }
+
+  /** The positioned entries in `cell`. */
+  membersOf(cell: number): ReadonlySet<string> {
+    return this.members.get(cell) ?? NO_MEMBERS;
+  }
+
+  private cellAt(x: number, y: number): number {
+    const size = this.settings.cellSize;
+    const cx = Math.min(HALF - 1, Math.max(-HALF, Math.floor(x / size))) + HALF;
+    const cy = Math.min(HALF - 1, Math.max(-HALF, Math.floor(y / size))) + HALF;
+    return cx * SPAN + cy;
+  }
+
+  /** Place an entry from its whole bytes, or move it by a patch's x and y. */
+  private place(key: string, bytes: Uint8Array, whole: boolean): void {
+    let p = this.places.get(key);
+    if (!p) {
+      p = { x: NaN, y: NaN, cell: ABSENT };
+      this.places.set(key, p);
+    } else if (whole) {
+      p.x = NaN;
+      p.y = NaN;
+    }
+    readPosition(bytes, p);
+    const cell = Number.isFinite(p.x) && Number.isFinite(p.y) ? this.cellAt(p.x, p.y) : UNPLACED;
+    if (cell === p.cell) return;
+    if (p.cell >= 0) this.leaveCell(key, p.cell);
+    if (cell >= 0) {
+      let set = this.members.get(cell);
+      if (!set) this.members.set(cell, (set = new Set()));
+      set.add(key);
+    }
+    p.cell = cell;
+  }
+
+  private remove(key: string): void {
+    const p = this.places.get(key);
+    if (!p) return;
+    if (p.cell >= 0) this.leaveCell(key, p.cell);
+    this.places.delete(key);
+  }
+
+  private leaveCell(key: string, cell: number): void {
+    const set = this.members.get(cell);
+    if (!set) return;
+    set.delete(key);
+    if (set.size === 0) this.members.delete(cell);
+  }
+}
+
+const NO_MEMBERS: ReadonlySet<string> = new Set();
+
+const view = new DataView(new ArrayBuffer(8));
+
+/**
+ * Read the `x` and `y` fields of a msgpack map into `p`: a number, or NaN for a field that is
+ * there but not a number. Fields the map does not name are left as they are (a patch names
+ * only what changed). Bytes that are not a map, or malformed, change nothing.
+ */
+export function readPosition(b: Uint8Array, p: { x: number; y: number }): void {
+  let pos = 0;
+  let n: number;
+  const t = b[0];
+  if (t === undefined) return;
+  if (t >= 0x80 && t <= 0x8f) {
+    n = t & 0x0f;
+    pos = 1;
+  } else if (t === 0xde && b.length >= 3) {
+    n = (b[1]! << 8) | b[2]!;
+    pos = 3;
+  } else if (t === 0xdf && b.length >= 5) {
+    n = ((b[1]! << 24) | (b[2]! << 16) | (b[3]! << 8) | b[4]!) >>> 0;
+    pos = 5;
+  } else return;
+  for (let i = 0; i < n && pos >= 0 && pos < b.length; i++) {
+    // The keys "x" and "y" are the fixstrs a1 78 and a1 79.
+    const isX = b[pos] === 0xa1 && b[pos + 1] === 0x78;
+    const isY = b[pos] === 0xa1 && b[pos + 1] === 0x79;
+    const valueAt = skipValue(b, pos);
+    if (valueAt < 0) return;
+    if (isX) p.x = readNumber(b, valueAt);
+    else if (isY) p.y = readNumber(b, valueAt);
+    pos = skipValue(b, valueAt);
+  }
+}
+
+function readNumber(b: Uint8Array, pos: number): number {
+  const t = b[pos];
+  if (t === undefined) return NaN;
+  if (t < 0x80) return t;
+  if (t >= 0xe0) return t - 0x100;
+  const need = t === 0xcb || t === 0xcf || t === 0xd3 ? 9 : t === 0xca || t === 0xce || t === 0xd2 ? 5 : t === 0xcd || t === 0xd1 ? 3 : 2;
+  if (pos + need > b.length) return NaN;
+  for (let i = 1; i < need; i++) view.setUint8(i - 1, b[pos + i]!);
+  switch (t) {
+    case 0xcc: return view.getUint8(0);
+    case 0xcd: return view.getUint16(0);
+    case 0xce: return view.getUint32(0);
+    case 0xcf: return Number(view.getBigUint64(0));
+    case 0xd0: return view.getInt8(0);
+    case 0xd1: return view.getInt16(0);
+    case 0xd2: return view.getInt32(0);
+    case 0xd3: return Number(view.getBigInt64(0));
+    case 0xca: return view.getFloat32(0);
+    case 0xcb: return view.getFloat64(0);
+    default: return NaN;
+  }
+}

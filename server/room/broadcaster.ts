@@ -11,6 +11,11 @@
  * (`patch` in the delta frame) instead of whole. A patch is exact only against the record as
  * it was before that tick, so it is used only when the record changed in exactly one tick since
  * the last flush; a record changed again, and every catch-up frame, goes whole from the mirror.
+ *
+ * Interest management (game.json `interest`): each client gets only the positioned entries
+ * near its player (interest.ts), so frames differ per view: view-frames.ts builds them from
+ * parts encoded once per flush. Snapshots are filtered the same way, and a lagging client
+ * catches up with a snapshot of its view.
  */
 import type { InterestSettings } from '../config/config.ts';
 import { CloseCodes } from '../errors/codes.ts';
@@ -121,7 +126,10 @@ export class Broadcaster {
         if (buffered > this.limits.softLimitBytes) continue;
         // With interest management a lagging client catches up with a snapshot of its view:
         // what it saw when it fell behind is not worth reconstructing.
-        if (this.grid) sub.view = this.grid.viewAt(sub.viewerKey);
+        if (this.grid) {
+          sub.view = this.grid.viewAt(sub.viewerKey);
+          sub.fresh = false;
+        }
         const frame = this.grid || sub.missed.size * 2 > this.state.size ? this.snapshotFrame(version, sub.view) : this.deltaFrame(version, sub.missed).frame;
         sub.missed = null;
         link.send(frame);

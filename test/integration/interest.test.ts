@@ -176,3 +176,41 @@ describe('interest management', () => {
     for (const c of clients) c.close();
   });
 });
+
+describe('interest management for a client that falls behind', () => {
+  it('catches up with a snapshot of its view, taken where it stands when it drains', async () => {
+    const roomId = 'aoi-slow-' + Date.now().toString(36);
+    const fast = testClient(server.url, { room: roomId, game: 'spatial', name: 'fast' });
+    const slow = testClient(server.url, { room: roomId, game: 'spatial', name: 'slow', autoReconnect: false });
+    await fast.connect();
+    await slow.connect();
+    const room = server.rooms.get(roomId)!;
+    const seat = room.seats.get(slow.playerId)!;
+    const lagging = () => (room as unknown as { broadcaster: { subs: Map<unknown, { missed: Set<string> | null }> } }).broadcaster.subs.get(seat.link)?.missed != null;
+    const socket = (slow as unknown as { socket: { _socket: { pause(): void; resume(): void } } }).socket._socket;
+    socket.pause();
+    // Big frames to everyone until the server skips the stalled client.
+    let n = 0;
+    const pump = setInterval(() => fast.send({ op: 'blob', bytes: 60_000, tag: String(n++ % 10) }), 50);
+    try {
+      await waitFor(lagging, 'the server skipping the stalled client');
+    } finally {
+      clearInterval(pump);
+    }
+    // While it is behind, it moves far away and the world around it changes.
+    slow.send({ op: 'to', x: 850, y: 850 });
+    fast.send({ op: 'to', x: 900, y: 800 });
+    fast.send({ op: 'spawn', id: 'late', x: 820, y: 880 });
+    await waitFor(() => room.queue.size === 0, 'the moves applied');
+    socket.resume();
+    await waitFor(() => !lagging() && slow.tick >= room.committed.tick, 'the slow client caught up');
+    await room.pauseClock();
+    await settle(room, [fast, slow]);
+    expect(slow.disconnects).toBe(0);
+    expect(Object.keys(slow.world.items as object)).toContain('late');
+    expect(Object.keys(slow.world.items as object)).not.toContain('g0-0');
+    expectEveryView(room, [fast, slow], 'after the catch-up');
+    fast.close();
+    slow.close();
+  });
+});

@@ -14,11 +14,12 @@
 import { performance } from 'node:perf_hooks';
 import type { InterestSettings } from '../server/config/config.ts';
 import { Broadcaster } from '../server/room/broadcaster.ts';
-import type { PlayerLink } from '../server/room/link.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import { CommittedState } from '../server/state/committed-state.ts';
 import type { RecordChanges } from '../server/state/record-patch.ts';
+import { mulberry32 } from '../test/helpers/prng.ts';
 import { machine, parseArgs, round, summary, writeResult } from './lib.ts';
+import { CountingLink } from './sim.ts';
 
 const args = parseArgs(process.argv.slice(2));
 const PLAYERS = Number(args.players ?? 1000);
@@ -28,32 +29,8 @@ const RADIUS = Number(args.radius ?? 1);
 const TICKS = Number(args.ticks ?? 200);
 const WARMUP = 20;
 
-/** Deterministic PRNG (mulberry32), so both modes see the same ticks. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class CountingLink implements PlayerLink {
-  bytes = 0;
-  frames = 0;
-  readonly bufferedAmount = 0;
-  readonly isOpen = true;
-  send(frame: Uint8Array): void {
-    this.bytes += frame.length;
-    this.frames++;
-  }
-  close(): void {}
-}
-
 function run(interest: InterestSettings | null): { bytes_per_player_per_broadcast: ReturnType<typeof summary>; flush_cpu_ms: ReturnType<typeof summary>; changed_cpu_ms: ReturnType<typeof summary> } {
-  const random = rng(7);
+  const random = mulberry32(7); // both modes see the same ticks
   const w = new MsgpackWriter();
   const enc = (v: unknown) => {
     w.reset();

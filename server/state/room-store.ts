@@ -116,7 +116,8 @@ export interface LeaseHolder {
 
 /** A claim refused because the room is stored in a format newer than STORAGE_FORMAT. */
 export interface FormatTooNew {
-  format: number;
+  /** As stored (a corrupt value is refused too, and shown as it is). */
+  format: string;
 }
 
 /** A claim refused because another server's lease on the room is alive. */
@@ -416,7 +417,7 @@ export class RoomStore {
     const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, k.history, k.crashes, holderValue(this.holder), String(this.leaseMs), String(STORAGE_FORMAT));
     if (!reply) return null;
     if (reply[0] === 0) return { ownedBy: parseHolder(reply[1].toString()), ttlMs: Number(reply[2]) };
-    if (reply[0] === 2) return { format: Number(reply[1].toString()) };
+    if (reply[0] === 2) return { format: reply[1].toString() };
     const [, metaFlat, stateFlat, seatsFlat, seqsFlat, log] = reply;
     // Back on the index of rooms that should be running, if it was unloaded while idle (see
     // unlist): from here on a takeover or a restart brings it back after a crash.
@@ -665,7 +666,7 @@ function checkReadable(roomId: string, meta: Map<string, string>): void {
   if (!(format >= 1 && format <= STORAGE_FORMAT)) throw formatTooNewError(roomId, meta.get('format') ?? '');
 }
 
-export function formatTooNewError(roomId: string, format: number | string): MoonpatchError {
+export function formatTooNewError(roomId: string, format: string): MoonpatchError {
   return new MoonpatchError(
     'ROOM_FORMAT_NEWER',
     `room ${roomId} is stored in format ${format}; this server reads formats up to ${STORAGE_FORMAT}: a newer moonpatch runs it (upgrade this server, or leave the room to the newer ones)`,

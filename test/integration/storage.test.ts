@@ -157,7 +157,7 @@ describe('storage format', () => {
       const before = await server.redis.hgetall(meta);
       const recordsBefore = stateHash(await server.redis.hgetallBuffer(server.store.keys(roomId).state).then((h) => new Map(Object.entries(h))));
 
-      expect(await server.store.claim(roomId)).toEqual({ format: Number(stored) });
+      expect(await server.store.claim(roomId)).toEqual({ format: stored });
       expect((await joinError(roomId)).map((e) => e.code)).toContain('ROOM_FORMAT_NEWER');
       await expect(server.store.readCommitted(roomId)).rejects.toMatchObject({ code: 'ROOM_FORMAT_NEWER' });
       await expect(server.store.readRecords(roomId)).rejects.toMatchObject({ code: 'ROOM_FORMAT_NEWER' });

@@ -78,3 +78,23 @@ export function crashCausedBy(child: ChildServer, client: MoonpatchClient, seq: 
     });
   });
 }
+
+/**
+ * Make the child abort with an attack input from `client`, trying up to `tries` times, and
+ * resolve with its exit. The fatal out-of-memory attack does not abort V8 every time: now and
+ * then (more often on a loaded machine) isolated-vm's own heap check catches it first and the
+ * tick fails with MEMORY_LIMIT, the room running on, and an attacker would simply send it
+ * again. `first`, when given, is the seq of an attack already sent (a client resends its
+ * unacknowledged inputs after a reconnect); otherwise the first try is sent here too.
+ */
+export async function crashWithAttack(child: ChildServer, client: MoonpatchClient, attack: () => number, tries = 6, first?: number): Promise<ChildExit> {
+  let seq = first ?? attack();
+  for (let i = 1; ; i++) {
+    try {
+      return await crashCausedBy(child, client, seq);
+    } catch (e) {
+      if (i >= tries) throw e;
+      seq = attack();
+    }
+  }
+}

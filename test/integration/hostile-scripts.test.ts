@@ -32,7 +32,7 @@ import { GameSandbox } from '../../server/sandbox/sandbox.ts';
 import { stateHash } from '../../server/state/committed-state.ts';
 import { findFreePort } from '../../server/state/redis-launcher.ts';
 import { RoomStore } from '../../server/state/room-store.ts';
-import { crashCausedBy, startChildServer, type ChildServer } from '../helpers/child-server.ts';
+import { crashWithAttack, startChildServer, type ChildServer } from '../helpers/child-server.ts';
 import { reportFigure } from '../helpers/figures.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
@@ -337,9 +337,8 @@ describe('beyond the process: an out-of-memory V8 cannot recover from', () => {
     // One scrape answered first, so the next ones are back to back through the attack (one
     // that starts during it waits for the isolate, which never answers: the process aborts).
     await waitFor(() => scrapes > 0, 'a first /metrics scrape answered');
-    const attack = mallory.send({ attack: 'fatal-oom-map' });
     injected++;
-    const { code, signal } = await crashCausedBy(child, mallory, attack);
+    const { code, signal } = await crashWithAttack(child, mallory, () => mallory.send({ attack: 'fatal-oom-map' }));
     scraping = false;
     await scraper;
     crashedProcess++;

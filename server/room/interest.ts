@@ -5,9 +5,9 @@
  * positioned by numeric `x` and `y` fields. The world is cut into square cells of `cellSize`;
  * a player sees the cells within `radius` of the cell of their own entry in the `viewer` table
  * (a (2r+1) x (2r+1) block). Positioned entries outside that block are not sent to them. An
- * entry of such a table without a numeric x and y, every other record, and everything for a
- * player who has no positioned entry of their own, goes to everyone (docs/scripting.md,
- * "Interest management").
+ * entry of such a table without a numeric x and y, and every other record, goes to everyone. A
+ * player who has no positioned entry of their own sees no positioned entry: what they receive
+ * stays bounded however big the world is (docs/scripting.md, "Interest management").
  *
  * This grid is the host's index of where each positioned entry is, kept from the committed
  * changes: positions are read from the record's msgpack bytes (a whole record, or a field
@@ -21,8 +21,10 @@ import { skipValue, type RecordChanges } from '../state/record-patch.ts';
 export const ABSENT = -1;
 /** An entry of a positioned table without a numeric x and y: everyone sees it. */
 export const UNPLACED = -2;
-/** The view of a player without a positioned entry of their own: every cell. */
+/** A view that sees every cell: rooms without interest management. */
 export const EVERYWHERE = -3;
+/** The view of a player without a positioned entry of their own: no cell. */
+export const NOWHERE = -4;
 
 /** Cell coordinates are clamped to [-HALF, HALF) and packed as (cx + HALF) * SPAN + (cy + HALF). */
 const SPAN = 65536;
@@ -78,16 +80,17 @@ export class InterestGrid {
     return this.places.get(key)?.cell ?? ABSENT;
   }
 
-  /** The view centred on entry `viewerKey` (see viewerKey): its cell, or EVERYWHERE. */
+  /** The view centred on entry `viewerKey` (see viewerKey): its cell, or NOWHERE. */
   viewAt(viewerKey: string): number {
     const cell = this.places.get(viewerKey)?.cell ?? ABSENT;
-    return cell >= 0 ? cell : EVERYWHERE;
+    return cell >= 0 ? cell : NOWHERE;
   }
 
   /** Whether a player with `view` sees an entry in `cell`. */
   sees(view: number, cell: number): boolean {
     if (cell === ABSENT) return false;
     if (cell === UNPLACED || view === EVERYWHERE) return true;
+    if (view === NOWHERE) return false;
     const r = this.settings.radius;
     return Math.abs(Math.floor(view / SPAN) - Math.floor(cell / SPAN)) <= r && Math.abs((view % SPAN) - (cell % SPAN)) <= r;
   }
@@ -95,6 +98,7 @@ export class InterestGrid {
   /** The cells holding entries that `view` sees. */
   cellsSeenFrom(view: number): number[] {
     const out: number[] = [];
+    if (view === NOWHERE) return out;
     if (view === EVERYWHERE) {
       for (const cell of this.members.keys()) out.push(cell);
       return out;

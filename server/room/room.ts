@@ -591,8 +591,10 @@ export class Room {
       staged.noteCommitted(outcome, this.committed);
       if (staged.ready) void staged.catchUp().catch(() => {}); // a failure shows at the swap tick
     }
-    this.settleEvents(tick, events, rejected, seqs);
+    // The broadcaster first: a join settled below subscribes with a snapshot whose view (with
+    // interest management) must come from this tick's positions.
     this.broadcaster.changed(outcome);
+    this.settleEvents(tick, events, rejected, seqs);
     this.checkpointer.noteTick(outcome, seqs.keys());
     this.maybeBroadcast(commitDone);
 

@@ -30,7 +30,10 @@ function cellOf(v: unknown): [number, number] | null {
   return [Math.floor(o.x / CELL), Math.floor(o.y / CELL)];
 }
 
-/** What player `playerId` should hold: the committed records filtered by the interest rule. */
+/**
+ * What player `playerId` should hold: the committed records filtered by the interest rule. A
+ * player without a position of their own sees no positioned entry.
+ */
 function expectedWorld(records: ReadonlyMap<string, Uint8Array>, playerId: string): Record<string, Value> {
   const decoded = new Map([...records].map(([k, b]) => [k, unpack(b) as Value]));
   const centre = cellOf(decoded.get(`players/${playerId}`));
@@ -38,7 +41,7 @@ function expectedWorld(records: ReadonlyMap<string, Uint8Array>, playerId: strin
   for (const [k, v] of decoded) {
     const positioned = k.startsWith('players/') || k.startsWith('items/');
     const c = positioned ? cellOf(v) : null;
-    if (!centre || !c || (Math.abs(c[0] - centre[0]) <= 1 && Math.abs(c[1] - centre[1]) <= 1)) seen[k] = v;
+    if (!c || (centre && Math.abs(c[0] - centre[0]) <= 1 && Math.abs(c[1] - centre[1]) <= 1)) seen[k] = v;
   }
   const view = new WorldView();
   view.applySnapshot(0, '', seen);
@@ -94,16 +97,20 @@ describe('interest management', () => {
     expect(keys(c)).toEqual([b.playerId, c.playerId].sort());
     expectEveryView(room, [a, b, c], 'after c came near');
 
-    // b loses its position: everyone sees it, and b (no position) sees everything.
+    // b loses its position: everyone sees it (unplaced), and b, with no position, sees no
+    // positioned entry: only the banner among the items, only itself among the players.
     await step([[b, { op: 'unplace' }]]);
     expect(keys(c)).toContain(b.playerId);
-    expect(Object.keys(b.world.items as object).length).toBe(101);
+    expect(keys(a)).toContain(b.playerId);
+    expect(Object.keys(b.world.items as object)).toEqual(['banner']);
+    expect(keys(b)).toEqual([b.playerId]);
     expectEveryView(room, [a, b, c], 'after b lost its position');
 
-    // c goes away again: a item it saw is deleted from its world, and c is deleted from b's... b sees all.
+    // c goes away again (an item it saw is deleted from its world); b is placed next to a.
     await step([[c, { op: 'to', x: 950, y: 50 }], [b, { op: 'to', x: 50, y: 150 }]]);
     expect(Object.keys(c.world.items as object)).not.toContain('g2-0');
     expect(keys(b)).toEqual([a.playerId, b.playerId].sort());
+    expect(Object.keys(b.world.items as object)).toContain('g1-2');
     expectEveryView(room, [a, b, c], 'after c went away');
     for (const cl of [a, b, c]) cl.close();
   });

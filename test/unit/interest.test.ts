@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
 import { parseGameManifest } from '../../server/config/config.ts';
 import { ConfigError } from '../../server/errors/errors.ts';
-import { ABSENT, EVERYWHERE, InterestGrid, readPosition, UNPLACED } from '../../server/room/interest.ts';
+import { ABSENT, EVERYWHERE, InterestGrid, NOWHERE, readPosition, UNPLACED } from '../../server/room/interest.ts';
 import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 
 const enc = (v: unknown) => {
@@ -117,7 +117,10 @@ describe('InterestGrid', () => {
     expect(g.sees(a, g.cellOf('players/b'))).toBe(false); // two cells away
     expect(g.sees(a, UNPLACED)).toBe(true);
     expect(g.sees(a, ABSENT)).toBe(false);
-    expect(g.viewAt(g.viewerKey('nobody'))).toBe(EVERYWHERE);
+    expect(g.viewAt(g.viewerKey('nobody'))).toBe(NOWHERE);
+    expect(g.sees(NOWHERE, g.cellOf('players/a'))).toBe(false);
+    expect(g.sees(NOWHERE, UNPLACED)).toBe(true);
+    expect(g.cellsSeenFrom(NOWHERE)).toEqual([]);
 
     g.apply({ sets: [], dels: [], patches: [['players/b', enc({ x: 150 })]] });
     expect(g.sees(a, g.cellOf('players/b'))).toBe(true);
@@ -125,7 +128,7 @@ describe('InterestGrid', () => {
 
     g.apply({ sets: [['players/b', enc({ name: 'b' })]], dels: [], patches: [] }); // replaced whole, no position
     expect(g.cellOf('players/b')).toBe(UNPLACED);
-    expect(g.viewAt(g.viewerKey('b'))).toBe(EVERYWHERE);
+    expect(g.viewAt(g.viewerKey('b'))).toBe(NOWHERE);
     g.apply({ sets: [], dels: ['players/a'], patches: [] });
     expect(g.cellOf('players/a')).toBe(ABSENT);
     expect(g.cellsSeenFrom(EVERYWHERE)).toEqual([]);

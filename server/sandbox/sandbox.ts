@@ -148,10 +148,17 @@ export class GameSandbox {
    * spot with only its own dump, and ops cannot tell which game did it.
    */
   static onCatastrophicError: (info: { roomId: string; game: string; version: string; tick: number; message: string }) => void = (info) => {
-    GameSandbox.crashRecorder?.(info);
-    const code = /out-of-memory/i.test(info.message) ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
-    const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
+    // Abort whatever happens before it: a throw out of this callback would leave the process
+    // hung, not aborted (isolated-vm has parked the isolate's thread for good). Each step is on
+    // its own, so a recorder that fails (a full disk) still leaves the log line.
     try {
+      try {
+        GameSandbox.crashRecorder?.(info);
+      } catch {
+        /* the log line below still names the room */
+      }
+      const code = /out-of-memory/i.test(info.message) ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
+      const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
       writeSync(2, JSON.stringify(line) + '\n');
     } finally {
       process.abort();

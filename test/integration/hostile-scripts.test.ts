@@ -19,6 +19,7 @@
  * run against a child server, in a fixture game of its own (test/fixtures/games/fatal), to show what the supervisor path recovers: the process exits and,
  * restarted, the room resumes from its last committed tick. See docs/security.md.
  */
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -310,6 +311,18 @@ describe('beyond the process: an out-of-memory V8 cannot recover from', () => {
     redis.disconnect();
   });
 
+
+  it('aborts even when the crash recorder throws (a full disk must not turn the abort into a hang)', async () => {
+    const script = path.join(import.meta.dirname, '..', 'helpers', 'abort-despite-throwing-recorder.ts');
+    const proc = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    proc.stderr.on('data', (d) => (out += d));
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (c, s) => resolve({ code: c, signal: s })));
+    expect(code, `V8 contained the attack every time instead of aborting:\n${out}`).not.toBe(3);
+    expect(signal === 'SIGABRT' || code === 134, `exit ${code} ${signal}:\n${out.slice(-2000)}`).toBe(true);
+    expect(out).toContain('an isolate hit a catastrophic error; aborting the process');
+  });
   it('fatal-oom-map aborts the server process; restarted, the room resumes at its last committed tick', async () => {
     const prefix = uniquePrefix('hostile-fatal');
     const port = await findFreePort();

@@ -43,6 +43,11 @@ export class OrphanTakeover {
       for (const id of await this.store.listRooms()) {
         if (this.rooms.get(id) || this.rooms.isClosing) continue;
         if (await this.store.leaseOf(id)) continue;
+        // No lease, but perhaps because it was unloaded as idle since the list was read: an
+        // unload takes the room off the index before it hands the lease back, so a room still
+        // listed now that its lease is gone is an orphan. (Without this, a sweep that read the
+        // list just before an unload reopened the idle room straight away.)
+        if (!(await this.store.isListed(id))) continue;
         try {
           await this.rooms.open(id);
           taken.push(id);

@@ -524,6 +524,11 @@ export class RoomStore {
     await this.redis.srem(roomIndexKey(this.prefix), roomId);
   }
 
+  /** Whether a room is on the index of rooms that should be running. */
+  async isListed(roomId: string): Promise<boolean> {
+    return (await this.redis.sismember(roomIndexKey(this.prefix), roomId)) === 1;
+  }
+
   /** Put a room back on the index (an unload whose release failed: someone else runs it). */
   async relist(roomId: string): Promise<void> {
     await this.redis.sadd(roomIndexKey(this.prefix), roomId);

@@ -23,7 +23,7 @@ import { encodeRecordsFrame } from '../protocol/codec.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import type { CommittedState } from '../state/committed-state.ts';
 import type { RecordChanges } from '../state/record-patch.ts';
-import { EVERYWHERE, InterestGrid } from './interest.ts';
+import { InterestGrid, NOWHERE } from './interest.ts';
 import type { PlayerLink } from './link.ts';
 import { ViewFrames } from './view-frames.ts';
 
@@ -65,8 +65,7 @@ export class Broadcaster {
   private pending = new Map<string, Uint8Array | null>();
   private readonly subs = new Map<PlayerLink, Subscriber>();
   private readonly writer = new MsgpackWriter(64 * 1024);
-  /** With interest management (game.json `interest`): where positioned entries are, and per-view frames. */
-  private readonly grid: InterestGrid | null;
+  /** With interest management (game.json `interest`): per-view frames, over the grid of where positioned entries are. */
   private readonly views: ViewFrames | null;
 
   constructor(
@@ -74,9 +73,7 @@ export class Broadcaster {
     private readonly limits: BroadcastLimits,
     interest: InterestSettings | null = null,
   ) {
-    this.grid = interest ? new InterestGrid(interest) : null;
-    this.grid?.load(state.records);
-    this.views = this.grid ? new ViewFrames(this.grid, state) : null;
+    this.views = interest ? new ViewFrames(new InterestGrid(interest), state) : null;
   }
 
   get size(): number {
@@ -85,9 +82,10 @@ export class Broadcaster {
 
   /** Subscribe a client: it gets a snapshot of the committed state now (what it sees of it), then deltas. */
   add(link: PlayerLink, version: string, playerId: string): void {
-    const viewerKey = this.grid ? this.grid.viewerKey(playerId) : '';
-    const view = this.grid ? this.grid.viewAt(viewerKey) : EVERYWHERE;
-    this.subs.set(link, { missed: null, laggingSince: 0, viewerKey, view, fresh: this.grid !== null });
+    const grid = this.views?.grid;
+    const viewerKey = grid ? grid.viewerKey(playerId) : '';
+    const view = grid ? grid.viewAt(viewerKey) : NOWHERE;
+    this.subs.set(link, { missed: null, laggingSince: 0, viewerKey, view, fresh: grid !== undefined });
     link.send(this.snapshotFrame(version, view));
   }
 
@@ -97,13 +95,12 @@ export class Broadcaster {
 
   /** A committed tick's changes. */
   changed(changes: RecordChanges): void {
-    this.views?.noteBefore(changes);
+    this.views?.changed(changes);
     const pending = this.pending;
     for (const [k] of changes.sets) pending.set(k, null);
     for (const k of changes.dels) pending.set(k, null);
     // A second change before the flush: the first patch no longer describes the difference.
     for (const [k, patch] of changes.patches) pending.set(k, pending.has(k) ? null : patch);
-    this.grid?.apply(changes);
   }
 
   /** Send what changed since the last flush. */
@@ -126,11 +123,11 @@ export class Broadcaster {
         if (buffered > this.limits.softLimitBytes) continue;
         // With interest management a lagging client catches up with a snapshot of its view:
         // what it saw when it fell behind is not worth reconstructing.
-        if (this.grid) {
-          sub.view = this.grid.viewAt(sub.viewerKey);
+        if (this.views) {
+          sub.view = this.views.grid.viewAt(sub.viewerKey);
           sub.fresh = false;
         }
-        const frame = this.grid || sub.missed.size * 2 > this.state.size ? this.snapshotFrame(version, sub.view) : this.deltaFrame(version, sub.missed).frame;
+        const frame = this.views || sub.missed.size * 2 > this.state.size ? this.snapshotFrame(version, sub.view) : this.deltaFrame(version, sub.missed).frame;
         sub.missed = null;
         link.send(frame);
         stats.bytes += frame.length;
@@ -145,7 +142,7 @@ export class Broadcaster {
       }
       if (this.views) {
         // Each view gets its own frame, built from the per-cell parts of this flush.
-        const view = this.grid!.viewAt(sub.viewerKey);
+        const view = this.views.grid.viewAt(sub.viewerKey);
         const frame = sub.fresh ? this.snapshotFrame(version, view) : this.views.frameFor(version, this.pending, sub.view, view);
         sub.view = view;
         sub.fresh = false;
@@ -169,10 +166,10 @@ export class Broadcaster {
   }
 
   /** The committed state, or with interest management what `view` sees of it. */
-  snapshotFrame(version: string, view = EVERYWHERE): Uint8Array {
+  private snapshotFrame(version: string, view: number): Uint8Array {
     const s = this.state;
-    const grid = this.grid;
-    if (!grid || view === EVERYWHERE) return encodeRecordsFrame('snap', s.tick, version, s.records, s.size, [], this.writer);
+    const grid = this.views?.grid;
+    if (!grid) return encodeRecordsFrame('snap', s.tick, version, s.records, s.size, [], this.writer);
     const seen: [string, Uint8Array][] = [];
     for (const [k, v] of s.records) if (!grid.tracks(k) || grid.sees(view, grid.cellOf(k))) seen.push([k, v]);
     return encodeRecordsFrame('snap', s.tick, version, seen, seen.length, [], this.writer);

@@ -11,20 +11,19 @@
  *
  * This grid is the host's index of where each positioned entry is, kept from the committed
  * changes: positions are read from the record's msgpack bytes (a whole record, or a field
- * patch that names x or y) without decoding the rest. The broadcaster asks it which cells a
- * view sees and where an entry was at the last broadcast.
+ * patch that names x or y) without decoding the rest (readPosition, which walks maps as
+ * folding does). The broadcaster (view-frames.ts) asks it which cells a view sees and where
+ * each entry is.
  */
 import type { InterestSettings } from '../config/config.ts';
-import { skipValue, type RecordChanges } from '../state/record-patch.ts';
+import { readPosition, type RecordChanges } from '../state/record-patch.ts';
 
 /** Cell codes besides real cells (>= 0): no such record. */
 export const ABSENT = -1;
 /** An entry of a positioned table without a numeric x and y: everyone sees it. */
 export const UNPLACED = -2;
-/** A view that sees every cell: rooms without interest management. */
-export const EVERYWHERE = -3;
 /** The view of a player without a positioned entry of their own: no cell. */
-export const NOWHERE = -4;
+export const NOWHERE = -3;
 
 /** Cell coordinates are clamped to [-HALF, HALF) and packed as (cx + HALF) * SPAN + (cy + HALF). */
 const SPAN = 65536;
@@ -89,7 +88,7 @@ export class InterestGrid {
   /** Whether a player with `view` sees an entry in `cell`. */
   sees(view: number, cell: number): boolean {
     if (cell === ABSENT) return false;
-    if (cell === UNPLACED || view === EVERYWHERE) return true;
+    if (cell === UNPLACED) return true;
     if (view === NOWHERE) return false;
     const r = this.settings.radius;
     return Math.abs(Math.floor(view / SPAN) - Math.floor(cell / SPAN)) <= r && Math.abs((view % SPAN) - (cell % SPAN)) <= r;
@@ -99,10 +98,6 @@ export class InterestGrid {
   cellsSeenFrom(view: number): number[] {
     const out: number[] = [];
     if (view === NOWHERE) return out;
-    if (view === EVERYWHERE) {
-      for (const cell of this.members.keys()) out.push(cell);
-      return out;
-    }
     const r = this.settings.radius;
     const vx = Math.floor(view / SPAN);
     const vy = view % SPAN;
@@ -165,60 +160,3 @@ export class InterestGrid {
 }
 
 const NO_MEMBERS: ReadonlySet<string> = new Set();
-
-const view = new DataView(new ArrayBuffer(8));
-
-/**
- * Read the `x` and `y` fields of a msgpack map into `p`: a number, or NaN for a field that is
- * there but not a number. Fields the map does not name are left as they are (a patch names
- * only what changed). Bytes that are not a map, or malformed, change nothing.
- */
-export function readPosition(b: Uint8Array, p: { x: number; y: number }): void {
-  let pos = 0;
-  let n: number;
-  const t = b[0];
-  if (t === undefined) return;
-  if (t >= 0x80 && t <= 0x8f) {
-    n = t & 0x0f;
-    pos = 1;
-  } else if (t === 0xde && b.length >= 3) {
-    n = (b[1]! << 8) | b[2]!;
-    pos = 3;
-  } else if (t === 0xdf && b.length >= 5) {
-    n = ((b[1]! << 24) | (b[2]! << 16) | (b[3]! << 8) | b[4]!) >>> 0;
-    pos = 5;
-  } else return;
-  for (let i = 0; i < n && pos >= 0 && pos < b.length; i++) {
-    // The keys "x" and "y" are the fixstrs a1 78 and a1 79.
-    const isX = b[pos] === 0xa1 && b[pos + 1] === 0x78;
-    const isY = b[pos] === 0xa1 && b[pos + 1] === 0x79;
-    const valueAt = skipValue(b, pos);
-    if (valueAt < 0) return;
-    if (isX) p.x = readNumber(b, valueAt);
-    else if (isY) p.y = readNumber(b, valueAt);
-    pos = skipValue(b, valueAt);
-  }
-}
-
-function readNumber(b: Uint8Array, pos: number): number {
-  const t = b[pos];
-  if (t === undefined) return NaN;
-  if (t < 0x80) return t;
-  if (t >= 0xe0) return t - 0x100;
-  const need = t === 0xcb || t === 0xcf || t === 0xd3 ? 9 : t === 0xca || t === 0xce || t === 0xd2 ? 5 : t === 0xcd || t === 0xd1 ? 3 : 2;
-  if (pos + need > b.length) return NaN;
-  for (let i = 1; i < need; i++) view.setUint8(i - 1, b[pos + i]!);
-  switch (t) {
-    case 0xcc: return view.getUint8(0);
-    case 0xcd: return view.getUint16(0);
-    case 0xce: return view.getUint32(0);
-    case 0xcf: return Number(view.getBigUint64(0));
-    case 0xd0: return view.getInt8(0);
-    case 0xd1: return view.getInt16(0);
-    case 0xd2: return view.getInt32(0);
-    case 0xd3: return Number(view.getBigInt64(0));
-    case 0xca: return view.getFloat32(0);
-    case 0xcb: return view.getFloat64(0);
-    default: return NaN;
-  }
-}

@@ -94,15 +94,19 @@ export class ViewFrames {
   private readonly built = new Map<number, Map<number, Uint8Array>>();
 
   constructor(
-    private readonly grid: InterestGrid,
+    /** Where the positioned entries are: loaded from `state` here, then kept by changed(). */
+    readonly grid: InterestGrid,
     private readonly state: CommittedState,
-  ) {}
+  ) {
+    grid.load(state.records);
+  }
 
-  /** A committed tick is about to change these records: remember where they were at the last flush. */
-  noteBefore(changes: RecordChanges): void {
+  /** A committed tick's changes: where the entries were at the last flush, then where they are. */
+  changed(changes: RecordChanges): void {
     for (const [k] of changes.sets) this.noteOne(k);
     for (const k of changes.dels) this.noteOne(k);
     for (const [k] of changes.patches) this.noteOne(k);
+    this.grid.apply(changes);
   }
 
   private noteOne(key: string): void {

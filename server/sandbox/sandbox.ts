@@ -331,10 +331,10 @@ export class GameSandbox {
 
   /**
    * Heap in use by the isolate, bytes. Never the synchronous form: that waits on the Node thread
-   * for the isolate, stalling every room while a tick runs, and if the isolate's thread is parked
-   * by a catastrophic out-of-memory it waits forever: the abort callback needs the Node thread,
-   * so the process hangs instead of aborting (docs/security.md; hostile-scripts.test.ts scrapes
-   * /metrics through that attack).
+   * for the isolate (so for a tick in progress, every room waiting with it), and if the
+   * isolate's thread is parked by a catastrophic out-of-memory it waits forever: the abort
+   * callback needs the Node thread, so the process hangs instead of aborting (docs/security.md;
+   * hostile-scripts.test.ts scrapes /metrics through that attack).
    */
   async heapUsed(): Promise<number> {
     if (this.isolate.isDisposed) return 0;

@@ -301,6 +301,49 @@ function findKey(record: Uint8Array, rec: Int32Array, recCount: number, patch: U
   return -1;
 }
 
+/**
+ * Read the `x` and `y` fields of a record or field patch into `p` (interest management,
+ * server/room/interest.ts): a number, or NaN for a field that is there but not a number.
+ * Fields the map does not name are left as they are (a patch names only what changed). Bytes
+ * that are not a well-formed map with string keys change nothing. Walks the map as folding
+ * does (mapEntries), in the patch's scratch slot: nothing here runs during a fold.
+ */
+export function readPosition(bytes: Uint8Array, p: { x: number; y: number }): void {
+  const count = mapEntries(bytes, 1);
+  const at = scratch[1]!;
+  for (let i = 0; i < count; i++) {
+    const key = at[i * 3]!;
+    // The keys "x" and "y" as the writer encodes them: the fixstrs a1 78 and a1 79.
+    if (at[i * 3 + 1]! - key !== 2 || bytes[key] !== 0xa1) continue;
+    if (bytes[key + 1] === 0x78) p.x = readNumber(bytes, at[i * 3 + 1]!);
+    else if (bytes[key + 1] === 0x79) p.y = readNumber(bytes, at[i * 3 + 1]!);
+  }
+}
+
+const numberView = new DataView(new ArrayBuffer(8));
+
+/** The msgpack number at `pos` (mapEntries has checked that the value is complete), or NaN. */
+function readNumber(b: Uint8Array, pos: number): number {
+  const t = b[pos]!;
+  if (t < 0x80) return t;
+  if (t >= 0xe0) return t - 0x100;
+  const size = t === 0xcb || t === 0xcf || t === 0xd3 ? 8 : t === 0xca || t === 0xce || t === 0xd2 ? 4 : t === 0xcd || t === 0xd1 ? 2 : 1;
+  for (let i = 0; i < size; i++) numberView.setUint8(i, b[pos + 1 + i]!);
+  switch (t) {
+    case 0xcc: return numberView.getUint8(0);
+    case 0xcd: return numberView.getUint16(0);
+    case 0xce: return numberView.getUint32(0);
+    case 0xcf: return Number(numberView.getBigUint64(0));
+    case 0xd0: return numberView.getInt8(0);
+    case 0xd1: return numberView.getInt16(0);
+    case 0xd2: return numberView.getInt32(0);
+    case 0xd3: return Number(numberView.getBigInt64(0));
+    case 0xca: return numberView.getFloat32(0);
+    case 0xcb: return numberView.getFloat64(0);
+    default: return NaN;
+  }
+}
+
 /** Whether the string encoded at [start, end) is an array index, "0" to "4294967294". */
 function isIndexLike(bytes: Uint8Array, start: number, end: number): boolean {
   const t = bytes[start]!;
@@ -322,11 +365,6 @@ function isIndexLike(bytes: Uint8Array, start: number, end: number): boolean {
  * Position just after the msgpack value at `pos`, or -1 when it is malformed, truncated or
  * nested deeper than the isolate's writer ever nests (bytes from an isolate are untrusted).
  */
-/** The position just past the msgpack value at `pos`, or -1 when it is malformed or too deep. */
-export function skipValue(b: Uint8Array, pos: number): number {
-  return skip(b, pos, 0);
-}
-
 function skip(b: Uint8Array, pos: number, depth: number): number {
   if (pos >= b.length || depth > MAX_DEPTH + 1) return -1;
   const t = b[pos]!;

@@ -16,13 +16,14 @@ import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
 import { Rebalancer } from './room/rebalancer.ts';
 import { OrphanTakeover } from './room/takeover.ts';
+import { CrashBeacon } from './ops/crash-beacon.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
-import { RoomStore } from './state/room-store.ts';
+import { CRASHES_KEPT, crashListEntry, RoomStore } from './state/room-store.ts';
 
 export interface RunningServer {
   /** ws://host:port, or wss://host:port with TLS */
@@ -138,14 +139,23 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     url: config.publicUrl ?? `${tls ? 'wss' : 'ws'}://${config.host === '0.0.0.0' ? hostname() : host}:${addr.port}`,
   });
   // If a room's script aborted this node's previous run, count it against the room before
-  // resuming anything, and record the next one should it happen (ops/crash-record.ts).
+  // resuming anything (unless the crash beacon already did), and record the next one should it
+  // happen: in a local file, and in Redis through the beacon so that every server sees it at
+  // once (ops/crash-record.ts, ops/crash-beacon.ts).
   const crashFile = crashFilePath(config.dataDir, store.leaseHolder.node);
   const crash = takeCrashRecord(crashFile);
   if (crash) {
-    await store.recordCrash(crash.roomId, { at: crash.at, tick: crash.tick, version: crash.version, node: crash.node });
+    await store.recordCrash(crash.roomId, crash);
     log.warn({ roomId: crash.roomId, tick: crash.tick, version: crash.version, game: crash.game }, 'the previous run of this server was aborted by this room\'s script');
   }
-  GameSandbox.crashRecorder = (info) => writeCrashRecordSync(crashFile, { ...info, at: Date.now(), node: store.leaseHolder.node });
+  const beacon = await CrashBeacon.open(config.redisUrl, store.leaseHolder.node);
+  const recordCrash: NonNullable<typeof GameSandbox.crashRecorder> = (info) => {
+    const record = { ...info, at: Date.now(), node: store.leaseHolder.node };
+    writeCrashRecordSync(crashFile, record);
+    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), CRASHES_KEPT);
+  };
+  // One per process (the abort ends every server in it); the latest server started owns it.
+  GameSandbox.crashRecorder = recordCrash;
   await rooms.resumeAll();
   rooms.startIdleSweep();
   nodes.start();
@@ -173,6 +183,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
       patches.stop();
       metrics.close();
       feed.close();
+      if (GameSandbox.crashRecorder === recordCrash) GameSandbox.crashRecorder = null;
+      beacon.close();
       redis.disconnect();
     },
   };

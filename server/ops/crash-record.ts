@@ -3,7 +3,8 @@
  * out-of-memory that isolated-vm reports through onCatastrophicError, see docs/security.md).
  * Nothing asynchronous can run then, so the sandbox's last act writes one small file,
  * synchronously; the next start of the same node reads it, records the crash in Redis against
- * the room, and deletes it. A room that keeps crashing servers is quarantined (RoomManager),
+ * the room (unless the crash beacon, ops/crash-beacon.ts, already got it there from the abort
+ * path), and deletes it. A room that keeps crashing servers is quarantined (RoomManager),
  * instead of taking down every server that resumes it, or that its players' resent input
  * reaches.
  */

@@ -151,6 +151,39 @@ export interface PatchHistoryEntry {
   reason?: string;
 }
 
+/** One time a room's script aborted a server process: an entry of the room's crash list. */
+export interface RoomCrash {
+  /** ms since epoch */
+  at: number;
+  tick: number;
+  version: string;
+  node: string;
+}
+
+/** How many entries a room's crash list keeps (newest first). */
+export const CRASHES_KEPT = 20;
+
+/** The crash list's entry for `crash`: JSON, as docs/state.md gives it. */
+export function crashListEntry(crash: RoomCrash): string {
+  return JSON.stringify({ at: crash.at, tick: crash.tick, version: crash.version, node: crash.node });
+}
+
+/** An entry of the crash list, or null for one that is not (written by hand, say). */
+function parseCrash(line: string): RoomCrash | null {
+  try {
+    const c = JSON.parse(line) as Partial<RoomCrash> | null;
+    return c && typeof c.at === 'number' && typeof c.node === 'string' ? (c as RoomCrash) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** One process aborts once: the same node at the same millisecond is the same crash. */
+function sameCrash(line: string, crash: RoomCrash): boolean {
+  const c = parseCrash(line);
+  return c !== null && c.at === crash.at && c.node === crash.node;
+}
+
 // Shared by the scripts below: HSET/HDEL over ARGV items starting at `i`, in chunks, because
 // Lua's unpack is limited to a few thousand values.
 const LUA_HELPERS = `
@@ -480,16 +513,31 @@ export class RoomStore {
     return r === -1 ? 'fenced' : 'ok';
   }
 
-  /** Record that this room's script aborted a server process (see ops/crash-record.ts). */
-  async recordCrash(roomId: string, crash: { at: number; tick: number; version: string; node: string }): Promise<void> {
+  /** The list of times the room's script aborted a server process (the crash beacon writes it raw). */
+  crashListKey(roomId: string): string {
+    return this.keys(roomId).crashes;
+  }
+
+  /**
+   * Record that this room's script aborted a server process (see ops/crash-record.ts), unless
+   * the list already has it: the crash beacon sends the same record from the abort path, and
+   * the node's next start finds it again in its local file. Returns whether it was new.
+   */
+  async recordCrash(roomId: string, crash: RoomCrash): Promise<boolean> {
     const key = this.keys(roomId).crashes;
-    await this.redis.multi().lpush(key, JSON.stringify(crash)).ltrim(key, 0, 19).exec();
+    const known = await this.redis.lrange(key, 0, -1);
+    if (known.some((line) => sameCrash(line, crash))) return false;
+    await this.redis.multi().lpush(key, crashListEntry(crash)).ltrim(key, 0, CRASHES_KEPT - 1).exec();
+    return true;
   }
 
   /** How many times the room aborted a server process since `sinceMs` (ms since epoch). */
   async crashesSince(roomId: string, sinceMs: number): Promise<number> {
     const list = await this.redis.lrange(this.keys(roomId).crashes, 0, -1);
-    return list.filter((s) => (JSON.parse(s) as { at: number }).at >= sinceMs).length;
+    return list.filter((s) => {
+      const crash = parseCrash(s);
+      return crash !== null && crash.at >= sinceMs;
+    }).length;
   }
 
   /** Forget the room's crashes: ops release it from quarantine. */

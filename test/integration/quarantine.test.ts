@@ -3,7 +3,8 @@
  * `fatal` fixture game's `fatal-oom-map`), and a player whose client resends that unacknowledged input
  * after every restart. The first crash is survived (the room resumes); after the second within
  * ten minutes the room is quarantined: the restarted server runs every other room but not that
- * one, until ops release it.
+ * one, until ops release it. Each crash reaches Redis from the dying process (the crash beacon),
+ * so the count does not depend on the same machine coming back with its disk.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -24,10 +25,11 @@ describe('a room that keeps aborting the server process', () => {
   let child: ChildServer | null = null;
   const redis = new Redis(testRedisUrl());
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-quarantine-'));
+  const dataDirs = [dataDir];
   afterAll(async () => {
     await child?.kill9();
     redis.disconnect();
-    rmSync(dataDir, { recursive: true, force: true });
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
   });
 
   it('is quarantined after the second crash; the other rooms run; ops release it', async () => {
@@ -46,20 +48,27 @@ describe('a room that keeps aborting the server process', () => {
     const add = mallory.send({ op: 'add', n: 5 });
     await waitFor(() => mallory.lastAckedSeq >= add, 'the honest input acknowledged');
 
-    // Crash 1: the attack aborts the process.
+    // Crash 1: the attack aborts the process. The abort path itself puts the crash in Redis
+    // (the crash beacon), where every server sees it, before any restart.
     let lastAttack = 0;
     const attack = () => (lastAttack = mallory.send({ attack: 'fatal-oom-map' }));
     await crashWithAttack(child, mallory, attack);
+    await waitFor(async () => (await store.crashesSince(roomId, 0)) === 1, 'crash 1 in Redis without a restart');
     // The supervisor restarts it; the room resumes, the client reconnects and resends the
-    // unacknowledged attack (sent again if V8 contains it this time): crash 2.
+    // unacknowledged attack (sent again if V8 contains it this time): crash 2. The restart
+    // also found crash 1 in its local file: the same crash, not counted again.
     child = await startChildServer(env);
+    expect(await store.crashesSince(roomId, 0)).toBe(1);
     await crashWithAttack(child, mallory, attack, 6, lastAttack);
     mallory.close(); // the player gives up; what happens next is the server's doing
-    expect(await store.crashesSince(roomId, 0)).toBe(1); // the second is recorded at the next start
+    await waitFor(async () => (await store.crashesSince(roomId, 0)) === 2, 'crash 2 in Redis without a restart');
 
-    // Restarted again: the crash is counted, the room is quarantined and not resumed.
-    child = await startChildServer(env);
-    await waitFor(async () => (await store.crashesSince(roomId, 0)) === 2, 'the second crash recorded');
+    // Started again, on a fresh disk (a replaced container: the local crash file is gone):
+    // the room is quarantined from what Redis holds, and not resumed.
+    const freshDisk = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-quarantine-'));
+    dataDirs.push(freshDisk);
+    child = await startChildServer({ ...env, DATA_DIR: freshDisk });
+    expect(await store.crashesSince(roomId, 0)).toBe(2);
     const late = testClient(child.url, { room: roomId, game: 'fatal', name: 'late', autoReconnect: false });
     const codes: string[] = [];
     late.on('error', (e) => codes.push(e.code));

@@ -1,0 +1,111 @@
+/**
+ * The crash beacon (server/ops/crash-beacon.ts) against a real Redis: the abort path's
+ * synchronous write lands as the commands it means, whatever the record holds, and fails
+ * quietly when it cannot; the restart that finds the same crash in its local file does not
+ * count it twice. The write from a process that really aborts is in quarantine.test.ts.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { CrashBeacon, respCommand } from '../../server/ops/crash-beacon.ts';
+import { crashListEntry, RoomStore, type RoomCrash } from '../../server/state/room-store.ts';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { waitFor } from '../helpers/server.ts';
+
+describe('crash beacon', () => {
+  const redis = new Redis(testRedisUrl());
+  afterAll(() => redis.disconnect());
+
+  it('writes the crash onto the room\'s list with one synchronous write, byte for byte', async () => {
+    const store = new RoomStore(redis, uniquePrefix('beacon'));
+    const beacon = await CrashBeacon.open(testRedisUrl(), 'test-node');
+    try {
+      const key = store.crashListKey('room-1');
+      // Multi-byte characters, CRLF and a RESP-looking payload: lengths are in bytes, and a
+      // record must not be able to smuggle a command of its own.
+      const crash: RoomCrash = { at: 1_700_000_000_123, tick: 42, version: 'v2 ✓\r\n*1\r\n$8\r\nFLUSHALL\r\n', node: 'node-a' };
+      expect(beacon.sendSync(key, crashListEntry(crash))).toBe(true);
+      await waitFor(async () => (await redis.llen(key)) === 1, 'the crash on the list');
+      expect(await redis.lrange(key, 0, -1)).toEqual([crashListEntry(crash)]);
+      expect(await store.crashesSince('room-1', 0)).toBe(1);
+      expect(await redis.dbsize()).toBeGreaterThan(0); // nothing flushed
+    } finally {
+      beacon.close();
+    }
+  });
+
+  it('keeps the newest entries only', async () => {
+    const store = new RoomStore(redis, uniquePrefix('beacon'));
+    const beacon = await CrashBeacon.open(testRedisUrl(), 'test-node');
+    try {
+      const key = store.crashListKey('room-2');
+      for (let i = 0; i < 5; i++) expect(beacon.sendSync(key, crashListEntry({ at: 1000 + i, tick: i, version: '1', node: 'n' }), 3)).toBe(true);
+      await waitFor(async () => (await redis.lindex(key, 0)) === crashListEntry({ at: 1004, tick: 4, version: '1', node: 'n' }), 'the last crash first');
+      expect((await redis.lrange(key, 0, -1)).map((s) => (JSON.parse(s) as RoomCrash).tick)).toEqual([4, 3, 2]);
+    } finally {
+      beacon.close();
+    }
+  });
+
+  it('returns false, and throws nothing, once its connection is gone', async () => {
+    const store = new RoomStore(redis, uniquePrefix('beacon'));
+    const beacon = await CrashBeacon.open(testRedisUrl(), 'test-node');
+    beacon.close();
+    const key = store.crashListKey('room-3');
+    expect(beacon.sendSync(key, crashListEntry({ at: 1, tick: 1, version: '1', node: 'n' }))).toBe(false);
+    expect(await redis.exists(key)).toBe(0);
+  });
+
+  it('after Redis drops its connection, sends nothing until ioredis has reconnected, then sends again', async () => {
+    const store = new RoomStore(redis, uniquePrefix('beacon'));
+    const node = `node ${Math.random()}`; // a space, replaced in the connection's name
+    const beacon = await CrashBeacon.open(testRedisUrl(), node);
+    try {
+      const key = store.crashListKey('room-6');
+      // Kill this beacon's connection only: other test files share this Redis.
+      const name = `moonpatch-crash-beacon:${node.replace(' ', '_')}`;
+      const clients = String(await redis.client('LIST')).split('\n').filter((line) => line.includes(` name=${name} `));
+      expect(clients).toHaveLength(1);
+      await redis.client('KILL', 'ID', /\bid=(\d+)/.exec(clients[0]!)![1]!);
+      await waitFor(() => !beacon.sendSync(key, crashListEntry({ at: 1, tick: 1, version: '1', node: 'n' })), 'the beacon to see its connection gone');
+      await waitFor(() => beacon.sendSync(key, crashListEntry({ at: 2, tick: 2, version: '1', node: 'n' })), 'the beacon reconnected');
+      await waitFor(async () => (await redis.llen(key)) >= 1, 'the crash sent after the reconnect');
+      expect((await redis.lrange(key, 0, -1)).map((s) => (JSON.parse(s) as RoomCrash).at)).toContain(2);
+    } finally {
+      beacon.close();
+    }
+  });
+
+  it('refuses to connect to nothing with an error instead of hanging', async () => {
+    await expect(CrashBeacon.open('redis://127.0.0.1:1', 'test-node')).rejects.toThrow();
+  });
+
+  it('a crash the beacon sent is not counted again when the local file brings it back', async () => {
+    const store = new RoomStore(redis, uniquePrefix('beacon'));
+    const beacon = await CrashBeacon.open(testRedisUrl(), 'test-node');
+    try {
+      const crash: RoomCrash = { at: 1_700_000_000_500, tick: 7, version: '3', node: 'node-b' };
+      expect(beacon.sendSync(store.crashListKey('room-4'), crashListEntry(crash))).toBe(true);
+      await waitFor(async () => (await store.crashesSince('room-4', 0)) === 1, 'the beacon\'s crash');
+      expect(await store.recordCrash('room-4', crash)).toBe(false);
+      expect(await store.crashesSince('room-4', 0)).toBe(1);
+      // Another crash (another node, or the same node later) is one more.
+      expect(await store.recordCrash('room-4', { ...crash, node: 'node-c' })).toBe(true);
+      expect(await store.recordCrash('room-4', { ...crash, at: crash.at + 1 })).toBe(true);
+      expect(await store.crashesSince('room-4', 0)).toBe(3);
+    } finally {
+      beacon.close();
+    }
+  });
+
+  it('an entry that is not a crash (written by hand) is not counted and does not break counting', async () => {
+    const store = new RoomStore(redis, uniquePrefix('beacon'));
+    const key = store.crashListKey('room-5');
+    await redis.lpush(key, 'not json', '{"at":"soon"}', 'null');
+    expect(await store.recordCrash('room-5', { at: 5, tick: 1, version: '1', node: 'n' })).toBe(true);
+    expect(await store.crashesSince('room-5', 0)).toBe(1);
+  });
+
+  it('RESP framing: bulk lengths count bytes', () => {
+    expect(respCommand(['LPUSH', 'k', 'é']).toString('utf8')).toBe('*3\r\n$5\r\nLPUSH\r\n$1\r\nk\r\n$2\r\né\r\n');
+  });
+});

@@ -13,6 +13,7 @@
  *   abort <version> [--game G]                 roll back every room running it (end a canary) and withdraw it
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
  *   history --room ID                          a room's patch history
+ *   logs --room ID [--follow]                  what its scripts logged and threw lately, stacks mapped to source
  *   pin --room ID | unpin --room ID            keep a room on its version (patches skip it: A/B)
  *   release --room ID                          let a quarantined room run again (it aborted servers)
  *   create --room ID [--game G]                create a room (the way to make rooms with ROOM_CREATION=admin)
@@ -362,6 +363,46 @@ async function cmdHistory(a: Args): Promise<number> {
   return 0;
 }
 
+/** One entry of a room's script journal (server/ops/script-journal.ts) as a person reads it. */
+function formatJournalEntry(e: { at: number; tick: number; version: string; kind: string; text: string; code?: string; hook?: string; playerId?: string; stack?: string }): string {
+  const head = `${new Date(e.at).toISOString()}  tick ${e.tick}  ${e.version}  `;
+  if (e.kind === 'log') return head + e.text;
+  const where = e.kind === 'hook-error' ? ` in ${e.hook}${e.playerId ? ` (player ${e.playerId})` : ''}, event undone` : ', tick rolled back';
+  // The stack's first line repeats the message: show the frames under it, the designer's own
+  // (the engine's runtime frames under the hooks say nothing to them; --json keeps them).
+  const frames = (e.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l) && !l.includes('moonpatch-runtime/'));
+  return [`${head}${e.code ?? 'ERROR'}${where}: ${e.text}`, ...frames.map((l) => `    ${l.trim()}`)].join('\n');
+}
+
+async function cmdLogs(a: Args): Promise<number> {
+  const room = flag(a, 'room');
+  if (!room) throw new UsageError('name the room: --room ID');
+  const follow = a.flags.has('follow');
+  const json = a.flags.has('json');
+  let after = 0;
+  let stream = '';
+  for (let first = true; ; first = false) {
+    let { status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=${after}`);
+    if (status === 200 && stream && body.stream !== stream) {
+      // The room started again (a restart, a move): its numbering started over.
+      if (!json) console.log(`(${room} started again; its journal starts over)`);
+      ({ status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=0`));
+    }
+    if (status !== 200) throw new UsageError(`${body.code}: ${body.msg}`);
+    stream = body.stream;
+    if (json && !follow) console.log(JSON.stringify(body, null, 2));
+    else if (json) for (const e of body.entries) console.log(JSON.stringify({ room, ...e }));
+    else {
+      if (body.truncated && !first) console.log('(some entries were dropped before they could be read)');
+      for (const e of body.entries) console.log(formatJournalEntry(e));
+      if (first && body.entries.length === 0) console.log(`${room}: nothing logged lately${body.running ? '' : ' (the room is not running; its journal goes with it)'}`);
+    }
+    if (!follow) return 0;
+    after = body.next;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 /**
  * The real world `validate` runs on: a live room's (--room, fetched from the admin API, and
  * written to --save FILE if asked) or a saved one (--fixture FILE); undefined for a bot-built one.
@@ -460,13 +501,14 @@ const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   abort: cmdAbort,
   rollback: cmdRollback,
   history: cmdHistory,
+  logs: cmdLogs,
 };
 
 async function main(): Promise<number> {
   const a = parse(process.argv.slice(2));
   const cmd = COMMANDS[a._[0] ?? ''];
   if (!cmd) {
-    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|pin|unpin|release|create|delete|move|keygen|upload ... (see cli/moonpatch.ts)');
+    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|logs|pin|unpin|release|create|delete|move|keygen|upload ... (see cli/moonpatch.ts)');
     return 2;
   }
   try {

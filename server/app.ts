@@ -20,6 +20,7 @@ import { CrashBeacon } from './ops/crash-beacon.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
+import { ScriptJournal } from './ops/script-journal.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
@@ -86,6 +87,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     heaps: () => Promise.all(rooms.list().map(async (r) => ({ game: r.game, version: r.version, heapBytes: await r.heapUsed() }))),
   });
   const feed = new DashboardFeed();
+  const journal = new ScriptJournal();
   // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).
   // Each beat carries this server's last 10 s of latency, for the others' dashboards.
   const nodes = new NodeDirectory(redis, config.redisPrefix, () => store.leaseHolder, () => rooms.status(), () => feed.recent(10));
@@ -108,6 +110,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           rollback: (roomId, version) => rooms.rollback(roomId, version),
           history: (roomId) => rooms.history(roomId),
           snapshot: (roomId) => rooms.snapshot(roomId),
+          logs: async (roomId, after, limit) => ({ room: roomId, node: store.leaseHolder.node, running: await rooms.runsHere(roomId), ...journal.read(roomId, after, limit) }),
           upload: (signed) => patches.upload(signed),
           pin: (roomId, pinned) => rooms.pin(roomId, pinned),
           release: (roomId) => rooms.release(roomId),
@@ -183,6 +186,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
       patches.stop();
       metrics.close();
       feed.close();
+      journal.close();
       if (GameSandbox.crashRecorder === recordCrash) GameSandbox.crashRecorder = null;
       beacon.close();
       redis.disconnect();

@@ -13,6 +13,7 @@
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
  *   GET  /admin/rooms/:id/history           patch history, newest first
  *   GET  /admin/rooms/:id/snapshot          the room's committed world (for `moonpatch validate --room`)
+ *   GET  /admin/rooms/:id/logs?after=N&limit=M   what its scripts logged and threw lately (ops/script-journal.ts)
  *   POST /admin/rooms/:id/pin      {pinned}         pin a room to its version, or unpin it
  *   POST /admin/rooms/:id/move     {to}             move a running room to another server (node id)
  *   POST /admin/rooms/:id/open                      open (claim) the room on this server: what a move asks of its target
@@ -31,6 +32,7 @@ import type http from 'node:http';
 import { ErrorCodes, type ErrorCode } from '../errors/codes.ts';
 import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { adminBaseUrl } from './cluster.ts';
+import { MAX_READ } from '../ops/script-journal.ts';
 
 /** What the admin API needs from the rooms (implemented by the room manager). */
 export interface AdminOps {
@@ -43,6 +45,8 @@ export interface AdminOps {
   history(roomId: string): Promise<unknown[]>;
   /** The room's committed world, tick, version and schema (RoomManager.snapshot). */
   snapshot(roomId: string): Promise<unknown>;
+  /** Its scripts' recent log lines and errors after entry `after` (ScriptJournal.read). */
+  logs(roomId: string, after: number, limit: number): Promise<unknown>;
   pin(roomId: string, pinned: boolean): Promise<unknown>;
   /** Let a quarantined room run again (forget the crashes it caused). */
   release(roomId: string): Promise<unknown>;
@@ -144,6 +148,9 @@ async function route(ops: AdminOps, req: http.IncomingMessage, body: Record<stri
     const roomId = decodeURIComponent(parts[2]!);
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
     if (req.method === 'GET' && parts[3] === 'snapshot') return ops.snapshot(roomId);
+    if (req.method === 'GET' && parts[3] === 'logs') {
+      return ops.logs(roomId, countParam(url, 'after', 0, Number.MAX_SAFE_INTEGER, 0), countParam(url, 'limit', 1, MAX_READ, MAX_READ));
+    }
     if (req.method === 'POST' && parts[3] === 'release') return ops.release(roomId);
     if (req.method === 'POST' && parts[3] === 'open') return ops.openRoom(roomId);
     if (req.method === 'POST' && parts[3] === 'move') {
@@ -169,6 +176,15 @@ async function route(ops: AdminOps, req: http.IncomingMessage, body: Record<stri
     }
   }
   throw new MoonpatchError('UNKNOWN_TYPE', `no admin operation ${req.method} ${url.pathname}`);
+}
+
+/** A whole-number query parameter within [min, max], or `absent` when it is not given. */
+function countParam(url: URL, name: string, min: number, max: number, absent: number): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null) return absent;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) throw new MoonpatchError('BAD_FIELD', `${name}: a whole number from ${min} to ${max}`);
+  return n;
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {

@@ -9,7 +9,8 @@
  * what it reads of the others' ({@link DashboardFeed.mergeServers}), so the chart shows every
  * server's latency, not only its own.
  */
-import { channels, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
+import type diagnostics_channel from 'node:diagnostics_channel';
+import { channels, subscribe, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
 import type { RoomStatus } from '../room/room-manager.ts';
 
 export const SERIES_SECONDS = 300;
@@ -119,10 +120,8 @@ export class DashboardFeed {
     });
   }
 
-  private on<T>(channel: { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void }, fn: (e: T) => void): void {
-    const handler = (m: unknown) => fn(m as T);
-    channel.subscribe(handler);
-    this.unsubscribe.push(() => channel.unsubscribe(handler));
+  private on<T>(channel: diagnostics_channel.Channel, fn: (e: T) => void): void {
+    this.unsubscribe.push(subscribe(channel, fn));
   }
 
   /** The bucket of the current second (recycling the slot of the second 300 s ago). */

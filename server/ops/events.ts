@@ -73,7 +73,17 @@ export interface RoomLifecycleEvent {
   detail?: string;
 }
 
+/**
+ * What a room's scripts said: lines they logged (`log`, console.log) in a tick that committed or
+ * failed, or a hook (join, input, leave) that threw and had its event undone while the tick went
+ * on. A whole tick's failure is a TickFailedEvent.
+ */
+export type ScriptOutputEvent =
+  | { roomId: string; version: string; tick: number; kind: 'log'; lines: readonly string[] }
+  | { roomId: string; version: string; tick: number; kind: 'hook-error'; hook: string; playerId: string; code: string; thrown: ThrownInfo };
+
 export const channels = {
+  script: diagnostics_channel.channel('moonpatch:script'),
   tickCommitted: diagnostics_channel.channel('moonpatch:tick:committed'),
   tickFailed: diagnostics_channel.channel('moonpatch:tick:failed'),
   broadcast: diagnostics_channel.channel('moonpatch:broadcast'),
@@ -82,4 +92,11 @@ export const channels = {
 
 export function publish<T>(channel: diagnostics_channel.Channel, event: T): void {
   if (channel.hasSubscribers) channel.publish(event);
+}
+
+/** Listen to `channel`; returns the call that stops listening. */
+export function subscribe<T>(channel: diagnostics_channel.Channel, fn: (event: T) => void): () => void {
+  const handler = (m: unknown) => fn(m as T);
+  channel.subscribe(handler);
+  return () => channel.unsubscribe(handler);
 }

@@ -4,7 +4,8 @@
  * versions side by side (an A/B, a canary) can be compared.
  */
 import client from 'prom-client';
-import { channels, type BroadcastEvent, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
+import type diagnostics_channel from 'node:diagnostics_channel';
+import { channels, subscribe, type BroadcastEvent, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
 
 export interface MetricsSources {
   /** Current per-room figures, read when Prometheus scrapes. */
@@ -72,10 +73,8 @@ export class Metrics {
     });
   }
 
-  private on<T>(channel: { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void }, fn: (e: T) => void): void {
-    const handler = (m: unknown) => fn(m as T);
-    channel.subscribe(handler);
-    this.unsubscribe.push(() => channel.unsubscribe(handler));
+  private on<T>(channel: diagnostics_channel.Channel, fn: (e: T) => void): void {
+    this.unsubscribe.push(subscribe(channel, fn));
   }
 
   text(): Promise<string> {

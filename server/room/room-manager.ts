@@ -531,6 +531,20 @@ export class RoomManager {
     return { room: roomId, pinned, version: room.version };
   }
 
+  /**
+   * Whether the room runs on this server (true) or on none (false), without opening it. Throws
+   * RoomOwnedElsewhereError when another server's lease holds it (the admin API forwards the
+   * request there), ROOM_NOT_FOUND when there is no such room.
+   */
+  async runsHere(roomId: string): Promise<boolean> {
+    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    if (this.rooms.has(roomId)) return true;
+    const lease = await this.store.leaseOf(roomId);
+    if (lease && lease.node !== this.store.leaseHolder.node) throw new RoomOwnedElsewhereError(roomId, lease.node, lease.url);
+    if (!(await this.store.readMeta(roomId))) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
+    return false;
+  }
+
   /** Let a quarantined room run again: forget the crashes it caused, and open it. */
   async release(roomId: string): Promise<{ room: string; released: boolean; running: boolean }> {
     if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');

@@ -12,7 +12,7 @@
 import type { Logger } from 'pino';
 import { ErrorCodes, type ErrorCode, CloseCodes } from '../errors/codes.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
-import { channels, publish, type TickCommittedEvent, type TickFailedEvent } from '../ops/events.ts';
+import { channels, publish, type ScriptOutputEvent, type TickCommittedEvent, type TickFailedEvent } from '../ops/events.ts';
 import { encodeServerMessage } from '../protocol/codec.ts';
 import type { ErrorMsg, Value } from '../protocol/messages.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
@@ -814,9 +814,12 @@ export class Room {
     // The same code the player is sent: a value the world refused is not a plain script error.
     const code: ErrorCode = thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
     this.log.warn({ roomId: this.id, tick, version: this.version, code, hook, playerId, err: thrown }, 'script hook threw; its changes were undone');
+    publish<ScriptOutputEvent>(channels.script, { roomId: this.id, version: this.version, tick, kind: 'hook-error', hook, playerId, code, thrown });
   }
 
   private writeScriptLogs(tick: number, lines: string[]): void {
+    if (lines.length === 0) return;
     for (const line of lines) this.log.info({ roomId: this.id, tick, version: this.version, script: true }, line);
+    publish<ScriptOutputEvent>(channels.script, { roomId: this.id, version: this.version, tick, kind: 'log', lines });
   }
 }

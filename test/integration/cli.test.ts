@@ -3,7 +3,7 @@
  * room, see status and history, roll back; the admin API refuses a wrong token. Runs the real
  * `bin/moonpatch.js` as a child process.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -261,7 +261,9 @@ describe('moonpatch release', () => {
   it('lets a quarantined room run again (crashes recorded straight into Redis: a real crash loop is quarantine.test.ts)', async () => {
     const roomId = 'cli-quarantined-' + Date.now();
     await server.store.create(roomId, { game: 'probe', version: '', schema: 1, seed: 1, createdAt: Date.now(), tickHz: 20 });
-    for (let i = 0; i < 2; i++) await server.store.recordCrash(roomId, { at: Date.now(), tick: 1, version: 'v', node: 'gone' });
+    // Two crashes: distinct times (the same node and millisecond would be the same crash).
+    const now = Date.now();
+    for (let i = 0; i < 2; i++) await server.store.recordCrash(roomId, { at: now - i, tick: 1, version: 'v', node: 'gone' });
     const refused = await server.rooms.open(roomId).catch((e: { code: string }) => e);
     expect(refused).toMatchObject({ code: 'ROOM_QUARANTINED' });
     const r = await moonpatch('release', '--room', roomId);
@@ -272,3 +274,84 @@ describe('moonpatch release', () => {
   });
 });
 
+
+describe('moonpatch logs', () => {
+  const logsOf = (roomId: string, query = '', token = TOKEN) =>
+    fetch(`${httpUrl}/admin/rooms/${encodeURIComponent(roomId)}/logs${query}`, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+
+  it('shows what a live room\'s scripts logged and threw, stacks mapped to the source, and follows new lines', async () => {
+    const roomId = 'cli-logs-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'designer' });
+    await c.connect();
+    const settled: number[] = [];
+    c.on('settled', (s) => settled.push(s.seq));
+    const seqs = [c.send({ op: 'log', text: 'hello from the room' }), c.send({ op: 'throw-deep' })];
+    await waitFor(() => seqs.every((s) => settled.includes(s)), 'both inputs settled');
+    const failSeq = c.send({ op: 'fail-tick' }); // the whole tick is rolled back
+    await waitFor(() => settled.includes(failSeq), 'the failed tick settled');
+
+    const { status, body } = await logsOf(roomId);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ room: roomId, running: true, truncated: false });
+    const kinds = body.entries.map((e: { kind: string }) => e.kind);
+    expect(kinds).toEqual(['log', 'hook-error', 'tick-failed']);
+    expect(body.entries.map((e: { seq: number }) => e.seq)).toEqual([1, 2, 3]);
+    expect(body.next).toBe(3);
+    const [logged, threw, failed] = body.entries;
+    expect(logged.text).toBe('probe says hello from the room');
+    expect(threw).toMatchObject({ code: 'SCRIPT_ERROR', hook: 'input', playerId: c.playerId, text: 'TypeError: thrown two modules deep' });
+    expect(threw.stack).toMatch(/helper\.ts:\d+:\d+/);
+    expect(failed).toMatchObject({ code: 'SCRIPT_ERROR', text: 'Error: tick asked to fail' });
+    expect(failed.stack).toMatch(/main\.ts:\d+:\d+/);
+    expect(threw.tick).toBeLessThan(failed.tick);
+
+    // Paging: after the last seen, nothing; one at a time.
+    expect((await logsOf(roomId, '?after=3')).body.entries).toEqual([]);
+    expect((await logsOf(roomId, '?after=1&limit=1')).body.entries.map((e: { seq: number }) => e.seq)).toEqual([2]);
+
+    // The command line, for people.
+    const r = await moonpatch('logs', '--room', roomId);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/tick \d+ {2}\S+ {2}probe says hello from the room/);
+    expect(r.out).toMatch(/SCRIPT_ERROR in input \(player [^)]+\), event undone: TypeError: thrown two modules deep\n {4}at .*helper\.ts:\d+:\d+/);
+    expect(r.out).toMatch(/SCRIPT_ERROR, tick rolled back: Error: tick asked to fail/);
+
+    // --follow prints what comes later, once.
+    const follower = spawn(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), 'logs', '--room', roomId, '--follow'], {
+      cwd: REPO_ROOT, env: { ...process.env, MOONPATCH_URL: httpUrl, MOONPATCH_ADMIN_TOKEN: TOKEN },
+    });
+    let out = '';
+    follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => out.includes('tick asked to fail'), 'the follower printed the journal so far');
+      c.send({ op: 'log', text: 'a later line' });
+      await waitFor(() => out.includes('probe says a later line'), 'the follower printed the new line');
+      await new Promise((r) => setTimeout(r, 1500)); // a poll or two more
+      expect(out.split('probe says a later line').length).toBe(2);
+      expect(out.split('probe says hello from the room').length).toBe(2);
+    } finally {
+      follower.kill();
+    }
+    c.close();
+  });
+
+  it('refuses bad requests with stable codes: no token, bad paging, a bad or unknown room', async () => {
+    const roomId = 'cli-logs-bad-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    expect((await logsOf(roomId, '', 'wrong-token')).body.code).toBe('UNAUTHORIZED');
+    for (const q of ['?after=-1', '?after=abc', '?after=1.5', '?limit=0', '?limit=201', '?after=']) {
+      const r = await logsOf(roomId, q);
+      expect([r.status, r.body.code], q).toEqual([400, 'BAD_FIELD']);
+    }
+    expect((await logsOf('no-such-room-' + Date.now())).body.code).toBe('ROOM_NOT_FOUND');
+    expect((await logsOf('bad room!')).body.code).toBe('BAD_ROOM_ID');
+    // A room with nothing logged: an empty page, not an error.
+    expect((await logsOf(roomId)).body).toMatchObject({ running: true, entries: [], next: 0 });
+    const r = await moonpatch('logs', '--room', 'no-such-room-' + Date.now());
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/ROOM_NOT_FOUND/);
+    expect((await moonpatch('logs')).err).toMatch(/--room ID/);
+    c.close();
+  });
+});

@@ -84,6 +84,15 @@ describe('admin API across two servers', () => {
     expect(clients.every((c) => c.disconnects === 0)).toBe(true);
   });
 
+  it('a room\'s script journal asked of the other server comes from the one running it', async () => {
+    const c = clients[0]!; // in roomA, on a
+    const seq = c.send({ op: 'log', text: 'said on a' });
+    await waitFor(() => c.lastAckedSeq >= seq, 'the log input committed');
+    const r = await admin(b, 'GET', `/admin/rooms/${roomA}/logs`);
+    expect(r).toMatchObject({ status: 200, body: { room: roomA, node: 'node-a', running: true } });
+    expect(r.body.entries.map((e: { text: string }) => e.text)).toContain('probe says said on a');
+  });
+
   it('a request that was forwarded once is not forwarded again', async () => {
     const r = await admin(b, 'POST', `/admin/rooms/${roomA}/patch`, { version: 2 }, { 'x-moonpatch-forwarded': '1' });
     expect(r).toMatchObject({ status: 503, body: { code: 'ROOM_OWNED_ELSEWHERE' } });

@@ -9,6 +9,8 @@
  *   status                                     every room of every server: game, version, players, tick time
  *   push <version> (--room ID ... | --all | --canary PERCENT) [--game G] [--safe-point [--deadline S]]
  *                                              apply a version; non-zero exit if any room refused
+ *   push <patch-folder> [--key FILE] (--room ID ... | --all | --canary PERCENT) ...
+ *                                              sign and upload the patch, then apply it as above
  *   promote <version> [--game G]               make it the game's target and push it to every room not on it yet
  *   abort <version> [--game G]                 roll back every room running it (end a canary) and withdraw it
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
@@ -27,7 +29,7 @@
  * --token (default $MOONPATCH_ADMIN_TOKEN, else .data/admin-token written by a local server).
  * Exit codes: 0 done, 1 refused or invalid, 2 usage or connection error.
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
@@ -300,7 +302,22 @@ async function cmdAbort(a: Args): Promise<number> {
 }
 
 async function cmdPush(a: Args): Promise<number> {
-  const n = versionArg(a);
+  // A version the servers have, or a patch folder: signed and uploaded first (one command from
+  // a designer's edit to the rooms), its game taken from the folder like `upload` does.
+  const what = a._[1] ?? '';
+  let n: number;
+  if (/^\d+$/.test(what)) n = versionArg(a);
+  else {
+    if (!what || !existsSync(path.join(what, 'patch.json'))) throw new UsageError('push a version number, or a patch folder (with its patch.json), e.g. `moonpatch push patches/arena/005-speed --room arena-1`');
+    const { status, body, game } = await uploadPatch(a, what);
+    if (status !== 200) {
+      print(a, body, () => console.log(`refused: ${body.code}: ${body.msg}`));
+      return 1;
+    }
+    if (!a.flags.has('json')) console.log(`uploaded ${game} v${body.version} (${body.bundle}, patch ${String(body.id).slice(0, 12)})`);
+    a.flags.set('game', [game]);
+    n = body.version as number;
+  }
   let rooms = a.flags.get('room') ?? [];
   if (a.flags.has('all')) {
     await setGameTarget(a, n);
@@ -457,9 +474,8 @@ async function cmdKeygen(a: Args): Promise<number> {
   return 0;
 }
 
-async function cmdUpload(a: Args): Promise<number> {
-  const folder = a._[1];
-  if (!folder) throw new UsageError('name the patch folder, e.g. `moonpatch upload patches/arena/005-speed`');
+/** Sign the patch in `folder` and upload it: the server's answer (the version, or why not). */
+async function uploadPatch(a: Args, folder: string): Promise<{ status: number; body: any; game: string }> {
   const dir = path.resolve(folder);
   const game = flag(a, 'game') ?? path.basename(path.dirname(dir));
   let manifest;
@@ -476,7 +492,13 @@ async function cmdUpload(a: Args): Promise<number> {
   }
   const files = Object.fromEntries(await readGameFiles(dir));
   const signed = signPatch({ game, manifest, files }, privatePem);
-  const { status, body } = await api(a, 'POST', '/admin/patches', signed);
+  return { ...(await api(a, 'POST', '/admin/patches', signed)), game };
+}
+
+async function cmdUpload(a: Args): Promise<number> {
+  const folder = a._[1];
+  if (!folder) throw new UsageError('name the patch folder, e.g. `moonpatch upload patches/arena/005-speed`');
+  const { status, body, game } = await uploadPatch(a, folder);
   print(a, body, () => {
     if (status === 200) console.log(`uploaded ${game} v${body.version} (${body.bundle}, patch ${String(body.id).slice(0, 12)}); push it with \`moonpatch push ${body.version} ...\``);
     else console.log(`refused: ${body.code}: ${body.msg}`);

@@ -3,13 +3,13 @@
  * room, see status and history, roll back; the admin API refuses a wrong token. Runs the real
  * `bin/moonpatch.js` as a child process.
  */
-import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+import { runCli, spawnCli } from '../helpers/cli.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -22,11 +22,7 @@ function moonpatch(...args: string[]): Promise<{ code: number; out: string; err:
 }
 
 function moonpatchAt(url: string, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), ...args], { cwd: REPO_ROOT, env: { ...process.env, MOONPATCH_URL: url, MOONPATCH_ADMIN_TOKEN: TOKEN } }, (e, out, err) =>
-      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
-    );
-  });
+  return runCli(url, TOKEN, ...args);
 }
 
 beforeAll(async () => {
@@ -317,9 +313,7 @@ describe('moonpatch logs', () => {
     expect(r.out).toMatch(/SCRIPT_ERROR, tick rolled back: Error: tick asked to fail/);
 
     // --follow prints what comes later, once.
-    const follower = spawn(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), 'logs', '--room', roomId, '--follow'], {
-      cwd: REPO_ROOT, env: { ...process.env, MOONPATCH_URL: httpUrl, MOONPATCH_ADMIN_TOKEN: TOKEN },
-    });
+    const follower = spawnCli(httpUrl, TOKEN, 'logs', '--room', roomId, '--follow');
     let out = '';
     follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {

@@ -6,12 +6,11 @@
  * and a server that shuts down leaves the list. Real Redis, sockets, isolates, and the real
  * `moonpatch` command.
  */
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
-import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+import { runCli } from '../helpers/cli.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 const TOKEN = 'cluster-admin-token-0123456789';
@@ -26,12 +25,7 @@ async function admin(server: Server, method: string, route: string, body?: unkno
 }
 
 function moonpatch(server: Server, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const env = { ...process.env, MOONPATCH_URL: `http://127.0.0.1:${server.port}`, MOONPATCH_ADMIN_TOKEN: TOKEN };
-    execFile(process.execPath, ['--no-node-snapshot', path.join(REPO_ROOT, 'bin', 'moonpatch.js'), ...args], { cwd: REPO_ROOT, env }, (e, out, err) =>
-      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
-    );
-  });
+  return runCli(`http://127.0.0.1:${server.port}`, TOKEN, ...args);
 }
 
 describe('admin API across two servers', () => {

@@ -3,14 +3,16 @@
  * server, reaches every server on the same Redis (announced, and loaded at startup); an
  * unsigned, tampered or unknown-key patch is refused with its reason and changes nothing.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { unpack } from 'msgpackr';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, signPatch, type SignedPatch } from '../../server/patch/package.ts';
 import { readGameFiles } from '../../server/sandbox/game-files.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
-import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, waitFor } from '../helpers/server.ts';
+import { runCli } from '../helpers/cli.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 const TOKEN = 'dist-admin-token-0123456789';
 const trusted = generateSigningKey();
@@ -72,6 +74,60 @@ describe('a trusted patch reaches every server', () => {
       expect(versionsOf(c)).toEqual([1, 2]);
     } finally {
       await c.close();
+    }
+  });
+});
+
+describe('moonpatch keygen, and push of a patch folder', () => {
+  it('signs, uploads and applies a folder in one command; a key the servers do not trust changes nothing', async () => {
+    const keys = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-keys-'));
+    const s = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: noPatches, defaultGame: 'probe', adminToken: TOKEN, trustedPatchKeys: [trusted.publicKey], redisPrefix: uniquePrefix('dist-cli') });
+    const url = `http://127.0.0.1:${s.port}`;
+    const folder = path.join(FIXTURE_PATCHES, 'probe', '002-score');
+    try {
+      // keygen: a private key only its owner can read, and the public key to trust.
+      const strangerKey = path.join(keys, 'stranger.pem');
+      const made = await runCli(url, TOKEN, 'keygen', '--out', strangerKey, '--json');
+      expect(made.code).toBe(0);
+      expect(JSON.parse(made.out)).toMatchObject({ key: strangerKey, publicKey: expect.any(String) });
+      expect(statSync(strangerKey).mode & 0o777).toBe(0o600);
+      expect((await runCli(url, TOKEN, 'keygen', '--out', strangerKey)).code).not.toBe(0); // never overwrites a key
+
+      const roomId = 'dist-cli-' + Date.now();
+      const c = testClient(s.url, { room: roomId, game: 'probe', name: 'p' });
+      await c.connect();
+      const seq = c.send({ op: 'add', n: 5 });
+      await waitFor(() => c.lastAckedSeq >= seq, 'the input committed');
+
+      // Signed with a key the server does not trust: refused, nothing uploaded or applied.
+      const refused = await runCli(url, TOKEN, 'push', folder, '--room', roomId, '--key', strangerKey);
+      expect(refused.code).toBe(1);
+      expect(refused.out).toMatch(/refused: PATCH_UNTRUSTED/);
+      expect(versionsOf(s)).toEqual([1]);
+      expect(s.rooms.get(roomId)!.current?.number).toBe(1);
+
+      // With the trusted key: one command from the folder to the room.
+      const trustedKey = path.join(keys, 'trusted.pem');
+      writeFileSync(trustedKey, trusted.privatePem, { mode: 0o600 });
+      const pushed = await runCli(url, TOKEN, 'push', folder, '--room', roomId, '--key', trustedKey);
+      expect(pushed.code).toBe(0);
+      expect(pushed.out).toMatch(/uploaded probe v2 /);
+      expect(pushed.out).toMatch(/all 1 rooms on v2/);
+      expect(versionsOf(s)).toEqual([1, 2]);
+      expect(s.rooms.get(roomId)!.current?.number).toBe(2);
+      const record = unpack((await s.store.readRecords(roomId)).get(`players/${c.playerId}`)!) as { score?: number; sum?: number };
+      expect(record).toMatchObject({ score: 5 });
+      expect(record.sum).toBeUndefined();
+      expect(c.disconnects).toBe(0);
+
+      // Not a number and not a patch folder: a usage error, nothing sent.
+      const bad = await runCli(url, TOKEN, 'push', keys, '--room', roomId);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/a version number, or a patch folder/);
+      c.close();
+    } finally {
+      await s.close();
+      rmSync(keys, { recursive: true, force: true });
     }
   });
 });

@@ -168,6 +168,13 @@ export interface GameManifest {
   verifyWindowTicks: number;
   /** Failed ticks within that window that roll the patch back automatically. @default 3 */
   verifyMaxFailures: number;
+  /**
+   * Percentage points by which the share of events (joins, inputs, leaves) the new version's
+   * hooks refuse (throw for) may exceed the old version's share, within the window, before the
+   * patch is rolled back automatically: a patch whose input hook throws for everyone fails no
+   * tick. 100 turns the check off. @default 25
+   */
+  verifyRefusalMarginPercent: number;
   /** Isolate heap limit, MB (isolated-vm needs at least 8). @default 64 */
   memoryLimitMb: number;
   /** Seats per room. @default 500 */
@@ -327,6 +334,7 @@ export function parseGameManifest(name: string, raw: unknown, dir = name): GameM
     migrationBudgetMs: int(at('migrationBudgetMs'), r.migrationBudgetMs ?? 250, 0, 60_000),
     verifyWindowTicks: int(at('verifyWindowTicks'), r.verifyWindowTicks ?? 200, 0, 1_000_000),
     verifyMaxFailures: int(at('verifyMaxFailures'), r.verifyMaxFailures ?? 3, 1, 1_000_000),
+    verifyRefusalMarginPercent: int(at('verifyRefusalMarginPercent'), r.verifyRefusalMarginPercent ?? 25, 0, 100),
     memoryLimitMb: int(at('memoryLimitMb'), r.memoryLimitMb ?? 64, 8, 4096),
     maxPlayers: int(at('maxPlayers'), r.maxPlayers ?? 500, 1, 100_000),
     inputQueueLimit: int(at('inputQueueLimit'), r.inputQueueLimit ?? 16, 1, 1000),

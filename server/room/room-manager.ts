@@ -292,6 +292,7 @@ export class RoomManager {
       migrationBudgetMs: m.migrationBudgetMs,
       verifyWindowTicks: m.verifyWindowTicks,
       verifyMaxFailures: m.verifyMaxFailures,
+      verifyRefusalMarginPercent: m.verifyRefusalMarginPercent,
       memoryLimitMb: m.memoryLimitMb,
       maxPlayers: m.maxPlayers,
       inputQueueLimit: m.inputQueueLimit,

@@ -42,6 +42,8 @@ export interface RoomSettings {
   verifyWindowTicks: number;
   /** Failed ticks within the window that roll the patch back. */
   verifyMaxFailures: number;
+  /** How many percentage points more of the events the new version may refuse (GameManifest). */
+  verifyRefusalMarginPercent: number;
   memoryLimitMb: number;
   maxPlayers: number;
   /** Most inputs one player may have queued for the next tick. */
@@ -576,7 +578,7 @@ export class Room {
     for (const id of rotated) this.dirtySeats.delete(id);
     const recordsChanged = outcome.sets.length + outcome.patches.length + outcome.dels.length;
     if (swap) this.versions.complete(swap, tick, scriptDone - started, recordsChanged);
-    else this.versions.tickCommitted(tick);
+    else this.versions.tickCommitted(tick, events.length, rejected.size);
     this.versions.recordForReplay(swap, tick, eventBytes);
     if (this.degraded) {
       this.degraded = false;

@@ -39,7 +39,7 @@ export interface SwitchingRoom {
   /** The last committed tick. */
   readonly tick: number;
   readonly committed: CommittedState;
-  readonly settings: { cpuBudgetMs: number; migrationBudgetMs: number; verifyWindowTicks: number; verifyMaxFailures: number };
+  readonly settings: { cpuBudgetMs: number; migrationBudgetMs: number; verifyWindowTicks: number; verifyMaxFailures: number; verifyRefusalMarginPercent: number };
   readonly sandbox: GameSandbox;
   readonly isStopped: boolean;
   /** The call that runs tick `tick` with these events. */
@@ -68,13 +68,31 @@ const WARM_UP_RUNS = 12;
  */
 const POST_SWAP_GRACE_TICKS = 20;
 
+/** Events a new version must have run before its share of refusals can fail its verification. */
+const MIN_VERIFY_EVENTS = 20;
+/** Events the version before must have run for its share of refusals to count (else: none refused). */
+const MIN_BASELINE_EVENTS = 50;
+
+/** Whether a patch's hooks refuse more than `marginPercent` points more of the events than before. */
+export function refusalsTooHigh(v: { events: number; refused: number; refusedBefore: number }, marginPercent: number): boolean {
+  if (v.events < MIN_VERIFY_EVENTS || marginPercent >= 100) return false;
+  return v.refused / v.events > v.refusedBefore + marginPercent / 100;
+}
+
+const percent = (part: number, whole: number) => `${Math.round((part / whole) * 100)}%`;
+
 export class VersionSwitch {
   /** A new version waiting for the next tick boundary. */
   private staged: StagedVersion | null = null;
   /** The version before the last patch: where a rollback goes by default. */
   private previous: GameVersion | null = null;
-  /** After a patch: the version before it, watched failures, and until which tick. */
-  private verification: { previous: GameVersion; untilTick: number; failures: number } | null = null;
+  /**
+   * After a patch: the version before it, until which tick it is watched, its failed ticks, and
+   * the events its hooks ran and refused against the share the version before refused.
+   */
+  private verification: { previous: GameVersion; untilTick: number; failures: number; events: number; refused: number; refusedBefore: number } | null = null;
+  /** Events the running version's hooks ran and refused since it became current (its baseline for the next patch). */
+  private tally = { events: 0, refused: 0 };
 
   constructor(
     private readonly room: SwitchingRoom,
@@ -205,21 +223,37 @@ export class VersionSwitch {
     if (!v || this.staged) return;
     v.failures++;
     if (v.failures < this.room.settings.verifyMaxFailures) return;
-    const previous = v.previous;
+    this.autoRollback(v.previous, `verification failed: ${v.failures} failed ticks by tick ${tick}`);
+  }
+
+  /**
+   * A tick committed on the running version, with `events` events of which its hooks refused
+   * `refused`. Inside a patch's window, a share of refusals well above the version before's
+   * rolls the patch back: a broken input hook refuses every input and fails no tick. Past the
+   * window, the patch is verified.
+   */
+  tickCommitted(tick: number, events: number, refused: number): void {
+    this.tally.events += events;
+    this.tally.refused += refused;
+    const v = this.verification;
+    if (!v) return;
+    v.events += events;
+    v.refused += refused;
+    if (!this.staged && refusalsTooHigh(v, this.room.settings.verifyRefusalMarginPercent)) {
+      const why = `verification failed: the scripts refused ${percent(v.refused, v.events)} of ${v.events} events (${v.refused}) by tick ${tick}, against ${percent(v.refusedBefore, 1)} before the patch`;
+      return this.autoRollback(v.previous, why);
+    }
+    if (tick < v.untilTick) return;
     this.verification = null;
-    const why = `verification failed: ${v.failures} failed ticks by tick ${tick}`;
+    void this.recordHistory({ kind: 'verified', from: v.previous.bundle.version, to: this.room.version, tick, reason: `${v.failures} failed ticks in the window, ${v.refused} of ${v.events} events refused` });
+  }
+
+  private autoRollback(previous: GameVersion, why: string): void {
+    this.verification = null;
     this.rollbackTo(previous, why).then(
       (r) => this.log.warn({ roomId: this.room.id, ok: r.ok, result: r }, 'automatic rollback finished'),
       (e: unknown) => this.log.error({ roomId: this.room.id, err: e }, 'automatic rollback impossible'),
     );
-  }
-
-  /** A tick committed on the running version: past a patch's verification window, it is verified. */
-  tickCommitted(tick: number): void {
-    const v = this.verification;
-    if (!v || tick < v.untilTick) return;
-    this.verification = null;
-    void this.recordHistory({ kind: 'verified', from: v.previous.bundle.version, to: this.room.version, tick, reason: `${v.failures} failed ticks in the window` });
   }
 
   /**
@@ -318,8 +352,12 @@ export class VersionSwitch {
     if (staged.reason === 'patch') this.previous = previous;
     // A patch is watched for a while: enough failed ticks and it is rolled back. A rollback
     // is not watched (there would be nothing safer to go back to).
+    const refusedBefore = this.tally.events >= MIN_BASELINE_EVENTS ? this.tally.refused / this.tally.events : 0;
+    this.tally = { events: 0, refused: 0 };
     this.verification =
-      staged.reason === 'patch' && previous ? { previous, untilTick: tick + room.settings.verifyWindowTicks, failures: 0 } : null;
+      staged.reason === 'patch' && previous
+        ? { previous, untilTick: tick + room.settings.verifyWindowTicks, failures: 0, events: 0, refused: 0, refusedBefore }
+        : null;
     void this.recordHistory({
       kind: staged.reason === 'rollback' ? 'rolled-back' : 'applied',
       from,

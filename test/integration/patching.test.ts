@@ -10,11 +10,11 @@ import { unpack } from 'msgpackr';
 import type { MoonpatchClient } from '../../client/client.ts';
 import type { VersionMsg } from '../../server/protocol/messages.ts';
 import type { Room } from '../../server/room/room.ts';
-import type { VersionSwitch } from '../../server/room/version-switch.ts';
+import { refusalsTooHigh, type VersionSwitch } from '../../server/room/version-switch.ts';
 import { loadGame } from '../../server/sandbox/games.ts';
 import { BuildError } from '../../server/errors/errors.ts';
 import path from 'node:path';
-import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 let server: Server;
@@ -298,5 +298,59 @@ describe('many patches', () => {
       expect(c.disconnects).toBe(0);
       c.close();
     }
+  });
+});
+
+describe('the verification window watches what the hooks refuse', () => {
+  it('rolls back a patch whose input hook throws for everyone although no tick fails, and adds work again after it', async () => {
+    const refusing = await startTestServer({
+      scriptsDir: FIXTURE_GAMES, patchesDir: path.join(REPO_ROOT, 'test', 'fixtures', 'patches-refusing'), defaultGame: 'probe', inputRatePerSecond: 500, inputBurst: 200,
+    });
+    try {
+      const roomId = 'refusals-' + Date.now();
+      const players = [0, 1].map((i) => testClient(refusing.url, { room: roomId, game: 'probe', name: `p${i}` }));
+      for (const c of players) await c.connect();
+      const room = refusing.rooms.get(roomId)!;
+      const refusedCodes: string[] = [];
+      for (const c of players) c.on('settled', (x) => x.rejected && refusedCodes.push(x.rejected.code));
+      // The version before refuses a little: 1 throw in 31 events per player.
+      const addAll = async (n: number) => {
+        const seqs = players.flatMap((c) => Array.from({ length: n }, () => c.send({ op: 'add', n: 1 })));
+        await waitFor(() => players.every((c) => c.unsettled === 0), `${seqs.length} inputs settled`);
+      };
+      for (const c of players) c.send({ op: 'throw' });
+      await addAll(30);
+      const v1 = room.version;
+      const sums = () => players.map((c) => (record(room, `players/${c.playerId}`) as { sum: number }).sum);
+      expect(sums()).toEqual([30, 30]);
+
+      expect(await refusing.rooms.applyVersion(roomId, 2)).toMatchObject({ ok: true });
+      const refusedBefore = refusedCodes.length;
+      await addAll(15); // every one of them refused by the bug: 30 events, no failed tick
+      await waitFor(() => room.version === v1, 'rolled back to v1 by itself');
+      expect(refusedCodes.length - refusedBefore).toBeGreaterThanOrEqual(20);
+      const history = await refusing.rooms.history(roomId);
+      expect(history[0]).toMatchObject({ kind: 'rolled-back', to: v1 });
+      expect(history[0]!.reason).toMatch(/verification failed: the scripts refused 100% of \d+ events \(\d+\) by tick \d+, against 3% before the patch/);
+
+      // Back on v1: adds apply again; what v2 refused stays refused (its players were told).
+      await addAll(2);
+      expect(sums()).toEqual([32, 32]);
+      expect(players.every((c) => c.disconnects === 0)).toBe(true);
+      for (const c of players) c.close();
+    } finally {
+      await refusing.close();
+    }
+  });
+
+  it('the threshold: a share of refusals above the old one by more than the margin, from 20 events on; 100 turns it off', () => {
+    const at = (events: number, refused: number, refusedBefore: number, margin = 25) => refusalsTooHigh({ events, refused, refusedBefore }, margin);
+    expect(at(19, 19, 0)).toBe(false); // too few events to judge
+    expect(at(20, 6, 0)).toBe(true); // 30% against none
+    expect(at(20, 5, 0)).toBe(false); // 25%: not above the margin
+    expect(at(100, 70, 0.5)).toBe(false); // 70% against 50%: within 25 points
+    expect(at(100, 80, 0.5)).toBe(true);
+    expect(at(100, 100, 0, 100)).toBe(false); // check off
+    expect(at(100, 1, 0, 0)).toBe(true); // margin 0: any rise
   });
 });

@@ -74,7 +74,7 @@ export interface RoomLifecycleEvent {
 }
 
 /**
- * What a room's scripts said: lines they logged (`log`, console.log) in a tick that committed or
+ * What a room's scripts said: lines they logged with `log()` in a tick that committed or
  * failed, or a hook (join, input, leave) that threw and had its event undone while the tick went
  * on. A whole tick's failure is a TickFailedEvent.
  */

@@ -350,8 +350,9 @@ export class VersionSwitch {
     room.adopt(staged.version, staged.sandbox);
     this.staged = null;
     if (staged.reason === 'patch') this.previous = previous;
-    // A patch is watched for a while: enough failed ticks and it is rolled back. A rollback
-    // is not watched (there would be nothing safer to go back to).
+    // A patch is watched for a while: enough failed ticks, or far more events refused by its
+    // hooks than the version before refused (its tally, the baseline), and it is rolled back.
+    // A rollback is not watched (there would be nothing safer to go back to).
     const refusedBefore = this.tally.events >= MIN_BASELINE_EVENTS ? this.tally.refused / this.tally.events : 0;
     this.tally = { events: 0, refused: 0 };
     this.verification =

@@ -26,6 +26,8 @@ export class Metrics {
     const script = new client.Histogram({ name: 'moonpatch_tick_script_cpu_seconds', help: 'CPU time the isolate spent on a committed tick', labelNames: ['game', 'version'], buckets: TICK_BUCKETS, registers: r });
     const commit = new client.Histogram({ name: 'moonpatch_commit_duration_seconds', help: 'Redis commit of a tick', labelNames: ['game'], buckets: TICK_BUCKETS, registers: r });
     const failed = new client.Counter({ name: 'moonpatch_ticks_failed_total', help: 'Ticks rolled back, by cause', labelNames: ['game', 'version', 'code'], registers: r });
+    const events = new client.Counter({ name: 'moonpatch_events_total', help: 'Joins, inputs and leaves run in committed ticks', labelNames: ['game', 'version'], registers: r });
+    const refused = new client.Counter({ name: 'moonpatch_events_refused_total', help: 'Events of committed ticks whose hook threw and was undone alone (a verification window compares this share before and after a patch)', labelNames: ['game', 'version'], registers: r });
     const overruns = new client.Counter({ name: 'moonpatch_tick_overruns_total', help: 'Ticks that exceeded their CPU budget', labelNames: ['game', 'version'], registers: r });
     const patches = new client.Counter({ name: 'moonpatch_patch_events_total', help: 'Room lifecycle and patch events (patched, fenced, sandbox-rebuilt, ...)', labelNames: ['game', 'what'], registers: r });
     const bytes = new client.Counter({ name: 'moonpatch_broadcast_bytes_total', help: 'Bytes of snapshot and delta frames sent', labelNames: [], registers: r });
@@ -61,6 +63,8 @@ export class Metrics {
       tick.observe({ game: e.game, version: e.version }, (e.scriptMs + e.commitMs) / 1000);
       script.observe({ game: e.game, version: e.version }, e.cpuMs / 1000);
       commit.observe({ game: e.game }, e.commitMs / 1000);
+      if (e.events > 0) events.inc({ game: e.game, version: e.version }, e.events);
+      if (e.rejections > 0) refused.inc({ game: e.game, version: e.version }, e.rejections);
     });
     this.on(channels.tickFailed, (e: TickFailedEvent) => {
       failed.inc({ game: e.game, version: e.version, code: e.code });

@@ -1,6 +1,6 @@
 /**
  * /metrics in Prometheus format, fed by engine events: tick latency by game and version, failed
- * ticks by cause, patch outcomes, players, isolate heap.
+ * ticks by cause, events and the ones hooks refused, patch outcomes, players, isolate heap.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
@@ -28,11 +28,16 @@ describe('/metrics', () => {
     c.on('error', (e) => e.seq !== undefined && errors.push(e.seq));
     const seq = c.send({ op: 'fail-tick' });
     await waitFor(() => errors.includes(seq), 'the failed tick reported');
+    const refusedSeq = c.send({ op: 'throw' }); // refused alone; its tick commits
+    await waitFor(() => errors.includes(refusedSeq), 'the refused input reported');
     expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
     const text = await scrape();
     expect(value(text, new RegExp(`moonpatch_tick_duration_seconds_count\\{game="probe",version="${v1}"\\} (\\d+)`))).toBeGreaterThan(0);
     expect(value(text, /moonpatch_ticks_failed_total\{game="probe",version="\w+",code="SCRIPT_ERROR"\} (\d+)/)).toBeGreaterThan(Number.isNaN(failedBefore) ? 0 : failedBefore);
     expect(value(text, /moonpatch_patch_events_total\{game="probe",what="patch-applied"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+    // The join and the refused input, at least; the refused one counted as such.
+    expect(value(text, new RegExp(`moonpatch_events_total\\{game="probe",version="${v1}"\\} (\\d+)`))).toBeGreaterThanOrEqual(2);
+    expect(value(text, new RegExp(`moonpatch_events_refused_total\\{game="probe",version="${v1}"\\} (\\d+)`))).toBeGreaterThanOrEqual(1);
     expect(value(text, new RegExp(`moonpatch_players\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThanOrEqual(1);
     expect(value(text, new RegExp(`moonpatch_isolate_heap_bytes\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThan(0);
     c.close();

@@ -88,34 +88,38 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** Checks that an input payload is plain data within the size limits; returns it typed. */
 export function checkInputValue(v: unknown): Value {
-  let items = 0;
-  const walk = (x: unknown, depth: number): void => {
-    if (x === null || typeof x === 'boolean' || typeof x === 'string') return;
-    if (typeof x === 'number') {
-      if (!Number.isFinite(x)) fail('BAD_FIELD', 'd: numbers must be finite');
-      return;
-    }
-    if (depth >= LIMITS.inputDepth) fail('BAD_FIELD', `d: nested deeper than ${LIMITS.inputDepth}`);
-    if (Array.isArray(x)) {
-      items += x.length;
-      if (items > LIMITS.inputItems) fail('BAD_FIELD', `d: more than ${LIMITS.inputItems} items`);
-      for (const e of x) walk(e, depth + 1);
-      return;
-    }
-    if (isRecord(x) && Object.getPrototypeOf(x) === Object.prototype) {
-      const keys = Object.keys(x);
-      items += keys.length;
-      if (items > LIMITS.inputItems) fail('BAD_FIELD', `d: more than ${LIMITS.inputItems} items`);
-      for (const k of keys) {
-        if (k === '__proto__') fail('BAD_FIELD', 'd: "__proto__" is not allowed as a key');
-        walk(x[k], depth + 1);
-      }
-      return;
-    }
-    fail('BAD_FIELD', `d: ${x instanceof Uint8Array ? 'binary data' : typeof x} is not allowed in an input (plain data only)`);
-  };
-  walk(v, 0);
+  walkInput(v, 0, { items: 0 });
   return v as Value;
+}
+
+/**
+ * checkInputValue's walk, at module level: every input goes through it, and a closure made per
+ * call costs its creation (and, under tsx, a name-keeping call) on the hot path.
+ */
+function walkInput(x: unknown, depth: number, count: { items: number }): void {
+  if (x === null || typeof x === 'boolean' || typeof x === 'string') return;
+  if (typeof x === 'number') {
+    if (!Number.isFinite(x)) fail('BAD_FIELD', 'd: numbers must be finite');
+    return;
+  }
+  if (depth >= LIMITS.inputDepth) fail('BAD_FIELD', `d: nested deeper than ${LIMITS.inputDepth}`);
+  if (Array.isArray(x)) {
+    count.items += x.length;
+    if (count.items > LIMITS.inputItems) fail('BAD_FIELD', `d: more than ${LIMITS.inputItems} items`);
+    for (const e of x) walkInput(e, depth + 1, count);
+    return;
+  }
+  if (isRecord(x) && Object.getPrototypeOf(x) === Object.prototype) {
+    const keys = Object.keys(x);
+    count.items += keys.length;
+    if (count.items > LIMITS.inputItems) fail('BAD_FIELD', `d: more than ${LIMITS.inputItems} items`);
+    for (const k of keys) {
+      if (k === '__proto__') fail('BAD_FIELD', 'd: "__proto__" is not allowed as a key');
+      walkInput(x[k], depth + 1, count);
+    }
+    return;
+  }
+  fail('BAD_FIELD', `d: ${x instanceof Uint8Array ? 'binary data' : typeof x} is not allowed in an input (plain data only)`);
 }
 
 /** Decode and validate one client frame. */

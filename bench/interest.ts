@@ -76,7 +76,7 @@ function run(interest: InterestSettings | null): { bytes_per_player_per_broadcas
 }
 
 const everyone = run(null);
-const interest = run({ tables: ['players'], viewer: 'players', cellSize: CELL, radius: RADIUS });
+const interest = run({ tables: ['players'], viewer: 'players', cellSize: CELL, radius: RADIUS, position: null });
 const result = {
   benchmark: 'interest',
   players: PLAYERS,

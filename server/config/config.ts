@@ -198,6 +198,8 @@ export interface InterestSettings {
   cellSize: number;
   /** Cells a player sees around their own, in each direction (1: a 3x3 block). @default 1 */
   radius: number;
+  /** The top-level field of an entry that holds its `x` and `y` (`{ pos: { x, y } }`); null: x and y are top-level fields. @default null */
+  position: string | null;
 }
 
 /** Young generation of a game isolate, MB (see ServerConfig.isolateSemiSpaceMb). */
@@ -349,7 +351,7 @@ function parseInterest(raw: unknown, at: (f: string) => string): InterestSetting
   if (raw === undefined || raw === null) return null;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(at('interest'), 'must be an object: { "tables": [...], "cellSize": n, "radius": n, "viewer": "table" }');
   const r = raw as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (!['tables', 'viewer', 'cellSize', 'radius'].includes(k)) throw new ConfigError(at(`interest.${k}`), 'is not an interest setting (tables, viewer, cellSize, radius)');
+  for (const k of Object.keys(r)) if (!['tables', 'viewer', 'cellSize', 'radius', 'position'].includes(k)) throw new ConfigError(at(`interest.${k}`), 'is not an interest setting (tables, viewer, cellSize, radius, position)');
   const tables = r.tables;
   if (!Array.isArray(tables) || tables.length === 0 || !tables.every((t) => typeof t === 'string' && TABLE_NAME.test(t))) {
     throw new ConfigError(at('interest.tables'), `must be a non-empty list of table names (got ${JSON.stringify(tables)})`);
@@ -361,5 +363,12 @@ function parseInterest(raw: unknown, at: (f: string) => string): InterestSetting
     viewer,
     cellSize: int(at('interest.cellSize'), r.cellSize, 1, 1_000_000_000),
     radius: int(at('interest.radius'), r.radius ?? 1, 0, 16),
+    position: parsePositionField(r.position, at),
   };
+}
+
+function parsePositionField(raw: unknown, at: (f: string) => string): string | null {
+  if (raw === undefined || raw === null) return null;
+  if (typeof raw !== 'string' || !TABLE_NAME.test(raw)) throw new ConfigError(at('interest.position'), `must be a field name such as "pos" (got ${JSON.stringify(raw)})`);
+  return raw;
 }

@@ -2,7 +2,8 @@
  * Interest management: which positioned records each player receives.
  *
  * A game that sets `interest` in its game.json names object tables whose entries are
- * positioned by numeric `x` and `y` fields. The world is cut into square cells of `cellSize`;
+ * positioned by numeric `x` and `y` fields (top-level, or inside the field `interest.position`
+ * names). The world is cut into square cells of `cellSize`;
  * a player sees the cells within `radius` of the cell of their own entry in the `viewer` table
  * (a (2r+1) x (2r+1) block). Positioned entries outside that block are not sent to them. An
  * entry of such a table without a numeric x and y, and every other record, goes to everyone. A
@@ -16,6 +17,7 @@
  * each entry is.
  */
 import type { InterestSettings } from '../config/config.ts';
+import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import { readPosition, type RecordChanges } from '../state/record-patch.ts';
 
 /** Cell codes besides real cells (>= 0): no such record. */
@@ -42,10 +44,13 @@ export class InterestGrid {
   /** "table/" of each positioned table (startsWith allocates nothing; slicing the key would). */
   private readonly prefixes: string[];
   private readonly viewerPrefix: string;
+  /** The key of the field holding x and y (`interest.position`), as the record encoder writes it; null: top level. */
+  private readonly positionKey: Uint8Array | null;
 
   constructor(readonly settings: InterestSettings) {
     this.prefixes = settings.tables.map((t) => t + '/');
     this.viewerPrefix = settings.viewer + '/';
+    this.positionKey = settings.position === null ? null : encodedKey(settings.position);
   }
 
   /** Whether `key` is an entry of a positioned table. */
@@ -132,7 +137,7 @@ export class InterestGrid {
       p.x = NaN;
       p.y = NaN;
     }
-    readPosition(bytes, p);
+    readPosition(bytes, p, this.positionKey);
     const cell = Number.isFinite(p.x) && Number.isFinite(p.y) ? this.cellAt(p.x, p.y) : UNPLACED;
     if (cell === p.cell) return;
     if (p.cell >= 0) this.leaveCell(key, p.cell);
@@ -160,3 +165,9 @@ export class InterestGrid {
 }
 
 const NO_MEMBERS: ReadonlySet<string> = new Set();
+
+function encodedKey(name: string): Uint8Array {
+  const w = new MsgpackWriter(64);
+  w.str(name);
+  return w.bytes().slice();
+}

@@ -307,8 +307,30 @@ function findKey(record: Uint8Array, rec: Int32Array, recCount: number, patch: U
  * Fields the map does not name are left as they are (a patch names only what changed). Bytes
  * that are not a well-formed map with string keys change nothing. Walks the map as folding
  * does (mapEntries), in the patch's scratch slot: nothing here runs during a fold.
+ *
+ * With `field` (the msgpack bytes of a top-level key, as the writer encodes it), x and y are
+ * read inside that field's map instead (entries shaped `{ pos: { x, y } }`). A patch carries a
+ * top-level field whole, so a `field` that is there sets both: one it does not name is NaN.
  */
-export function readPosition(bytes: Uint8Array, p: { x: number; y: number }): void {
+export function readPosition(bytes: Uint8Array, p: { x: number; y: number }, field: Uint8Array | null = null): void {
+  if (field === null) return readXY(bytes, p);
+  const count = mapEntries(bytes, 1);
+  const at = scratch[1]!;
+  for (let i = 0; i < count; i++) {
+    const key = at[i * 3]!;
+    const value = at[i * 3 + 1]!;
+    if (value - key !== field.length) continue;
+    let same = 0;
+    while (same < field.length && bytes[key + same] === field[same]) same++;
+    if (same !== field.length) continue;
+    p.x = NaN;
+    p.y = NaN;
+    readXY(bytes.subarray(value, at[i * 3 + 2]!), p); // the outer walk is done: slot 1 is free
+    return;
+  }
+}
+
+function readXY(bytes: Uint8Array, p: { x: number; y: number }): void {
   const count = mapEntries(bytes, 1);
   const at = scratch[1]!;
   for (let i = 0; i < count; i++) {

@@ -20,7 +20,8 @@ const enc = (v: unknown) => {
 describe('game.json interest', () => {
   it('is off unless set; defaults the viewer to the first table and the radius to 1', () => {
     expect(parseGameManifest('g', {}).interest).toBeNull();
-    expect(parseGameManifest('g', { interest: { tables: ['units', 'players'], cellSize: 64 } }).interest).toEqual({ tables: ['units', 'players'], viewer: 'units', cellSize: 64, radius: 1 });
+    expect(parseGameManifest('g', { interest: { tables: ['units', 'players'], cellSize: 64 } }).interest).toEqual({ tables: ['units', 'players'], viewer: 'units', cellSize: 64, radius: 1, position: null });
+    expect(parseGameManifest('g', { interest: { tables: ['units'], cellSize: 64, position: 'pos' } }).interest!.position).toBe('pos');
     expect(parseGameManifest('g', { interest: { tables: ['players'], viewer: 'players', cellSize: 10, radius: 0 } }).interest!.radius).toBe(0);
   });
 
@@ -37,6 +38,9 @@ describe('game.json interest', () => {
     [{ interest: { tables: ['players'], cellSize: 10, radius: 99 } }, 'interest.radius'],
     [{ interest: { tables: ['players'], cellSize: 10, viewer: 'items' } }, 'interest.viewer'],
     [{ interest: { tables: ['players'], cellSize: 10, radios: 2 } }, 'interest.radios'],
+    [{ interest: { tables: ['players'], cellSize: 10, position: 'pos.xy' } }, 'interest.position'],
+    [{ interest: { tables: ['players'], cellSize: 10, position: '' } }, 'interest.position'],
+    [{ interest: { tables: ['players'], cellSize: 10, position: ['pos'] } }, 'interest.position'],
   ])('%j is refused, naming %s', (raw, setting) => {
     let thrown: unknown;
     try {
@@ -95,8 +99,37 @@ describe('readPosition', () => {
   });
 });
 
+describe('readPosition inside a field (interest.position)', () => {
+  const key = (name: string) => enc(name); // the key as the record encoder writes it
+  const read = (bytes: Uint8Array, field: string, start = { x: NaN, y: NaN }) => {
+    const p = { ...start };
+    readPosition(bytes, p, key(field));
+    return p;
+  };
+
+  it('reads x and y inside the field, whatever else the entry and the field hold', () => {
+    expect(read(enc({ name: 'a', x: 99, pos: { z: 1, y: 7.5, x: -3 } }), 'pos')).toEqual({ x: -3, y: 7.5 });
+    const long = 'p'.repeat(40); // a str8 key, not a fixstr
+    expect(read(enc({ [long]: { x: 1, y: 2 }, [long.slice(1)]: { x: 5, y: 5 } }), long)).toEqual({ x: 1, y: 2 });
+  });
+
+  it('a patch without the field keeps the position; one with it replaces both coordinates', () => {
+    expect(read(enc({ hp: 3 }), 'pos', { x: 4, y: 5 })).toEqual({ x: 4, y: 5 });
+    expect(read(enc({ pos: { x: 8 } }), 'pos', { x: 4, y: 5 })).toEqual({ x: 8, y: NaN }); // the field comes whole
+    expect(read(enc({ pos: 'here' }), 'pos', { x: 4, y: 5 })).toEqual({ x: NaN, y: NaN });
+    expect(read(enc({ pos: null }), 'pos', { x: 4, y: 5 })).toEqual({ x: NaN, y: NaN });
+  });
+
+  it('hostile bytes change nothing and do not throw', () => {
+    const start = { x: 1, y: 2 };
+    for (const bytes of [new Uint8Array([]), enc([1]), new Uint8Array([0x81, 0xa3, 0x70, 0x6f, 0x73]), new Uint8Array([0x81, 0xa3, 0x70, 0x6f, 0x73, 0x82, 0xa1, 0x78])]) {
+      expect(read(bytes, 'pos', start), String(bytes)).toEqual(start);
+    }
+  });
+});
+
 describe('InterestGrid', () => {
-  const settings = { tables: ['players', 'items'], viewer: 'players', cellSize: 100, radius: 1 };
+  const settings = { tables: ['players', 'items'], viewer: 'players', cellSize: 100, radius: 1, position: null };
 
   it('places entries by x and y, follows patches and deletes, and leaves other records alone', () => {
     const g = new InterestGrid(settings);
@@ -144,5 +177,21 @@ describe('InterestGrid', () => {
     expect(g.cellOf('players/b')).toBeGreaterThanOrEqual(0);
     expect(g.sees(g.viewAt(g.viewerKey('a')), g.cellOf('players/b'))).toBe(false);
     expect(g.sees(g.viewAt(g.viewerKey('b')), g.cellOf('players/b'))).toBe(true);
+  });
+
+  it('with interest.position, places entries by the x and y inside that field', () => {
+    const g = new InterestGrid({ ...settings, position: 'pos' });
+    g.load([
+      ['players/a', enc({ pos: { x: 50, y: 50 }, x: 950, y: 950 })],
+      ['players/b', enc({ pos: { x: 250, y: 50 } })],
+      ['players/c', enc({ x: 50, y: 50 })], // top-level x and y do not count here
+    ]);
+    const a = g.viewAt(g.viewerKey('a'));
+    expect(g.sees(a, g.cellOf('players/b'))).toBe(false);
+    expect(g.cellOf('players/c')).toBe(UNPLACED);
+    g.apply({ sets: [], dels: [], patches: [['players/b', enc({ pos: { x: 150, y: 50 } })]] });
+    expect(g.sees(a, g.cellOf('players/b'))).toBe(true);
+    g.apply({ sets: [], dels: [], patches: [['players/b', enc({ hp: 1 })]] });
+    expect(g.sees(a, g.cellOf('players/b'))).toBe(true);
   });
 });

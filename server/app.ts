@@ -15,6 +15,7 @@ import { loadTlsFiles } from './net/tls.ts';
 import { hostname } from 'node:os';
 import { RoomManager } from './room/room-manager.ts';
 import { Rebalancer } from './room/rebalancer.ts';
+import { assignTargets, drainRooms } from './room/drain.ts';
 import { OrphanTakeover } from './room/takeover.ts';
 import { CrashBeacon } from './ops/crash-beacon.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
@@ -164,6 +165,17 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   nodes.start();
   const takeover = new OrphanTakeover(store, rooms, Math.max(250, Math.floor(config.leaseMs / 2)), log);
   if (config.takeover) takeover.start();
+  /** Hand the running rooms to the other live servers (a clean stop; see drain.ts). */
+  const drain = async (move: NonNullable<typeof moveRoom>) => {
+    const me = store.leaseHolder.node;
+    const view = await nodes.view();
+    const others = new Map(view.nodes.filter((n) => n !== me).map((n) => [n, 0]));
+    for (const r of view.rooms) if (others.has(r.node)) others.set(r.node, others.get(r.node)! + 1);
+    const mine = rooms.list().filter((r) => !r.isStopped && !r.isSwitchingVersion).map((r) => r.id);
+    if (others.size === 0 || mine.length === 0) return;
+    const result = await drainRooms(assignTargets(mine, others), move, Date.now() + config.shutdownTimeoutMs / 2, log);
+    log.info({ moved: result.moved.length, left: result.left.length }, 'drained: rooms handed to other servers before stopping');
+  };
   const rebalancer = moveRoom ? new Rebalancer(nodes, rooms, moveRoom, () => store.leaseHolder.node, config.rebalanceIntervalMs, log) : null;
   if (config.rebalanceIntervalMs > 0 && !rebalancer) log.warn('REBALANCE_INTERVAL_MS is set but no ADMIN_TOKEN: rooms are not rebalanced');
   rebalancer?.start();
@@ -180,7 +192,11 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     async close() {
       takeover.stop();
       rebalancer?.stop();
+      rooms.stopOpening();
+      // Leave the list of servers first, so that no server moves a room here while this one
+      // hands its rooms over (drain.ts).
       await nodes.stop().catch(() => {}); // Redis gone: the entry lapses on its own
+      if (moveRoom && config.drainOnShutdown) await drain(moveRoom).catch((e: unknown) => log.warn({ err: e }, 'drain failed; the rooms stop here'));
       await rooms.shutdown();
       await net.close();
       patches.stop();

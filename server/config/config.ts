@@ -94,6 +94,13 @@ export interface ServerConfig {
    */
   rebalanceIntervalMs: number;
   /**
+   * On a clean stop (SIGTERM, SIGINT), hand each running room to another live server before
+   * stopping (server/room/drain.ts), so its players follow at once; rooms not moved within half
+   * of shutdownTimeoutMs stop as before. Needs ADMIN_TOKEN (the same on every server). Env
+   * DRAIN_ON_SHUTDOWN ("0" turns it off). @default true
+   */
+  drainOnShutdown: boolean;
+  /**
    * A room whose script aborted a server process this many times within 10 minutes is not
    * opened again until ops release it (POST /admin/rooms/<id>/release). Env QUARANTINE_AFTER_CRASHES.
    * @default 2
@@ -228,6 +235,7 @@ export const DEFAULTS: ServerConfig = {
   leaseMs: 5000,
   takeover: true,
   rebalanceIntervalMs: 0,
+  drainOnShutdown: true,
   quarantineAfterCrashes: 2,
   maxRooms: 500,
   roomIdleUnloadMs: 60_000,
@@ -317,6 +325,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.SHUTDOWN_TIMEOUT_MS) o.shutdownTimeoutMs = num('SHUTDOWN_TIMEOUT_MS')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   if (env.REBALANCE_INTERVAL_MS) o.rebalanceIntervalMs = num('REBALANCE_INTERVAL_MS')!;
+  if (env.DRAIN_ON_SHUTDOWN) o.drainOnShutdown = env.DRAIN_ON_SHUTDOWN !== '0' && env.DRAIN_ON_SHUTDOWN !== 'false';
   return makeConfig(o);
 }
 

@@ -577,6 +577,14 @@ export class RoomManager {
   }
 
   /** Stop every room; connected players are told to reconnect (close 4000). */
+  /**
+   * Open no room from now on (joins get SERVER_SHUTTING_DOWN): a shutdown has begun, and the
+   * running rooms may be handed to other servers first (drain.ts) before shutdown() stops the rest.
+   */
+  stopOpening(): void {
+    this.closing = true;
+  }
+
   async shutdown(): Promise<void> {
     this.closing = true;
     if (this.idleTimer) clearInterval(this.idleTimer);

@@ -396,16 +396,33 @@ async function cmdLogs(a: Args): Promise<number> {
   if (!room) throw new UsageError('name the room: --room ID');
   const follow = a.flags.has('follow');
   const json = a.flags.has('json');
+  const read = (after: number) => api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=${after}`);
   let after = 0;
   let stream = '';
+  let waiting = false;
   for (let first = true; ; first = false) {
-    let { status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=${after}`);
-    if (status === 200 && stream && body.stream !== stream) {
-      // The room started again (a restart, a move): its numbering started over.
-      if (!json) console.log(`(${room} started again; its journal starts over)`);
-      ({ status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=0`));
+    let page: { status: number; body: any };
+    try {
+      page = await read(after);
+      if (page.status === 200 && stream && page.body.stream !== stream) {
+        // The room started again (a restart, a move): its numbering started over.
+        if (!json) console.log(`(${room} started again; its journal starts over)`);
+        page = await read(0);
+      }
+      if (page.status !== 200 && !(follow && !first && FOLLOW_RETRY.has(page.body.code))) throw new UsageError(`${page.body.code}: ${page.body.msg}`);
+    } catch (e) {
+      // Following through a restart or a deploy: wait for a server to answer again.
+      if (!(follow && !first && e instanceof UsageError && /cannot reach|ROOM_UNAVAILABLE|SERVER_SHUTTING_DOWN/.test(e.message))) throw e;
+      page = { status: 0, body: null };
     }
-    if (status !== 200) throw new UsageError(`${body.code}: ${body.msg}`);
+    if (page.status !== 200) {
+      if (!waiting && !json) console.log(`(${room}: no answer from its server; still following)`);
+      waiting = true;
+      await sleepMs(1000);
+      continue;
+    }
+    waiting = false;
+    const { body } = page;
     stream = body.stream;
     if (json && !follow) console.log(JSON.stringify(body, null, 2));
     else if (json) for (const e of body.entries) console.log(JSON.stringify({ room, ...e }));
@@ -416,9 +433,14 @@ async function cmdLogs(a: Args): Promise<number> {
     }
     if (!follow) return 0;
     after = body.next;
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleepMs(1000);
   }
 }
+
+/** Answers a follower waits through: the room or its server is between owners or stopping. */
+const FOLLOW_RETRY = new Set(['ROOM_UNAVAILABLE', 'SERVER_SHUTTING_DOWN', 'ROOM_OWNED_ELSEWHERE']);
+
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The real world `validate` runs on: a live room's (--room, fetched from the admin API, and

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findFreePort } from '../../server/state/redis-launcher.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
+import { uniquePrefix } from '../helpers/redis.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -327,6 +329,36 @@ describe('moonpatch logs', () => {
       follower.kill();
     }
     c.close();
+  });
+
+  it('--follow keeps following through a restart of the room\'s server, and starts over with the new journal', async () => {
+    const port = await findFreePort();
+    const own = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, port, redisPrefix: uniquePrefix('cli-follow') };
+    let s = await startTestServer(own);
+    const url = `http://127.0.0.1:${port}`;
+    const roomId = 'cli-follow-' + Date.now();
+    const c = testClient(s.url, { room: roomId, game: 'probe', name: 'designer' });
+    await c.connect();
+    c.send({ op: 'log', text: 'before the restart' });
+    const follower = spawnCli(url, TOKEN, 'logs', '--room', roomId, '--follow');
+    let out = '';
+    follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => out.includes('probe says before the restart'), 'the first line');
+      await s.close();
+      await waitFor(() => out.includes('no answer from its server; still following'), 'the follower waiting');
+      expect(follower.exitCode).toBeNull();
+      s = await startTestServer(own); // same port and Redis prefix: the room resumes here
+      await waitFor(() => c.connected, 'the player back');
+      c.send({ op: 'log', text: 'after the restart' });
+      await waitFor(() => out.includes('probe says after the restart'), 'the line logged after the restart');
+      expect(out).toMatch(/started again; its journal starts over/);
+      expect(out.split('probe says before the restart').length).toBe(2); // not printed twice
+    } finally {
+      follower.kill();
+      c.close();
+      await s.close();
+    }
   });
 
   it('refuses bad requests with stable codes: no token, bad paging, a bad or unknown room', async () => {

@@ -194,7 +194,7 @@ function renderEvents(snap: DashboardSnapshot): void {
       time.textContent = new Date(e.time).toLocaleTimeString();
       const what = document.createElement('span');
       what.className = 'what';
-      what.textContent = e.kind === 'error' ? `tick ${e.tick} failed: ${e.code}` : e.what;
+      what.textContent = e.what === 'events-refused' ? `${e.count} event${e.count === 1 ? '' : 's'} refused by the scripts: ${e.code}` : e.kind === 'error' ? `tick ${e.tick} failed: ${e.code}` : e.what;
       const rest = e.kind === 'error' ? (e.message ?? '') : (e.detail ?? '');
       li.append(time, what, ` ${e.roomId} ${e.version}${rest ? ` — ${rest}` : ''}`);
       return li;

@@ -10,11 +10,16 @@
  * server's latency, not only its own.
  */
 import type diagnostics_channel from 'node:diagnostics_channel';
-import { channels, subscribe, type RoomLifecycleEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
+import { channels, subscribe, type RoomLifecycleEvent, type ScriptOutputEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
 import type { RoomStatus } from '../room/room-manager.ts';
 
 export const SERIES_SECONDS = 300;
 export const EVENT_LIMIT = 50;
+/**
+ * Hook errors of one room and version within this long share one entry: a broken input hook
+ * throws for every input, and one entry each would push everything else off the list.
+ */
+export const REFUSALS_WINDOW_MS = 10_000;
 /** Latency samples kept per second (reservoir-sampled beyond this). */
 const SAMPLES_PER_SECOND = 4096;
 
@@ -34,8 +39,14 @@ export interface DashboardEvent {
   roomId: string;
   game: string;
   version: string;
-  /** 'patch-applied' | 'patch-refused' | ... for patches, 'tick-failed' for errors, 'moved' for a room moved to another server. */
+  /**
+   * 'patch-applied' | 'patch-refused' | ... for patches; 'tick-failed', or 'events-refused' (hooks
+   * that threw, their events undone: one entry per room and version for every
+   * {@link REFUSALS_WINDOW_MS}, counting them) for errors; 'moved' for a room moved to another server.
+   */
   what: string;
+  /** How many, for 'events-refused'. */
+  count?: number;
   detail?: string;
   tick?: number;
   code?: string;
@@ -79,6 +90,8 @@ export class DashboardFeed {
   private readonly buckets: (Bucket | undefined)[] = new Array(SERIES_SECONDS);
   private readonly events: DashboardEvent[] = [];
   private readonly unsubscribe: (() => void)[] = [];
+  /** The open 'events-refused' entry of each room and version (see REFUSALS_WINDOW_MS). */
+  private readonly refusals = new Map<string, DashboardEvent>();
 
   constructor(private readonly clock: () => number = Date.now) {
     this.on(channels.tickCommitted, (e: TickCommittedEvent) => {
@@ -105,7 +118,24 @@ export class DashboardFeed {
         ...(e.thrown ? { message: e.thrown.message } : {}),
       });
     });
+    this.on(channels.script, (e: ScriptOutputEvent) => {
+      if (e.kind !== 'hook-error') return;
+      const key = `${e.roomId} ${e.version}`;
+      const open = this.refusals.get(key);
+      const now = this.clock();
+      if (open && now - open.time < REFUSALS_WINDOW_MS && this.events.includes(open)) {
+        open.count = (open.count ?? 1) + 1;
+        return;
+      }
+      const entry: DashboardEvent = {
+        time: now, kind: 'error', roomId: e.roomId, game: e.game, version: e.version, what: 'events-refused',
+        tick: e.tick, code: e.code, message: `${e.thrown.name}: ${e.thrown.message}`, count: 1,
+      };
+      this.refusals.set(key, entry);
+      this.push(entry);
+    });
     this.on(channels.room, (e: RoomLifecycleEvent) => {
+      if (e.what === 'stopped') for (const key of this.refusals.keys()) if (key.startsWith(`${e.roomId} `)) this.refusals.delete(key);
       const patch = e.what.startsWith('patch-');
       if (!patch && e.what !== 'moved') return;
       this.push({

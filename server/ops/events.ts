@@ -79,8 +79,8 @@ export interface RoomLifecycleEvent {
  * on. A whole tick's failure is a TickFailedEvent.
  */
 export type ScriptOutputEvent =
-  | { roomId: string; version: string; tick: number; kind: 'log'; lines: readonly string[] }
-  | { roomId: string; version: string; tick: number; kind: 'hook-error'; hook: string; playerId: string; code: string; thrown: ThrownInfo };
+  | { roomId: string; game: string; version: string; tick: number; kind: 'log'; lines: readonly string[] }
+  | { roomId: string; game: string; version: string; tick: number; kind: 'hook-error'; hook: string; playerId: string; code: string; thrown: ThrownInfo };
 
 export const channels = {
   script: diagnostics_channel.channel('moonpatch:script'),

@@ -816,12 +816,12 @@ export class Room {
     // The same code the player is sent: a value the world refused is not a plain script error.
     const code: ErrorCode = thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
     this.log.warn({ roomId: this.id, tick, version: this.version, code, hook, playerId, err: thrown }, 'script hook threw; its changes were undone');
-    publish<ScriptOutputEvent>(channels.script, { roomId: this.id, version: this.version, tick, kind: 'hook-error', hook, playerId, code, thrown });
+    publish<ScriptOutputEvent>(channels.script, { roomId: this.id, game: this.game, version: this.version, tick, kind: 'hook-error', hook, playerId, code, thrown });
   }
 
   private writeScriptLogs(tick: number, lines: string[]): void {
     if (lines.length === 0) return;
     for (const line of lines) this.log.info({ roomId: this.id, tick, version: this.version, script: true }, line);
-    publish<ScriptOutputEvent>(channels.script, { roomId: this.id, version: this.version, tick, kind: 'log', lines });
+    publish<ScriptOutputEvent>(channels.script, { roomId: this.id, game: this.game, version: this.version, tick, kind: 'log', lines });
   }
 }

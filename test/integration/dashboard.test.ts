@@ -99,6 +99,11 @@ describe('ops dashboard in a headless browser', () => {
     expect(drawn.other).toBeGreaterThan(500);
     expect(drawn.green).toBeGreaterThan(10);
 
+    // Inputs the scripts refuse (a hook that throws) show as one counted entry, not one each.
+    for (let i = 0; i < 3; i++) client!.send({ op: 'throw' });
+    await page.waitForFunction(() => document.getElementById('events')!.textContent!.includes('3 events refused by the scripts: SCRIPT_ERROR'), undefined, WAIT);
+    expect(await page.locator('#events li', { hasText: 'refused by the scripts' }).count()).toBe(1);
+
     await page.waitForTimeout(1200); // one more poll so the screenshot shows a few seconds of data
     await page.screenshot({ path: '/tmp/moonpatch-dashboard.png' });
     expect(pageErrors).toEqual([]);

@@ -7,7 +7,7 @@ import { channels, publish, type RoomLifecycleEvent, type ScriptOutputEvent, typ
 import { ENTRIES_PER_ROOM, MAX_TEXT_CHARS, ScriptJournal } from '../../server/ops/script-journal.ts';
 
 const logLines = (roomId: string, tick: number, lines: string[]) =>
-  publish<ScriptOutputEvent>(channels.script, { roomId, version: 'v1', tick, kind: 'log', lines });
+  publish<ScriptOutputEvent>(channels.script, { roomId, game: 'g', version: 'v1', tick, kind: 'log', lines });
 
 describe('script journal', () => {
   let journal: ScriptJournal;
@@ -18,7 +18,7 @@ describe('script journal', () => {
     logLines('a', 5, ['one', 'two']);
     logLines('b', 9, ['other room']);
     const thrown = { name: 'TypeError', message: 'boom', stack: 'TypeError: boom\n    at input (main.ts:3:4)', code: null };
-    publish<ScriptOutputEvent>(channels.script, { roomId: 'a', version: 'v1', tick: 6, kind: 'hook-error', hook: 'input', playerId: 'p1', code: 'SCRIPT_ERROR', thrown });
+    publish<ScriptOutputEvent>(channels.script, { roomId: 'a', game: 'g', version: 'v1', tick: 6, kind: 'hook-error', hook: 'input', playerId: 'p1', code: 'SCRIPT_ERROR', thrown });
     publish<TickFailedEvent>(channels.tickFailed, { roomId: 'a', game: 'g', version: 'v1', tick: 7, code: 'CPU_BUDGET_EXCEEDED', thrown: null, scriptMs: 1, rollbackMs: 0, isolateRebuilt: false });
     const page = journal.read('a');
     expect(page.entries).toEqual([

@@ -1,0 +1,40 @@
+/**
+ * The dashboard feed's list of events (server/ops/dashboard-feed.ts), fed through the engine's
+ * real event channels: hook errors of one room and version share an entry per window.
+ */
+import { describe, expect, it } from 'vitest';
+import { channels, publish, type RoomLifecycleEvent, type ScriptOutputEvent } from '../../server/ops/events.ts';
+import { DashboardFeed, EVENT_LIMIT, REFUSALS_WINDOW_MS } from '../../server/ops/dashboard-feed.ts';
+
+const thrown = { name: 'TypeError', message: 'boom', stack: '', code: null };
+const hookError = (roomId: string, version: string, tick: number) =>
+  publish<ScriptOutputEvent>(channels.script, { roomId, game: 'g', version, tick, kind: 'hook-error', hook: 'input', playerId: 'p', code: 'SCRIPT_ERROR', thrown });
+
+describe('dashboard feed: events refused by the scripts', () => {
+  it('counts a room and version\'s hook errors in one entry per window, and never floods the list', () => {
+    let now = 1_000_000;
+    const feed = new DashboardFeed(() => now);
+    try {
+      for (let i = 0; i < EVENT_LIMIT * 2; i++) hookError('r1', 'v1', i);
+      hookError('r1', 'v2', 7); // another version: its own entry
+      hookError('r2', 'v1', 7); // another room: its own entry
+      let events = feed.snapshot([]).events.filter((e) => e.what === 'events-refused');
+      expect(events.map((e) => [e.roomId, e.version, e.count])).toEqual([['r1', 'v1', EVENT_LIMIT * 2], ['r1', 'v2', 1], ['r2', 'v1', 1]]);
+      expect(events[0]).toMatchObject({ kind: 'error', code: 'SCRIPT_ERROR', message: 'TypeError: boom', tick: 0 });
+
+      now += REFUSALS_WINDOW_MS; // a new window: a new entry
+      hookError('r1', 'v1', 500);
+      events = feed.snapshot([]).events.filter((e) => e.what === 'events-refused' && e.roomId === 'r1' && e.version === 'v1');
+      expect(events.map((e) => e.count)).toEqual([EVENT_LIMIT * 2, 1]);
+
+      // Log lines are not errors; a stopped room starts a new entry when it runs again.
+      publish<ScriptOutputEvent>(channels.script, { roomId: 'r1', game: 'g', version: 'v1', tick: 501, kind: 'log', lines: ['hi'] });
+      publish<RoomLifecycleEvent>(channels.room, { roomId: 'r1', game: 'g', version: 'v1', what: 'stopped' });
+      hookError('r1', 'v1', 1);
+      events = feed.snapshot([]).events.filter((e) => e.what === 'events-refused' && e.roomId === 'r1' && e.version === 'v1');
+      expect(events.map((e) => e.count)).toEqual([EVENT_LIMIT * 2, 1, 1]);
+    } finally {
+      feed.close();
+    }
+  });
+});

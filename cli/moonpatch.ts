@@ -11,6 +11,8 @@
  *                                              apply a version; non-zero exit if any room refused
  *   push <patch-folder> [--key FILE] (--room ID ... | --all | --canary PERCENT) ...
  *                                              sign and upload the patch, then apply it as above
+ *   push ... --watch                           then wait for each room's verification window: exit 1
+ *                                              if any room rolled the version back
  *   promote <version> [--game G]               make it the game's target and push it to every room not on it yet
  *   abort <version> [--game G]                 roll back every room running it (end a canary) and withdraw it
  *   rollback --room ID [--to N]                go back (by default to before the last patch)
@@ -354,9 +356,52 @@ async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
     if (status !== 200 || !body.ok) refused++;
     if (!a.flags.has('json')) console.log('\r' + outcomeLine(room, body, status));
   }
-  if (a.flags.has('json')) console.log(JSON.stringify(results, null, 2));
-  else console.log(refused ? `${refused} of ${rooms.length} rooms refused v${n}` : `all ${rooms.length} rooms on v${n}`);
-  return refused ? 1 : 0;
+  if (!a.flags.has('watch')) {
+    if (a.flags.has('json')) console.log(JSON.stringify(results, null, 2));
+    else console.log(refused ? `${refused} of ${rooms.length} rooms refused v${n}` : `all ${rooms.length} rooms on v${n}`);
+    return refused ? 1 : 0;
+  }
+  if (!a.flags.has('json')) console.log(refused ? `${refused} of ${rooms.length} rooms refused v${n}; watching the others` : `all ${rooms.length} rooms on v${n}; watching their verification windows`);
+  const verdicts = await watchVerification(a, results);
+  if (a.flags.has('json')) console.log(JSON.stringify({ results, verification: verdicts }, null, 2));
+  const rolledBack = Object.values(verdicts).filter((v) => v.kind !== 'verified').length;
+  if (!a.flags.has('json')) console.log(rolledBack ? `${rolledBack} of ${Object.keys(verdicts).length} rooms did not keep v${n}` : `v${n} verified in all ${Object.keys(verdicts).length} rooms`);
+  return refused || rolledBack ? 1 : 0;
+}
+
+/** How long `push --watch` waits for the verification windows at most. */
+const WATCH_LIMIT_MS = 10 * 60_000;
+
+/**
+ * `push --watch`: after the swaps, wait for each swapped room's verdict in its patch history:
+ * the version verified past its window, or rolled back (failed ticks, refusals) by it.
+ */
+async function watchVerification(a: Args, results: Record<string, any>): Promise<Record<string, { kind: string; tick: number; reason?: string }>> {
+  const pending = new Map(Object.entries(results).filter(([, r]) => r?.ok).map(([room, r]) => [room, r as { to: string; tick: number }]));
+  const verdicts: Record<string, { kind: string; tick: number; reason?: string }> = {};
+  const giveUpAt = Date.now() + WATCH_LIMIT_MS;
+  while (pending.size > 0) {
+    for (const [room, swap] of pending) {
+      const { status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/history`);
+      if (status !== 200) continue; // between owners: ask again
+      const verdict = (body as { kind: string; from: string; to: string; tick: number; reason?: string }[]).find(
+        (h) => h.tick >= swap.tick && ((h.kind === 'verified' && h.to === swap.to) || ((h.kind === 'rolled-back' || h.kind === 'rollback-refused') && h.from === swap.to)),
+      );
+      if (!verdict) continue;
+      pending.delete(room);
+      verdicts[room] = { kind: verdict.kind, tick: verdict.tick, ...(verdict.reason ? { reason: verdict.reason } : {}) };
+      if (!a.flags.has('json')) {
+        console.log(verdict.kind === 'verified' ? `${room}: verified at tick ${verdict.tick} (${verdict.reason})` : `${room}: ${verdict.kind === 'rolled-back' ? 'ROLLED BACK' : 'ROLLBACK REFUSED'} at tick ${verdict.tick}: ${verdict.reason}`);
+      }
+    }
+    if (pending.size === 0) break;
+    if (Date.now() > giveUpAt) {
+      for (const room of pending.keys()) verdicts[room] = { kind: 'unknown', tick: 0, reason: 'no verdict within 10 minutes' };
+      break;
+    }
+    await sleepMs(500);
+  }
+  return verdicts;
 }
 
 async function cmdRollback(a: Args): Promise<number> {

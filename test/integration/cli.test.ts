@@ -161,6 +161,24 @@ describe('push, status, history, rollback', () => {
     c.close();
   });
 
+  it('--watch waits for the verification window: 1 when the room rolls the version back, 0 when it keeps it', async () => {
+    const bombed = 'cli-watch-bomb-' + Date.now();
+    await server.rooms.open(bombed, 'probe');
+    expect((await moonpatch('push', '2', '--room', bombed)).code).toBe(0);
+    const bomb = await moonpatch('push', '3', '--room', bombed, '--watch'); // its ticks throw after the swap
+    expect(bomb.code).toBe(1);
+    expect(bomb.out).toMatch(new RegExp(`${bombed}: ROLLED BACK at tick \\d+: verification failed: 3 failed ticks`));
+    expect(bomb.out).toMatch(/1 of 1 rooms did not keep v3/);
+
+    const kept = 'cli-watch-kept-' + Date.now();
+    await server.rooms.open(kept, 'probe');
+    const good = await moonpatch('push', '2', '--room', kept, '--watch', '--json'); // the window: 200 ticks, 10 s
+    expect(good.code).toBe(0);
+    const report = JSON.parse(good.out) as { results: Record<string, { ok: boolean }>; verification: Record<string, { kind: string; reason: string }> };
+    expect(report.results[kept]).toMatchObject({ ok: true });
+    expect(report.verification[kept]).toMatchObject({ kind: 'verified', reason: expect.stringMatching(/^0 failed ticks in the window/) });
+  });
+
   it('exits non-zero when a room refuses the patch', async () => {
     const roomId = 'cli-refused-' + Date.now();
     await server.rooms.open(roomId, 'probe');

@@ -457,7 +457,8 @@ async function cmdLogs(a: Args): Promise<number> {
       if (page.status !== 200 && !(follow && !first && FOLLOW_RETRY.has(page.body.code))) throw new UsageError(`${page.body.code}: ${page.body.msg}`);
     } catch (e) {
       // Following through a restart or a deploy: wait for a server to answer again.
-      if (!(follow && !first && e instanceof UsageError && /cannot reach|ROOM_UNAVAILABLE|SERVER_SHUTTING_DOWN/.test(e.message))) throw e;
+      // (The refusals a follower waits through come as answers, not throws: FOLLOW_RETRY.)
+      if (!(follow && !first && e instanceof UsageError && e.message.startsWith('cannot reach'))) throw e;
       page = { status: 0, body: null };
     }
     if (page.status !== 200) {

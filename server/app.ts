@@ -8,7 +8,7 @@ import type { ServerConfig } from './config/config.ts';
 import { GameServer } from './net/ws-server.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
-import { NodeDirectory } from './net/cluster.ts';
+import { NodeDirectory, roomsPerServer } from './net/cluster.ts';
 import { roomMover } from './net/room-move.ts';
 import { createHttpHandler } from './net/http.ts';
 import { loadTlsFiles } from './net/tls.ts';
@@ -25,7 +25,7 @@ import { ScriptJournal } from './ops/script-journal.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
-import { CRASHES_KEPT, crashListEntry, RoomStore } from './state/room-store.ts';
+import { crashListEntry, RoomStore } from './state/room-store.ts';
 
 export interface RunningServer {
   /** ws://host:port, or wss://host:port with TLS */
@@ -156,7 +156,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const recordCrash: NonNullable<typeof GameSandbox.crashRecorder> = (info) => {
     const record = { ...info, at: Date.now(), node: store.leaseHolder.node };
     writeCrashRecordSync(crashFile, record);
-    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), CRASHES_KEPT);
+    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record));
   };
   // One per process (the abort ends every server in it); the latest server started owns it.
   GameSandbox.crashRecorder = recordCrash;
@@ -167,10 +167,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   if (config.takeover) takeover.start();
   /** Hand the running rooms to the other live servers (a clean stop; see drain.ts). */
   const drain = async (move: NonNullable<typeof moveRoom>) => {
-    const me = store.leaseHolder.node;
-    const view = await nodes.view();
-    const others = new Map(view.nodes.filter((n) => n !== me).map((n) => [n, 0]));
-    for (const r of view.rooms) if (others.has(r.node)) others.set(r.node, others.get(r.node)! + 1);
+    const others = roomsPerServer(await nodes.view(), store.leaseHolder.node);
     const mine = rooms.list().filter((r) => !r.isStopped && !r.isSwitchingVersion).map((r) => r.id);
     if (others.size === 0 || mine.length === 0) return;
     const result = await drainRooms(assignTargets(mine, others), move, Date.now() + config.shutdownTimeoutMs / 2, log);

@@ -95,9 +95,9 @@ export interface ServerConfig {
   rebalanceIntervalMs: number;
   /**
    * On a clean stop (SIGTERM, SIGINT), hand each running room to another live server before
-   * stopping (server/room/drain.ts), so its players follow at once; rooms not moved within half
-   * of shutdownTimeoutMs stop as before. Needs ADMIN_TOKEN (the same on every server). Env
-   * DRAIN_ON_SHUTDOWN ("0" turns it off). @default true
+   * stopping (server/room/drain.ts), so its players follow at once; no move starts after half of
+   * shutdownTimeoutMs, and the rooms not moved stop as before. Needs ADMIN_TOKEN (the same on
+   * every server). Env DRAIN_ON_SHUTDOWN ("0" turns it off). @default true
    */
   drainOnShutdown: boolean;
   /**

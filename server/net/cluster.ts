@@ -157,3 +157,14 @@ export function adminBaseUrl(leaseUrl: string): string | null {
   if (!m) return null;
   return `${m[1] === 'wss' ? 'https' : 'http'}://${m[2]}`;
 }
+
+/**
+ * How many rooms each live server other than `me` runs, as a ClusterView shows them (a server
+ * without rooms counts 0): what the rebalancer and the drain (room/drain.ts) compare.
+ */
+export function roomsPerServer(view: { nodes: readonly string[]; rooms: readonly { node: string }[] }, me: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const n of view.nodes) if (n !== me) counts.set(n, 0);
+  for (const r of view.rooms) if (counts.has(r.node)) counts.set(r.node, counts.get(r.node)! + 1);
+  return counts;
+}

@@ -21,6 +21,7 @@
 import { writeSync } from 'node:fs';
 import { TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
+import { CRASHES_KEPT } from '../state/room-store.ts';
 
 /** One RESP command (an array of bulk strings), as Redis reads it off the wire. */
 export function respCommand(args: readonly string[]): Buffer {
@@ -69,7 +70,7 @@ export class CrashBeacon {
    * Whether the commands could be handed to the kernel whole. Synchronous and never throws:
    * this runs on the abort path. `key` is the room's crash list, `record` the JSON line.
    */
-  sendSync(key: string, record: string, keep = 20): boolean {
+  sendSync(key: string, record: string, keep = CRASHES_KEPT): boolean {
     try {
       if (this.closed || this.redis.status !== 'ready') return false;
       const fd = plainSocketFd(this.redis.stream);

@@ -78,6 +78,39 @@ export function encodeRecordsFrame(
   return w.bytes().slice();
 }
 
+/**
+ * A delta frame from changes already encoded in parts (interest management builds each view's
+ * frame from per-cell parts, room/view-frames.ts): `sets` and `patches` as msgpack map pairs,
+ * `dels` as strings, each with its count. The same layout as encodeRecordsFrame's delta.
+ */
+export function encodeDeltaFromParts(
+  w: MsgpackWriter,
+  tick: number,
+  version: string,
+  parts: { sets: Uint8Array; nSets: number; dels: Uint8Array; nDels: number; patches: Uint8Array; nPatches: number },
+): Uint8Array {
+  w.reset();
+  w.mapHeader(parts.nPatches > 0 ? 6 : 5);
+  w.str('t');
+  w.str('delta');
+  w.str('tick');
+  w.uint(tick);
+  w.str('v');
+  w.str(version);
+  w.str('set');
+  w.mapHeader(parts.nSets);
+  w.raw(parts.sets);
+  w.str('del');
+  w.arrayHeader(parts.nDels);
+  w.raw(parts.dels);
+  if (parts.nPatches > 0) {
+    w.str('patch');
+    w.mapHeader(parts.nPatches);
+    w.raw(parts.patches);
+  }
+  return w.bytes().slice();
+}
+
 function fail(code: 'BAD_FRAME' | 'UNKNOWN_TYPE' | 'BAD_FIELD', message: string): never {
   throw new ProtocolError(code, message);
 }

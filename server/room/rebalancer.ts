@@ -18,7 +18,7 @@
  * game are alike enough for that, and a count is stable where player numbers are not.
  */
 import type { Logger } from 'pino';
-import type { NodeDirectory } from '../net/cluster.ts';
+import { roomsPerServer, type NodeDirectory } from '../net/cluster.ts';
 import type { RoomManager } from './room-manager.ts';
 
 /** A server moves a room only when it runs at least this many more than the least loaded one. */
@@ -126,13 +126,12 @@ export function pickMove(
   moved: readonly { to: string }[],
   avoid: ReadonlySet<string> = new Set(),
 ): RebalanceMove | null {
-  const counts = new Map<string, number>(view.nodes.map((n) => [n, 0]));
-  for (const r of view.rooms) if (r.node !== me) counts.set(r.node, (counts.get(r.node) ?? 0) + 1);
+  const counts = roomsPerServer(view, me);
   for (const m of moved) if (counts.has(m.to)) counts.set(m.to, counts.get(m.to)! + 1);
   let target: string | null = null;
   let least = Infinity;
   for (const [node, n] of [...counts].sort(([a], [b]) => a.localeCompare(b))) {
-    if (node !== me && !avoid.has(node) && n < least) {
+    if (!avoid.has(node) && n < least) {
       least = n;
       target = node;
     }

@@ -6,7 +6,7 @@
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
-import { CloseCodes } from '../errors/codes.ts';
+import { CloseCodes, ErrorCodes } from '../errors/codes.ts';
 import { channels, publish, type RoomLifecycleEvent } from '../ops/events.ts';
 import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { verifyPlayerToken, type PlayerIdentity } from './player-token.ts';
@@ -88,7 +88,7 @@ export class RoomManager {
   }
 
   private async seat(link: PlayerLink, msg: JoinMsg): Promise<SeatHandle> {
-    if (!isValidRoomId(msg.room)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    checkRoomId(msg.room);
     // With a player-token secret configured, a new join must prove who the player is; a resume
     // proves it with the seat's own resume secret. Without one: dev mode, anonymous players.
     let identity: PlayerIdentity | null = null;
@@ -349,7 +349,7 @@ export class RoomManager {
    * joins. ROOM_EXISTS when there is one (a deleted room's id can be used again).
    */
   async createRoom(roomId: string, gameName: string = this.config.defaultGame): Promise<{ room: string; game: string; version: string; versionNumber: number }> {
-    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    checkRoomId(roomId);
     // Not listed: no server runs it (a takeover would) until a player joins and claims it.
     const { created, version } = await this.createInStore(roomId, gameName, false);
     if (!created) throw new MoonpatchError('ROOM_EXISTS', `room ${roomId} exists already`);
@@ -366,7 +366,7 @@ export class RoomManager {
    * players get 4005 and then find no room to resume).
    */
   async deleteRoom(roomId: string): Promise<{ room: string; deleted: true; wasRunningHere: boolean }> {
-    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    checkRoomId(roomId);
     await this.opening.get(roomId)?.catch(() => undefined);
     await this.unloading.get(roomId);
     const room = this.rooms.get(roomId);
@@ -394,7 +394,7 @@ export class RoomManager {
    * for any room; the room keeps running. Admin only: records hold player data.
    */
   async snapshot(roomId: string): Promise<RoomSnapshot> {
-    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    checkRoomId(roomId);
     const committed = await this.store.readCommitted(roomId);
     if (!committed) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
     const { meta } = committed;
@@ -538,7 +538,7 @@ export class RoomManager {
    * request there), ROOM_NOT_FOUND when there is no such room.
    */
   async runsHere(roomId: string): Promise<boolean> {
-    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    checkRoomId(roomId);
     if (this.rooms.has(roomId)) return true;
     const lease = await this.store.leaseOf(roomId);
     if (lease && lease.node !== this.store.leaseHolder.node) throw new RoomOwnedElsewhereError(roomId, lease.node, lease.url);
@@ -548,7 +548,7 @@ export class RoomManager {
 
   /** Let a quarantined room run again: forget the crashes it caused, and open it. */
   async release(roomId: string): Promise<{ room: string; released: boolean; running: boolean }> {
-    if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', 'room ids are 1-64 characters of A-Z a-z 0-9 _ -');
+    checkRoomId(roomId);
     await this.store.clearCrashes(roomId);
     this.log.warn({ roomId }, 'room released from quarantine');
     const running = await this.open(roomId).then(() => true, () => false);
@@ -599,4 +599,9 @@ export class RoomManager {
     // they lapse (a restart of this server with the same NODE_ID does not need to wait anyway).
     await Promise.allSettled(rooms.map((r) => this.store.release(r.id, r.epoch)));
   }
+}
+
+/** Refuse a room id that is not one (BAD_ROOM_ID) before it reaches Redis keys or the logs. */
+function checkRoomId(roomId: string): void {
+  if (!isValidRoomId(roomId)) throw new MoonpatchError('BAD_ROOM_ID', ErrorCodes.BAD_ROOM_ID.text);
 }

@@ -11,6 +11,7 @@
  * Players who are in the same cell and were in the same one at the last broadcast share one
  * frame. Nothing here decodes a record.
  */
+import { encodeDeltaFromParts } from '../protocol/codec.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import type { CommittedState } from '../state/committed-state.ts';
 import type { RecordChanges } from '../state/record-patch.ts';
@@ -204,27 +205,8 @@ export class ViewFrames {
 
   private encode(version: string): Uint8Array {
     const f = this.frame;
-    const w = this.out;
-    w.reset();
-    // The layout encodeRecordsFrame writes for a delta (protocol/codec.ts).
-    w.mapHeader(f.nPatches > 0 ? 6 : 5);
-    w.str('t');
-    w.str('delta');
-    w.str('tick');
-    w.uint(this.state.tick);
-    w.str('v');
-    w.str(version);
-    w.str('set');
-    w.mapHeader(f.nSets);
-    if (f.nSets > 0) w.raw(f.sets.bytes());
-    w.str('del');
-    w.arrayHeader(f.nDels);
-    if (f.nDels > 0) w.raw(f.dels.bytes());
-    if (f.nPatches > 0) {
-      w.str('patch');
-      w.mapHeader(f.nPatches);
-      w.raw(f.patches.bytes());
-    }
-    return w.bytes().slice();
+    return encodeDeltaFromParts(this.out, this.state.tick, version, {
+      sets: f.sets.bytes(), nSets: f.nSets, dels: f.dels.bytes(), nDels: f.nDels, patches: f.patches.bytes(), nPatches: f.nPatches,
+    });
   }
 }

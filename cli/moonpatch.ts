@@ -441,19 +441,14 @@ async function cmdLogs(a: Args): Promise<number> {
   if (!room) throw new UsageError('name the room: --room ID');
   const follow = a.flags.has('follow');
   const json = a.flags.has('json');
-  const read = (after: number) => api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=${after}`);
-  let after = 0;
-  let stream = '';
+  const read = (after: string) => api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/logs?after=${encodeURIComponent(after)}`);
+  // The journal lives in Redis: one sequence through restarts and moves of the room's server.
+  let after = '0';
   let waiting = false;
   for (let first = true; ; first = false) {
     let page: { status: number; body: any };
     try {
       page = await read(after);
-      if (page.status === 200 && stream && page.body.stream !== stream) {
-        // The room started again (a restart, a move): its numbering started over.
-        if (!json) console.log(`(${room} started again; its journal starts over)`);
-        page = await read(0);
-      }
       if (page.status !== 200 && !(follow && !first && FOLLOW_RETRY.has(page.body.code))) throw new UsageError(`${page.body.code}: ${page.body.msg}`);
     } catch (e) {
       // Following through a restart or a deploy: wait for a server to answer again.
@@ -462,20 +457,19 @@ async function cmdLogs(a: Args): Promise<number> {
       page = { status: 0, body: null };
     }
     if (page.status !== 200) {
-      if (!waiting && !json) console.log(`(${room}: no answer from its server; still following)`);
+      if (!waiting && !json) console.log(`(${room}: no answer from the server; still following)`);
       waiting = true;
       await sleepMs(1000);
       continue;
     }
     waiting = false;
     const { body } = page;
-    stream = body.stream;
     if (json && !follow) console.log(JSON.stringify(body, null, 2));
     else if (json) for (const e of body.entries) console.log(JSON.stringify({ room, ...e }));
     else {
       if (body.truncated && !first) console.log('(some entries were dropped before they could be read)');
       for (const e of body.entries) console.log(formatJournalEntry(e));
-      if (first && body.entries.length === 0) console.log(`${room}: nothing logged lately${body.running ? '' : ' (the room is not running; its journal goes with it)'}`);
+      if (first && body.entries.length === 0) console.log(`${room}: nothing logged lately${body.running ? '' : ' (the room is not running now)'}`);
     }
     if (!follow) return 0;
     after = body.next;
@@ -484,7 +478,7 @@ async function cmdLogs(a: Args): Promise<number> {
 }
 
 /** Answers a follower waits through: the room or its server is between owners or stopping. */
-const FOLLOW_RETRY = new Set(['ROOM_UNAVAILABLE', 'SERVER_SHUTTING_DOWN', 'ROOM_OWNED_ELSEWHERE']);
+const FOLLOW_RETRY = new Set(['ROOM_UNAVAILABLE', 'SERVER_SHUTTING_DOWN']);
 
 const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

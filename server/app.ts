@@ -22,6 +22,7 @@ import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/cras
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
 import { ScriptJournal } from './ops/script-journal.ts';
+import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
 import { GameRegistry } from './sandbox/games.ts';
@@ -88,7 +89,12 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     heaps: () => Promise.all(rooms.list().map(async (r) => ({ game: r.game, version: r.version, heapBytes: await r.heapUsed() }))),
   });
   const feed = new DashboardFeed();
-  const journal = new ScriptJournal();
+  // What the rooms' scripts log and throw, in Redis for `moonpatch logs` from any server.
+  const journal = new ScriptJournal(new JournalStore(redis, config.redisPrefix), {
+    node: () => store.leaseHolder.node,
+    runsHere: (roomId) => rooms.get(roomId) !== undefined,
+    onFlushError: (err, dropped) => log.warn({ err, dropped }, 'script journal: could not write to Redis; entries dropped'),
+  });
   // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).
   // Each beat carries this server's last 10 s of latency, for the others' dashboards.
   const nodes = new NodeDirectory(redis, config.redisPrefix, () => store.leaseHolder, () => rooms.status(), () => feed.recent(10));
@@ -111,7 +117,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
           rollback: (roomId, version) => rooms.rollback(roomId, version),
           history: (roomId) => rooms.history(roomId),
           snapshot: (roomId) => rooms.snapshot(roomId),
-          logs: async (roomId, after, limit) => ({ room: roomId, node: store.leaseHolder.node, running: await rooms.runsHere(roomId), ...journal.read(roomId, after, limit) }),
+          logs: async (roomId, after, limit) => ({ room: roomId, ...(await rooms.whereRuns(roomId)), ...(await journal.read(roomId, after, limit)) }),
           upload: (signed) => patches.upload(signed),
           pin: (roomId, pinned) => rooms.pin(roomId, pinned),
           release: (roomId) => rooms.release(roomId),
@@ -199,7 +205,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
       patches.stop();
       metrics.close();
       feed.close();
-      journal.close();
+      await journal.close().catch(() => {});
       if (GameSandbox.crashRecorder === recordCrash) GameSandbox.crashRecorder = null;
       beacon.close();
       redis.disconnect();

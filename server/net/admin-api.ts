@@ -13,7 +13,7 @@
  *   POST /admin/rooms/:id/rollback {version?}       roll back (waits)
  *   GET  /admin/rooms/:id/history           patch history, newest first
  *   GET  /admin/rooms/:id/snapshot          the room's committed world (for `moonpatch validate --room`)
- *   GET  /admin/rooms/:id/logs?after=N&limit=M   what its scripts logged and threw lately (ops/script-journal.ts)
+ *   GET  /admin/rooms/:id/logs?after=ID&limit=M  what its scripts logged and threw lately (ops/script-journal.ts)
  *   POST /admin/rooms/:id/pin      {pinned}         pin a room to its version, or unpin it
  *   POST /admin/rooms/:id/move     {to}             move a running room to another server (node id)
  *   POST /admin/rooms/:id/open                      open (claim) the room on this server: what a move asks of its target
@@ -33,6 +33,7 @@ import { ErrorCodes, type ErrorCode } from '../errors/codes.ts';
 import { MoonpatchError, RoomOwnedElsewhereError } from '../errors/errors.ts';
 import { adminBaseUrl } from './cluster.ts';
 import { MAX_READ } from '../ops/script-journal.ts';
+import { isJournalCursor } from '../state/journal-store.ts';
 
 /** What the admin API needs from the rooms (implemented by the room manager). */
 export interface AdminOps {
@@ -46,7 +47,7 @@ export interface AdminOps {
   /** The room's committed world, tick, version and schema (RoomManager.snapshot). */
   snapshot(roomId: string): Promise<unknown>;
   /** Its scripts' recent log lines and errors after entry `after` (ScriptJournal.read). */
-  logs(roomId: string, after: number, limit: number): Promise<unknown>;
+  logs(roomId: string, after: string, limit: number): Promise<unknown>;
   pin(roomId: string, pinned: boolean): Promise<unknown>;
   /** Let a quarantined room run again (forget the crashes it caused). */
   release(roomId: string): Promise<unknown>;
@@ -149,7 +150,9 @@ async function route(ops: AdminOps, req: http.IncomingMessage, body: Record<stri
     if (req.method === 'GET' && parts[3] === 'history') return ops.history(roomId);
     if (req.method === 'GET' && parts[3] === 'snapshot') return ops.snapshot(roomId);
     if (req.method === 'GET' && parts[3] === 'logs') {
-      return ops.logs(roomId, countParam(url, 'after', 0, Number.MAX_SAFE_INTEGER, 0), countParam(url, 'limit', 1, MAX_READ, MAX_READ));
+      const after = url.searchParams.get('after') ?? '0';
+      if (!isJournalCursor(after)) throw new MoonpatchError('BAD_FIELD', "after: 0, or the id of the last entry read (the previous page's `next`)");
+      return ops.logs(roomId, after, countParam(url, 'limit', 1, MAX_READ, MAX_READ));
     }
     if (req.method === 'POST' && parts[3] === 'release') return ops.release(roomId);
     if (req.method === 'POST' && parts[3] === 'open') return ops.openRoom(roomId);

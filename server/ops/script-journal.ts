@@ -2,26 +2,31 @@
  * What each room's scripts said lately, for the designers: the lines they logged and the errors
  * they threw (a hook whose event was undone, a tick rolled back), stacks mapped to their source
  * files. `moonpatch logs --room ID [--follow]` reads it through the admin API, so a designer
- * sees a live room's output without access to the servers' logs (which carry the same lines).
+ * sees a room's output without access to the servers' logs (which carry the same lines).
  *
- * Kept in memory on the server that runs the room, from the engine's events (ops/events.ts),
- * and only while the room runs here: a room that stops, unloads or moves takes its journal with
- * it. Bounded: the newest {@link ENTRIES_PER_ROOM} entries per room, each text cut to
- * {@link MAX_TEXT_CHARS}. Entries are numbered per room from 1; a reader asks for those after the
- * last number it saw. The numbering restarts when the room starts again (here or elsewhere), so
- * each room's journal has a random `stream` id: a reader that sees it change starts over.
+ * Kept in Redis (state/journal-store.ts: a stream per room, the newest {@link JOURNAL_KEPT}
+ * entries), so it outlives the server that wrote it: after a crash, the lines and errors that
+ * led up to it are still there, a room that moves keeps one journal, and any server answers a
+ * read. This server collects its rooms' entries from the engine's events (ops/events.ts) and
+ * appends them every {@link FLUSH_MS} ms, all rooms in one round trip, off the tick path; a
+ * crash loses at most that much of the journal. Best effort: with Redis away, a flush's entries
+ * are dropped (counted, and logged once a minute) rather than held without bound. Each text is
+ * cut to {@link MAX_TEXT_CHARS}, and a room that writes more than JOURNAL_KEPT entries between two
+ * flushes sends only the newest JOURNAL_KEPT.
  */
-import { randomBytes } from 'node:crypto';
+import { JOURNAL_KEPT, type JournalStore } from '../state/journal-store.ts';
 import { channels, subscribe, type RoomLifecycleEvent, type ScriptOutputEvent, type TickFailedEvent } from './events.ts';
 
-export const ENTRIES_PER_ROOM = 200;
 export const MAX_TEXT_CHARS = 2000;
 /** The most entries one read returns. */
-export const MAX_READ = ENTRIES_PER_ROOM;
+export const MAX_READ = JOURNAL_KEPT;
+/** How often collected entries are appended to Redis, ms. */
+export const FLUSH_MS = 250;
 
 export interface JournalEntry {
-  seq: number;
-  /** ms since epoch */
+  /** The entry's id in the room's journal: read after it to get what came later. */
+  id: string;
+  /** ms since epoch, on the server that ran the room */
   at: number;
   tick: number;
   version: string;
@@ -35,87 +40,147 @@ export interface JournalEntry {
   playerId?: string;
   /** The script's stack, mapped to its source files. */
   stack?: string;
+  /** The server that ran the room. */
+  node?: string;
 }
 
 export interface JournalPage {
-  /** Changes whenever the room's numbering starts over (see the module comment). */
-  stream: string;
-  /** Entries after `after`, oldest first. */
+  /** Entries after the cursor, oldest first. */
   entries: JournalEntry[];
-  /** The number to ask after next time. */
-  next: number;
-  /** Entries older than those kept were dropped: the reader may have missed some. */
+  /** The cursor to read after next time: the last entry's id, or the cursor given. */
+  next: string;
+  /** The entry read last is no longer kept (more than JOURNAL_KEPT came since): entries after it may have been dropped. */
   truncated: boolean;
 }
 
-/** Lifecycle events after which the room no longer runs on this server. */
+/** Lifecycle events after which the room no longer runs on this server: its entries go out at once. */
 const GONE = new Set<RoomLifecycleEvent['what']>(['stopped', 'unloaded', 'moved', 'deleted', 'fenced']);
-
-class RoomJournal {
-  readonly stream = randomBytes(6).toString('hex');
-  /** A ring of ENTRIES_PER_ROOM slots; `last` is the seq of the newest entry. */
-  private readonly ring: (JournalEntry | undefined)[] = new Array(ENTRIES_PER_ROOM);
-  private last = 0;
-
-  add(entry: Omit<JournalEntry, 'seq'>): void {
-    this.last++;
-    this.ring[this.last % ENTRIES_PER_ROOM] = { seq: this.last, ...entry };
-  }
-
-  read(after: number, limit: number): JournalPage {
-    const oldest = Math.max(1, this.last - ENTRIES_PER_ROOM + 1);
-    // A number from another stream (or from the future) reads from the oldest kept.
-    const from = after >= 0 && after <= this.last ? Math.max(after + 1, oldest) : oldest;
-    const entries: JournalEntry[] = [];
-    for (let seq = from; seq <= this.last && entries.length < limit; seq++) entries.push(this.ring[seq % ENTRIES_PER_ROOM]!);
-    const next = entries.length > 0 ? entries[entries.length - 1]!.seq : Math.min(Math.max(after, 0), this.last);
-    return { stream: this.stream, entries, next, truncated: from > after + 1 && after < this.last };
-  }
-}
 
 const cut = (s: string) => (s.length > MAX_TEXT_CHARS ? s.slice(0, MAX_TEXT_CHARS) + '…' : s);
 
-export class ScriptJournal {
-  private readonly rooms = new Map<string, RoomJournal>();
-  private readonly unsubscribe: (() => void)[] = [];
+export interface ScriptJournalOptions {
+  /** This server's node id, stamped on each entry (read at each entry: it is set after the start). */
+  node?: () => string;
+  /**
+   * Whether this server runs the room. The engine's event channels are the process's: where
+   * one process runs two servers (tests), each would otherwise append the other's entries too.
+   */
+  runsHere?: (roomId: string) => boolean;
+  clock?: () => number;
+  flushMs?: number;
+  /** A flush failed (Redis away): its entries are dropped. Called at most once a minute. */
+  onFlushError?: (err: unknown, droppedSoFar: number) => void;
+}
 
-  constructor(private readonly clock: () => number = Date.now) {
+export class ScriptJournal {
+  /** Entries not yet in Redis, per room, as JSON texts, oldest first (at most JOURNAL_KEPT). */
+  private pending = new Map<string, string[]>();
+  private flushing: Promise<void> | null = null;
+  private readonly timer: NodeJS.Timeout;
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly clock: () => number;
+  /** Entries lost: dropped by a failed flush, or more than JOURNAL_KEPT between two flushes. */
+  dropped = 0;
+  private lastErrorReport = -Infinity;
+
+  constructor(
+    private readonly store: JournalStore,
+    private readonly opts: ScriptJournalOptions = {},
+  ) {
+    this.clock = opts.clock ?? Date.now;
     this.unsubscribe.push(
       subscribe<ScriptOutputEvent>(channels.script, (e) => {
-        const journal = this.journal(e.roomId);
         const at = this.clock();
         if (e.kind === 'log') {
-          for (const line of e.lines) journal.add({ at, tick: e.tick, version: e.version, kind: 'log', text: cut(line) });
+          for (const line of e.lines) this.add(e.roomId, { at, tick: e.tick, version: e.version, kind: 'log', text: cut(line) });
         } else {
-          journal.add({ at, tick: e.tick, version: e.version, kind: 'hook-error', text: cut(`${e.thrown.name}: ${e.thrown.message}`), code: e.code, hook: e.hook, playerId: e.playerId, stack: cut(e.thrown.stack) });
+          this.add(e.roomId, { at, tick: e.tick, version: e.version, kind: 'hook-error', text: cut(`${e.thrown.name}: ${e.thrown.message}`), code: e.code, hook: e.hook, playerId: e.playerId, stack: cut(e.thrown.stack) });
         }
       }),
       subscribe<TickFailedEvent>(channels.tickFailed, (e) => {
         const text = e.thrown ? `${e.thrown.name}: ${e.thrown.message}` : e.code;
-        this.journal(e.roomId).add({ at: this.clock(), tick: e.tick, version: e.version, kind: 'tick-failed', text: cut(text), code: e.code, ...(e.thrown?.stack ? { stack: cut(e.thrown.stack) } : {}) });
+        this.add(e.roomId, { at: this.clock(), tick: e.tick, version: e.version, kind: 'tick-failed', text: cut(text), code: e.code, ...(e.thrown?.stack ? { stack: cut(e.thrown.stack) } : {}) });
       }),
       subscribe<RoomLifecycleEvent>(channels.room, (e) => {
-        if (GONE.has(e.what)) this.rooms.delete(e.roomId);
+        // The room's next owner appends after these: send them before it can start.
+        if (GONE.has(e.what) && this.pending.has(e.roomId)) void this.flush();
       }),
     );
+    this.timer = setInterval(() => void this.flush(), opts.flushMs ?? FLUSH_MS);
+    this.timer.unref();
   }
 
-  private journal(roomId: string): RoomJournal {
-    let j = this.rooms.get(roomId);
-    if (!j) this.rooms.set(roomId, (j = new RoomJournal()));
-    return j;
+  private add(roomId: string, entry: Omit<JournalEntry, 'id'>): void {
+    if (this.opts.runsHere && !this.opts.runsHere(roomId)) return;
+    let texts = this.pending.get(roomId);
+    if (!texts) this.pending.set(roomId, (texts = []));
+    texts.push(JSON.stringify(this.opts.node ? { ...entry, node: this.opts.node() } : entry));
+    // Redis keeps only the newest JOURNAL_KEPT: sending more would only have them trimmed.
+    if (texts.length > JOURNAL_KEPT) {
+      texts.shift();
+      this.dropped++;
+    }
   }
 
-  /** The room's entries after `after` (0: all kept), at most `limit`. */
-  read(roomId: string, after = 0, limit = MAX_READ): JournalPage {
-    // Reading never creates a journal: only a running room's events do (and its end removes it).
-    const journal = this.rooms.get(roomId);
-    if (!journal) return { stream: 'none', entries: [], next: 0, truncated: false };
-    return journal.read(after, Math.max(1, Math.min(limit, MAX_READ)));
+  /** Append what was collected to Redis. One flush at a time, so each room's entries keep their order. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => this.flush());
+    if (this.pending.size === 0) return Promise.resolve();
+    const batch = this.pending;
+    this.pending = new Map();
+    this.flushing = this.store
+      .append(batch)
+      .catch((err: unknown) => {
+        for (const texts of batch.values()) this.dropped += texts.length;
+        const now = this.clock();
+        if (now - this.lastErrorReport >= 60_000) {
+          this.lastErrorReport = now;
+          this.opts.onFlushError?.(err, this.dropped);
+        }
+      })
+      .finally(() => {
+        this.flushing = null;
+      });
+    return this.flushing;
   }
 
-  close(): void {
+  /** The room's entries after `cursor` ('0': all kept), at most `limit`. */
+  async read(roomId: string, cursor = '0', limit = MAX_READ): Promise<JournalPage> {
+    const page = await this.store.read(roomId, cursor, Math.max(1, Math.min(limit, MAX_READ)));
+    const entries: JournalEntry[] = [];
+    for (const { id, text } of page.entries) {
+      const entry = parseEntry(text);
+      if (entry) entries.push({ id, ...entry });
+    }
+    const next = page.entries.length > 0 ? page.entries[page.entries.length - 1]!.id : cursor;
+    return { entries, next, truncated: page.missed };
+  }
+
+  /** Stop collecting and send what is left (waiting at most `waitMs` for Redis). */
+  async close(waitMs = 1000): Promise<void> {
     for (const u of this.unsubscribe) u();
     this.unsubscribe.length = 0;
+    clearInterval(this.timer);
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([this.flush(), new Promise((r) => (timeout = setTimeout(r, waitMs)))]);
+    clearTimeout(timeout);
   }
+}
+
+const KINDS = new Set(['log', 'hook-error', 'tick-failed']);
+
+/** An entry as stored, or null for anything that is not one (the key is Redis's, anyone can write it). */
+function parseEntry(text: string): Omit<JournalEntry, 'id'> | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+  const e = v as Record<string, unknown>;
+  if (!KINDS.has(e.kind as string) || typeof e.text !== 'string' || typeof e.at !== 'number' || typeof e.tick !== 'number' || typeof e.version !== 'string') return null;
+  const entry: Omit<JournalEntry, 'id'> = { at: e.at, tick: e.tick, version: e.version, kind: e.kind as JournalEntry['kind'], text: e.text };
+  for (const f of ['code', 'hook', 'playerId', 'stack', 'node'] as const) if (typeof e[f] === 'string') entry[f] = e[f];
+  return entry;
 }

@@ -533,17 +533,16 @@ export class RoomManager {
   }
 
   /**
-   * Whether the room runs on this server (true) or on none (false), without opening it. Throws
-   * RoomOwnedElsewhereError when another server's lease holds it (the admin API forwards the
-   * request there), ROOM_NOT_FOUND when there is no such room.
+   * Where the room runs: `node` is the server that holds its lease (this one or another; a
+   * server that died holds it until it lapses), null while none does (unloaded, quarantined,
+   * between owners). ROOM_NOT_FOUND for no room.
    */
-  async runsHere(roomId: string): Promise<boolean> {
+  async whereRuns(roomId: string): Promise<{ running: boolean; node: string | null }> {
     checkRoomId(roomId);
-    if (this.rooms.has(roomId)) return true;
-    const lease = await this.store.leaseOf(roomId);
-    if (lease && lease.node !== this.store.leaseHolder.node) throw new RoomOwnedElsewhereError(roomId, lease.node, lease.url);
-    if (!(await this.store.readMeta(roomId))) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
-    return false;
+    if (this.rooms.has(roomId)) return { running: true, node: this.store.leaseHolder.node };
+    const [lease, meta] = await Promise.all([this.store.leaseOf(roomId), this.store.readMeta(roomId)]);
+    if (!meta) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
+    return { running: lease !== null, node: lease?.node ?? null };
   }
 
   /** Let a quarantined room run again: forget the crashes it caused, and open it. */

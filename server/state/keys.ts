@@ -29,11 +29,16 @@ export interface RoomKeys {
   lease: string;
   /** List: the times this room's script aborted a server process, newest first (JSON, 20 kept). */
   crashes: string;
+  /**
+   * Stream: what the room's scripts logged and threw lately, one JSON entry per line or error,
+   * the newest 200 kept (ops/script-journal.ts, state/journal-store.ts).
+   */
+  journal: string;
 }
 
 export function roomKeys(prefix: string, roomId: string): RoomKeys {
   const base = `${prefix}:room:{${roomId}}`;
-  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history`, lease: `${base}:lease`, crashes: `${base}:crashes` };
+  return { meta: `${base}:meta`, state: `${base}:state`, seats: `${base}:seats`, seqs: `${base}:seqs`, log: `${base}:log`, history: `${base}:history`, lease: `${base}:lease`, crashes: `${base}:crashes`, journal: `${base}:journal` };
 }
 
 /** Set of every room id, so a starting server can resume them all. */

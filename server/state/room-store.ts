@@ -256,7 +256,7 @@ redis.call('HSET', KEYS[1], 'checkpoint', ARGV[2])
 return n
 `;
 
-// KEYS: meta, state, seats, seqs, log, lease, history, crashes. ARGV: lease holder
+// KEYS: meta, state, seats, seqs, log, lease, history, crashes, journal. ARGV: lease holder
 // ("<node> <url>"), lease ms, storage format. Refused ({0, holder, pttl}) while another node's
 // lease is alive, and ({2, format}) when the room's storage format is newer than ARGV[3] (before
 // anything changes: the room is a newer server's to run). Otherwise takes the lease, bumps the
@@ -275,7 +275,7 @@ end
 local format = tonumber(redis.call('HGET', KEYS[1], 'format') or '1') or 0
 if format > tonumber(ARGV[3]) or format < 1 then return { 2, redis.call('HGET', KEYS[1], 'format') } end
 if format < tonumber(ARGV[3]) then redis.call('HSET', KEYS[1], 'format', ARGV[3]) end
-for k = 1, 8 do if k ~= 6 then redis.call('PERSIST', KEYS[k]) end end
+for k = 1, 9 do if k ~= 6 then redis.call('PERSIST', KEYS[k]) end end
 redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 return { 1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), redis.call('LRANGE', KEYS[5], 0, -1) }
@@ -317,7 +317,7 @@ const READ_LUA = `
 return { redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('LRANGE', KEYS[4], 0, -1), redis.call('HGETALL', KEYS[1]) }
 `;
 
-// KEYS: meta, state, seats, seqs, log, history, lease, crashes. ARGV: field/value pairs.
+// KEYS: meta, state, seats, seqs, log, history, lease, crashes, journal. ARGV: field/value pairs.
 // Creates the room only if it does not exist. A deleted room's tombstone or an expired room's
 // leftover keys do not count as a room: they are cleared, and the new room keeps the
 // tombstone's epoch, so a server still running the deleted room stays fenced out.
@@ -325,13 +325,13 @@ const CREATE_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], 'deleted') == 0 then return 0 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 -- Not the lease (KEYS[7]): a live lease is a running owner's, and its claim rules still apply.
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8], KEYS[9])
 redis.call('HSET', KEYS[1], unpack(ARGV))
 if epoch then redis.call('HSET', KEYS[1], 'epoch', epoch) end
 return 1
 `;
 
-// KEYS: meta, state, seats, seqs, log, history, lease, crashes. ARGV: tombstone ms.
+// KEYS: meta, state, seats, seqs, log, history, lease, crashes, journal. ARGV: tombstone ms.
 // Deletes a room for good: bumps the epoch (any server still running it is fenced out at its
 // next commit and stops), removes every key, and leaves a tombstone meta {deleted, epoch} for
 // ARGV[1] ms so that a fenced owner cannot write the room back (restore needs its own epoch).
@@ -345,7 +345,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
-// KEYS: meta, state, seats, seqs, log, history, crashes, lease. ARGV: ms, epoch. An unloaded
+// KEYS: meta, state, seats, seqs, log, history, crashes, lease, journal. ARGV: ms, epoch. An unloaded
 // room's keys expire (see RoomStore.expireUnloaded): meta first, everything else a minute
 // later, so a claim that finds meta always finds the rest, and a room whose meta is gone is
 // absent (create clears what is left). Only while nobody holds the lease and the epoch is the
@@ -354,7 +354,7 @@ const EXPIRE_LUA = `
 if redis.call('EXISTS', KEYS[8]) == 1 then return 0 end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-for k = 2, 7 do redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[1]) + 60000) end
+for k = 2, 9 do if k ~= 8 then redis.call('PEXPIRE', KEYS[k], tonumber(ARGV[1]) + 60000) end end
 return 1
 `;
 
@@ -363,13 +363,13 @@ interface StoreCommands {
   mpCommit(meta: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointChunk(meta: string, state: string, seqs: string, ...argv: Arg[]): Promise<number>;
   mpCheckpointFinish(meta: string, log: string, epoch: string, upTo: string): Promise<number>;
-  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, history: string, crashes: string, holder: string, ms: string, format: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | [2, Buffer] | null>;
+  mpClaimBuffer(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, history: string, crashes: string, journal: string, holder: string, ms: string, format: string): Promise<[1, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[]] | [0, Buffer, number] | [2, Buffer] | null>;
   mpRelease(meta: string, lease: string, holder: string, epoch: string): Promise<number>;
   mpRestore(meta: string, state: string, seats: string, seqs: string, log: string, lease: string, ...argv: Arg[]): Promise<number>;
   mpReadBuffer(meta: string, state: string, seqs: string, log: string): Promise<[Buffer[], Buffer[], Buffer[], Buffer[]]>;
   mpCreate(...keysThenArgv: (string | number)[]): Promise<number>;
-  mpDelete(meta: string, state: string, seats: string, seqs: string, log: string, history: string, lease: string, crashes: string, tombstoneMs: string): Promise<number>;
-  mpExpire(meta: string, state: string, seats: string, seqs: string, log: string, history: string, crashes: string, lease: string, ms: string, epoch: string): Promise<number>;
+  mpDelete(meta: string, state: string, seats: string, seqs: string, log: string, history: string, lease: string, crashes: string, journal: string, tombstoneMs: string): Promise<number>;
+  mpExpire(meta: string, state: string, seats: string, seqs: string, log: string, history: string, crashes: string, lease: string, journal: string, ms: string, epoch: string): Promise<number>;
 }
 
 export class RoomStore {
@@ -391,11 +391,11 @@ export class RoomStore {
       redis.defineCommand('mpRestore', { numberOfKeys: 6, lua: RESTORE_LUA });
       redis.defineCommand('mpCheckpointChunk', { numberOfKeys: 3, lua: CHECKPOINT_CHUNK_LUA });
       redis.defineCommand('mpCheckpointFinish', { numberOfKeys: 2, lua: CHECKPOINT_FINISH_LUA });
-      redis.defineCommand('mpClaim', { numberOfKeys: 8, lua: CLAIM_LUA });
+      redis.defineCommand('mpClaim', { numberOfKeys: 9, lua: CLAIM_LUA });
       redis.defineCommand('mpRead', { numberOfKeys: 4, lua: READ_LUA });
-      redis.defineCommand('mpCreate', { numberOfKeys: 8, lua: CREATE_LUA });
-      redis.defineCommand('mpDelete', { numberOfKeys: 8, lua: DELETE_LUA });
-      redis.defineCommand('mpExpire', { numberOfKeys: 8, lua: EXPIRE_LUA });
+      redis.defineCommand('mpCreate', { numberOfKeys: 9, lua: CREATE_LUA });
+      redis.defineCommand('mpDelete', { numberOfKeys: 9, lua: DELETE_LUA });
+      redis.defineCommand('mpExpire', { numberOfKeys: 9, lua: EXPIRE_LUA });
     }
   }
 
@@ -413,7 +413,7 @@ export class RoomStore {
     const k = this.keys(roomId);
     const fields: (string | number)[] = ['tick', 0, 'epoch', 0, 'checkpoint', 0, 'format', STORAGE_FORMAT];
     for (const [f, v] of Object.entries(meta)) fields.push(f, v);
-    const created = (await this.redis.mpCreate(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, ...fields)) === 1;
+    const created = (await this.redis.mpCreate(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, k.journal, ...fields)) === 1;
     if (listed) await this.redis.sadd(roomIndexKey(this.prefix), roomId);
     return created;
   }
@@ -447,7 +447,7 @@ export class RoomStore {
    */
   async claim(roomId: string): Promise<ClaimedRoom | OwnedElsewhere | FormatTooNew | null> {
     const k = this.keys(roomId);
-    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, k.history, k.crashes, holderValue(this.holder), String(this.leaseMs), String(STORAGE_FORMAT));
+    const reply = await this.redis.mpClaimBuffer(k.meta, k.state, k.seats, k.seqs, k.log, k.lease, k.history, k.crashes, k.journal, holderValue(this.holder), String(this.leaseMs), String(STORAGE_FORMAT));
     if (!reply) return null;
     if (reply[0] === 0) return { ownedBy: parseHolder(reply[1].toString()), ttlMs: Number(reply[2]) };
     if (reply[0] === 2) return { format: reply[1].toString() };
@@ -590,7 +590,7 @@ export class RoomStore {
    */
   async deleteRoom(roomId: string, tombstoneMs = Math.max(60_000, 4 * this.leaseMs)): Promise<boolean> {
     const k = this.keys(roomId);
-    const deleted = (await this.redis.mpDelete(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, String(tombstoneMs))) === 1;
+    const deleted = (await this.redis.mpDelete(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.lease, k.crashes, k.journal, String(tombstoneMs))) === 1;
     await this.redis.srem(roomIndexKey(this.prefix), roomId);
     return deleted;
   }
@@ -602,7 +602,7 @@ export class RoomStore {
    */
   async expireUnloaded(roomId: string, epoch: number, ms: number): Promise<boolean> {
     const k = this.keys(roomId);
-    return (await this.redis.mpExpire(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.crashes, k.lease, String(ms), String(epoch))) === 1;
+    return (await this.redis.mpExpire(k.meta, k.state, k.seats, k.seqs, k.log, k.history, k.crashes, k.lease, k.journal, String(ms), String(epoch))) === 1;
   }
 
   /** Read the committed meta without claiming (status, tests). Null for no room (or a deleted one). */

@@ -306,13 +306,15 @@ describe('moonpatch logs', () => {
     const failSeq = c.send({ op: 'fail-tick' }); // the whole tick is rolled back
     await waitFor(() => settled.includes(failSeq), 'the failed tick settled');
 
+    // Entries reach Redis within a flush (250 ms).
+    await waitFor(async () => (await logsOf(roomId)).body.entries?.length === 3, 'three entries in the journal');
     const { status, body } = await logsOf(roomId);
     expect(status).toBe(200);
-    expect(body).toMatchObject({ room: roomId, running: true, truncated: false });
+    expect(body).toMatchObject({ room: roomId, running: true, node: server.store.leaseHolder.node, truncated: false });
     const kinds = body.entries.map((e: { kind: string }) => e.kind);
     expect(kinds).toEqual(['log', 'hook-error', 'tick-failed']);
-    expect(body.entries.map((e: { seq: number }) => e.seq)).toEqual([1, 2, 3]);
-    expect(body.next).toBe(3);
+    const ids = body.entries.map((e: { id: string }) => e.id);
+    expect(body.next).toBe(ids[2]);
     const [logged, threw, failed] = body.entries;
     expect(logged.text).toBe('probe says hello from the room');
     expect(threw).toMatchObject({ code: 'SCRIPT_ERROR', hook: 'input', playerId: c.playerId, text: 'TypeError: thrown two modules deep' });
@@ -322,8 +324,8 @@ describe('moonpatch logs', () => {
     expect(threw.tick).toBeLessThan(failed.tick);
 
     // Paging: after the last seen, nothing; one at a time.
-    expect((await logsOf(roomId, '?after=3')).body.entries).toEqual([]);
-    expect((await logsOf(roomId, '?after=1&limit=1')).body.entries.map((e: { seq: number }) => e.seq)).toEqual([2]);
+    expect((await logsOf(roomId, `?after=${ids[2]}`)).body).toMatchObject({ entries: [], next: ids[2] });
+    expect((await logsOf(roomId, `?after=${ids[0]}&limit=1`)).body.entries.map((e: { id: string }) => e.id)).toEqual([ids[1]]);
 
     // The command line, for people.
     const r = await moonpatch('logs', '--room', roomId);
@@ -349,7 +351,7 @@ describe('moonpatch logs', () => {
     c.close();
   });
 
-  it('--follow keeps following through a restart of the room\'s server, and starts over with the new journal', async () => {
+  it('--follow keeps following through a restart of the room\'s server, one journal before and after; a stopped room\'s journal stays readable', async () => {
     const port = await findFreePort();
     const own = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, port, redisPrefix: uniquePrefix('cli-follow') };
     let s = await startTestServer(own);
@@ -363,15 +365,26 @@ describe('moonpatch logs', () => {
     follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {
       await waitFor(() => out.includes('probe says before the restart'), 'the first line');
-      await s.close();
-      await waitFor(() => out.includes('no answer from its server; still following'), 'the follower waiting');
+      c.send({ op: 'log', text: 'just before the stop' });
+      await waitFor(() => c.lastAckedSeq >= 2, 'the last line committed');
+      await s.close(); // a clean stop sends the journal's last entries
+      await waitFor(() => out.includes('no answer from the server; still following'), 'the follower waiting');
       expect(follower.exitCode).toBeNull();
+      // While no server runs the room, its journal is still in Redis: another server reads it.
+      const other = await startTestServer({ ...own, port: 0 });
+      try {
+        const r = await fetch(`http://127.0.0.1:${other.port}/admin/rooms/${roomId}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } }).then((x) => x.json() as Promise<any>);
+        expect(r.entries.map((e: { text: string }) => e.text)).toEqual(['probe says before the restart', 'probe says just before the stop']);
+      } finally {
+        await other.close();
+      }
       s = await startTestServer(own); // same port and Redis prefix: the room resumes here
       await waitFor(() => c.connected, 'the player back');
       c.send({ op: 'log', text: 'after the restart' });
       await waitFor(() => out.includes('probe says after the restart'), 'the line logged after the restart');
-      expect(out).toMatch(/started again; its journal starts over/);
-      expect(out.split('probe says before the restart').length).toBe(2); // not printed twice
+      // Each line once, in order, across the restart.
+      for (const line of ['before the restart', 'just before the stop', 'after the restart']) expect(out.split(`probe says ${line}`).length, line).toBe(2);
+      expect(out.indexOf('just before the stop')).toBeLessThan(out.indexOf('after the restart'));
     } finally {
       follower.kill();
       c.close();
@@ -384,14 +397,14 @@ describe('moonpatch logs', () => {
     const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
     await c.connect();
     expect((await logsOf(roomId, '', 'wrong-token')).body.code).toBe('UNAUTHORIZED');
-    for (const q of ['?after=-1', '?after=abc', '?after=1.5', '?limit=0', '?limit=201', '?after=']) {
+    for (const q of ['?after=-1', '?after=abc', '?after=1.5', '?after=1-2-3', '?after=%2B', '?after=(1-0', '?limit=0', '?limit=201', '?after=']) {
       const r = await logsOf(roomId, q);
       expect([r.status, r.body.code], q).toEqual([400, 'BAD_FIELD']);
     }
     expect((await logsOf('no-such-room-' + Date.now())).body.code).toBe('ROOM_NOT_FOUND');
     expect((await logsOf('bad room!')).body.code).toBe('BAD_ROOM_ID');
     // A room with nothing logged: an empty page, not an error.
-    expect((await logsOf(roomId)).body).toMatchObject({ running: true, entries: [], next: 0 });
+    expect((await logsOf(roomId)).body).toMatchObject({ running: true, entries: [], next: '0' });
     const r = await moonpatch('logs', '--room', 'no-such-room-' + Date.now());
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/ROOM_NOT_FOUND/);

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
+import { JournalStore } from '../../server/state/journal-store.ts';
 import { RoomStore } from '../../server/state/room-store.ts';
 import { findFreePort } from '../../server/state/redis-launcher.ts';
 import { crashWithAttack, startChildServer, type ChildServer } from '../helpers/child-server.ts';
@@ -47,6 +48,9 @@ describe('a room that keeps aborting the server process', () => {
     await mallory.connect();
     const add = mallory.send({ op: 'add', n: 5 });
     await waitFor(() => mallory.lastAckedSeq >= add, 'the honest input acknowledged');
+    const journal = new JournalStore(redis, prefix);
+    const journalTexts = async () => (await journal.read(roomId, '0', 50)).entries.map((e) => JSON.parse(e.text).text as string);
+    await waitFor(async () => (await journalTexts()).includes('added 5 for mallory'), 'the line it logged in the journal');
 
     // Crash 1: the attack aborts the process. The abort path itself puts the crash in Redis
     // (the crash beacon), where every server sees it, before any restart.
@@ -74,6 +78,11 @@ describe('a room that keeps aborting the server process', () => {
     late.on('error', (e) => codes.push(e.code));
     await expect(late.connect()).rejects.toThrow();
     expect(codes).toContain('ROOM_QUARANTINED');
+    // What its script logged before the crashes is still there for the designer, from a server
+    // that does not run the room.
+    const logs = await fetch(`${child.url.replace('ws://', 'http://')}/admin/rooms/${roomId}/logs`, { headers: { authorization: `Bearer ${ADMIN}` } }).then((r) => r.json() as Promise<any>);
+    expect(logs).toMatchObject({ room: roomId, truncated: false });
+    expect(logs.entries.map((e: { text: string }) => e.text)).toContain('added 5 for mallory');
 
     // Every other room on this server runs.
     const other = testClient(child.url, { room: 'other-' + Date.now().toString(36), game: 'fatal', name: 'bystander' });

@@ -191,9 +191,12 @@ describe('ROOM_EXPIRE_MS: unloaded rooms expire unless they open again', () => {
       const room = 'expiring-' + Date.now();
       const c = await join(server, room);
       await waitFor(() => worldTicks(c) >= 5, 'a few ticks');
+      c.send({ op: 'log', text: 'a line for the journal' });
+      await waitFor(async () => (await roomKeys(server, room)).has('journal'), 'the script journal written');
       c.leave();
       await waitFor(async () => (await roomKeys(server, room)).get('meta')! > 0, 'TTLs set at the unload');
       const keys = await roomKeys(server, room);
+      expect(keys.has('journal')).toBe(true); // it expires with the room
       const metaTtl = keys.get('meta')!;
       expect(metaTtl).toBeLessThanOrEqual(600_000);
       // Everything else outlives meta, so whoever finds meta finds the rest.

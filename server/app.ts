@@ -8,7 +8,7 @@ import type { ServerConfig } from './config/config.ts';
 import { GameServer } from './net/ws-server.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createAdminHandler } from './net/admin-api.ts';
-import { NodeDirectory, roomsPerServer } from './net/cluster.ts';
+import { loadPerServer, NodeDirectory, roomWeight } from './net/cluster.ts';
 import { roomMover } from './net/room-move.ts';
 import { createHttpHandler } from './net/http.ts';
 import { loadTlsFiles } from './net/tls.ts';
@@ -173,13 +173,13 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   if (config.takeover) takeover.start();
   /** Hand the running rooms to the other live servers (a clean stop; see drain.ts). */
   const drain = async (move: NonNullable<typeof moveRoom>) => {
-    const others = roomsPerServer(await nodes.view(), store.leaseHolder.node);
-    const mine = rooms.list().filter((r) => !r.isStopped && !r.isSwitchingVersion).map((r) => r.id);
+    const others = loadPerServer(await nodes.view(), store.leaseHolder.node, config.rebalanceBy);
+    const mine = rooms.list().filter((r) => !r.isStopped && !r.isSwitchingVersion).map((r) => ({ id: r.id, weight: roomWeight(config.rebalanceBy, r.connectedCount) }));
     if (others.size === 0 || mine.length === 0) return;
     const result = await drainRooms(assignTargets(mine, others), move, Date.now() + config.shutdownTimeoutMs / 2, log);
     log.info({ moved: result.moved.length, left: result.left.length }, 'drained: rooms handed to other servers before stopping');
   };
-  const rebalancer = moveRoom ? new Rebalancer(nodes, rooms, moveRoom, () => store.leaseHolder.node, config.rebalanceIntervalMs, log) : null;
+  const rebalancer = moveRoom ? new Rebalancer(nodes, rooms, moveRoom, () => store.leaseHolder.node, config.rebalanceIntervalMs, log, config.rebalanceBy) : null;
   if (config.rebalanceIntervalMs > 0 && !rebalancer) log.warn('REBALANCE_INTERVAL_MS is set but no ADMIN_TOKEN: rooms are not rebalanced');
   rebalancer?.start();
   log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');

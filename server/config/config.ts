@@ -87,12 +87,18 @@ export interface ServerConfig {
    */
   takeover: boolean;
   /**
-   * Spread rooms over the deployment's servers: every this many ms, a server running at least
-   * two rooms more than the least loaded live server moves one there (server/room/rebalancer.ts).
+   * Spread rooms over the deployment's servers: every this many ms, a server carrying clearly
+   * more than the least loaded live server moves a room there (server/room/rebalancer.ts).
    * Needs the same ADMIN_TOKEN on every server (the target opens the room through its admin API).
    * Env REBALANCE_INTERVAL_MS. @default 0 (off)
    */
   rebalanceIntervalMs: number;
+  /**
+   * What the rebalancer weighs a server's load by: "players" (each room counts its connected
+   * players plus one, since an empty room still ticks) or "rooms" (each room counts one).
+   * Env REBALANCE_BY. @default "players"
+   */
+  rebalanceBy: 'players' | 'rooms';
   /**
    * On a clean stop (SIGTERM, SIGINT), hand each running room to another live server before
    * stopping (server/room/drain.ts), so its players follow at once; no move starts after half of
@@ -235,6 +241,7 @@ export const DEFAULTS: ServerConfig = {
   leaseMs: 5000,
   takeover: true,
   rebalanceIntervalMs: 0,
+  rebalanceBy: 'players',
   drainOnShutdown: true,
   quarantineAfterCrashes: 2,
   maxRooms: 500,
@@ -273,6 +280,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);
   int('isolateSemiSpaceMb', c.isolateSemiSpaceMb, 0, 256);
   int('shutdownTimeoutMs', c.shutdownTimeoutMs, 100, 3_600_000);
+  if (c.rebalanceBy !== 'players' && c.rebalanceBy !== 'rooms') throw new ConfigError('rebalanceBy', `must be "players" or "rooms" (got ${JSON.stringify(c.rebalanceBy)})`);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
@@ -325,6 +333,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.SHUTDOWN_TIMEOUT_MS) o.shutdownTimeoutMs = num('SHUTDOWN_TIMEOUT_MS')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   if (env.REBALANCE_INTERVAL_MS) o.rebalanceIntervalMs = num('REBALANCE_INTERVAL_MS')!;
+  if (env.REBALANCE_BY) o.rebalanceBy = env.REBALANCE_BY as ServerConfig['rebalanceBy'];
   if (env.DRAIN_ON_SHUTDOWN) o.drainOnShutdown = env.DRAIN_ON_SHUTDOWN !== '0' && env.DRAIN_ON_SHUTDOWN !== 'false';
   return makeConfig(o);
 }

@@ -158,13 +158,25 @@ export function adminBaseUrl(leaseUrl: string): string | null {
   return `${m[1] === 'wss' ? 'https' : 'http'}://${m[2]}`;
 }
 
+/** What a server's load is weighed by (REBALANCE_BY): see room/rebalancer.ts. */
+export type LoadMeasure = 'players' | 'rooms';
+
 /**
- * How many rooms each live server other than `me` runs, as a ClusterView shows them (a server
- * without rooms counts 0): what the rebalancer and the drain (room/drain.ts) compare.
+ * What a room adds to its server's load: one per room, or by players its connected players plus
+ * one (an empty room still ticks). A count that is not one (a status from elsewhere) counts 0.
  */
-export function roomsPerServer(view: { nodes: readonly string[]; rooms: readonly { node: string }[] }, me: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const n of view.nodes) if (n !== me) counts.set(n, 0);
-  for (const r of view.rooms) if (counts.has(r.node)) counts.set(r.node, counts.get(r.node)! + 1);
-  return counts;
+export function roomWeight(by: LoadMeasure, connected: number | undefined): number {
+  if (by === 'rooms') return 1;
+  return 1 + (Number.isSafeInteger(connected) && connected! > 0 ? connected! : 0);
+}
+
+/**
+ * The load of each live server other than `me`, as a ClusterView shows its rooms (a server
+ * without rooms carries 0): what the rebalancer and the drain (room/drain.ts) compare.
+ */
+export function loadPerServer(view: { nodes: readonly string[]; rooms: readonly { node: string; connected?: number }[] }, me: string, by: LoadMeasure): Map<string, number> {
+  const loads = new Map<string, number>();
+  for (const n of view.nodes) if (n !== me) loads.set(n, 0);
+  for (const r of view.rooms) if (loads.has(r.node)) loads.set(r.node, loads.get(r.node)! + roomWeight(by, r.connected));
+  return loads;
 }

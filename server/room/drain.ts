@@ -5,7 +5,8 @@
  * listening), are redirected to the new owner and resume their seats there at once, instead of
  * being closed with 4000 and waiting for this server to come back or for a takeover.
  *
- * Rooms go to the servers running the fewest rooms, spread one at a time. Moves run a few at
+ * Rooms go to the least loaded servers (by players or rooms, as the rebalancer weighs them:
+ * REBALANCE_BY), heaviest first, each to the one least loaded at that point. Moves run a few at
  * a time until a deadline; the rooms not moved by then stop as before (their leases handed
  * back, so any server can take them). A move a target refuses leaves that room to the same
  * fallback. Off with DRAIN_ON_SHUTDOWN=0; without an admin token (moves go through the
@@ -17,19 +18,19 @@ import type { Logger } from 'pino';
 const CONCURRENT_MOVES = 4;
 
 /**
- * Which server each room goes to: every room to the server with the fewest rooms at that
- * moment, counting those assigned before it (ties: the lowest node id). Empty when there is no
- * other server.
+ * Which server each room goes to: the heaviest room first, each to the server least loaded at
+ * that moment, counting the rooms given before it (ties: the lowest node id). Empty when there
+ * is no other server.
  */
-export function assignTargets(roomIds: readonly string[], otherServers: ReadonlyMap<string, number>): Map<string, string> {
+export function assignTargets(rooms: readonly { id: string; weight: number }[], otherServers: ReadonlyMap<string, number>): Map<string, string> {
   const load = [...otherServers].sort(([a], [b]) => a.localeCompare(b));
   const out = new Map<string, string>();
   if (load.length === 0) return out;
-  for (const room of roomIds) {
+  for (const room of [...rooms].sort((a, b) => b.weight - a.weight)) {
     let best = 0;
     for (let i = 1; i < load.length; i++) if (load[i]![1] < load[best]![1]) best = i;
-    out.set(room, load[best]![0]);
-    load[best]![1]++;
+    out.set(room.id, load[best]![0]);
+    load[best]![1] += room.weight;
   }
   return out;
 }

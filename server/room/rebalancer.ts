@@ -3,37 +3,48 @@
  *
  * Rooms land on whichever server claims them first: a server that joins a running deployment
  * gets only new rooms, and after a server dies its rooms all go to whoever swept first. Every
- * interval, each server compares the rooms it runs with the least loaded live server's (from
- * the servers' status in Redis, net/cluster.ts); when it runs at least two more, it moves one
- * room there, the same hand-over as an admin move (RoomManager.moveRoom): its players reconnect
- * and resume their seats on the other server.
+ * interval, each server compares its load with the least loaded live server's (from the
+ * servers' status in Redis, net/cluster.ts); when it carries clearly more, it moves one room
+ * there, the same hand-over as an admin move (RoomManager.moveRoom): its players reconnect and
+ * resume their seats on the other server.
  *
- * Which room: the one with the fewest connected players (the fewest people see the reconnect),
- * then the lowest id; never one in the middle of a live patch. One move per pass and per
- * server, so a new server fills up gradually; a move narrows the gap by two, so two servers
- * never hand the same room back and forth. The other servers' counts come from their status in
- * Redis, written every 2 s and whenever a room starts or stops there: a room this server moved
- * counts for its new server until that server's status shows it, so back-to-back passes do not
- * pile rooms onto one server. Rooms are counted, not players or CPU: rooms of one
- * game are alike enough for that, and a count is stable where player numbers are not.
+ * Load (REBALANCE_BY): by "players" (the default), a room weighs its connected players plus
+ * one, an empty room still ticking; by "rooms", every room weighs one. Players are what a
+ * server's time goes to (its sockets and the scripts' work grow with them: docs/performance.md),
+ * so ten full rooms against ten empty ones is an imbalance that counting rooms cannot see.
+ *
+ * Which room: the one whose move leaves the two servers closest to even, then the one with the
+ * fewest connected players (the fewest people see the reconnect), then the lowest id; only a
+ * move that narrows the gap (a room weighing less than the gap), so two servers never hand a
+ * room back and forth; never one in the middle of a live patch. A move waits for a gap of at
+ * least two, and by players also a tenth of this server's load, so that players coming and
+ * going do not keep rooms moving. One move per pass and per server, so a new server fills up
+ * gradually. The other servers' loads come from their status in Redis, written every 2 s and
+ * whenever a room starts or stops there: a room this server moved counts for its new server
+ * until that server's status shows it, so back-to-back passes do not pile rooms onto one
+ * server.
  */
 import type { Logger } from 'pino';
-import { roomsPerServer, type NodeDirectory } from '../net/cluster.ts';
+import { loadPerServer, roomWeight, type LoadMeasure, type NodeDirectory } from '../net/cluster.ts';
 import type { RoomManager } from './room-manager.ts';
 
-/** A server moves a room only when it runs at least this many more than the least loaded one. */
+/** A server moves a room only when its load is at least this much over the least loaded one's... */
 const MIN_GAP = 2;
+/** ...and, by players, at least this share of its own load. */
+const MIN_GAP_SHARE = 0.1;
 
 export interface RebalanceMove {
   room: string;
   to: string;
+  /** What the room weighed (roomWeight): its load moves with it. */
+  weight: number;
 }
 
 export class Rebalancer {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   /** Rooms this server moved, to count for their new server until its status shows them. */
-  private moved: { to: string; at: number }[] = [];
+  private moved: { to: string; at: number; weight: number }[] = [];
   /**
    * Servers a move to failed, and until when they are left alone: a failed move still closes
    * the room's players (they resume here), so retrying the same server every pass would make
@@ -49,6 +60,7 @@ export class Rebalancer {
     private readonly self: () => string,
     private readonly intervalMs: number,
     private readonly log: Logger,
+    private readonly by: LoadMeasure = 'players',
   ) {}
 
   start(): void {
@@ -72,8 +84,8 @@ export class Rebalancer {
       if (!choice) return null;
       const at = Date.now();
       await this.move(choice.room, choice.to);
-      this.moved.push({ to: choice.to, at });
-      this.log.info({ roomId: choice.room, to: choice.to }, 'rebalanced: room moved to a less loaded server');
+      this.moved.push({ to: choice.to, at, weight: choice.weight });
+      this.log.info({ roomId: choice.room, to: choice.to, weight: choice.weight, by: this.by }, 'rebalanced: room moved to a less loaded server');
       return choice;
     } catch (e) {
       if (choice) this.failed.set(choice.to, Date.now() + Math.max(60_000, 10 * this.intervalMs));
@@ -102,6 +114,7 @@ export class Rebalancer {
       mine.map((r) => ({ id: r.id, connected: r.connectedCount, switching: r.isSwitchingVersion })),
       this.moved,
       this.avoided(),
+      this.by,
     );
   }
 }
@@ -121,22 +134,37 @@ export interface LocalRoom {
  */
 export function pickMove(
   me: string,
-  view: { nodes: readonly string[]; rooms: readonly { node: string }[] },
+  view: { nodes: readonly string[]; rooms: readonly { node: string; connected?: number }[] },
   mine: readonly LocalRoom[],
-  moved: readonly { to: string }[],
+  moved: readonly { to: string; weight: number }[],
   avoid: ReadonlySet<string> = new Set(),
+  by: LoadMeasure = 'players',
 ): RebalanceMove | null {
-  const counts = roomsPerServer(view, me);
-  for (const m of moved) if (counts.has(m.to)) counts.set(m.to, counts.get(m.to)! + 1);
+  const loads = loadPerServer(view, me, by);
+  for (const m of moved) if (loads.has(m.to)) loads.set(m.to, loads.get(m.to)! + m.weight);
   let target: string | null = null;
   let least = Infinity;
-  for (const [node, n] of [...counts].sort(([a], [b]) => a.localeCompare(b))) {
-    if (!avoid.has(node) && n < least) {
-      least = n;
+  for (const [node, load] of [...loads].sort(([a], [b]) => a.localeCompare(b))) {
+    if (!avoid.has(node) && load < least) {
+      least = load;
       target = node;
     }
   }
-  if (target === null || mine.length - least < MIN_GAP) return null;
-  const room = mine.filter((r) => !r.switching).sort((a, b) => a.connected - b.connected || a.id.localeCompare(b.id))[0];
-  return room ? { room: room.id, to: target } : null;
+  if (target === null) return null;
+  // This server's own rooms, not its last status: they are current.
+  let mineLoad = 0;
+  for (const r of mine) mineLoad += roomWeight(by, r.connected);
+  const gap = mineLoad - least;
+  if (gap < MIN_GAP || (by === 'players' && gap < mineLoad * MIN_GAP_SHARE)) return null;
+  let best: { room: LocalRoom; weight: number; after: number } | null = null;
+  for (const room of mine) {
+    const weight = roomWeight(by, room.connected);
+    // Only a room lighter than the gap narrows it; one as heavy only turns it around.
+    if (room.switching || weight >= gap) continue;
+    const after = Math.abs(gap - 2 * weight);
+    if (!best || after < best.after || (after === best.after && (room.connected < best.room.connected || (room.connected === best.room.connected && room.id < best.room.id)))) {
+      best = { room, weight, after };
+    }
+  }
+  return best && { room: best.room.id, to: target, weight: best.weight };
 }

@@ -83,9 +83,18 @@ describe('a server that stops cleanly', () => {
 });
 
 describe('assignTargets', () => {
-  it('gives each room to the server running the fewest, counting those given before it; ties to the lowest id', () => {
-    const to = assignTargets(['r1', 'r2', 'r3', 'r4'], new Map([['node-c', 0], ['node-b', 1]]));
+  const rooms = (...weights: number[]) => weights.map((weight, i) => ({ id: `r${i + 1}`, weight }));
+
+  it('gives each room to the least loaded server, counting those given before it; ties to the lowest id', () => {
+    const to = assignTargets(rooms(1, 1, 1, 1), new Map([['node-c', 0], ['node-b', 1]]));
     expect([...to]).toEqual([['r1', 'node-c'], ['r2', 'node-b'], ['r3', 'node-c'], ['r4', 'node-b']]);
-    expect(assignTargets(['r1'], new Map()).size).toBe(0);
+    expect(assignTargets(rooms(1), new Map()).size).toBe(0);
+  });
+
+  it('places the heaviest rooms first, so players spread evenly', () => {
+    // 21 + 3 + 2 + 1 players' worth over two servers carrying 0 and 5.
+    const to = assignTargets(rooms(3, 21, 1, 2), new Map([['node-b', 0], ['node-c', 5]]));
+    expect(to.get('r2')).toBe('node-b'); // b: 21
+    expect(['r1', 'r3', 'r4'].map((r) => to.get(r))).toEqual(['node-c', 'node-c', 'node-c']); // c: 5 + 3 + 2 + 1
   });
 });

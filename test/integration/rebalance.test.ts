@@ -20,7 +20,8 @@ describe('rebalancing rooms over servers', () => {
   const ids = [1, 2, 3, 4].map((i) => `spread-${i}-${stamp}`);
 
   beforeAll(async () => {
-    const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false };
+    // Counting rooms (REBALANCE_BY=rooms); weighing players is the second describe.
+    const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false, rebalanceBy: 'rooms' as const };
     a = await startTestServer({ ...common, nodeId: 'node-a' });
     for (const id of ids) await a.rooms.open(id, 'probe');
     // The first room has a player: it is moved last, if at all.
@@ -40,8 +41,8 @@ describe('rebalancing rooms over servers', () => {
   it('moves rooms from the loaded server to the empty one until they are even, emptiest first, then stops', async () => {
     expect(where()).toEqual(['a', 'a', 'a', 'a']);
     // Back to back, faster than the servers write their status: moves not shown yet still count.
-    expect(await a.rebalancer!.pass()).toEqual({ room: ids[1], to: 'node-b' });
-    expect(await a.rebalancer!.pass()).toEqual({ room: ids[2], to: 'node-b' });
+    expect(await a.rebalancer!.pass()).toEqual({ room: ids[1], to: 'node-b', weight: 1 });
+    expect(await a.rebalancer!.pass()).toEqual({ room: ids[2], to: 'node-b', weight: 1 });
     expect(await a.rebalancer!.pass()).toBeNull();
     expect(where()).toEqual(['a', 'b', 'b', 'a']);
 
@@ -84,5 +85,53 @@ describe('rebalancing rooms over servers', () => {
     expect(makeConfig().rebalanceIntervalMs).toBe(0);
     expect(() => makeConfig({ rebalanceIntervalMs: -1 })).toThrow(/rebalanceIntervalMs/);
     expect(() => makeConfig({ rebalanceIntervalMs: 1.5 })).toThrow(/rebalanceIntervalMs/);
+    expect(makeConfig().rebalanceBy).toBe('players');
+    expect(() => makeConfig({ rebalanceBy: 'cpu' as never })).toThrow(/rebalanceBy/);
+  });
+});
+
+describe('rebalancing by players (REBALANCE_BY=players, the default)', () => {
+  let a: Server;
+  let b: Server;
+  const players: MoonpatchClient[] = [];
+  const stamp = Date.now();
+  const busy = `busy-${stamp}`;
+  const idle = [`idle-a-${stamp}`, `idle-b1-${stamp}`, `idle-b2-${stamp}`];
+
+  beforeAll(async () => {
+    const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false };
+    a = await startTestServer({ ...common, nodeId: 'node-a' });
+    b = await startTestServer({ ...common, nodeId: 'node-b', redisPrefix: a.prefix });
+    // Two rooms each, but a's busy room has three players: 4 + 1 against 1 + 1.
+    for (let i = 0; i < 3; i++) {
+      const c = testClient(a.url, { room: busy, game: 'probe', name: `p${i}` });
+      await c.connect();
+      players.push(c);
+    }
+    await a.rooms.open(idle[0]!, 'probe');
+    await b.rooms.open(idle[1]!, 'probe');
+    await b.rooms.open(idle[2]!, 'probe');
+    const status = async (node: string) => JSON.parse((await a.redis.get(`${a.prefix}:node:${node}`)) ?? '{"rooms":[]}') as { rooms: { connected: number }[] };
+    await waitFor(async () => (await status('node-b')).rooms.length === 2 && (await status('node-a')).rooms.reduce((n, r) => n + r.connected, 0) === 3, 'both statuses current');
+  });
+  afterAll(async () => {
+    for (const c of players) c.close();
+    await b?.close();
+    await a?.close();
+  });
+
+  it('moves a room off the server whose players outweigh the other\'s, not the busy room itself, then stops', async () => {
+    // Counting rooms, 2 against 2 is even; weighing players it is 5 against 2. Moving the busy
+    // room (4) would only turn that around; the idle one (1) makes it 4 against 3.
+    expect(await a.rebalancer!.pass()).toEqual({ room: idle[0], to: 'node-b', weight: 1 });
+    expect(await a.rebalancer!.pass()).toBeNull();
+    expect(await b.rebalancer!.pass()).toBeNull();
+    expect(b.rooms.get(idle[0]!)).toBeDefined();
+    expect(a.rooms.get(idle[0]!)).toBeUndefined();
+    expect(a.rooms.get(busy)).toBeDefined();
+    // The busy room's players never noticed.
+    const seqs = players.map((c) => c.send({ op: 'add', n: 1 }));
+    await waitFor(() => players.every((c, i) => c.lastAckedSeq >= seqs[i]!), 'their inputs acknowledged');
+    expect(players.map((c) => c.disconnects)).toEqual([0, 0, 0]);
   });
 });

@@ -4,38 +4,40 @@
  * test/integration/rebalance.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { roomWeight } from '../../server/net/cluster.ts';
 import { pickMove, type LocalRoom } from '../../server/room/rebalancer.ts';
 
-const rooms = (node: string, n: number) => Array.from({ length: n }, (_, i) => ({ room: `${node}-${i}`, node }));
+const rooms = (node: string, n: number, connected = 0) => Array.from({ length: n }, (_, i) => ({ room: `${node}-${i}`, node, connected }));
 const local = (n: number, connected: number[] = []): LocalRoom[] =>
   Array.from({ length: n }, (_, i) => ({ id: `r${i}`, connected: connected[i] ?? 0, switching: false }));
 
-describe('pickMove', () => {
+describe('pickMove by rooms (REBALANCE_BY=rooms)', () => {
+  const byRooms = (...a: Parameters<typeof pickMove>) => pickMove(a[0], a[1], a[2], a[3], a[4] ?? new Set(), 'rooms');
   it('moves the emptiest room (then the lowest id) to the least loaded server when the gap is two or more', () => {
     const view = { nodes: ['a', 'b', 'c'], rooms: [...rooms('a', 4), ...rooms('b', 1), ...rooms('c', 3)] };
-    expect(pickMove('a', view, local(4, [5, 0, 2, 0]), [])).toEqual({ room: 'r1', to: 'b' });
+    expect(byRooms('a', view, local(4, [5, 0, 2, 0]), [])).toEqual({ room: 'r1', to: 'b', weight: 1 });
   });
 
   it('does nothing when the gap is under two (a move would only swap the imbalance)', () => {
     const view = { nodes: ['a', 'b'], rooms: [...rooms('a', 3), ...rooms('b', 2)] };
-    expect(pickMove('a', view, local(3), [])).toBeNull();
-    expect(pickMove('a', { nodes: ['a'], rooms: rooms('a', 9) }, local(9), [])).toBeNull(); // alone
+    expect(byRooms('a', view, local(3), [])).toBeNull();
+    expect(byRooms('a', { nodes: ['a'], rooms: rooms('a', 9) }, local(9), [])).toBeNull(); // alone
   });
 
   it('counts its own recent moves for their target until the target says so itself', () => {
     // b's status still says 0, but two rooms went there since: 2 against 2, nothing to do.
     const view = { nodes: ['a', 'b'], rooms: rooms('a', 2) };
-    expect(pickMove('a', view, local(2), [{ to: 'b' }, { to: 'b' }])).toBeNull();
-    expect(pickMove('a', view, local(2), [])).toEqual({ room: 'r0', to: 'b' });
+    expect(byRooms('a', view, local(2), [{ to: 'b', weight: 1 }, { to: 'b', weight: 1 }])).toBeNull();
+    expect(byRooms('a', view, local(2), [])).toEqual({ room: 'r0', to: 'b', weight: 1 });
     // A move to a server no longer live is not counted anywhere.
-    expect(pickMove('a', { nodes: ['a', 'c'], rooms: rooms('a', 4) }, local(4), [{ to: 'b' }])).toEqual({ room: 'r0', to: 'c' });
+    expect(byRooms('a', { nodes: ['a', 'c'], rooms: rooms('a', 4) }, local(4), [{ to: 'b', weight: 1 }])).toEqual({ room: 'r0', to: 'c', weight: 1 });
   });
 
   it('leaves alone a server a move to failed lately, and goes to the next least loaded one', () => {
     const view = { nodes: ['a', 'b', 'c'], rooms: [...rooms('a', 4), ...rooms('c', 1)] };
-    expect(pickMove('a', view, local(4), [])).toEqual({ room: 'r0', to: 'b' });
-    expect(pickMove('a', view, local(4), [], new Set(['b']))).toEqual({ room: 'r0', to: 'c' });
-    expect(pickMove('a', view, local(4), [], new Set(['b', 'c']))).toBeNull();
+    expect(byRooms('a', view, local(4), [])).toEqual({ room: 'r0', to: 'b', weight: 1 });
+    expect(byRooms('a', view, local(4), [], new Set(['b']))).toEqual({ room: 'r0', to: 'c', weight: 1 });
+    expect(byRooms('a', view, local(4), [], new Set(['b', 'c']))).toBeNull();
   });
 
   it('trusts its own rooms over its last status, and never moves a room in the middle of a patch', () => {
@@ -44,7 +46,46 @@ describe('pickMove', () => {
       { id: 'x', connected: 0, switching: true },
       { id: 'y', connected: 3, switching: false },
     ];
-    expect(pickMove('a', view, mine, [])).toEqual({ room: 'y', to: 'b' });
-    expect(pickMove('a', view, [{ id: 'x', connected: 0, switching: true }, { id: 'z', connected: 0, switching: true }], [])).toBeNull();
+    expect(byRooms('a', view, mine, [])).toEqual({ room: 'y', to: 'b', weight: 1 });
+    expect(byRooms('a', view, [{ id: 'x', connected: 0, switching: true }, { id: 'z', connected: 0, switching: true }], [])).toBeNull();
   });
 });
+
+describe('pickMove by players (the default)', () => {
+  it('weighs a room as its connected players plus one, whatever a status says', () => {
+    expect([roomWeight('players', 0), roomWeight('players', 7), roomWeight('rooms', 7)]).toEqual([1, 8, 1]);
+    for (const junk of [undefined, -3, 1.5, Number.NaN, 2 ** 60]) expect(roomWeight('players', junk as number)).toBe(1);
+  });
+
+  it('sees ten full rooms against ten empty ones, which counting rooms cannot', () => {
+    const view = { nodes: ['a', 'b'], rooms: rooms('b', 10, 0) };
+    const full = local(10, Array(10).fill(20));
+    expect(pickMove('a', view, full, [], new Set(), 'rooms')).toBeNull();
+    // 210 against 10: one room of 20 (weight 21) narrows it most of any, all being alike.
+    expect(pickMove('a', view, full, [])).toEqual({ room: 'r0', to: 'b', weight: 21 });
+  });
+
+  it('moves the room that leaves the two closest to even, never one as heavy as the gap', () => {
+    // a: 31 + 11 + 2 = 44; b: 4. Gap 40: moving 11 leaves 18, moving 31 leaves 22, moving 2 leaves 36.
+    const view = { nodes: ['a', 'b'], rooms: rooms('b', 4) };
+    expect(pickMove('a', view, local(3, [30, 10, 1]), [])).toEqual({ room: 'r1', to: 'b', weight: 11 });
+    // One big room alone: moving it only turns the imbalance around.
+    expect(pickMove('a', { nodes: ['a', 'b'], rooms: [] }, local(1, [50]), [])).toBeNull();
+  });
+
+  it('leaves small differences alone (under two, or under a tenth of its load), so players coming and going move nothing', () => {
+    expect(pickMove('a', { nodes: ['a', 'b'], rooms: rooms('b', 1, 0) }, local(2, [0, 0]), [])).toBeNull(); // 2 against 1
+    // 100 + 1 against 92: a gap of 9, under a tenth of 101.
+    expect(pickMove('a', { nodes: ['a', 'b'], rooms: rooms('b', 1, 91) }, local(2, [99, 0]), [])).toBeNull();
+    // 100 + 1 against 80: a gap of 21; the empty room narrows it (moving the full one would not).
+    expect(pickMove('a', { nodes: ['a', 'b'], rooms: rooms('b', 1, 79) }, local(2, [99, 0]), [])).toEqual({ room: 'r1', to: 'b', weight: 1 });
+  });
+
+  it('counts a recent move\'s weight for its target until the target\'s status shows it', () => {
+    const view = { nodes: ['a', 'b'], rooms: [] };
+    // 2 x 21 here; 21 went to b a moment ago: even.
+    expect(pickMove('a', view, local(2, [20, 20]), [{ to: 'b', weight: 21 }])).toBeNull();
+    expect(pickMove('a', view, local(2, [20, 20]), [])).toEqual({ room: 'r0', to: 'b', weight: 21 });
+  });
+});
+

@@ -426,9 +426,10 @@ async function cmdHistory(a: Args): Promise<number> {
 }
 
 /** One entry of a room's script journal (server/ops/script-journal.ts) as a person reads it. */
-function formatJournalEntry(e: { at: number; tick: number; version: string; kind: string; text: string; code?: string; hook?: string; playerId?: string; stack?: string }): string {
+function formatJournalEntry(e: { at: number; tick: number; version: string; kind: string; text: string; code?: string; hook?: string; playerId?: string; stack?: string; node?: string }): string {
   const head = `${new Date(e.at).toISOString()}  tick ${e.tick}  ${e.version}  `;
   if (e.kind === 'log') return head + e.text;
+  if (e.kind === 'crash') return `${head}${e.code ?? 'ERROR'}, server process aborted${e.node ? ` (${e.node})` : ''}, tick not committed: ${e.text}`;
   const where = e.kind === 'hook-error' ? ` in ${e.hook}${e.playerId ? ` (player ${e.playerId})` : ''}, event undone` : ', tick rolled back';
   // The stack's first line repeats the message: show the frames under it, the designer's own
   // (the engine's runtime frames under the hooks say nothing to them; --json keeps them).

@@ -21,7 +21,7 @@ import { CrashBeacon } from './ops/crash-beacon.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
-import { ScriptJournal } from './ops/script-journal.ts';
+import { crashJournalText, ScriptJournal } from './ops/script-journal.ts';
 import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
@@ -90,7 +90,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   });
   const feed = new DashboardFeed();
   // What the rooms' scripts log and throw, in Redis for `moonpatch logs` from any server.
-  const journal = new ScriptJournal(new JournalStore(redis, config.redisPrefix), {
+  const journalStore = new JournalStore(redis, config.redisPrefix);
+  const journal = new ScriptJournal(journalStore, {
     node: () => store.leaseHolder.node,
     runsHere: (roomId) => rooms.get(roomId) !== undefined,
     onFlushError: (err, dropped) => log.warn({ err, dropped }, 'script journal: could not write to Redis; entries dropped'),
@@ -155,14 +156,15 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const crashFile = crashFilePath(config.dataDir, store.leaseHolder.node);
   const crash = takeCrashRecord(crashFile);
   if (crash) {
-    await store.recordCrash(crash.roomId, crash);
+    // Not in Redis yet (the beacon could not send it): into the crash list and the journal.
+    if (await store.recordCrash(crash.roomId, crash)) await journalStore.append(new Map([[crash.roomId, [crashJournalText(crash)]]])).catch(() => {});
     log.warn({ roomId: crash.roomId, tick: crash.tick, version: crash.version, game: crash.game }, 'the previous run of this server was aborted by this room\'s script');
   }
   const beacon = await CrashBeacon.open(config.redisUrl, store.leaseHolder.node);
   const recordCrash: NonNullable<typeof GameSandbox.crashRecorder> = (info) => {
     const record = { ...info, at: Date.now(), node: store.leaseHolder.node };
     writeCrashRecordSync(crashFile, record);
-    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record));
+    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), undefined, { key: store.keys(info.roomId).journal, entry: crashJournalText(record) });
   };
   // One per process (the abort ends every server in it); the latest server started owns it.
   GameSandbox.crashRecorder = recordCrash;

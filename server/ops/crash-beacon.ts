@@ -9,7 +9,8 @@
  * that may never come back (a replaced container). The room is then never quarantined.
  *
  * So the server keeps one idle connection to Redis, opened and authenticated by ioredis like
- * any other, and at the abort writes `LPUSH crashes <record>` and `LTRIM` straight onto its
+ * any other, and at the abort writes `LPUSH crashes <record>` and `LTRIM` (and the crash's entry
+ * in the room's script journal, `XADD`) straight onto its
  * socket with a synchronous write(2). The kernel delivers bytes already in a socket's buffer
  * when the process dies, so Redis runs the commands even though nobody reads the reply. The
  * record carries `at` and `node`, so the restart that later finds the same record in the local
@@ -21,6 +22,7 @@
 import { writeSync } from 'node:fs';
 import { TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
+import { JOURNAL_KEPT } from '../state/journal-store.ts';
 import { CRASHES_KEPT } from '../state/room-store.ts';
 
 /** One RESP command (an array of bulk strings), as Redis reads it off the wire. */
@@ -68,14 +70,18 @@ export class CrashBeacon {
 
   /**
    * Whether the commands could be handed to the kernel whole. Synchronous and never throws:
-   * this runs on the abort path. `key` is the room's crash list, `record` the JSON line.
+   * this runs on the abort path. `key` is the room's crash list, `record` the JSON line;
+   * `journal`, when given, also appends the crash to the room's script journal (the designers'
+   * view: ops/script-journal.ts), in the same write.
    */
-  sendSync(key: string, record: string, keep = CRASHES_KEPT): boolean {
+  sendSync(key: string, record: string, keep = CRASHES_KEPT, journal?: { key: string; entry: string }): boolean {
     try {
       if (this.closed || this.redis.status !== 'ready') return false;
       const fd = plainSocketFd(this.redis.stream);
       if (fd === null) return false;
-      const bytes = Buffer.concat([respCommand(['LPUSH', key, record]), respCommand(['LTRIM', key, '0', String(keep - 1)])]);
+      const commands = [respCommand(['LPUSH', key, record]), respCommand(['LTRIM', key, '0', String(keep - 1)])];
+      if (journal) commands.push(respCommand(['XADD', journal.key, 'MAXLEN', String(JOURNAL_KEPT), '*', 'e', journal.entry]));
+      const bytes = Buffer.concat(commands);
       // The socket is non-blocking; a record is a few hundred bytes into an idle connection's
       // empty send buffer, so one write takes it all. A short write would leave a broken
       // command on the wire; it cannot do harm, the process is about to end.

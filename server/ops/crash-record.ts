@@ -19,6 +19,8 @@ export interface CrashRecord {
   /** ms since epoch */
   at: number;
   node: string;
+  /** V8's message, when the abort path had one. */
+  message?: string;
 }
 
 export function crashFilePath(dataDir: string, node: string): string {
@@ -46,7 +48,9 @@ export function takeCrashRecord(file: string): CrashRecord | null {
   rmSync(file, { force: true });
   try {
     const r = JSON.parse(text) as CrashRecord;
-    return typeof r.roomId === 'string' && r.roomId ? r : null;
+    if (typeof r.roomId !== 'string' || !r.roomId) return null;
+    if (typeof r.message !== 'string') delete r.message;
+    return r;
   } catch {
     return null;
   }

@@ -14,6 +14,7 @@
  * cut to {@link MAX_TEXT_CHARS}, and a room that writes more than JOURNAL_KEPT entries between two
  * flushes sends only the newest JOURNAL_KEPT.
  */
+import { catastrophicErrorCode } from '../sandbox/sandbox.ts';
 import { JOURNAL_KEPT, type JournalStore } from '../state/journal-store.ts';
 import { channels, subscribe, type RoomLifecycleEvent, type ScriptOutputEvent, type TickFailedEvent } from './events.ts';
 
@@ -30,8 +31,12 @@ export interface JournalEntry {
   at: number;
   tick: number;
   version: string;
-  /** 'log': a line the script logged; 'hook-error': a join/input/leave hook threw, its event undone; 'tick-failed': the whole tick was rolled back. */
-  kind: 'log' | 'hook-error' | 'tick-failed';
+  /**
+   * 'log': a line the script logged; 'hook-error': a join/input/leave hook threw, its event
+   * undone; 'tick-failed': the whole tick was rolled back; 'crash': the script made V8 abort the
+   * server process (the tick never committed; the room resumes from the one before).
+   */
+  kind: 'log' | 'hook-error' | 'tick-failed' | 'crash';
   /** The line, or the error as `Name: message`. */
   text: string;
   /** The error's code (SCRIPT_ERROR, CPU_BUDGET_EXCEEDED, MEMORY_LIMIT...). */
@@ -70,6 +75,24 @@ export interface ScriptJournalOptions {
   flushMs?: number;
   /** A flush failed (Redis away): its entries are dropped. Called at most once a minute. */
   onFlushError?: (err: unknown, droppedSoFar: number) => void;
+}
+
+/**
+ * The entry for a crash, as JSON text: written from the abort path by the crash beacon
+ * (ops/crash-beacon.ts), which cannot wait for a flush, or by the restart that finds the crash
+ * in its local file only.
+ */
+export function crashJournalText(crash: { at: number; tick: number; version: string; node: string; message?: string }): string {
+  const entry: Omit<JournalEntry, 'id'> = {
+    at: crash.at,
+    tick: crash.tick,
+    version: crash.version,
+    kind: 'crash',
+    text: cut(`the script aborted the server process: ${crash.message ?? 'catastrophic error'}`),
+    code: catastrophicErrorCode(crash.message),
+    node: crash.node,
+  };
+  return JSON.stringify(entry);
 }
 
 export class ScriptJournal {
@@ -167,7 +190,7 @@ export class ScriptJournal {
   }
 }
 
-const KINDS = new Set(['log', 'hook-error', 'tick-failed']);
+const KINDS = new Set(['log', 'hook-error', 'tick-failed', 'crash']);
 
 /** An entry as stored, or null for anything that is not one (the key is Redis's, anyone can write it). */
 function parseEntry(text: string): Omit<JournalEntry, 'id'> | null {

@@ -132,6 +132,11 @@ const WALL_LIMIT_FACTOR = 3;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
+/** The error code a catastrophic error is reported with (the abort's log line, the script journal). */
+export function catastrophicErrorCode(message: string | undefined): 'MEMORY_LIMIT' | 'ENGINE_ERROR' {
+  return /out-of-memory/i.test(message ?? '') ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
+}
+
 /** Time allowed for engine-side calls that are not ticks (load, rollback, export). */
 const ENGINE_CALL_TIMEOUT_MS = 10_000;
 
@@ -157,7 +162,7 @@ export class GameSandbox {
       } catch {
         /* the log line below still names the room */
       }
-      const code = /out-of-memory/i.test(info.message) ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
+      const code = catastrophicErrorCode(info.message);
       const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
       writeSync(2, JSON.stringify(line) + '\n');
     } finally {
@@ -165,7 +170,7 @@ export class GameSandbox {
     }
   };
   /** Called first on a catastrophic error, synchronously (the server records which room it was). */
-  static crashRecorder: ((info: { roomId: string; game: string; version: string; tick: number }) => void) | null = null;
+  static crashRecorder: ((info: { roomId: string; game: string; version: string; tick: number; message: string }) => void) | null = null;
   private ticksRun = 0;
   /** Calls left that get at least `graceBudgetMs` (see grantGrace). */
   private graceTicks = 0;

@@ -8,6 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { CrashBeacon, respCommand } from '../../server/ops/crash-beacon.ts';
 import { crashListEntry, RoomStore, type RoomCrash } from '../../server/state/room-store.ts';
+import { crashJournalText, ScriptJournal } from '../../server/ops/script-journal.ts';
+import { JournalStore } from '../../server/state/journal-store.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { waitFor } from '../helpers/server.ts';
 
@@ -42,6 +44,25 @@ describe('crash beacon', () => {
       await waitFor(async () => (await redis.lindex(key, 0)) === crashListEntry({ at: 1004, tick: 4, version: '1', node: 'n' }), 'the last crash first');
       expect((await redis.lrange(key, 0, -1)).map((s) => (JSON.parse(s) as RoomCrash).tick)).toEqual([4, 3, 2]);
     } finally {
+      beacon.close();
+    }
+  });
+
+  it('puts the crash in the room\'s script journal in the same write, where the designers\' reader finds it', async () => {
+    const prefix = uniquePrefix('beacon');
+    const store = new RoomStore(redis, prefix);
+    await store.create('room-j', { game: 'g', version: 'v3', schema: 1, seed: 1, createdAt: 0, tickHz: 20 });
+    const beacon = await CrashBeacon.open(testRedisUrl(), 'test-node');
+    const journal = new ScriptJournal(new JournalStore(redis, prefix), { flushMs: 60_000 });
+    try {
+      const crash = { at: 1_700_000_000_000, tick: 77, version: 'v3', node: 'node-x', message: 'Catastrophic out-of-memory error\r\n*1\r\n$4\r\nPING\r\n' };
+      expect(beacon.sendSync(store.crashListKey('room-j'), crashListEntry(crash), undefined, { key: store.keys('room-j').journal, entry: crashJournalText(crash) })).toBe(true);
+      await waitFor(async () => (await journal.read('room-j')).entries.length === 1, 'the crash in the journal');
+      const [entry] = (await journal.read('room-j')).entries;
+      expect(entry).toMatchObject({ at: crash.at, tick: 77, version: 'v3', kind: 'crash', code: 'MEMORY_LIMIT', node: 'node-x', text: `the script aborted the server process: ${crash.message}` });
+      expect(await store.crashesSince('room-j', 0)).toBe(1);
+    } finally {
+      await journal.close();
       beacon.close();
     }
   });

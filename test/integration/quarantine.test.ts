@@ -15,6 +15,7 @@ import { unpack } from 'msgpackr';
 import { JournalStore } from '../../server/state/journal-store.ts';
 import { RoomStore } from '../../server/state/room-store.ts';
 import { findFreePort } from '../../server/state/redis-launcher.ts';
+import { runCli } from '../helpers/cli.ts';
 import { crashWithAttack, startChildServer, type ChildServer } from '../helpers/child-server.ts';
 import { reportFigure } from '../helpers/figures.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
@@ -83,6 +84,14 @@ describe('a room that keeps aborting the server process', () => {
     const logs = await fetch(`${child.url.replace('ws://', 'http://')}/admin/rooms/${roomId}/logs`, { headers: { authorization: `Bearer ${ADMIN}` } }).then((r) => r.json() as Promise<any>);
     expect(logs).toMatchObject({ room: roomId, truncated: false });
     expect(logs.entries.map((e: { text: string }) => e.text)).toContain('added 5 for mallory');
+    // And the two crashes, sent from the abort path itself.
+    const crashes = logs.entries.filter((e: { kind: string }) => e.kind === 'crash');
+    expect(crashes).toHaveLength(2);
+    expect(crashes[0]).toMatchObject({ code: expect.stringMatching(/^(MEMORY_LIMIT|ENGINE_ERROR)$/), version: expect.any(String), tick: expect.any(Number) });
+    expect(crashes[0].text).toMatch(/^the script aborted the server process: /);
+    const cli = await runCli(child.url.replace('ws://', 'http://'), ADMIN, 'logs', '--room', roomId);
+    expect(cli.code).toBe(0);
+    expect(cli.out.match(/server process aborted \(\S+\), tick not committed: the script aborted/g)).toHaveLength(2);
 
     // Every other room on this server runs.
     const other = testClient(child.url, { room: 'other-' + Date.now().toString(36), game: 'fatal', name: 'bystander' });

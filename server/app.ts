@@ -25,6 +25,7 @@ import { crashJournalText, ScriptJournal } from './ops/script-journal.ts';
 import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
+import { DevReloader } from './sandbox/dev-reload.ts';
 import { GameRegistry } from './sandbox/games.ts';
 import { crashListEntry, RoomStore } from './state/room-store.ts';
 
@@ -40,6 +41,8 @@ export interface RunningServer {
   takeover: OrphanTakeover;
   /** Spreads rooms over the servers (runs on its own when config.rebalanceIntervalMs > 0; null without an admin token). */
   rebalancer: Rebalancer | null;
+  /** Swaps running rooms to the new build when a script file changes (config.devReload; null when off). */
+  devReloader: DevReloader | null;
   /** Stop rooms (closing players with 4000), the front door and the Redis connection. */
   close(): Promise<void>;
 }
@@ -47,6 +50,8 @@ export interface RunningServer {
 export interface StartOptions {
   /** Games to serve instead of reading config.scriptsDir (benchmarks build theirs in memory). */
   games?: GameRegistry;
+  /** Where dev reload's lines for the designer go (default: stdout). */
+  say?: (line: string) => void;
 }
 
 export async function startServer(config: ServerConfig & { redisUrl: string }, log: Logger, opts: StartOptions = {}): Promise<RunningServer> {
@@ -184,6 +189,10 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const rebalancer = moveRoom ? new Rebalancer(nodes, rooms, moveRoom, () => store.leaseHolder.node, config.rebalanceIntervalMs, log, config.rebalanceBy) : null;
   if (config.rebalanceIntervalMs > 0 && !rebalancer) log.warn('REBALANCE_INTERVAL_MS is set but no ADMIN_TOKEN: rooms are not rebalanced');
   rebalancer?.start();
+  const devReloader = config.devReload
+    ? new DevReloader({ scriptsDir: config.scriptsDir, patchesDir: config.patchesDir, games, rooms: () => rooms.list(), log, say: opts.say })
+    : null;
+  devReloader?.start();
   log.info({ port: addr.port, tls: !!tls, games: games.names(), rooms: rooms.list().length }, 'moonpatch listening');
   return {
     url: `${tls ? 'wss' : 'ws'}://${host}:${addr.port}`,
@@ -194,7 +203,9 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     redis,
     takeover,
     rebalancer,
+    devReloader,
     async close() {
+      devReloader?.close();
       takeover.stop();
       rebalancer?.stop();
       rooms.stopOpening();

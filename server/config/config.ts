@@ -100,6 +100,12 @@ export interface ServerConfig {
    */
   rebalanceBy: 'players' | 'rooms';
   /**
+   * Watch the scripts and patches folders and swap running rooms to the new build of their
+   * version when a file changes (server/sandbox/dev-reload.ts): a designer's own machine only.
+   * Env DEV_RELOAD ("1" turns it on, "0" off; `npm run dev`). @default false
+   */
+  devReload: boolean;
+  /**
    * On a clean stop (SIGTERM, SIGINT), hand each running room to another live server before
    * stopping (server/room/drain.ts), so its players follow at once; no move starts after half of
    * shutdownTimeoutMs, and the rooms not moved stop as before. Needs ADMIN_TOKEN (the same on
@@ -242,6 +248,7 @@ export const DEFAULTS: ServerConfig = {
   takeover: true,
   rebalanceIntervalMs: 0,
   rebalanceBy: 'players',
+  devReload: false,
   drainOnShutdown: true,
   quarantineAfterCrashes: 2,
   maxRooms: 500,
@@ -334,6 +341,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   if (env.REBALANCE_INTERVAL_MS) o.rebalanceIntervalMs = num('REBALANCE_INTERVAL_MS')!;
   if (env.REBALANCE_BY) o.rebalanceBy = env.REBALANCE_BY as ServerConfig['rebalanceBy'];
+  if (env.DEV_RELOAD) o.devReload = env.DEV_RELOAD !== '0' && env.DEV_RELOAD !== 'false';
   if (env.DRAIN_ON_SHUTDOWN) o.drainOnShutdown = env.DRAIN_ON_SHUTDOWN !== '0' && env.DRAIN_ON_SHUTDOWN !== 'false';
   return makeConfig(o);
 }

@@ -43,6 +43,8 @@ export function makeGame(manifest: GameManifest, files: ReadonlyMap<string, stri
 
 export class GameRegistry {
   private readonly games = new Map<string, Game>();
+  /** Per game: builds a dev reload replaced, by bundle hash (see replaceVersions). */
+  private readonly retired = new Map<string, Map<string, GameVersion>>();
 
   /** Load every game under `scriptsDir` (folders with a game.json), with its patches from `patchesDir`. */
   static async fromDirectory(scriptsDir: string, patchesDir?: string, onBadPatch?: (game: string, folder: string, e: unknown) => void): Promise<GameRegistry> {
@@ -68,7 +70,33 @@ export class GameRegistry {
 
   /** The version of a game whose bundle has this content hash (a room's pinned version). */
   findVersion(name: string, bundleVersion: string): GameVersion | undefined {
-    return this.get(name).versions.find((v) => v.bundle.version === bundleVersion);
+    return this.get(name).versions.find((v) => v.bundle.version === bundleVersion) ?? this.retired.get(name)?.get(bundleVersion);
+  }
+
+  /**
+   * Dev reload (sandbox/dev-reload.ts): the game's versions as rebuilt from disk, with its
+   * game.json. The builds they replace stay findable by hash, so a room unloaded on one still
+   * resumes (isRetired tells it is behind); versions after the rebuilt ones (uploaded through
+   * Redis) are kept. Returns the game's versions now.
+   */
+  replaceVersions(name: string, rebuilt: readonly GameVersion[], manifest: GameManifest): GameVersion[] {
+    const game = this.get(name);
+    const last = rebuilt[rebuilt.length - 1]!.number;
+    const versions = [...rebuilt, ...game.versions.filter((v) => v.number > last)];
+    let retired = this.retired.get(name);
+    if (!retired) this.retired.set(name, (retired = new Map()));
+    for (const old of game.versions) retired.set(old.bundle.version, old);
+    for (const v of versions) retired.delete(v.bundle.version); // an edit undone: current again
+    game.versions = versions;
+    game.manifest = manifest;
+    game.bundle = versions[0]!.bundle;
+    game.files = versions[0]!.files;
+    return versions;
+  }
+
+  /** Whether this build of the game was replaced by a dev reload (and is not current again). */
+  isRetired(name: string, bundleVersion: string): boolean {
+    return this.retired.get(name)?.has(bundleVersion) ?? false;
   }
 
   /** Add the next version of a game (a patch that arrived at run time). */

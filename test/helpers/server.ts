@@ -19,15 +19,17 @@ export interface TestServerOptions extends Partial<ServerConfig> {
   redisPrefix?: string;
   /** Collect the server's structured log lines here (parsed JSON) instead of discarding them. */
   logLines?: Record<string, unknown>[];
+  /** Dev reload's lines for the designer (config.devReload). */
+  say?: (line: string) => void;
 }
 
 export async function startTestServer(o: TestServerOptions = {}): Promise<RunningServer & { prefix: string }> {
   const prefix = o.redisPrefix ?? uniquePrefix('srv');
-  const { logLines: _lines, ...overrides } = o;
+  const { logLines: _lines, say, ...overrides } = o;
   const config = makeConfig({ port: 0, host: '127.0.0.1', scriptsDir: path.join(REPO_ROOT, 'scripts'), patchesDir: path.join(REPO_ROOT, 'patches'), ...overrides, redisPrefix: prefix });
   const lines = o.logLines;
   const log = lines ? createLogger('info', { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }) : silentLogger();
-  const server = await startServer({ ...config, redisUrl: o.redisUrl ?? testRedisUrl() }, log);
+  const server = await startServer({ ...config, redisUrl: o.redisUrl ?? testRedisUrl() }, log, { say });
   return Object.assign(server, { prefix });
 }
 

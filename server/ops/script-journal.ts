@@ -9,7 +9,8 @@
  * led up to it are still there, a room that moves keeps one journal, and any server answers a
  * read. This server collects its rooms' entries from the engine's events (ops/events.ts) and
  * appends them every {@link FLUSH_MS} ms, all rooms in one round trip, off the tick path; a
- * crash loses at most that much of the journal. Best effort: with Redis away, a flush's entries
+ * crash loses at most that much of the lines before it (the crash itself is appended by the
+ * dying process: crashJournalText, ops/crash-beacon.ts). Best effort: with Redis away, a flush's entries
  * are dropped (counted, and logged once a minute) rather than held without bound. Each text is
  * cut to {@link MAX_TEXT_CHARS}, and a room that writes more than JOURNAL_KEPT entries between two
  * flushes sends only the newest JOURNAL_KEPT.

@@ -25,7 +25,6 @@ import { crashJournalText, ScriptJournal } from './ops/script-journal.ts';
 import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
-import { setInlineTickMaxMs } from './sandbox/call-placement.ts';
 import { DevReloader } from './sandbox/dev-reload.ts';
 import { GameRegistry } from './sandbox/games.ts';
 import { crashListEntry, RoomStore } from './state/room-store.ts';
@@ -61,7 +60,6 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   if (tls) log.info({ cert: config.tlsCertFile, key: config.tlsKeyFile }, 'TLS on: serving https and wss'); // paths only, never contents
   // Before any isolate exists: their young generation is fixed when each is created.
   setIsolateSemiSpace(config.isolateSemiSpaceMb);
-  setInlineTickMaxMs(config.inlineTickMaxMs);
   const games =
     opts.games ??
     (await GameRegistry.fromDirectory(config.scriptsDir, config.patchesDir, (game, folder, e) =>

@@ -142,7 +142,7 @@ export class DevReloader {
       current.again = true;
       return current.done;
     }
-    const entry = { again: false, done: Promise.resolve(null as unknown as DevReloadOutcome) };
+    const entry = { again: false } as { again: boolean; done: Promise<DevReloadOutcome> };
     entry.done = (async () => {
       let outcome: DevReloadOutcome;
       do {

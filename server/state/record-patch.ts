@@ -319,10 +319,7 @@ export function readPosition(bytes: Uint8Array, p: { x: number; y: number }, fie
   for (let i = 0; i < count; i++) {
     const key = at[i * 3]!;
     const value = at[i * 3 + 1]!;
-    if (value - key !== field.length) continue;
-    let same = 0;
-    while (same < field.length && bytes[key + same] === field[same]) same++;
-    if (same !== field.length) continue;
+    if (!sameBytes(bytes, key, value, field, 0, field.length)) continue;
     p.x = NaN;
     p.y = NaN;
     readXY(bytes.subarray(value, at[i * 3 + 2]!), p); // the outer walk is done: slot 1 is free

@@ -25,6 +25,8 @@ import { crashJournalText, ScriptJournal } from './ops/script-journal.ts';
 import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
+import { inlineTicksEnabled, setInlineTickMaxMs } from './sandbox/call-placement.ts';
+import { MainThreadWatchdog, type CrashTarget } from './sandbox/main-thread-watchdog.ts';
 import { DevReloader } from './sandbox/dev-reload.ts';
 import { GameRegistry } from './sandbox/games.ts';
 import { crashListEntry, RoomStore } from './state/room-store.ts';
@@ -60,6 +62,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   if (tls) log.info({ cert: config.tlsCertFile, key: config.tlsKeyFile }, 'TLS on: serving https and wss'); // paths only, never contents
   // Before any isolate exists: their young generation is fixed when each is created.
   setIsolateSemiSpace(config.isolateSemiSpaceMb);
+  setInlineTickMaxMs(config.inlineTickMaxMs);
   const games =
     opts.games ??
     (await GameRegistry.fromDirectory(config.scriptsDir, config.patchesDir, (game, folder, e) =>
@@ -173,6 +176,15 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   };
   // One per process (the abort ends every server in it); the latest server started owns it.
   GameSandbox.crashRecorder = recordCrash;
+  // The same records, written by the watchdog thread when a tick run on the main thread never
+  // returns (sandbox/main-thread-watchdog.ts).
+  const crashTarget: CrashTarget = {
+    file: crashFile,
+    node: store.leaseHolder.node,
+    keysOf: (roomId) => ({ crashes: store.crashListKey(roomId), journal: store.keys(roomId).journal }),
+    beaconFd: () => beacon.socketFd(),
+  };
+  if (inlineTicksEnabled()) MainThreadWatchdog.shared().setTarget(crashTarget);
   await rooms.resumeAll();
   rooms.startIdleSweep();
   nodes.start();
@@ -220,6 +232,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
       feed.close();
       await journal.close().catch(() => {});
       if (GameSandbox.crashRecorder === recordCrash) GameSandbox.crashRecorder = null;
+      if (inlineTicksEnabled()) MainThreadWatchdog.shared().clearTarget(crashTarget);
       beacon.close();
       redis.disconnect();
     },

@@ -156,6 +156,12 @@ export interface ServerConfig {
    */
   isolateSemiSpaceMb: number;
   /**
+   * A room whose ticks take under this many ms of isolate CPU on average runs them on the main
+   * thread instead of handing each to the isolate's thread (server/sandbox/call-placement.ts);
+   * 0 always hands them over. Env INLINE_TICK_MAX_MS. @default 2
+   */
+  inlineTickMaxMs: number;
+  /**
    * A graceful stop (SIGTERM, SIGINT) that has not finished after this long exits anyway, with
    * code 1: a stop waits on Redis for its last commits and checkpoints, and with Redis gone it
    * would wait forever. Every committed tick is in Redis already; what a forced exit can skip is
@@ -256,6 +262,7 @@ export const DEFAULTS: ServerConfig = {
   roomCreation: 'open',
   roomExpireMs: 0,
   isolateSemiSpaceMb: DEFAULT_ISOLATE_SEMI_SPACE_MB,
+  inlineTickMaxMs: 2,
   shutdownTimeoutMs: 15_000,
 };
 
@@ -286,6 +293,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
   int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);
   int('isolateSemiSpaceMb', c.isolateSemiSpaceMb, 0, 256);
+  if (typeof c.inlineTickMaxMs !== 'number' || !Number.isFinite(c.inlineTickMaxMs) || c.inlineTickMaxMs < 0 || c.inlineTickMaxMs > 1000) throw new ConfigError('inlineTickMaxMs', `must be a number of ms from 0 to 1000 (got ${JSON.stringify(c.inlineTickMaxMs)})`);
   int('shutdownTimeoutMs', c.shutdownTimeoutMs, 100, 3_600_000);
   if (c.rebalanceBy !== 'players' && c.rebalanceBy !== 'rooms') throw new ConfigError('rebalanceBy', `must be "players" or "rooms" (got ${JSON.stringify(c.rebalanceBy)})`);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
@@ -337,6 +345,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
   if (env.ISOLATE_SEMI_SPACE_MB) o.isolateSemiSpaceMb = num('ISOLATE_SEMI_SPACE_MB')!;
+  if (env.INLINE_TICK_MAX_MS) o.inlineTickMaxMs = num('INLINE_TICK_MAX_MS')!;
   if (env.SHUTDOWN_TIMEOUT_MS) o.shutdownTimeoutMs = num('SHUTDOWN_TIMEOUT_MS')!;
   if (env.TAKEOVER) o.takeover = env.TAKEOVER !== '0' && env.TAKEOVER !== 'false';
   if (env.REBALANCE_INTERVAL_MS) o.rebalanceIntervalMs = num('REBALANCE_INTERVAL_MS')!;

@@ -76,8 +76,7 @@ export class CrashBeacon {
    */
   sendSync(key: string, record: string, keep = CRASHES_KEPT, journal?: { key: string; entry: string }): boolean {
     try {
-      if (this.closed || this.redis.status !== 'ready') return false;
-      const fd = plainSocketFd(this.redis.stream);
+      const fd = this.socketFd();
       if (fd === null) return false;
       const commands = [respCommand(['LPUSH', key, record]), respCommand(['LTRIM', key, '0', String(keep - 1)])];
       if (journal) commands.push(respCommand(['XADD', journal.key, 'MAXLEN', String(JOURNAL_KEPT), '*', 'e', journal.entry]));
@@ -89,6 +88,15 @@ export class CrashBeacon {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * The connection's socket while it is a plain one and up, else null: what the main-thread
+   * watchdog writes the same commands to when the main thread itself is stuck
+   * (sandbox/main-thread-watchdog.ts).
+   */
+  socketFd(): number | null {
+    return this.closed || this.redis.status !== 'ready' ? null : plainSocketFd(this.redis.stream);
   }
 
   close(): void {

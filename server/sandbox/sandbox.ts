@@ -14,6 +14,8 @@ import { DEFAULT_ISOLATE_SEMI_SPACE_MB } from '../config/config.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
 import { isFoldablePatch, pairsOf } from '../state/record-patch.ts';
 import type { GameBundle } from './bundler.ts';
+import { CallPlacement, inlineTicksEnabled } from './call-placement.ts';
+import { MainThreadWatchdog } from './main-thread-watchdog.ts';
 import { StackMapper } from './source-map.ts';
 
 export interface SandboxLimits {
@@ -129,6 +131,12 @@ const resultUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int6
  * CPU than its budget is undone and fails as an overrun all the same.
  */
 const WALL_LIMIT_FACTOR = 3;
+/**
+ * The same for a tick run on the main thread (call-placement.ts): tighter, since it holds the
+ * event loop, and every other room, while it runs. Its wall time is its CPU time unless the
+ * machine takes the core away.
+ */
+const INLINE_WALL_LIMIT_FACTOR = 1.5;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
@@ -172,6 +180,12 @@ export class GameSandbox {
   /** Called first on a catastrophic error, synchronously (the server records which room it was). */
   static crashRecorder: ((info: { roomId: string; game: string; version: string; tick: number; message: string }) => void) | null = null;
   private ticksRun = 0;
+  /** Whether its ticks run on the main thread or the isolate's (call-placement.ts). */
+  private readonly placement = new CallPlacement();
+  /** Whether the last tick call ran on the main thread (tests, diagnostics). */
+  lastTickInline = false;
+  /** Its id with the main-thread watchdog, once it has called inline (0: never). */
+  private watchId = 0;
   /** Calls left that get at least `graceBudgetMs` (see grantGrace). */
   private graceTicks = 0;
   private graceBudgetMs = 0;
@@ -196,6 +210,8 @@ export class GameSandbox {
    */
   static async create(bundle: GameBundle, limits: SandboxLimits): Promise<GameSandbox> {
     let created: GameSandbox | undefined;
+    // Started with the first sandbox, so that it is up by the time ticks could run inline.
+    if (inlineTicksEnabled()) MainThreadWatchdog.shared();
     // A V8 flag, process-wide, read when an isolate is created: set it for this one just before.
     // (0 is V8's own "not set": isolated-vm's constraints apply.)
     v8.setFlagsFromString(`--max-semi-space-size=${semiSpaceFor(limits.memoryLimitMb)}`);
@@ -276,17 +292,37 @@ export class GameSandbox {
       this.graceTicks--;
       budgetMs = Math.max(budgetMs, this.graceBudgetMs);
     }
+    // A regular tick of a sandbox whose ticks are cheap runs on this thread (call-placement.ts),
+    // while the watchdog that ends a process whose main thread V8 parked is up.
+    const tickRef = this.fns.tick;
+    const watchdog = MainThreadWatchdog.shared();
+    const inline =
+      call.budgetMs === undefined && this.ticksRun > WARMUP_TICKS && watchdog.running && typeof tickRef.applySync === 'function' && this.placement.inline(wallBefore);
+    this.lastTickInline = inline;
+    const wallFactor = inline ? INLINE_WALL_LIMIT_FACTOR : WALL_LIMIT_FACTOR;
+    const args = [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1];
+    const options = { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs * wallFactor } as const;
     let raw: Uint8Array;
     try {
-      raw = (await this.fns.tick.apply(
-        undefined,
-        [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1],
-        { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs * WALL_LIMIT_FACTOR },
-      )) as Uint8Array;
+      if (inline) {
+        this.watchId ||= watchdog.register({ roomId: this.limits.roomId ?? '', game: this.bundle.name, version: this.bundle.version });
+        watchdog.begin(this.watchId, call.tick, options.timeout);
+        try {
+          raw = tickRef.applySync(undefined, args, options) as Uint8Array;
+        } finally {
+          watchdog.end();
+        }
+      } else {
+        raw = (await tickRef.apply(undefined, args, options)) as Uint8Array;
+      }
     } catch (cause) {
-      return this.failedCall(cause, cpuBefore, wallBefore, budgetMs);
+      const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallFactor);
+      this.placement.ran(failed.cpuMs, inline);
+      if (inline && failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
+      return failed;
     }
     const cpuMs = this.cpuSince(cpuBefore);
+    this.placement.ran(cpuMs, inline);
     let result: TickResult;
     try {
       result = checkResult(resultUnpackr.unpack(raw));
@@ -302,6 +338,7 @@ export class GameSandbox {
     const [ok, thrown, rejections, logs, flatSets, dels, writes, flatPatches] = result;
     if (ok && cpuMs > budgetMs) {
       // Finished, but on more CPU than the budget allows: undo it like any overrun.
+      if (inline) this.placement.overran(performance.now());
       try {
         await this.rollback();
       } catch (e) {
@@ -354,6 +391,7 @@ export class GameSandbox {
     if (this.disposed) return;
     this.disposed = true;
     GameSandbox.live--;
+    if (this.watchId) MainThreadWatchdog.shared().forget(this.watchId);
     for (const ref of Object.values(this.fns)) ref.release();
     this.context.release();
     if (!this.isolate.isDisposed) this.isolate.dispose();
@@ -371,7 +409,7 @@ export class GameSandbox {
    * hooks returned (a promise callback; V8 runs those before the call completes). Classified
    * by state, not by message text: a dead isolate is disposed; an overrun has used its budget.
    */
-  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number, budgetMs: number): Promise<TickOutcome> {
+  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number, budgetMs: number, wallFactor: number): Promise<TickOutcome> {
     const base = { rejections: [], logs: [], cause };
     if (this.isolate.isDisposed) {
       return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
@@ -379,7 +417,7 @@ export class GameSandbox {
     const cpuMs = this.cpuSince(cpuBefore);
     const wallMs = performance.now() - wallBefore;
     // Stopped by the wall-clock hard limit, or threw after using up its CPU budget anyway.
-    const overran = wallMs >= budgetMs * WALL_LIMIT_FACTOR * 0.9 || cpuMs >= budgetMs;
+    const overran = wallMs >= budgetMs * wallFactor * 0.9 || cpuMs >= budgetMs;
     const code: FailureCode = overran ? 'CPU_BUDGET_EXCEEDED' : 'SCRIPT_ERROR';
     const thrown = overran ? null : this.mapThrown(thrownFromHost(cause));
     // The interrupted tick may have written part of its changes: undo them.

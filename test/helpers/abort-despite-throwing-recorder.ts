@@ -6,10 +6,14 @@
  * time instead (see crashWithAttack in child-server.ts), so the test can tell that apart.
  */
 import path from 'node:path';
+import { setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
 import { loadGame } from '../../server/sandbox/games.ts';
 import { EVENT_INPUT, EVENT_JOIN, GameSandbox } from '../../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 
+// The catastrophic-error callback is the path under test: calls handed to the isolate's thread
+// (an inline call's parked main thread is the watchdog's, main-thread-watchdog.test.ts).
+setInlineTickMaxMs(0);
 const game = await loadGame(path.join(import.meta.dirname, '..', 'fixtures', 'games', 'fatal'));
 const sandbox = await GameSandbox.create(game.bundle, { memoryLimitMb: game.manifest.memoryLimitMb, cpuBudgetMs: game.manifest.cpuBudgetMs, roomId: 'abort-probe' });
 GameSandbox.crashRecorder = () => {

@@ -1,0 +1,96 @@
+/**
+ * Run as a child process by main-thread-watchdog.test.ts (never imported). It sets up the
+ * process's main-thread watchdog with a real crash target (a crash file, a crash beacon on the
+ * test's Redis, a RoomStore's keys), then, by WATCHDOG_MODE:
+ * - `hang`: enters a watched call and parks its main thread for good (Atomics.wait), as
+ *   isolated-vm does to a thread that hit a catastrophic out-of-memory;
+ * - `pause`: enters a watched call whose limit is 5 s, says `in-call` and spins until 1 s of
+ *   wall time has passed (the test stops the whole process meanwhile, past the call's
+ *   deadline, then lets it go on), returns, and exits 0 after the watchdog has looked again;
+ * - `fatal`: runs the `fatal` fixture game's sandbox until its ticks run inline, then sends the
+ *   real attack in an inline tick. Exits 3 if every attempt was contained (MEMORY_LIMIT) instead.
+ * Env: REDIS_URL, PREFIX, CRASH_FILE, ROOM_ID.
+ */
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { CrashBeacon } from '../../server/ops/crash-beacon.ts';
+import { loadGame } from '../../server/sandbox/games.ts';
+import { MainThreadWatchdog } from '../../server/sandbox/main-thread-watchdog.ts';
+import { EVENT_INPUT, EVENT_JOIN, GameSandbox } from '../../server/sandbox/sandbox.ts';
+import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
+import { RoomStore } from '../../server/state/room-store.ts';
+
+const env = (name: string) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is required`);
+  return v;
+};
+const NODE = 'watchdog-node';
+const roomId = env('ROOM_ID');
+const redis = new Redis(env('REDIS_URL'));
+const store = new RoomStore(redis, env('PREFIX'), { node: NODE, url: '' });
+const beacon = await CrashBeacon.open(env('REDIS_URL'), NODE);
+const watchdog = MainThreadWatchdog.shared();
+watchdog.setTarget({
+  file: env('CRASH_FILE'),
+  node: NODE,
+  keysOf: (id) => ({ crashes: store.crashListKey(id), journal: store.keys(id).journal }),
+  beaconFd: () => beacon.socketFd(),
+});
+while (!watchdog.running) await new Promise((r) => setTimeout(r, 10));
+
+const spinUntil = (t: number) => {
+  while (Date.now() < t) {
+    /* a long call */
+  }
+};
+
+const mode = env('WATCHDOG_MODE');
+if (mode === 'hang') {
+  const id = watchdog.register({ roomId, game: 'probe', version: 'v7' });
+  // Let the registration reach the watchdog thread before this one stops for good.
+  await new Promise((r) => setTimeout(r, 100));
+  watchdog.begin(id, 1234, 50);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+} else if (mode === 'pause') {
+  const id = watchdog.register({ roomId, game: 'probe', version: 'v7' });
+  await new Promise((r) => setTimeout(r, 100));
+  watchdog.begin(id, 77, 5000);
+  process.stdout.write('in-call\n');
+  spinUntil(Date.now() + 1000);
+  watchdog.end();
+  await new Promise((r) => setTimeout(r, 1500)); // the watchdog looks several times more
+  process.stdout.write('survived\n');
+  process.exit(0);
+} else if (mode === 'fatal') {
+  const game = await loadGame(path.join(import.meta.dirname, '..', 'fixtures', 'games', 'fatal'));
+  const sandbox = await GameSandbox.create(game.bundle, { memoryLimitMb: game.manifest.memoryLimitMb, cpuBudgetMs: game.manifest.cpuBudgetMs, roomId });
+  const w = new MsgpackWriter();
+  const events = (kind: number, seq: number, data: unknown) => {
+    w.reset();
+    w.arrayHeader(1);
+    w.arrayHeader(5);
+    w.uint(kind);
+    w.str('p1');
+    w.str('mallory');
+    w.uint(seq);
+    w.value(data);
+    return w.copyBytes();
+  };
+  const call = (tick: number, bytes: Uint8Array) => ({ events: bytes, seed: 1, tick, nowMs: 1_700_000_000_000 + tick * 50, dtSeconds: 0.05, runInit: tick === 1 });
+  let tick = 1;
+  await sandbox.tick(call(tick++, events(EVENT_JOIN, 0, null)));
+  let seq = 1;
+  while (!sandbox.lastTickInline) {
+    if (tick > 100) throw new Error('the sandbox never ran a tick inline');
+    await sandbox.tick(call(tick++, events(EVENT_INPUT, seq++, { op: 'add', n: 1 })));
+  }
+  for (let i = 1; i <= 6; i++) {
+    const out = await sandbox.tick(call(tick++, events(EVENT_INPUT, seq++, { attack: 'fatal-oom-map' })));
+    process.stdout.write(`attempt ${i}: ${out.ok ? 'ok' : out.code} inline=${sandbox.lastTickInline}\n`);
+    if (out.ok === false && out.isolateDead) break;
+  }
+  process.exit(3);
+} else {
+  throw new Error(`unknown WATCHDOG_MODE ${mode}`);
+}

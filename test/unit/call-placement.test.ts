@@ -1,0 +1,116 @@
+/**
+ * Where tick calls run (server/sandbox/call-placement.ts): the policy on data, and a real
+ * sandbox whose cheap ticks run on the main thread until one overruns its budget there.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Unpackr } from 'msgpackr';
+import { CallPlacement, INLINE_COOLDOWN_MS, InlineShare, setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
+import { bundleGame } from '../../server/sandbox/bundler.ts';
+import { MainThreadWatchdog } from '../../server/sandbox/main-thread-watchdog.ts';
+import { EVENT_INPUT, EVENT_JOIN, GameSandbox } from '../../server/sandbox/sandbox.ts';
+import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
+
+afterEach(() => setInlineTickMaxMs(2));
+
+describe('CallPlacement', () => {
+  it('hands ticks over until it has seen one, then keeps cheap ones on the main thread and expensive ones off it', () => {
+    const p = new CallPlacement(new InlineShare(1000));
+    expect(p.inline(0)).toBe(false);
+    p.ran(0.4, false);
+    expect(p.inline(0)).toBe(true);
+    for (let i = 0; i < 20; i++) p.ran(6, true); // the room grew
+    expect(p.inline(0)).toBe(false);
+    for (let i = 0; i < 40; i++) p.ran(0.5, false);
+    expect(p.inline(0)).toBe(true);
+  });
+
+  it('keeps the process\'s inline ticks within their share of each second', () => {
+    const share = new InlineShare(10);
+    const a = new CallPlacement(share);
+    const b = new CallPlacement(share);
+    a.ran(1, false);
+    b.ran(1, false);
+    expect(a.inline(0)).toBe(true);
+    for (let i = 0; i < 9; i++) a.ran(1, true); // 9 ms of this second's 10 spent
+    expect(b.inline(500)).toBe(true);
+    b.ran(1, true);
+    expect(b.inline(600)).toBe(false); // 10 spent: the rest of this second goes to the pool
+    expect(b.inline(1000)).toBe(true); // a new second
+  });
+
+  it('sends a sandbox\'s ticks to the pool for a while after one overran on the main thread', () => {
+    const p = new CallPlacement(new InlineShare(1000));
+    p.ran(0.3, false);
+    p.overran(100);
+    expect(p.inline(100 + INLINE_COOLDOWN_MS - 1)).toBe(false);
+    expect(p.inline(100 + INLINE_COOLDOWN_MS)).toBe(true);
+  });
+
+  it('is off with INLINE_TICK_MAX_MS=0', () => {
+    setInlineTickMaxMs(0);
+    const p = new CallPlacement(new InlineShare(1000));
+    p.ran(0.1, false);
+    expect(p.inline(0)).toBe(false);
+  });
+});
+
+describe('a real sandbox', () => {
+  const LIMITS = { memoryLimitMb: 32, cpuBudgetMs: 50 };
+  const source = `
+    export function init(world: any) { world.counts = { p: 0 }; }
+    export function join(world: any, p: any) {}
+    export function input(world: any, p: any, msg: any) { if (msg === 'spin') for (;;) {} world.counts.p += 1; }
+    export function tick(world: any) {}
+  `;
+  const events = (...inputs: unknown[]) => {
+    const w = new MsgpackWriter();
+    w.value(inputs.map((data, i) => [EVENT_INPUT, 'p1', '', i + 1, data]));
+    return w.bytes().slice();
+  };
+  const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+  /** counts.p as a successful tick left it (a set, or a field patch of the record). */
+  const countOf = (out: Awaited<ReturnType<GameSandbox['tick']>>) => {
+    if (!out.ok) return null;
+    const set = out.sets.find(([k]) => k === 'counts/p');
+    return set ? (unpackr.unpack(set[1]) as number) : null;
+  };
+  const joinEvents = () => {
+    const w = new MsgpackWriter();
+    w.value([[EVENT_JOIN, 'p1', 'ada', 0, null]]);
+    return w.bytes().slice();
+  };
+
+  it('runs cheap ticks inline; one that spins there is stopped, undone, and the next ones go to the pool', async () => {
+    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), LIMITS);
+    try {
+      // Inline calls wait for the main-thread watchdog's thread to be up.
+      while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));
+      let tick = 1;
+      const run = (ev: Uint8Array) => sb.tick({ events: ev, seed: 1, tick: tick++, nowMs: 0, dtSeconds: 0.05, runInit: tick === 2 });
+      expect((await run(joinEvents())).ok).toBe(true);
+      for (let i = 0; i < 5; i++) expect((await run(events('add'))).ok).toBe(true);
+      expect(sb.lastTickInline).toBe(true);
+      const spun = await run(events('add', 'spin'));
+      expect(spun).toMatchObject({ ok: false, code: 'CPU_BUDGET_EXCEEDED', isolateDead: false });
+      expect(sb.lastTickInline).toBe(true);
+      const after = await run(events('add'));
+      expect(after.ok).toBe(true);
+      expect(sb.lastTickInline).toBe(false); // cooling down on the pool
+      // The spinning tick left nothing: its add is not counted.
+      expect(countOf(after)).toBe(6);
+    } finally {
+      sb.dispose();
+    }
+  });
+
+  it('hands every tick over with INLINE_TICK_MAX_MS=0', async () => {
+    setInlineTickMaxMs(0);
+    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), LIMITS);
+    try {
+      for (let t = 1; t <= 8; t++) expect((await sb.tick({ events: t === 1 ? joinEvents() : events('add'), seed: 1, tick: t, nowMs: 0, dtSeconds: 0.05, runInit: t === 1 })).ok).toBe(true);
+      expect(sb.lastTickInline).toBe(false);
+    } finally {
+      sb.dispose();
+    }
+  });
+});

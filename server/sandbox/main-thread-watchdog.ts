@@ -31,6 +31,12 @@ export const OVERDUE_GRACE_MS = 1000;
 /** How long a call must stay overdue, on the watchdog thread's own clock, before the abort, ms. */
 export const CONFIRM_MS = 1000;
 const CHECK_EVERY_MS = 100;
+/**
+ * Taken when this module loads: bench/in-process-sandbox.ts runs the scripts' lockdown on this
+ * process's own global, which removes `Atomics` and `SharedArrayBuffer` from it.
+ */
+const atomics = Atomics;
+const SharedMemory = SharedArrayBuffer;
 
 /** Where the shared memory keeps what (the worker reads the same layout). */
 const LAYOUT = {
@@ -83,10 +89,10 @@ export class MainThreadWatchdog {
   private target: CrashTarget | null = null;
 
   private constructor() {
-    const shared = new SharedArrayBuffer(LAYOUT.int32s * 4 + LAYOUT.float64s * 8);
+    const shared = new SharedMemory(LAYOUT.int32s * 4 + LAYOUT.float64s * 8);
     this.slots = new Int32Array(shared, 0, LAYOUT.int32s);
     this.numbers = new Float64Array(shared, LAYOUT.int32s * 4, LAYOUT.float64s);
-    Atomics.store(this.slots, LAYOUT.beaconFd, -1);
+    atomics.store(this.slots, LAYOUT.beaconFd, -1);
     let worker: Worker | null = null;
     try {
       worker = new Worker(new URL('./watchdog-thread.mjs', import.meta.url), {
@@ -137,17 +143,17 @@ export class MainThreadWatchdog {
 
   /** An inline call starts; it stops a script itself after `limitMs` (its wall-clock limit). */
   begin(id: number, tick: number, limitMs: number): void {
-    Atomics.store(this.slots, LAYOUT.beaconFd, this.target?.beaconFd() ?? -1);
-    Atomics.store(this.slots, LAYOUT.sandbox, id);
+    atomics.store(this.slots, LAYOUT.beaconFd, this.target?.beaconFd() ?? -1);
+    atomics.store(this.slots, LAYOUT.sandbox, id);
     this.numbers[LAYOUT.deadline] = Date.now() + limitMs + OVERDUE_GRACE_MS;
     this.numbers[LAYOUT.tick] = tick;
     this.seq = this.seq === 0x7fffffff ? 1 : this.seq + 1;
     // Last, so that the worker reading this call sees its deadline and tick (Atomics order them).
-    Atomics.store(this.slots, LAYOUT.seq, this.seq);
+    atomics.store(this.slots, LAYOUT.seq, this.seq);
   }
 
   /** The inline call returned (or threw). */
   end(): void {
-    Atomics.store(this.slots, LAYOUT.seq, 0);
+    atomics.store(this.slots, LAYOUT.seq, 0);
   }
 }

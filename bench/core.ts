@@ -26,7 +26,7 @@ import { bundleGame } from '../server/sandbox/bundler.ts';
 import { GameRegistry, loadGame, makeGame, readGameFiles } from '../server/sandbox/games.ts';
 import { GameSandbox } from '../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
-import { benchRedis, machine, parseArgs, round, sleep, summary, writeResult } from './lib.ts';
+import { benchInlineTickMaxMs, benchRedis, machine, parseArgs, round, sleep, summary, writeResult } from './lib.ts';
 import { simulatePlayers } from './sim.ts';
 
 const args = parseArgs(process.argv.slice(2));
@@ -119,7 +119,7 @@ async function measureRollback(records: Uint8Array, bundleGames: GameRegistry, i
 async function main(): Promise<void> {
   const redis = await benchRedis();
   const games = await benchGames();
-  const config = makeConfig({ port: 0, host: '127.0.0.1', redisPrefix: 'bench' });
+  const config = makeConfig({ port: 0, host: '127.0.0.1', redisPrefix: 'bench' , inlineTickMaxMs: benchInlineTickMaxMs() });
   const server = await startServer({ ...config, redisUrl: redis.url }, silentLogger(), { games });
   const room = await server.rooms.open('bench-room', 'arena-bench');
 
@@ -184,6 +184,7 @@ async function main(): Promise<void> {
     broadcast_bytes_per_recipient: summary(frameBytes),
     broadcast_bytes_per_second_all: round(broadcasts.reduce((n, b) => n + b.bytes, 0) / SECONDS, 0),
     isolate_heap_mb: round((await room.heapUsed()) / 2 ** 20, 1),
+    inline_tick_max_ms: benchInlineTickMaxMs(),
     machine: machine(),
     notes:
       'tick_ms = script (isolate call: hooks + journal + encoding changes, wall) + commit (one fenced Redis round trip). ' +

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { DEFAULTS } from '../server/config/config.ts';
 import { startPrivateRedis, type PrivateRedis } from '../server/state/redis-launcher.ts';
 
 export const RESULTS_DIR = path.join(import.meta.dirname, 'results');
@@ -63,6 +64,18 @@ export function speedProbe(): number {
   if (sink === 42) console.log(''); // keeps the work from being optimised away
   times.sort((a, b) => a - b);
   return round(times[7]!);
+}
+
+/**
+ * INLINE_TICK_MAX_MS for a benchmark's server or sandboxes: the environment's when set (to
+ * compare tick placements in turns), else the server's default. Results record it.
+ */
+export function benchInlineTickMaxMs(): number {
+  const v = process.env.INLINE_TICK_MAX_MS;
+  if (v === undefined || v === '') return DEFAULTS.inlineTickMaxMs;
+  const ms = Number(v);
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`INLINE_TICK_MAX_MS must be a number of ms >= 0 (got ${v})`);
+  return ms;
 }
 
 export function writeResult(name: string, result: unknown): string {

@@ -28,7 +28,7 @@ import { loadGame } from '../server/sandbox/games.ts';
 import { GameSandbox } from '../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import type { GameVersion } from '../server/patch/versions.ts';
-import { benchRedis, machine, parseArgs, percentile, round, sleep, summary, writeResult } from './lib.ts';
+import { benchInlineTickMaxMs, benchRedis, machine, parseArgs, percentile, round, sleep, summary, writeResult } from './lib.ts';
 import { simulatePlayers } from './sim.ts';
 
 const args = parseArgs(process.argv.slice(2));
@@ -154,7 +154,7 @@ async function runTrial(server: Awaited<ReturnType<typeof startServer>>, roomId:
 
 async function main(): Promise<void> {
   const redis = await benchRedis();
-  const config = makeConfig({ port: 0, host: '127.0.0.1', redisPrefix: 'benchpatch', scriptsDir: path.join(ROOT, 'scripts'), patchesDir: path.join(ROOT, 'patches') });
+  const config = makeConfig({ port: 0, host: '127.0.0.1', redisPrefix: 'benchpatch', scriptsDir: path.join(ROOT, 'scripts'), patchesDir: path.join(ROOT, 'patches') , inlineTickMaxMs: benchInlineTickMaxMs() });
   const server = await startServer({ ...config, redisUrl: redis.url }, silentLogger());
 
   console.log('patch bench: migration cost for 1,000 and 10,000 entities...');
@@ -200,6 +200,7 @@ async function main(): Promise<void> {
     disconnects,
     clients_notified_of_new_version: trials.reduce((n, t) => n + t.clients_notified, 0),
     per_trial: trials.map(({ ticks_ms, ...t }) => ({ ...t, swap_budget_ms: budgetOf({ ...t, ticks_ms }), tick_p95_ms: round(percentile(ticks_ms, 95)) })),
+    inline_tick_max_ms: benchInlineTickMaxMs(),
     machine: machine(),
     notes:
       'Each trial is a fresh room patched once. swap_budget_ms = median tick + migration (1,000 entities) + 1 ms: the target for ' +

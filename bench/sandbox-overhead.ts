@@ -25,11 +25,12 @@
  */
 import { writeSync } from 'node:fs';
 import path from 'node:path';
+import { setInlineTickMaxMs } from '../server/sandbox/call-placement.ts';
 import { loadGame } from '../server/sandbox/games.ts';
 import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickCall } from '../server/sandbox/sandbox.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import { createInProcessSandbox, OutcomeHash, worldHash } from './in-process-sandbox.ts';
-import { parseArgs, percentile, round } from './lib.ts';
+import { benchInlineTickMaxMs, parseArgs, percentile, round } from './lib.ts';
 
 export interface OverheadTimes {
   mean: number;
@@ -51,6 +52,10 @@ export interface OverheadResult {
   ratio: { mean: number; p50: number; p99: number };
   /** Mean isolate wall time not spent on the isolate's CPU: the hand-off to its thread and back, ms. */
   isolate_wall_minus_cpu_ms: number;
+  /** INLINE_TICK_MAX_MS the isolates ran with (server/sandbox/call-placement.ts). */
+  inline_tick_max_ms: number;
+  /** Measured ticks of the `isolate` run that ran on the main thread (applySync) rather than on the isolate's. */
+  isolate_ticks_inline: number;
   /** The third run, when asked for: an isolate with a larger heap limit than the arena's. */
   large_heap: { memory_limit_mb: number; isolate_ms: OverheadTimes; isolate_cpu_ms: OverheadTimes; ratio: { mean: number; p50: number; p99: number } } | null;
   /** All runs produced the same changes every tick and hold the same world at the end. */
@@ -118,6 +123,7 @@ type Variant = 'isolate' | 'in_process' | 'isolate_large_heap';
  * instead of the arena's, to tell the isolate boundary from the heap limit's garbage collection.
  */
 export async function measureOverhead(players: number, ticks: number, warmup: number, largeHeapMb = 0): Promise<OverheadResult> {
+  setInlineTickMaxMs(benchInlineTickMaxMs());
   const game = await loadGame(ARENA_DIR);
   // A budget no tick meets on a busy machine: a tick the isolate interrupted (and rolled back)
   // would make the runs diverge. The timeout's own mechanism still runs on every call.
@@ -131,6 +137,7 @@ export async function measureOverhead(players: number, ticks: number, warmup: nu
   const wall = new Map(variants.map((v) => [v, [] as number[]]));
   const cpu = new Map(variants.map((v) => [v, [] as number[]]));
   const rejections = new Map(variants.map((v) => [v, 0]));
+  const inlineTicks = new Map(variants.map((v) => [v, 0]));
   const ids = Array.from({ length: players }, (_, i) => `p${String(i).padStart(5, '0')}`);
   const w = new MsgpackWriter(64 * 1024);
   const total = warmup + ticks;
@@ -146,6 +153,7 @@ export async function measureOverhead(players: number, ticks: number, warmup: nu
       hashes.get(which)!.add(out);
       rejections.set(which, rejections.get(which)! + out.rejections.length);
       if (tick > warmup) {
+        if (sandboxes.get(which)!.lastTickInline) inlineTicks.set(which, inlineTicks.get(which)! + 1);
         wall.get(which)!.push(ms);
         cpu.get(which)!.push(out.cpuMs);
       }
@@ -169,6 +177,8 @@ export async function measureOverhead(players: number, ticks: number, warmup: nu
     isolate_cpu_ms: isoCpu,
     ratio: { mean: round(iso.mean / inp.mean), p50: round(iso.p50 / inp.p50), p99: round(iso.p99 / inp.p99) },
     isolate_wall_minus_cpu_ms: round(iso.mean - isoCpu.mean),
+    inline_tick_max_ms: benchInlineTickMaxMs(),
+    isolate_ticks_inline: inlineTicks.get('isolate')!,
     large_heap: large && {
       memory_limit_mb: largeHeapMb,
       isolate_ms: large,

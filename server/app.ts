@@ -95,6 +95,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const metrics = new Metrics({
     rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, queueDepth: r.queue.size })),
     heaps: () => Promise.all(rooms.list().map(async (r) => ({ game: r.game, version: r.version, heapBytes: await r.heapUsed() }))),
+    ...(inlineTicksEnabled() ? { watchdogUp: () => MainThreadWatchdog.shared().running } : {}),
   });
   const feed = new DashboardFeed();
   // What the rooms' scripts log and throw, in Redis for `moonpatch logs` from any server.
@@ -184,7 +185,11 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     keysOf: (roomId) => ({ crashes: store.crashListKey(roomId), journal: store.keys(roomId).journal }),
     beaconFd: () => beacon.socketFd(),
   };
-  if (inlineTicksEnabled()) MainThreadWatchdog.shared().setTarget(crashTarget);
+  if (inlineTicksEnabled()) {
+    const watchdog = MainThreadWatchdog.shared();
+    watchdog.setTarget(crashTarget);
+    watchdog.onDown = (err) => log.error({ err }, 'the main-thread watchdog stopped: every tick is handed to its isolate\'s thread from now on');
+  }
   await rooms.resumeAll();
   rooms.startIdleSweep();
   nodes.start();

@@ -15,6 +15,8 @@ export interface TickCommittedEvent {
   scriptMs: number;
   /** CPU time the isolate spent on the tick, ms. */
   cpuMs: number;
+  /** Whether the script call ran on the main thread (sandbox/call-placement.ts) rather than the isolate's. */
+  inline: boolean;
   /** Wall time of the Redis commit, ms. */
   commitMs: number;
   /** Whole tick: drain, script, commit, publish, ms. */

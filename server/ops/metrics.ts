@@ -12,6 +12,8 @@ export interface MetricsSources {
   rooms(): { game: string; version: string; players: number; connected: number; queueDepth: number }[];
   /** Each room's isolate heap in use, bytes; asked of the isolates, so asynchronous. */
   heaps(): Promise<{ game: string; version: string; heapBytes: number }[]>;
+  /** Whether the main-thread watchdog is up, so that cheap ticks may run inline (sandbox/main-thread-watchdog.ts). */
+  watchdogUp?: () => boolean;
 }
 
 const TICK_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 1];
@@ -28,6 +30,7 @@ export class Metrics {
     const failed = new client.Counter({ name: 'moonpatch_ticks_failed_total', help: 'Ticks rolled back, by cause', labelNames: ['game', 'version', 'code'], registers: r });
     const events = new client.Counter({ name: 'moonpatch_events_total', help: 'Joins, inputs and leaves run in committed ticks', labelNames: ['game', 'version'], registers: r });
     const refused = new client.Counter({ name: 'moonpatch_events_refused_total', help: 'Events of committed ticks whose hook threw and was undone alone (a verification window compares this share before and after a patch)', labelNames: ['game', 'version'], registers: r });
+    const inline = new client.Counter({ name: 'moonpatch_ticks_inline_total', help: 'Committed ticks whose script call ran on the main thread (INLINE_TICK_MAX_MS) rather than on the isolate\'s thread', labelNames: ['game', 'version'], registers: r });
     const overruns = new client.Counter({ name: 'moonpatch_tick_overruns_total', help: 'Ticks that exceeded their CPU budget', labelNames: ['game', 'version'], registers: r });
     const patches = new client.Counter({ name: 'moonpatch_patch_events_total', help: 'Room lifecycle and patch events (patched, fenced, sandbox-rebuilt, ...)', labelNames: ['game', 'what'], registers: r });
     const bytes = new client.Counter({ name: 'moonpatch_broadcast_bytes_total', help: 'Bytes of snapshot and delta frames sent', labelNames: [], registers: r });
@@ -57,6 +60,17 @@ export class Metrics {
         for (const h of heaps) this.inc({ game: h.game, version: h.version }, h.heapBytes);
       },
     });
+    const watchdogUp = sources.watchdogUp;
+    if (watchdogUp) {
+      new client.Gauge({
+        name: 'moonpatch_main_thread_watchdog_up',
+        help: '1 while the watchdog thread that lets cheap ticks run on the main thread is up; 0: every tick is handed to its isolate\'s thread',
+        registers: r,
+        collect() {
+          this.set(watchdogUp() ? 1 : 0);
+        },
+      });
+    }
     gauge('moonpatch_input_queue_depth', 'Events waiting for the next tick', (x) => x.queueDepth);
 
     this.on(channels.tickCommitted, (e: TickCommittedEvent) => {
@@ -64,6 +78,7 @@ export class Metrics {
       script.observe({ game: e.game, version: e.version }, e.cpuMs / 1000);
       commit.observe({ game: e.game }, e.commitMs / 1000);
       if (e.events > 0) events.inc({ game: e.game, version: e.version }, e.events);
+      if (e.inline) inline.inc({ game: e.game, version: e.version });
       if (e.rejections > 0) refused.inc({ game: e.game, version: e.version }, e.rejections);
     });
     this.on(channels.tickFailed, (e: TickFailedEvent) => {

@@ -609,6 +609,8 @@ export class Room {
       tick,
       scriptMs: scriptDone - started,
       cpuMs: outcome.cpuMs,
+      // A swap tick runs on the new version's sandbox, never inline; otherwise the sandbox that ran this tick.
+      inline: swap === null && this.sandbox.lastTickInline,
       commitMs: commitDone - scriptDone,
       totalMs: done - started,
       records: outcome.sets.length + outcome.patches.length,

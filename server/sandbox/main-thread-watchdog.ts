@@ -87,6 +87,8 @@ export class MainThreadWatchdog {
   private seq = 0;
   private nextId = 1;
   private target: CrashTarget | null = null;
+  /** Told once if the watchdog thread fails or exits after it came up (the server logs it). */
+  onDown: ((cause: unknown) => void) | null = null;
 
   private constructor() {
     const shared = new SharedMemory(LAYOUT.int32s * 4 + LAYOUT.float64s * 8);
@@ -105,8 +107,13 @@ export class MainThreadWatchdog {
       worker.unref(); // never what keeps a process alive
       worker.on('online', () => (this.online = true));
       // A watchdog that is gone cannot cover inline calls: they go back to the isolate's thread.
-      worker.on('error', () => (this.online = false));
-      worker.on('exit', () => (this.online = false));
+      const down = (cause: unknown) => {
+        if (!this.online) return;
+        this.online = false;
+        this.onDown?.(cause);
+      };
+      worker.on('error', down);
+      worker.on('exit', (code) => down(new Error(`the watchdog thread exited with code ${code}`)));
     } catch {
       worker = null;
     }

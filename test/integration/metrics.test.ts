@@ -42,4 +42,20 @@ describe('/metrics', () => {
     expect(value(text, new RegExp(`moonpatch_isolate_heap_bytes\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThan(0);
     c.close();
   });
+
+  it('counts the ticks run on the main thread, and says the watchdog that allows them is up', async () => {
+    const roomId = 'metrics-inline-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'i' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    const inlineCount = async () => value(await scrape(), new RegExp(`moonpatch_ticks_inline_total\\{game="probe",version="${room.version}"\\} (\\d+)`));
+    // The probe's ticks are cheap: after a sandbox's first ticks they run inline.
+    await waitFor(async () => (await inlineCount()) > 0, 'a tick run inline');
+    const before = await inlineCount();
+    const tickBefore = room.tick;
+    await waitFor(() => room.tick > tickBefore + 3, 'more ticks');
+    expect(await inlineCount()).toBeGreaterThan(before);
+    expect(value(await scrape(), /moonpatch_main_thread_watchdog_up (\d+)/)).toBe(1);
+    c.close();
+  });
 });

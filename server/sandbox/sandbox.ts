@@ -295,9 +295,14 @@ export class GameSandbox {
     // A regular tick of a sandbox whose ticks are cheap runs on this thread (call-placement.ts),
     // while the watchdog that ends a process whose main thread V8 parked is up.
     const tickRef = this.fns.tick;
-    const watchdog = MainThreadWatchdog.shared();
+    const watchdog = inlineTicksEnabled() ? MainThreadWatchdog.shared() : null;
     const inline =
-      call.budgetMs === undefined && this.ticksRun > WARMUP_TICKS && watchdog.running && typeof tickRef.applySync === 'function' && this.placement.inline(wallBefore);
+      watchdog !== null &&
+      watchdog.running &&
+      call.budgetMs === undefined &&
+      this.ticksRun > WARMUP_TICKS &&
+      typeof tickRef.applySync === 'function' &&
+      this.placement.inline(wallBefore);
     this.lastTickInline = inline;
     const wallFactor = inline ? INLINE_WALL_LIMIT_FACTOR : WALL_LIMIT_FACTOR;
     const args = [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1];

@@ -11,14 +11,11 @@
  *   real attack in an inline tick. Exits 3 if every attempt was contained (MEMORY_LIMIT) instead.
  * Env: REDIS_URL, PREFIX, CRASH_FILE, ROOM_ID.
  */
-import path from 'node:path';
 import { Redis } from 'ioredis';
 import { CrashBeacon } from '../../server/ops/crash-beacon.ts';
-import { loadGame } from '../../server/sandbox/games.ts';
 import { MainThreadWatchdog } from '../../server/sandbox/main-thread-watchdog.ts';
-import { EVENT_INPUT, EVENT_JOIN, GameSandbox } from '../../server/sandbox/sandbox.ts';
-import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
 import { RoomStore } from '../../server/state/room-store.ts';
+import { fatalRoom } from './fatal-sandbox.ts';
 
 const env = (name: string) => {
   const v = process.env[name];
@@ -63,31 +60,14 @@ if (mode === 'hang') {
   process.stdout.write('survived\n');
   process.exit(0);
 } else if (mode === 'fatal') {
-  const game = await loadGame(path.join(import.meta.dirname, '..', 'fixtures', 'games', 'fatal'));
-  const sandbox = await GameSandbox.create(game.bundle, { memoryLimitMb: game.manifest.memoryLimitMb, cpuBudgetMs: game.manifest.cpuBudgetMs, roomId });
-  const w = new MsgpackWriter();
-  const events = (kind: number, seq: number, data: unknown) => {
-    w.reset();
-    w.arrayHeader(1);
-    w.arrayHeader(5);
-    w.uint(kind);
-    w.str('p1');
-    w.str('mallory');
-    w.uint(seq);
-    w.value(data);
-    return w.copyBytes();
-  };
-  const call = (tick: number, bytes: Uint8Array) => ({ events: bytes, seed: 1, tick, nowMs: 1_700_000_000_000 + tick * 50, dtSeconds: 0.05, runInit: tick === 1 });
-  let tick = 1;
-  await sandbox.tick(call(tick++, events(EVENT_JOIN, 0, null)));
-  let seq = 1;
-  while (!sandbox.lastTickInline) {
-    if (tick > 100) throw new Error('the sandbox never ran a tick inline');
-    await sandbox.tick(call(tick++, events(EVENT_INPUT, seq++, { op: 'add', n: 1 })));
+  const room = await fatalRoom(roomId);
+  for (let ticks = 0; !room.sandbox.lastTickInline; ticks++) {
+    if (ticks > 100) throw new Error('the sandbox never ran a tick inline');
+    await room.next({ op: 'add', n: 1 });
   }
   for (let i = 1; i <= 6; i++) {
-    const out = await sandbox.tick(call(tick++, events(EVENT_INPUT, seq++, { attack: 'fatal-oom-map' })));
-    process.stdout.write(`attempt ${i}: ${out.ok ? 'ok' : out.code} inline=${sandbox.lastTickInline}\n`);
+    const out = await room.next({ attack: 'fatal-oom-map' });
+    process.stdout.write(`attempt ${i}: ${out.ok ? 'ok' : out.code} inline=${room.sandbox.lastTickInline}\n`);
     if (out.ok === false && out.isolateDead) break;
   }
   process.exit(3);

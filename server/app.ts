@@ -95,7 +95,8 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const metrics = new Metrics({
     rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, queueDepth: r.queue.size })),
     heaps: () => Promise.all(rooms.list().map(async (r) => ({ game: r.game, version: r.version, heapBytes: await r.heapUsed() }))),
-    ...(inlineTicksEnabled() ? { watchdogUp: () => MainThreadWatchdog.shared().running } : {}),
+    // Never starts the watchdog itself: with inline ticks off there is none.
+    watchdogUp: () => inlineTicksEnabled() && MainThreadWatchdog.shared().running,
   });
   const feed = new DashboardFeed();
   // What the rooms' scripts log and throw, in Redis for `moonpatch logs` from any server.

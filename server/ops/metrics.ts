@@ -12,7 +12,7 @@ export interface MetricsSources {
   rooms(): { game: string; version: string; players: number; connected: number; queueDepth: number }[];
   /** Each room's isolate heap in use, bytes; asked of the isolates, so asynchronous. */
   heaps(): Promise<{ game: string; version: string; heapBytes: number }[]>;
-  /** Whether the main-thread watchdog is up, so that cheap ticks may run inline (sandbox/main-thread-watchdog.ts). */
+  /** Whether the main-thread watchdog is up, so that cheap ticks may run inline (sandbox/main-thread-watchdog.ts); absent: never. */
   watchdogUp?: () => boolean;
 }
 
@@ -60,17 +60,14 @@ export class Metrics {
         for (const h of heaps) this.inc({ game: h.game, version: h.version }, h.heapBytes);
       },
     });
-    const watchdogUp = sources.watchdogUp;
-    if (watchdogUp) {
-      new client.Gauge({
-        name: 'moonpatch_main_thread_watchdog_up',
-        help: '1 while the watchdog thread that lets cheap ticks run on the main thread is up; 0: every tick is handed to its isolate\'s thread',
-        registers: r,
-        collect() {
-          this.set(watchdogUp() ? 1 : 0);
-        },
-      });
-    }
+    new client.Gauge({
+      name: 'moonpatch_main_thread_watchdog_up',
+      help: '1 while the watchdog thread that lets cheap ticks run on the main thread is up; 0: every tick is handed to its isolate\'s thread (the watchdog is down, or INLINE_TICK_MAX_MS=0)',
+      registers: r,
+      collect() {
+        this.set(sources.watchdogUp?.() ? 1 : 0);
+      },
+    });
     gauge('moonpatch_input_queue_depth', 'Events waiting for the next tick', (x) => x.queueDepth);
 
     this.on(channels.tickCommitted, (e: TickCommittedEvent) => {

@@ -306,7 +306,8 @@ export class GameSandbox {
     this.lastTickInline = inline;
     const wallFactor = inline ? INLINE_WALL_LIMIT_FACTOR : WALL_LIMIT_FACTOR;
     const args = [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1];
-    const options = { arguments: { copy: true }, result: { copy: true }, timeout: budgetMs * wallFactor } as const;
+    // Whole ms: isolated-vm refuses any other timeout ("must be a 32-bit number"), before the call.
+    const options = { arguments: { copy: true }, result: { copy: true }, timeout: Math.ceil(budgetMs * wallFactor) } as const;
     let raw: Uint8Array;
     try {
       if (inline) {

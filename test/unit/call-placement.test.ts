@@ -103,6 +103,24 @@ describe('a real sandbox', () => {
     }
   });
 
+  it('runs ticks inline under an odd budget (whose wall limit is not a whole number of ms)', async () => {
+    // 25 ms x 1.5: isolated-vm refuses a fractional timeout before the call, which made every
+    // inline tick of such a game fail as a SCRIPT_ERROR.
+    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), { memoryLimitMb: 32, cpuBudgetMs: 25 });
+    try {
+      while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));
+      let last: Awaited<ReturnType<GameSandbox['tick']>> | null = null;
+      for (let t = 1; t <= 8; t++) {
+        last = await sb.tick({ events: t === 1 ? joinEvents() : events('add'), seed: 1, tick: t, nowMs: 0, dtSeconds: 0.05, runInit: t === 1 });
+        expect(last.ok, JSON.stringify(last.ok ? null : last.thrown)).toBe(true);
+      }
+      expect(sb.lastTickInline).toBe(true);
+      expect(countOf(last!)).toBe(7);
+    } finally {
+      sb.dispose();
+    }
+  });
+
   it('hands every tick over with INLINE_TICK_MAX_MS=0', async () => {
     setInlineTickMaxMs(0);
     const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), LIMITS);

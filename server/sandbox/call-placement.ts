@@ -16,8 +16,8 @@
  * quarter of the main thread), the rest going to the pool; never during a sandbox's first ticks
  * (they compile), never for a swap tick or a replay (they migrate or catch up, with budgets of
  * their own); and not for {@link INLINE_COOLDOWN_MS} after a tick that overran its budget
- * inline. An inline call's wall-clock limit is tighter than a pooled one's
- * (sandbox.ts: INLINE_WALL_LIMIT_FACTOR), since it holds everything else while it runs.
+ * inline. An inline call is on a leash ({@link inlineLeashMs}), since it holds everything else
+ * while it runs: one that takes longer is stopped, undone and run again on the isolate's thread.
  *
  * And only while the main-thread watchdog is up (main-thread-watchdog.ts): a script that makes
  * V8 fail catastrophically parks the thread it runs on, and when that is the main thread only
@@ -28,6 +28,8 @@
 export const INLINE_SHARE_MS_PER_S = 250;
 /** After a tick that overran inline, the sandbox's ticks go to the pool for this long, ms. */
 export const INLINE_COOLDOWN_MS = 30_000;
+/** The shortest leash an inline call gets (see inlineLeashMs), ms. */
+export const INLINE_LEASH_MIN_MS = 10;
 /** Weight of the newest tick in the running average. */
 const AVERAGE_WEIGHT = 0.2;
 
@@ -60,6 +62,17 @@ export class InlineShare {
 }
 
 const processShare = new InlineShare();
+
+/**
+ * How long an inline call may hold the main thread before it is stopped, undone and run again
+ * on the isolate's thread with its whole budget (sandbox.ts): five times what an inline tick
+ * averages at most, and at least {@link INLINE_LEASH_MIN_MS}. A tick that suddenly costs far more
+ * than its average (a burst of joins) then costs every other room at most this, and is not failed
+ * for a wall-clock limit tighter than the isolate's thread would have given it.
+ */
+export function inlineLeashMs(): number {
+  return Math.max(INLINE_LEASH_MIN_MS, Math.ceil(5 * inlineMaxMs));
+}
 
 /** Whether any tick may run inline (INLINE_TICK_MAX_MS above 0). */
 export function inlineTicksEnabled(): boolean {

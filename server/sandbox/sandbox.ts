@@ -14,7 +14,7 @@ import { DEFAULT_ISOLATE_SEMI_SPACE_MB } from '../config/config.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
 import { isFoldablePatch, pairsOf } from '../state/record-patch.ts';
 import type { GameBundle } from './bundler.ts';
-import { CallPlacement, inlineTicksEnabled } from './call-placement.ts';
+import { CallPlacement, inlineLeashMs, inlineTicksEnabled } from './call-placement.ts';
 import { MainThreadWatchdog } from './main-thread-watchdog.ts';
 import { StackMapper } from './source-map.ts';
 
@@ -131,12 +131,6 @@ const resultUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int6
  * CPU than its budget is undone and fails as an overrun all the same.
  */
 const WALL_LIMIT_FACTOR = 3;
-/**
- * The same for a tick run on the main thread (call-placement.ts): tighter, since it holds the
- * event loop, and every other room, while it runs. Its wall time is its CPU time unless the
- * machine takes the core away.
- */
-const INLINE_WALL_LIMIT_FACTOR = 1.5;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
@@ -284,48 +278,74 @@ export class GameSandbox {
    */
   async tick(call: TickCall): Promise<TickOutcome> {
     this.lastTick = call.tick;
-    const cpuBefore = this.isolate.cpuTime;
-    const wallBefore = performance.now();
+    let cpuBefore = this.isolate.cpuTime;
+    let wallBefore = performance.now();
     const normal = call.budgetMs ?? this.limits.cpuBudgetMs;
     let budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(normal, WARMUP_BUDGET_MS) : normal;
     if (this.graceTicks > 0) {
       this.graceTicks--;
       budgetMs = Math.max(budgetMs, this.graceBudgetMs);
     }
+    // Whole ms: isolated-vm refuses any other timeout ("must be a 32-bit number"), before the call.
+    const wallLimitMs = Math.ceil(budgetMs * WALL_LIMIT_FACTOR);
+    const tickRef = this.fns.tick;
+    const args = [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1];
     // A regular tick of a sandbox whose ticks are cheap runs on this thread (call-placement.ts),
     // while the watchdog that ends a process whose main thread V8 parked is up.
-    const tickRef = this.fns.tick;
     const watchdog = inlineTicksEnabled() ? MainThreadWatchdog.shared() : null;
-    const inline =
+    let inline =
       watchdog !== null &&
       watchdog.running &&
       call.budgetMs === undefined &&
       this.ticksRun > WARMUP_TICKS &&
       typeof tickRef.applySync === 'function' &&
       this.placement.inline(wallBefore);
-    this.lastTickInline = inline;
-    const wallFactor = inline ? INLINE_WALL_LIMIT_FACTOR : WALL_LIMIT_FACTOR;
-    const args = [call.events, call.seed, call.tick, call.nowMs, call.dtSeconds, call.runInit, call.migrateFrom ?? -1, call.downgradeTo ?? -1];
-    // Whole ms: isolated-vm refuses any other timeout ("must be a 32-bit number"), before the call.
-    const options = { arguments: { copy: true }, result: { copy: true }, timeout: Math.ceil(budgetMs * wallFactor) } as const;
-    let raw: Uint8Array;
-    try {
-      if (inline) {
+    let raw: Uint8Array | null = null;
+    if (inline && watchdog) {
+      // On a leash: it holds every other room while it runs.
+      const leashMs = Math.min(wallLimitMs, inlineLeashMs());
+      try {
         this.watchId ||= watchdog.register({ roomId: this.limits.roomId ?? '', game: this.bundle.name, version: this.bundle.version });
-        watchdog.begin(this.watchId, call.tick, options.timeout);
+        watchdog.begin(this.watchId, call.tick, leashMs);
         try {
-          raw = tickRef.applySync(undefined, args, options) as Uint8Array;
+          raw = tickRef.applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: leashMs }) as Uint8Array;
         } finally {
           watchdog.end();
         }
-      } else {
-        raw = (await tickRef.apply(undefined, args, options)) as Uint8Array;
+      } catch (cause) {
+        const cpuMs = this.cpuSince(cpuBefore);
+        const leashed = leashMs < wallLimitMs && !this.isolate.isDisposed && performance.now() - wallBefore >= leashMs * 0.9 && cpuMs < budgetMs;
+        if (!leashed) {
+          // The tick's own outcome (it threw, or used up its budget), as on the isolate's thread.
+          const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
+          this.placement.ran(failed.cpuMs, true);
+          if (failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
+          this.lastTickInline = true;
+          return failed;
+        }
+        this.placement.overran(performance.now());
+        // Stopped by the leash with budget to spare: not the tick's failure. Undo what it wrote
+        // and run the same call again on the isolate's thread with its whole budget; a tick is
+        // a function of its call and the world, so it does what it would have done here.
+        try {
+          await this.rollback();
+        } catch (e) {
+          return { ok: false, code: this.isolate.isDisposed ? 'MEMORY_LIMIT' : 'ENGINE_ERROR', thrown: null, rejections: [], logs: [], cpuMs, isolateDead: true, cause: e };
+        }
+        inline = false;
+        cpuBefore = this.isolate.cpuTime;
+        wallBefore = performance.now();
       }
-    } catch (cause) {
-      const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallFactor);
-      this.placement.ran(failed.cpuMs, inline);
-      if (inline && failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
-      return failed;
+    }
+    this.lastTickInline = inline;
+    if (raw === null) {
+      try {
+        raw = (await tickRef.apply(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: wallLimitMs })) as Uint8Array;
+      } catch (cause) {
+        const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
+        this.placement.ran(failed.cpuMs, false);
+        return failed;
+      }
     }
     const cpuMs = this.cpuSince(cpuBefore);
     this.placement.ran(cpuMs, inline);
@@ -415,7 +435,7 @@ export class GameSandbox {
    * hooks returned (a promise callback; V8 runs those before the call completes). Classified
    * by state, not by message text: a dead isolate is disposed; an overrun has used its budget.
    */
-  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number, budgetMs: number, wallFactor: number): Promise<TickOutcome> {
+  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number, budgetMs: number, wallLimitMs: number): Promise<TickOutcome> {
     const base = { rejections: [], logs: [], cause };
     if (this.isolate.isDisposed) {
       return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
@@ -423,7 +443,7 @@ export class GameSandbox {
     const cpuMs = this.cpuSince(cpuBefore);
     const wallMs = performance.now() - wallBefore;
     // Stopped by the wall-clock hard limit, or threw after using up its CPU budget anyway.
-    const overran = wallMs >= budgetMs * wallFactor * 0.9 || cpuMs >= budgetMs;
+    const overran = wallMs >= wallLimitMs * 0.9 || cpuMs >= budgetMs;
     const code: FailureCode = overran ? 'CPU_BUDGET_EXCEEDED' : 'SCRIPT_ERROR';
     const thrown = overran ? null : this.mapThrown(thrownFromHost(cause));
     // The interrupted tick may have written part of its changes: undo them.

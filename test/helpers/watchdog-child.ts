@@ -8,11 +8,12 @@
  *   wall time has passed (the test stops the whole process meanwhile, past the call's
  *   deadline, then lets it go on), returns, and exits 0 after the watchdog has looked again;
  * - `fatal`: runs the `fatal` fixture game's sandbox until its ticks run inline, then sends the
- *   real attack in an inline tick. Exits 3 if every attempt was contained (MEMORY_LIMIT) instead.
+ *   real attack in an inline tick (on a leash long enough for it). Exits 3 if every attempt was contained (MEMORY_LIMIT) instead.
  * Env: REDIS_URL, PREFIX, CRASH_FILE, ROOM_ID.
  */
 import { Redis } from 'ioredis';
 import { CrashBeacon } from '../../server/ops/crash-beacon.ts';
+import { setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
 import { MainThreadWatchdog } from '../../server/sandbox/main-thread-watchdog.ts';
 import { RoomStore } from '../../server/state/room-store.ts';
 import { fatalRoom } from './fatal-sandbox.ts';
@@ -60,6 +61,10 @@ if (mode === 'hang') {
   process.stdout.write('survived\n');
   process.exit(0);
 } else if (mode === 'fatal') {
+  // A leash long enough for the attack to fill the heap inline (it takes ~200 ms); with the
+  // default one the inline attempt is stopped at 10 ms and the attack aborts on the isolate's
+  // thread instead, through isolated-vm's callback.
+  setInlineTickMaxMs(400);
   const room = await fatalRoom(roomId);
   for (let ticks = 0; !room.sandbox.lastTickInline; ticks++) {
     if (ticks > 100) throw new Error('the sandbox never ran a tick inline');

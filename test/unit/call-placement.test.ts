@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Unpackr } from 'msgpackr';
-import { CallPlacement, INLINE_COOLDOWN_MS, InlineShare, setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
+import { CallPlacement, INLINE_COOLDOWN_MS, INLINE_LEASH_MIN_MS, InlineShare, setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
 import { bundleGame } from '../../server/sandbox/bundler.ts';
 import { MainThreadWatchdog } from '../../server/sandbox/main-thread-watchdog.ts';
 import { EVENT_INPUT, EVENT_JOIN, GameSandbox } from '../../server/sandbox/sandbox.ts';
@@ -59,7 +59,13 @@ describe('a real sandbox', () => {
   const source = `
     export function init(world: any) { world.counts = { p: 0 }; }
     export function join(world: any, p: any) {}
-    export function input(world: any, p: any, msg: any) { if (msg === 'spin') for (;;) {} world.counts.p += 1; }
+    export function input(world: any, p: any, msg: any) {
+      if (msg === 'spin') for (;;) {}
+      let x = 0;
+      // A slow input: far longer than an inline call's leash, far shorter than a 2 s budget.
+      if (msg === 'slow') for (let i = 0; i < 3e8; i++) x = (x + i) | 0;
+      world.counts.p += 1 + (x & 0);
+    }
     export function tick(world: any) {}
   `;
   const events = (...inputs: unknown[]) => {
@@ -80,7 +86,7 @@ describe('a real sandbox', () => {
     return w.bytes().slice();
   };
 
-  it('runs cheap ticks inline; one that spins there is stopped, undone, and the next ones go to the pool', async () => {
+  it('runs cheap ticks inline; one that spins there is stopped by its leash, undone, fails on the pool, and the next ones go to the pool', async () => {
     const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), LIMITS);
     try {
       // Inline calls wait for the main-thread watchdog's thread to be up.
@@ -92,7 +98,7 @@ describe('a real sandbox', () => {
       expect(sb.lastTickInline).toBe(true);
       const spun = await run(events('add', 'spin'));
       expect(spun).toMatchObject({ ok: false, code: 'CPU_BUDGET_EXCEEDED', isolateDead: false });
-      expect(sb.lastTickInline).toBe(true);
+      expect(sb.lastTickInline).toBe(false); // run again on the isolate's thread, where it used up its budget
       const after = await run(events('add'));
       expect(after.ok).toBe(true);
       expect(sb.lastTickInline).toBe(false); // cooling down on the pool
@@ -103,9 +109,32 @@ describe('a real sandbox', () => {
     }
   });
 
-  it('runs ticks inline under an odd budget (whose wall limit is not a whole number of ms)', async () => {
-    // 25 ms x 1.5: isolated-vm refuses a fractional timeout before the call, which made every
-    // inline tick of such a game fail as a SCRIPT_ERROR.
+  it('a tick slower than the leash but within its budget is stopped inline, undone, and commits once on the pool', async () => {
+    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), { memoryLimitMb: 32, cpuBudgetMs: 2000 });
+    try {
+      while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));
+      let tick = 1;
+      const run = (ev: Uint8Array) => sb.tick({ events: ev, seed: 1, tick: tick++, nowMs: 0, dtSeconds: 0.05, runInit: tick === 2 });
+      expect((await run(joinEvents())).ok).toBe(true);
+      for (let i = 0; i < 5; i++) expect((await run(events('add'))).ok).toBe(true);
+      expect(sb.lastTickInline).toBe(true);
+      const slow = await run(events('slow'));
+      expect(slow.ok, JSON.stringify(slow.ok ? null : slow.code)).toBe(true);
+      expect(sb.lastTickInline).toBe(false);
+      // Counted once: the attempt the leash stopped was undone before the second run.
+      expect(countOf(slow)).toBe(6);
+      expect(slow.cpuMs).toBeGreaterThan(INLINE_LEASH_MIN_MS); // it did need more than the leash
+      expect((await run(events('add'))).ok).toBe(true);
+      expect(sb.lastTickInline).toBe(false); // cooling down on the pool
+    } finally {
+      sb.dispose();
+    }
+  });
+
+  it('runs ticks inline under an odd budget', async () => {
+    // An inline tick's wall limit was 1.5x its budget, and isolated-vm refuses a timeout that is
+    // not a whole number of ms before the call: every inline tick of such a game failed as a
+    // SCRIPT_ERROR. Timeouts are whole ms now, whatever the factors.
     const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), { memoryLimitMb: 32, cpuBudgetMs: 25 });
     try {
       while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));

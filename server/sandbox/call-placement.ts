@@ -30,6 +30,12 @@ export const INLINE_SHARE_MS_PER_S = 250;
 export const INLINE_COOLDOWN_MS = 30_000;
 /** The shortest leash an inline call gets (see inlineLeashMs), ms. */
 export const INLINE_LEASH_MIN_MS = 10;
+/**
+ * A tick whose events are more than BURST_FACTOR times the room's average size plus
+ * BURST_SLACK_BYTES (about 50 small inputs) is handed over without trying it inline.
+ */
+export const BURST_FACTOR = 4;
+export const BURST_SLACK_BYTES = 2048;
 /** Weight of the newest tick in the running average. */
 const AVERAGE_WEIGHT = 0.2;
 
@@ -82,18 +88,36 @@ export function inlineTicksEnabled(): boolean {
 /** One sandbox's placement: its average tick cost and its cool-down. */
 export class CallPlacement {
   private averageCpuMs = Infinity;
+  private averageEventBytes = 0;
   private pooledUntil = 0;
 
   constructor(private readonly share: InlineShare = processShare) {}
 
-  /** Whether the next tick should run on the main thread. */
-  inline(now: number): boolean {
-    return inlineMaxMs > 0 && this.averageCpuMs < inlineMaxMs && now >= this.pooledUntil && this.share.fits(this.averageCpuMs, now);
+  /**
+   * Whether the next tick should run on the main thread. `eventBytes`, the size of its events:
+   * a tick carrying far more than the room's ticks do on average (a burst of joins, a flood of
+   * inputs) will likely cost far more too, so it goes to the pool instead of spending its leash
+   * here first (sandbox.ts).
+   */
+  inline(now: number, eventBytes = 0): boolean {
+    return (
+      inlineMaxMs > 0 &&
+      this.averageCpuMs < inlineMaxMs &&
+      eventBytes <= BURST_FACTOR * this.averageEventBytes + BURST_SLACK_BYTES &&
+      now >= this.pooledUntil &&
+      this.share.fits(this.averageCpuMs, now)
+    );
   }
 
-  /** A tick ran (either way) and took `cpuMs` of isolate CPU. */
-  ran(cpuMs: number, wasInline: boolean): void {
-    this.averageCpuMs = this.averageCpuMs === Infinity ? cpuMs : this.averageCpuMs + AVERAGE_WEIGHT * (cpuMs - this.averageCpuMs);
+  /** A tick ran (either way) and took `cpuMs` of isolate CPU, with `eventBytes` of events. */
+  ran(cpuMs: number, wasInline: boolean, eventBytes = 0): void {
+    if (this.averageCpuMs === Infinity) {
+      this.averageCpuMs = cpuMs;
+      this.averageEventBytes = eventBytes;
+    } else {
+      this.averageCpuMs += AVERAGE_WEIGHT * (cpuMs - this.averageCpuMs);
+      this.averageEventBytes += AVERAGE_WEIGHT * (eventBytes - this.averageEventBytes);
+    }
     if (wasInline) this.share.spend(cpuMs);
   }
 

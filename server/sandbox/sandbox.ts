@@ -299,7 +299,7 @@ export class GameSandbox {
       call.budgetMs === undefined &&
       this.ticksRun > WARMUP_TICKS &&
       typeof tickRef.applySync === 'function' &&
-      this.placement.inline(wallBefore);
+      this.placement.inline(wallBefore, call.events.byteLength);
     let raw: Uint8Array | null = null;
     if (inline && watchdog) {
       // On a leash: it holds every other room while it runs.
@@ -318,7 +318,7 @@ export class GameSandbox {
         if (!leashed) {
           // The tick's own outcome (it threw, or used up its budget), as on the isolate's thread.
           const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
-          this.placement.ran(failed.cpuMs, true);
+          this.placement.ran(failed.cpuMs, true, call.events.byteLength);
           if (failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
           this.lastTickInline = true;
           return failed;
@@ -343,12 +343,12 @@ export class GameSandbox {
         raw = (await tickRef.apply(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: wallLimitMs })) as Uint8Array;
       } catch (cause) {
         const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
-        this.placement.ran(failed.cpuMs, false);
+        this.placement.ran(failed.cpuMs, false, call.events.byteLength);
         return failed;
       }
     }
     const cpuMs = this.cpuSince(cpuBefore);
-    this.placement.ran(cpuMs, inline);
+    this.placement.ran(cpuMs, inline, call.events.byteLength);
     let result: TickResult;
     try {
       result = checkResult(resultUnpackr.unpack(raw));

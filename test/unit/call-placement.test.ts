@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Unpackr } from 'msgpackr';
-import { CallPlacement, INLINE_COOLDOWN_MS, INLINE_LEASH_MIN_MS, InlineShare, setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
+import { BURST_FACTOR, BURST_SLACK_BYTES, CallPlacement, INLINE_COOLDOWN_MS, INLINE_LEASH_MIN_MS, InlineShare, setInlineTickMaxMs } from '../../server/sandbox/call-placement.ts';
 import { bundleGame } from '../../server/sandbox/bundler.ts';
 import { MainThreadWatchdog } from '../../server/sandbox/main-thread-watchdog.ts';
 import { EVENT_INPUT, EVENT_JOIN, GameSandbox } from '../../server/sandbox/sandbox.ts';
@@ -44,6 +44,19 @@ describe('CallPlacement', () => {
     p.overran(100);
     expect(p.inline(100 + INLINE_COOLDOWN_MS - 1)).toBe(false);
     expect(p.inline(100 + INLINE_COOLDOWN_MS)).toBe(true);
+  });
+
+  it('hands over a tick whose events are far bigger than the room\'s usual ones (a burst of joins)', () => {
+    const p = new CallPlacement(new InlineShare(1000));
+    for (let i = 0; i < 30; i++) p.ran(0.4, false, 1000); // ~1 KB of events a tick
+    expect(p.inline(0, 1000)).toBe(true);
+    expect(p.inline(0, BURST_FACTOR * 1000 + BURST_SLACK_BYTES)).toBe(true);
+    expect(p.inline(0, BURST_FACTOR * 1000 + BURST_SLACK_BYTES + 1)).toBe(false);
+    // An empty room's ticks: a few joins are within the slack.
+    const idle = new CallPlacement(new InlineShare(1000));
+    for (let i = 0; i < 30; i++) idle.ran(0.1, false, 1);
+    expect(idle.inline(0, 300)).toBe(true);
+    expect(idle.inline(0, 50_000)).toBe(false);
   });
 
   it('is off with INLINE_TICK_MAX_MS=0', () => {

@@ -157,8 +157,10 @@ export interface ServerConfig {
   isolateSemiSpaceMb: number;
   /**
    * A room whose ticks take under this many ms of isolate CPU on average runs them on the main
-   * thread instead of handing each to the isolate's thread (server/sandbox/call-placement.ts);
-   * 0 always hands them over. Env INLINE_TICK_MAX_MS. @default 2
+   * thread instead of handing each to the isolate's thread (server/sandbox/call-placement.ts),
+   * each on a leash of 5x this (at least 10 ms), under the main-thread watchdog
+   * (server/sandbox/main-thread-watchdog.ts); 0 always hands them over. Env INLINE_TICK_MAX_MS.
+   * @default 2
    */
   inlineTickMaxMs: number;
   /**

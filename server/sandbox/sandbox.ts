@@ -326,7 +326,8 @@ export class GameSandbox {
         this.placement.overran(performance.now());
         // Stopped by the leash with budget to spare: not the tick's failure. Undo what it wrote
         // and run the same call again on the isolate's thread with its whole budget; a tick is
-        // a function of its call and the world, so it does what it would have done here.
+        // a function of its call and the world, so it does what it would have done here. (Its
+        // outcome's cpuMs is the second run's.)
         try {
           await this.rollback();
         } catch (e) {

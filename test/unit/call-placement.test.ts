@@ -99,8 +99,12 @@ describe('a real sandbox', () => {
     return w.bytes().slice();
   };
 
-  it('runs cheap ticks inline; one that spins there is stopped by its leash, undone, fails on the pool, and the next ones go to the pool', async () => {
-    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), LIMITS);
+  /**
+   * A sandbox of `source` with the given CPU budget, seated and past its first ticks, running
+   * inline; `run` ticks it with the given events. Disposed after `body`.
+   */
+  async function withInlineSandbox(cpuBudgetMs: number, body: (sb: GameSandbox, run: (ev: Uint8Array) => ReturnType<GameSandbox['tick']>) => Promise<void>) {
+    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), { memoryLimitMb: 32, cpuBudgetMs });
     try {
       // Inline calls wait for the main-thread watchdog's thread to be up.
       while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));
@@ -109,6 +113,14 @@ describe('a real sandbox', () => {
       expect((await run(joinEvents())).ok).toBe(true);
       for (let i = 0; i < 5; i++) expect((await run(events('add'))).ok).toBe(true);
       expect(sb.lastTickInline).toBe(true);
+      await body(sb, run);
+    } finally {
+      sb.dispose();
+    }
+  }
+
+  it('runs cheap ticks inline; one that spins there is stopped by its leash, undone, fails on the pool, and the next ones go to the pool', async () => {
+    await withInlineSandbox(LIMITS.cpuBudgetMs, async (sb, run) => {
       const spun = await run(events('add', 'spin'));
       expect(spun).toMatchObject({ ok: false, code: 'CPU_BUDGET_EXCEEDED', isolateDead: false });
       expect(sb.lastTickInline).toBe(false); // run again on the isolate's thread, where it used up its budget
@@ -117,20 +129,11 @@ describe('a real sandbox', () => {
       expect(sb.lastTickInline).toBe(false); // cooling down on the pool
       // The spinning tick left nothing: its add is not counted.
       expect(countOf(after)).toBe(6);
-    } finally {
-      sb.dispose();
-    }
+    });
   });
 
   it('a tick slower than the leash but within its budget is stopped inline, undone, and commits once on the pool', async () => {
-    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), { memoryLimitMb: 32, cpuBudgetMs: 2000 });
-    try {
-      while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));
-      let tick = 1;
-      const run = (ev: Uint8Array) => sb.tick({ events: ev, seed: 1, tick: tick++, nowMs: 0, dtSeconds: 0.05, runInit: tick === 2 });
-      expect((await run(joinEvents())).ok).toBe(true);
-      for (let i = 0; i < 5; i++) expect((await run(events('add'))).ok).toBe(true);
-      expect(sb.lastTickInline).toBe(true);
+    await withInlineSandbox(2000, async (sb, run) => {
       const slow = await run(events('slow'));
       expect(slow.ok, JSON.stringify(slow.ok ? null : slow.code)).toBe(true);
       expect(sb.lastTickInline).toBe(false);
@@ -139,28 +142,19 @@ describe('a real sandbox', () => {
       expect(slow.cpuMs).toBeGreaterThan(INLINE_LEASH_MIN_MS); // it did need more than the leash
       expect((await run(events('add'))).ok).toBe(true);
       expect(sb.lastTickInline).toBe(false); // cooling down on the pool
-    } finally {
-      sb.dispose();
-    }
+    });
   });
 
   it('runs ticks inline under an odd budget', async () => {
     // An inline tick's wall limit was 1.5x its budget, and isolated-vm refuses a timeout that is
     // not a whole number of ms before the call: every inline tick of such a game failed as a
-    // SCRIPT_ERROR. Timeouts are whole ms now, whatever the factors.
-    const sb = await GameSandbox.create(await bundleGame({ name: 't', entry: 'main.ts', files: new Map([['main.ts', source]]) }), { memoryLimitMb: 32, cpuBudgetMs: 25 });
-    try {
-      while (!MainThreadWatchdog.shared().running) await new Promise((r) => setTimeout(r, 5));
-      let last: Awaited<ReturnType<GameSandbox['tick']>> | null = null;
-      for (let t = 1; t <= 8; t++) {
-        last = await sb.tick({ events: t === 1 ? joinEvents() : events('add'), seed: 1, tick: t, nowMs: 0, dtSeconds: 0.05, runInit: t === 1 });
-        expect(last.ok, JSON.stringify(last.ok ? null : last.thrown)).toBe(true);
-      }
+    // SCRIPT_ERROR (withInlineSandbox's own ticks fail then). Timeouts are whole ms now.
+    await withInlineSandbox(25, async (sb, run) => {
+      const last = await run(events('add'));
+      expect(last.ok).toBe(true);
       expect(sb.lastTickInline).toBe(true);
-      expect(countOf(last!)).toBe(7);
-    } finally {
-      sb.dispose();
-    }
+      expect(countOf(last)).toBe(6);
+    });
   });
 
   it('hands every tick over with INLINE_TICK_MAX_MS=0', async () => {

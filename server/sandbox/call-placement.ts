@@ -7,7 +7,7 @@
  * (docs/performance.md), and far more when they are busy, since the isolate's thread then waits
  * for a core: in the capacity benchmark at 1,000 players in rooms of 50, on a busy machine,
  * the script call's p99 was 52 ms on the pool against 3-4 ms on the main thread, and the server
- * used 10% less CPU (docs/performance.md, "Tick calls on the main thread").
+ * used 10% less CPU (docs/performance.md, "Tick calls on the main thread, under a watchdog").
  *
  * On the main thread a script holds the event loop while it runs, and scripts no longer run
  * beside it on the second core. So a sandbox runs its ticks there only while they are cheap:

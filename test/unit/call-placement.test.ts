@@ -71,7 +71,7 @@ describe('a real sandbox', () => {
   const LIMITS = { memoryLimitMb: 32, cpuBudgetMs: 50 };
   const source = `
     export function init(world: any) { world.counts = { p: 0 }; }
-    export function join(world: any, p: any) {}
+    export function join(world: any, p: any) { world.counts.j = (world.counts.j ?? 0) + 1; }
     export function input(world: any, p: any, msg: any) {
       if (msg === 'spin') for (;;) {}
       let x = 0;
@@ -87,10 +87,10 @@ describe('a real sandbox', () => {
     return w.bytes().slice();
   };
   const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
-  /** counts.p as a successful tick left it (a set, or a field patch of the record). */
-  const countOf = (out: Awaited<ReturnType<GameSandbox['tick']>>) => {
+  /** counts.p (or another counter) as a successful tick left it (a set, or a field patch of the record). */
+  const countOf = (out: Awaited<ReturnType<GameSandbox['tick']>>, key = 'counts/p') => {
     if (!out.ok) return null;
-    const set = out.sets.find(([k]) => k === 'counts/p');
+    const set = out.sets.find(([k]) => k === key);
     return set ? (unpackr.unpack(set[1]) as number) : null;
   };
   const joinEvents = () => {
@@ -134,11 +134,18 @@ describe('a real sandbox', () => {
 
   it('a tick slower than the leash but within its budget is stopped inline, undone, and commits once on the pool', async () => {
     await withInlineSandbox(2000, async (sb, run) => {
-      const slow = await run(events('slow'));
+      // A second player joins in the same tick: seated once, not once per run.
+      const w = new MsgpackWriter();
+      w.value([
+        [EVENT_JOIN, 'p2', 'bob', 0, null],
+        [EVENT_INPUT, 'p1', '', 1, 'slow'],
+      ]);
+      const slow = await run(w.bytes().slice());
       expect(slow.ok, JSON.stringify(slow.ok ? null : slow.code)).toBe(true);
       expect(sb.lastTickInline).toBe(false);
       // Counted once: the attempt the leash stopped was undone before the second run.
       expect(countOf(slow)).toBe(6);
+      expect(countOf(slow, 'counts/j')).toBe(2);
       expect(slow.cpuMs).toBeGreaterThan(INLINE_LEASH_MIN_MS); // it did need more than the leash
       expect((await run(events('add'))).ok).toBe(true);
       expect(sb.lastTickInline).toBe(false); // cooling down on the pool

@@ -293,47 +293,22 @@ export class GameSandbox {
     // A regular tick of a sandbox whose ticks are cheap runs on this thread (call-placement.ts),
     // while the watchdog that ends a process whose main thread V8 parked is up.
     const watchdog = inlineTicksEnabled() ? MainThreadWatchdog.shared() : null;
-    let inline =
-      watchdog !== null &&
-      watchdog.running &&
+    let inline = false;
+    let raw: Uint8Array | null = null;
+    if (
+      watchdog?.running &&
       call.budgetMs === undefined &&
       this.ticksRun > WARMUP_TICKS &&
       typeof tickRef.applySync === 'function' &&
-      this.placement.inline(wallBefore, call.events.byteLength);
-    let raw: Uint8Array | null = null;
-    if (inline && watchdog) {
-      // On a leash: it holds every other room while it runs.
-      const leashMs = Math.min(wallLimitMs, inlineLeashMs());
-      try {
-        this.watchId ||= watchdog.register({ roomId: this.limits.roomId ?? '', game: this.bundle.name, version: this.bundle.version });
-        watchdog.begin(this.watchId, call.tick, leashMs);
-        try {
-          raw = tickRef.applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: leashMs }) as Uint8Array;
-        } finally {
-          watchdog.end();
-        }
-      } catch (cause) {
-        const cpuMs = this.cpuSince(cpuBefore);
-        const leashed = leashMs < wallLimitMs && !this.isolate.isDisposed && performance.now() - wallBefore >= leashMs * 0.9 && cpuMs < budgetMs;
-        if (!leashed) {
-          // The tick's own outcome (it threw, or used up its budget), as on the isolate's thread.
-          const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
-          this.placement.ran(failed.cpuMs, true, call.events.byteLength);
-          if (failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
-          this.lastTickInline = true;
-          return failed;
-        }
-        this.placement.overran(performance.now());
-        // Stopped by the leash with budget to spare: not the tick's failure. Undo what it wrote
-        // and run the same call again on the isolate's thread with its whole budget; a tick is
-        // a function of its call and the world, so it does what it would have done here. (Its
-        // outcome's cpuMs is the second run's.)
-        try {
-          await this.rollback();
-        } catch (e) {
-          return { ok: false, code: this.isolate.isDisposed ? 'MEMORY_LIMIT' : 'ENGINE_ERROR', thrown: null, rejections: [], logs: [], cpuMs, isolateDead: true, cause: e };
-        }
-        inline = false;
+      this.placement.inline(wallBefore, call.events.byteLength)
+    ) {
+      const inlined = await this.callInline(watchdog, call, args, budgetMs, wallLimitMs, cpuBefore, wallBefore);
+      if (inlined !== null && !ArrayBuffer.isView(inlined)) return inlined; // the tick's own failure
+      if (inlined !== null) {
+        raw = inlined;
+        inline = true;
+      } else {
+        // Stopped by the leash and undone: the isolate's thread runs it, on a budget of its own.
         cpuBefore = this.isolate.cpuTime;
         wallBefore = performance.now();
       }
@@ -427,6 +402,53 @@ export class GameSandbox {
   private cpuSince(before: bigint): number {
     if (this.isolate.isDisposed) return 0;
     return Number(this.isolate.cpuTime - before) / 1e6;
+  }
+
+  /**
+   * The tick call on this thread, on a leash (call-placement.ts: inlineLeashMs), the watchdog
+   * told which call it is in. Returns the result; or the tick's own failure (it threw, or used
+   * up its budget), as the isolate's thread would have had it; or null when the leash stopped
+   * it with budget to spare: not the tick's failure, so what it wrote is undone and the caller
+   * runs the same call again on the isolate's thread with its whole budget. A tick is a function
+   * of its call and the world, so it does there what it would have done here (the outcome's
+   * cpuMs is then the second run's).
+   */
+  private async callInline(
+    watchdog: MainThreadWatchdog,
+    call: TickCall,
+    args: unknown[],
+    budgetMs: number,
+    wallLimitMs: number,
+    cpuBefore: bigint,
+    wallBefore: number,
+  ): Promise<Uint8Array | TickOutcome | null> {
+    const leashMs = Math.min(wallLimitMs, inlineLeashMs());
+    try {
+      this.watchId ||= watchdog.register({ roomId: this.limits.roomId ?? '', game: this.bundle.name, version: this.bundle.version });
+      watchdog.begin(this.watchId, call.tick, leashMs);
+      try {
+        return this.fns.tick.applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: leashMs }) as Uint8Array;
+      } finally {
+        watchdog.end();
+      }
+    } catch (cause) {
+      const cpuMs = this.cpuSince(cpuBefore);
+      const leashed = leashMs < wallLimitMs && !this.isolate.isDisposed && performance.now() - wallBefore >= leashMs * 0.9 && cpuMs < budgetMs;
+      if (!leashed) {
+        const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
+        this.placement.ran(failed.cpuMs, true, call.events.byteLength);
+        if (failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
+        this.lastTickInline = true;
+        return failed;
+      }
+      this.placement.overran(performance.now());
+      try {
+        await this.rollback();
+      } catch (e) {
+        return { ok: false, code: this.isolate.isDisposed ? 'MEMORY_LIMIT' : 'ENGINE_ERROR', thrown: null, rejections: [], logs: [], cpuMs, isolateDead: true, cause: e };
+      }
+      return null;
+    }
   }
 
   /**

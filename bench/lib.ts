@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { DEFAULTS } from '../server/config/config.ts';
+import { configFromEnv } from '../server/config/config.ts';
 import { startPrivateRedis, type PrivateRedis } from '../server/state/redis-launcher.ts';
 
 export const RESULTS_DIR = path.join(import.meta.dirname, 'results');
@@ -71,11 +71,8 @@ export function speedProbe(): number {
  * compare tick placements in turns), else the server's default. Results record it.
  */
 export function benchInlineTickMaxMs(): number {
-  const v = process.env.INLINE_TICK_MAX_MS;
-  if (v === undefined || v === '') return DEFAULTS.inlineTickMaxMs;
-  const ms = Number(v);
-  if (!Number.isFinite(ms) || ms < 0) throw new Error(`INLINE_TICK_MAX_MS must be a number of ms >= 0 (got ${v})`);
-  return ms;
+  // Through the server's own parsing and checks, from this one variable only.
+  return configFromEnv({ INLINE_TICK_MAX_MS: process.env.INLINE_TICK_MAX_MS }).inlineTickMaxMs;
 }
 
 export function writeResult(name: string, result: unknown): string {

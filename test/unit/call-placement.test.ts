@@ -153,9 +153,10 @@ describe('a real sandbox', () => {
   });
 
   it('runs ticks inline under an odd budget', async () => {
-    // An inline tick's wall limit was 1.5x its budget, and isolated-vm refuses a timeout that is
-    // not a whole number of ms before the call: every inline tick of such a game failed as a
-    // SCRIPT_ERROR (withInlineSandbox's own ticks fail then). Timeouts are whole ms now.
+    // The first inline version gave a tick 1.5x its budget as wall limit, and isolated-vm refuses
+    // a timeout that is not a whole number of ms before the call: every inline tick of such a
+    // game failed as a SCRIPT_ERROR. That exact fault cannot come back while the leash and the
+    // 3x limit are whole ms; this keeps an odd budget's inline ticks under test all the same.
     await withInlineSandbox(25, async (sb, run) => {
       const last = await run(events('add'));
       expect(last.ok).toBe(true);

@@ -1,34 +1,8 @@
 /**
- * The designers' command line: `npx moonpatch <command>`.
+ * The designers' command line: `npx moonpatch <command>`. `moonpatch help` lists the commands;
+ * what each takes is in cli/help.ts, which is also where an option has to be declared before a
+ * command accepts it.
  *
- *   validate <version> [--game arena] [--from N] [--players 50] [--ticks 200]
- *            [--scripts DIR] [--patches DIR]   check a patch locally, on a world bots build
- *            [--room ID [--save FILE]]         ... on a live room's committed world (saved to FILE)
- *            [--fixture FILE]                  ... on a world saved with --save
- *   versions                                   games and their versions on the server
- *   status                                     every room of every server: game, version, players, tick time
- *   push <version> (--room ID ... | --all | --canary PERCENT) [--game G] [--safe-point [--deadline S]]
- *                                              apply a version; non-zero exit if any room refused
- *   push <patch-folder> [--key FILE] (--room ID ... | --all | --canary PERCENT) ...
- *                                              sign and upload the patch, then apply it as above
- *   push ... --watch                           then wait for each room's verification window: exit 1
- *                                              if any room rolled the version back
- *   promote <version> [--game G]               make it the game's target and push it to every room not on it yet
- *   abort <version> [--game G]                 roll back every room running it (end a canary) and withdraw it
- *   rollback --room ID [--to N]                go back (by default to before the last patch)
- *   history --room ID                          a room's patch history
- *   logs --room ID [--follow]                  what its scripts logged and threw lately, stacks mapped to source
- *   pin --room ID | unpin --room ID            keep a room on its version (patches skip it: A/B)
- *   release --room ID                          let a quarantined room run again (it aborted servers)
- *   create --room ID [--game G]                create a room (the way to make rooms with ROOM_CREATION=admin)
- *   delete --room ID --yes                     delete a room for good: its world, seats and history
- *   move --room ID --to NODE                   move a running room to another server (players follow)
- *   status --by-version                        rooms, players and tick time per version (A/B)
- *   keygen [--out FILE]                        make an ed25519 signing key (default .data/patch-signing-key.pem)
- *   upload <patch-folder> [--key FILE] [--game G]   sign a patch and send it to the servers
- *
- * Options: --json (machine output), --url (default http://127.0.0.1:8080, or $MOONPATCH_URL),
- * --token (default $MOONPATCH_ADMIN_TOKEN, else .data/admin-token written by a local server).
  * Exit codes: 0 done, 1 refused or invalid, 2 usage or connection error.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -38,7 +12,11 @@ import { generateSigningKey, signPatch } from '../server/patch/package.ts';
 import { parsePatchManifest } from '../server/patch/versions.ts';
 import { readGameFiles } from '../server/sandbox/game-files.ts';
 import { parseSnapshot, type ParsedSnapshot } from '../server/state/room-snapshot.ts';
+import { acceptedOptions, closest, COMMAND_HELP, commandText, isCommand, overviewText, SWITCHES, type CommandName } from './help.ts';
 import { API_DTS_PATH, validateVersion, type StartWorld } from './validate.ts';
+
+/** A mistake in how the command was called: printed with `moonpatch: ` and exit code 2. */
+class UsageError extends Error {}
 
 const ROOT = path.join(import.meta.dirname, '..');
 
@@ -47,25 +25,70 @@ interface Args {
   flags: Map<string, string[]>;
 }
 
+/**
+ * `push 2 --room a --room b --watch` -> { _: ['push', '2'], flags: room=[a, b], watch=[true] }.
+ * Switches (help.ts SWITCHES) never take a value; any other option takes the next argument,
+ * and one without a value is a usage error (checkArgs) rather than the string "true".
+ */
 function parse(argv: string[]): Args {
   const out: Args = { _: [], flags: new Map() };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a === '-h') {
+      out.flags.set('help', ['true']);
+      continue;
+    }
     if (!a.startsWith('--')) {
       out._.push(a);
       continue;
     }
-    const name = a.slice(2);
-    const next = argv[i + 1];
-    const value = next !== undefined && !next.startsWith('--') ? (i++, next) : 'true';
+    const eq = a.indexOf('=');
+    const name = eq > 2 ? a.slice(2, eq) : a.slice(2);
+    let value: string;
+    if (eq > 2) value = a.slice(eq + 1);
+    else if (SWITCHES.has(name)) value = 'true';
+    else {
+      const next = argv[i + 1];
+      // Reported by checkArgs, after an unknown option is (`--jsno` is a typo, not a missing value).
+      if (next === undefined || next.startsWith('--')) value = MISSING;
+      else {
+        value = next;
+        i++;
+      }
+    }
     out.flags.set(name, [...(out.flags.get(name) ?? []), value]);
   }
   return out;
 }
 
+/** The value of an option given without one. */
+const MISSING = '\u0000missing';
+
+/** Refuse options the command does not take (a typo would otherwise be ignored) and extra arguments. */
+function checkArgs(name: CommandName, a: Args): void {
+  const accepted = acceptedOptions(name);
+  for (const f of a.flags.keys()) {
+    if (accepted.has(f)) continue;
+    const guess = closest(f, accepted);
+    throw new UsageError(`${name} does not take --${f}${guess ? ` (did you mean --${guess}?)` : ''}; see \`moonpatch help ${name}\``);
+  }
+  for (const [f, values] of a.flags) if (values.includes(MISSING)) throw new UsageError(`--${f} needs a value; see \`moonpatch help ${name}\``);
+  const extra = a._.slice(1 + COMMAND_HELP[name].positionals);
+  if (extra.length > 0) throw new UsageError(`${name}: unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((x) => `'${x}'`).join(' ')}; see \`moonpatch help ${name}\``);
+}
+
 const flag = (a: Args, name: string) => a.flags.get(name)?.[0];
 
-class UsageError extends Error {}
+/** A whole-number option within [min, max], or `fallback` when it is not given. */
+function intFlag(a: Args, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = flag(a, name);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
+    throw new UsageError(`--${name} takes a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, not '${raw}'`);
+  }
+  return n;
+}
 
 function token(a: Args): string {
   const t = flag(a, 'token') ?? process.env.MOONPATCH_ADMIN_TOKEN;
@@ -107,6 +130,8 @@ function versionArg(a: Args): number {
 
 async function cmdValidate(a: Args): Promise<number> {
   const n = versionArg(a);
+  const players = intFlag(a, 'players', 50, 1, 2000);
+  const ticks = intFlag(a, 'ticks', 200, 1, 100_000);
   const start = await startWorld(a);
   const gameName = flag(a, 'game') ?? start?.game ?? 'arena';
   if (start && start.game !== gameName) throw new UsageError(`${start.label} is a world of ${start.game}, not ${gameName}`);
@@ -122,19 +147,24 @@ async function cmdValidate(a: Args): Promise<number> {
     });
     return 1;
   }
-  const from = game.versions.find((v) => v.number === Number(flag(a, 'from') ?? n - 1)) ?? game.versions[0]!;
+  const fromNumber = intFlag(a, 'from', n - 1, 1);
+  const from = game.versions.find((v) => v.number === fromNumber) ?? game.versions[0]!;
+  if (a.flags.has('from') && from.number !== fromNumber) {
+    throw new UsageError(`${gameName} has no version ${fromNumber} to migrate from (it has ${game.versions.map((v) => `v${v.number}`).join(', ')})`);
+  }
   if (!a.flags.has('json')) {
     console.log(start
       ? `validating ${gameName} v${to.number} (schema ${to.schema}) against ${start.label} (schema ${start.schema}, ${start.records.size} records)...`
       : `validating ${gameName} v${to.number} (schema ${to.schema}) against a world built by v${from.number} (schema ${from.schema})...`);
   }
-  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players: Number(flag(a, 'players') ?? 50), ticks: Number(flag(a, 'ticks') ?? 200), start });
+  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players, ticks, start });
   print(a, report, () => {
     for (const e of report.typeErrors) console.log(`type error: ${e}`);
     for (const f of report.failures) console.log(`${f.stage} failed: ${f.code}: ${f.message}${f.stack ? `\n${f.stack}` : ''}`);
     if (report.migration) {
       const m = report.migration;
-      console.log(`migration ${m.ran ? 'ran' : 'not needed (same schema)'}: ${m.recordsChanged} records changed, ${m.recordsDeleted} deleted`);
+      // Same schema: no migration ran, and what changed is the swap tick's play.
+      console.log(m.ran ? `migration ran: ${m.recordsChanged} records changed, ${m.recordsDeleted} deleted` : `no migration (same schema); the swap tick changed ${m.recordsChanged} records, deleted ${m.recordsDeleted}`);
       if (m.fieldsAdded.length) console.log(`  fields added:   ${m.fieldsAdded.join(', ')}`);
       if (m.fieldsRemoved.length) console.log(`  fields removed: ${m.fieldsRemoved.join(', ')}`);
     }
@@ -342,7 +372,7 @@ async function cmdPush(a: Args): Promise<number> {
 
 async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
   const safePoint = a.flags.has('safe-point');
-  const deadline = flag(a, 'deadline');
+  const deadline = flag(a, 'deadline') === undefined ? undefined : intFlag(a, 'deadline', 0, 1, 24 * 3600);
   const results: Record<string, unknown> = {};
   let refused = 0;
   for (const room of rooms) {
@@ -350,7 +380,7 @@ async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
     const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/patch`, {
       version: n,
       safePoint,
-      deadlineMs: deadline ? Number(deadline) * 1000 : undefined,
+      deadlineMs: deadline === undefined ? undefined : deadline * 1000,
     });
     results[room] = body;
     if (status !== 200 || !body.ok) refused++;
@@ -407,8 +437,8 @@ async function watchVerification(a: Args, results: Record<string, any>): Promise
 async function cmdRollback(a: Args): Promise<number> {
   const room = flag(a, 'room');
   if (!room) throw new UsageError('name the room: --room ID');
-  const to = flag(a, 'to');
-  const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, to ? { version: Number(to) } : {});
+  const to = flag(a, 'to') === undefined ? undefined : intFlag(a, 'to', 0, 1);
+  const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, to === undefined ? {} : { version: to });
   print(a, body, () => console.log(outcomeLine(room, body, status)));
   return status === 200 && body.ok ? 0 : 1;
 }
@@ -569,7 +599,7 @@ async function cmdUpload(a: Args): Promise<number> {
   return status === 200 ? 0 : 1;
 }
 
-const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
+const COMMANDS: Record<CommandName, (a: Args) => Promise<number>> = {
   keygen: cmdKeygen,
   pin: (a) => cmdPin(a, true),
   unpin: (a) => cmdPin(a, false),
@@ -589,25 +619,43 @@ const COMMANDS: Record<string, (a: Args) => Promise<number>> = {
   logs: cmdLogs,
 };
 
-async function main(): Promise<number> {
-  const a = parse(process.argv.slice(2));
-  const cmd = COMMANDS[a._[0] ?? ''];
-  if (!cmd) {
-    console.error('usage: moonpatch validate|versions|status|push|promote|abort|rollback|history|logs|pin|unpin|release|create|delete|move|keygen|upload ... (see cli/moonpatch.ts)');
-    return 2;
-  }
-  try {
-    return await cmd(a);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`moonpatch: ${e.message}`);
+async function main(argv: string[]): Promise<number> {
+  const a = parse(argv);
+  const name = a._[0];
+  if (name === undefined || name === 'help') {
+    const topic = a._[1];
+    // `moonpatch` alone is a mistake (exit 2, to stderr); asking for help is not.
+    if (name === undefined && !a.flags.has('help')) {
+      console.error(overviewText());
       return 2;
     }
-    throw e;
+    if (topic === undefined) console.log(overviewText());
+    else if (isCommand(topic)) console.log(commandText(topic));
+    else throw new UsageError(unknownCommand(topic));
+    return 0;
   }
+  if (!isCommand(name)) throw new UsageError(unknownCommand(name));
+  if (a.flags.has('help')) {
+    console.log(commandText(name));
+    return 0;
+  }
+  checkArgs(name, a);
+  return COMMANDS[name](a);
 }
 
-main().then((code) => process.exit(code), (e) => {
-  console.error(e);
-  process.exit(2);
-});
+function unknownCommand(name: string): string {
+  const guess = closest(name, Object.keys(COMMAND_HELP));
+  return `unknown command '${name}'${guess ? ` (did you mean ${guess}?)` : ''}; \`moonpatch help\` lists them`;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof UsageError) {
+      console.error(`moonpatch: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(e);
+    process.exit(2);
+  },
+);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../server/state/redis-launcher.ts';
+import { COMMAND_HELP } from '../../cli/help.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
@@ -34,6 +35,67 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   rmSync(tmpDir, { recursive: true, force: true });
+});
+
+describe('help and usage errors', () => {
+  it('`help` lists every command; `moonpatch` alone prints the same to stderr and exits 2', async () => {
+    const help = await moonpatch('help');
+    expect(help.code).toBe(0);
+    for (const name of Object.keys(COMMAND_HELP)) expect(help.out).toMatch(new RegExp(`^  ${name} +\\S`, 'm'));
+    const bare = await moonpatch();
+    expect(bare.code).toBe(2);
+    expect(bare.out).toBe('');
+    expect(bare.err.trim()).toBe(help.out.trim());
+  });
+
+  it('`help push` and `push --help` show the command\'s usage and every option it takes, and do nothing else', async () => {
+    const roomId = 'cli-help-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const a = await moonpatch('help', 'push');
+    const b = await moonpatch('push', '2', '--room', roomId, '--help');
+    expect([a.code, b.code]).toEqual([0, 0]);
+    expect(b.out).toBe(a.out);
+    expect(a.out).toMatch(/^ {2}moonpatch push <version>/m);
+    for (const option of Object.keys(COMMAND_HELP.push.options)) expect(a.out).toContain(`--${option} `);
+    // --help asked for help: the push did not happen.
+    expect(server.rooms.get(roomId)!.current?.number).toBe(1);
+    c.close();
+  });
+
+  it('refuses a mistyped command or option with exit 2 and a suggestion, before anything reaches the server', async () => {
+    const roomId = 'cli-typo-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const cases: [string[], RegExp][] = [
+      [['pussh', '2', '--room', roomId], /unknown command 'pussh' \(did you mean push\?\)/],
+      [['push', '2', '--rooom', roomId], /push does not take --rooom \(did you mean --room\?\)/],
+      [['push', '2', '--room', roomId, '--jsno'], /push does not take --jsno \(did you mean --json\?\)/],
+      [['push', '2', '--room', roomId, '--frobnicate'], /push does not take --frobnicate; see `moonpatch help push`/],
+      [['push', '2', '3', '--room', roomId], /push: unexpected argument '3'/],
+      [['push', '2', '--room'], /--room needs a value/],
+      [['rollback', '--room', roomId, '--to', 'two'], /--to takes a whole number of at least 1, not 'two'/],
+      [['push', '2', '--room', roomId, '--safe-point', '--deadline', '-5'], /--deadline takes a whole number from 1 to 86400/],
+      [['validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', 'lots'], /--players takes a whole number from 1 to 2000, not 'lots'/],
+      [['validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--from', '9'], /probe has no version 9 to migrate from \(it has v1, /],
+      [['help', 'nope'], /unknown command 'nope'/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => moonpatch(...args)));
+    cases.forEach(([args, message], i) => {
+      const r = results[i]!;
+      expect({ args, code: r.code, out: r.out }).toEqual({ args, code: 2, out: '' });
+      expect(r.err).toMatch(message);
+    });
+    expect(server.rooms.get(roomId)!.current?.number).toBe(1);
+    expect(JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out)).toEqual([]);
+    c.close();
+  });
+
+  it('takes --name=value, and a switch never swallows the argument after it', async () => {
+    const r = await moonpatch('validate', '--json', '2', '--game=probe', `--scripts=${FIXTURE_GAMES}`, '--patches', FIXTURE_PATCHES, '--players=3', '--ticks', '5');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ ok: true, version: 2, from: 1, ticksRun: 5 });
+  });
 });
 
 describe('moonpatch validate', () => {

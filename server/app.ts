@@ -104,6 +104,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const journal = new ScriptJournal(journalStore, {
     node: () => store.leaseHolder.node,
     runsHere: (roomId) => rooms.get(roomId) !== undefined,
+    flushMs: config.journalFlushMs,
     onFlushError: (err, dropped) => log.warn({ err, dropped }, 'script journal: could not write to Redis; entries dropped'),
   });
   // What this server runs, written to Redis for the admin API of every server (net/cluster.ts).
@@ -174,7 +175,9 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const recordCrash: NonNullable<typeof GameSandbox.crashRecorder> = (info) => {
     const record = { ...info, at: Date.now(), node: store.leaseHolder.node };
     writeCrashRecordSync(crashFile, record);
-    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), undefined, { key: store.keys(info.roomId).journal, entry: crashJournalText(record) });
+    // The room's lines since the last flush go with it: what its script said just before.
+    const entries = [...journal.takeForCrash(info.roomId), crashJournalText(record)];
+    beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), undefined, { key: store.keys(info.roomId).journal, entries });
   };
   // One per process (the abort ends every server in it); the latest server started owns it.
   GameSandbox.crashRecorder = recordCrash;

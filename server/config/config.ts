@@ -133,6 +133,13 @@ export interface ServerConfig {
    */
   roomIdleUnloadMs: number;
   /**
+   * How often the rooms' script journal (what scripts log and throw, for `moonpatch logs`) is
+   * appended to Redis, ms: all rooms in one round trip. Shorter shows lines sooner; a room
+   * whose script aborts the process sends its unflushed lines with the crash, other rooms lose
+   * at most this much. Env JOURNAL_FLUSH_MS. @default 250
+   */
+  journalFlushMs: number;
+  /**
    * Who may create a room. 'open': a join naming a room that does not exist creates it (any
    * player can, so every room id anyone ever joined stays in Redis unless roomExpireMs is set).
    * 'admin': only the admin API creates rooms (POST /admin/rooms, `moonpatch rooms create`); a
@@ -261,6 +268,7 @@ export const DEFAULTS: ServerConfig = {
   quarantineAfterCrashes: 2,
   maxRooms: 500,
   roomIdleUnloadMs: 60_000,
+  journalFlushMs: 250,
   roomCreation: 'open',
   roomExpireMs: 0,
   isolateSemiSpaceMb: DEFAULT_ISOLATE_SEMI_SPACE_MB,
@@ -291,6 +299,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('quarantineAfterCrashes', c.quarantineAfterCrashes, 1, 1000);
   int('maxRooms', c.maxRooms, 1, 1_000_000);
   int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
+  int('journalFlushMs', c.journalFlushMs, 10, 60_000);
   // Redis keeps a TTL in ms as a 64-bit integer; a year is plenty for "forget abandoned rooms".
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
   int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);
@@ -344,6 +353,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.QUARANTINE_AFTER_CRASHES) o.quarantineAfterCrashes = num('QUARANTINE_AFTER_CRASHES')!;
   if (env.MAX_ROOMS) o.maxRooms = num('MAX_ROOMS')!;
   if (env.ROOM_IDLE_UNLOAD_MS) o.roomIdleUnloadMs = num('ROOM_IDLE_UNLOAD_MS')!;
+  if (env.JOURNAL_FLUSH_MS) o.journalFlushMs = num('JOURNAL_FLUSH_MS')!;
   if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
   if (env.ISOLATE_SEMI_SPACE_MB) o.isolateSemiSpaceMb = num('ISOLATE_SEMI_SPACE_MB')!;

@@ -71,19 +71,22 @@ export class CrashBeacon {
   /**
    * Whether the commands could be handed to the kernel whole. Synchronous and never throws:
    * this runs on the abort path. `key` is the room's crash list, `record` the JSON line;
-   * `journal`, when given, also appends the crash to the room's script journal (the designers'
-   * view: ops/script-journal.ts), in the same write.
+   * `journal`, when given, also appends `entries` to the room's script journal (the designers'
+   * view: ops/script-journal.ts), in the same write after the crash list: the room's lines not
+   * yet flushed, then the crash itself. The caller keeps the whole write small (a few KB): an
+   * idle connection's send buffer takes that in one write, and if it did not, what is cut off
+   * is the end, never the crash list.
    */
-  sendSync(key: string, record: string, keep = CRASHES_KEPT, journal?: { key: string; entry: string }): boolean {
+  sendSync(key: string, record: string, keep = CRASHES_KEPT, journal?: { key: string; entries: readonly string[] }): boolean {
     try {
       const fd = this.socketFd();
       if (fd === null) return false;
       const commands = [respCommand(['LPUSH', key, record]), respCommand(['LTRIM', key, '0', String(keep - 1)])];
-      if (journal) commands.push(respCommand(['XADD', journal.key, 'MAXLEN', String(JOURNAL_KEPT), '*', 'e', journal.entry]));
+      for (const entry of journal?.entries ?? []) commands.push(respCommand(['XADD', journal!.key, 'MAXLEN', String(JOURNAL_KEPT), '*', 'e', entry]));
       const bytes = Buffer.concat(commands);
-      // The socket is non-blocking; a record is a few hundred bytes into an idle connection's
-      // empty send buffer, so one write takes it all. A short write would leave a broken
-      // command on the wire; it cannot do harm, the process is about to end.
+      // The socket is non-blocking; a few KB into an idle connection's empty send buffer (16 KB
+      // at least on Linux) go in one write. A short write would leave a broken command on the
+      // wire, which Redis drops with the connection; the process is about to end.
       return writeSync(fd, bytes) === bytes.length;
     } catch {
       return false;

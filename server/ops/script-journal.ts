@@ -8,9 +8,12 @@
  * entries), so it outlives the server that wrote it: after a crash, the lines and errors that
  * led up to it are still there, a room that moves keeps one journal, and any server answers a
  * read. This server collects its rooms' entries from the engine's events (ops/events.ts) and
- * appends them every {@link FLUSH_MS} ms, all rooms in one round trip, off the tick path; a
- * crash loses at most that much of the lines before it (the crash itself is appended by the
- * dying process: crashJournalText, ops/crash-beacon.ts). Best effort: with Redis away, a flush's entries
+ * appends them every {@link FLUSH_MS} ms (JOURNAL_FLUSH_MS), all rooms in one round trip, off the
+ * tick path. When a room's script aborts the process, the dying process appends the crash itself
+ * (crashJournalText, ops/crash-beacon.ts) and, before it, that room's lines not flushed yet
+ * (takeForCrash, up to {@link CRASH_LINES_BYTES}); other rooms lose at most one interval of
+ * lines, and so does the room when the main-thread watchdog, not the main thread, writes the
+ * crash (sandbox/main-thread-watchdog.ts: the lines are in the parked thread's memory). Best effort: with Redis away, a flush's entries
  * are dropped (counted, and logged once a minute) rather than held without bound. Each text is
  * cut to {@link MAX_TEXT_CHARS}, and a room that writes more than JOURNAL_KEPT entries between two
  * flushes sends only the newest JOURNAL_KEPT.
@@ -22,8 +25,14 @@ import { channels, subscribe, type RoomLifecycleEvent, type ScriptOutputEvent, t
 export const MAX_TEXT_CHARS = 2000;
 /** The most entries one read returns. */
 export const MAX_READ = JOURNAL_KEPT;
-/** How often collected entries are appended to Redis, ms. */
+/** How often collected entries are appended to Redis, ms (default of JOURNAL_FLUSH_MS). */
 export const FLUSH_MS = 250;
+/**
+ * The most bytes of a crashing room's unflushed lines the dying process sends with its crash:
+ * with the crash list and the crash entry, the abort path's one write stays within an idle
+ * socket's send buffer (ops/crash-beacon.ts).
+ */
+export const CRASH_LINES_BYTES = 8 * 1024;
 
 export interface JournalEntry {
   /** The entry's id in the room's journal: read after it to get what came later. */
@@ -144,6 +153,22 @@ export class ScriptJournal {
       texts.shift();
       this.dropped++;
     }
+  }
+
+  /**
+   * The abort path's share: the room's entries not yet handed to a flush, the newest that fit in
+   * `maxBytes`, oldest first, taken out of the journal (so that a process that lived on would
+   * not send them twice). Synchronous; never throws.
+   */
+  takeForCrash(roomId: string, maxBytes = CRASH_LINES_BYTES): string[] {
+    const texts = this.pending.get(roomId);
+    if (!texts) return [];
+    this.pending.delete(roomId);
+    let bytes = 0;
+    let first = texts.length;
+    while (first > 0 && bytes + Buffer.byteLength(texts[first - 1]!) <= maxBytes) bytes += Buffer.byteLength(texts[--first]!);
+    this.dropped += first;
+    return texts.slice(first);
   }
 
   /** Append what was collected to Redis. One flush at a time, so each room's entries keep their order. */

@@ -56,7 +56,7 @@ describe('crash beacon', () => {
     const journal = new ScriptJournal(new JournalStore(redis, prefix), { flushMs: 60_000 });
     try {
       const crash = { at: 1_700_000_000_000, tick: 77, version: 'v3', node: 'node-x', message: 'Catastrophic out-of-memory error\r\n*1\r\n$4\r\nPING\r\n' };
-      expect(beacon.sendSync(store.crashListKey('room-j'), crashListEntry(crash), undefined, { key: store.keys('room-j').journal, entry: crashJournalText(crash) })).toBe(true);
+      expect(beacon.sendSync(store.crashListKey('room-j'), crashListEntry(crash), undefined, { key: store.keys('room-j').journal, entries: [crashJournalText(crash)] })).toBe(true);
       await waitFor(async () => (await journal.read('room-j')).entries.length === 1, 'the crash in the journal');
       const [entry] = (await journal.read('room-j')).entries;
       expect(entry).toMatchObject({ at: crash.at, tick: 77, version: 'v3', kind: 'crash', code: 'MEMORY_LIMIT', node: 'node-x', text: `the script aborted the server process: ${crash.message}` });

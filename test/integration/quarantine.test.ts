@@ -116,4 +116,38 @@ describe('a room that keeps aborting the server process', () => {
     bob.close();
     other.close();
   });
+
+  it('the lines its script logged since the last journal flush reach Redis with the crash, sent by the dying process', async () => {
+    const prefix = uniquePrefix('crash-lines');
+    const crashDir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-crash-lines-'));
+    dataDirs.push(crashDir);
+    child = await startChildServer({
+      REDIS_URL: testRedisUrl(), REDIS_PREFIX: prefix, PORT: String(await findFreePort()), HOST: '127.0.0.1', SCRIPTS_DIR: FIXTURE_GAMES,
+      DEFAULT_GAME: 'fatal', DATA_DIR: crashDir, ADMIN_TOKEN: ADMIN,
+      // No timed flush within the test: only the abort path can get the line to Redis.
+      JOURNAL_FLUSH_MS: '60000',
+      // Every tick on the isolate's thread, so the abort always comes through isolated-vm's
+      // callback on the main thread, which holds the unflushed lines (when the main-thread
+      // watchdog writes the crash instead, they are out of reach: script-journal.ts).
+      INLINE_TICK_MAX_MS: '0',
+    });
+    const roomId = 'last-words-' + Date.now().toString(36);
+    const eve = testClient(child.url, { room: roomId, game: 'fatal', name: 'eve', autoReconnect: false });
+    await eve.connect();
+    const add = eve.send({ op: 'add', n: 7 });
+    await waitFor(() => eve.lastAckedSeq >= add, 'the honest input committed (its line logged)');
+    const journal = new JournalStore(redis, prefix);
+    const entries = async () => (await journal.read(roomId, '0', 50)).entries.map((e) => JSON.parse(e.text) as { kind: string; text: string });
+    expect(await entries()).toEqual([]); // not flushed: the line is only in the server's memory
+
+    await crashWithAttack(child, eve, () => eve.send({ attack: 'fatal-oom-map' }));
+    child = null;
+    const after = await entries();
+    // The line, then (after any attack V8 contained: tick-failed) the crash, last.
+    expect(after[0]).toMatchObject({ kind: 'log', text: 'added 7 for eve' });
+    expect(after.at(-1)).toMatchObject({ kind: 'crash', text: expect.stringMatching(/^the script aborted the server process: /) });
+    expect(after.slice(1, -1).every((e) => e.kind === 'tick-failed')).toBe(true);
+    expect(await new RoomStore(redis, prefix).crashesSince(roomId, 0)).toBe(1);
+    eve.close();
+  });
 });

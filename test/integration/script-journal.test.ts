@@ -36,6 +36,23 @@ describe('script journal', () => {
     return { prefix, store, journal };
   }
 
+  it('gives the abort path a room\'s unflushed lines, the newest that fit the byte cap, oldest first, and never sends them again', async () => {
+    const { journal } = await setup(['a', 'b'], { clock: () => 1 });
+    logLines('a', 1, ['first', 'x'.repeat(300)]);
+    logLines('a', 2, ['third', 'fourth']);
+    logLines('b', 2, ['other room']);
+    const texts = (json: string[]) => json.map((t) => (JSON.parse(t) as { text: string }).text);
+    // The two newest lines fit in 200 bytes; the long one does not, nor anything older than it.
+    const taken = journal.takeForCrash('a', 200);
+    expect(texts(taken)).toEqual(['third', 'fourth']);
+    expect(journal.dropped).toBe(2);
+    expect(journal.takeForCrash('a')).toEqual([]);
+    expect(journal.takeForCrash('nobody')).toEqual([]);
+    await journal.flush();
+    expect((await journal.read('a')).entries).toEqual([]);
+    expect((await journal.read('b')).entries.map((e) => e.text)).toEqual(['other room']);
+  });
+
   it('keeps each room\'s lines and errors in order in Redis, and pages by the ids', async () => {
     const { journal } = await setup(['a', 'b'], { clock: () => 1234, node: () => 'node-1' });
     logLines('a', 5, ['one', 'two']);

@@ -2,6 +2,8 @@
  * Server settings from the environment: the room lifecycle and isolate settings parse, and bad values stop
  * the start with a ConfigError naming the setting (instead of a server that half works).
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromEnv } from '../../server/config/config.ts';
 import { ConfigError } from '../../server/errors/errors.ts';
@@ -22,6 +24,21 @@ describe('room lifecycle and isolate settings', () => {
   it('a stop exits anyway after 15 s unless SHUTDOWN_TIMEOUT_MS says otherwise', () => {
     expect(configFromEnv({}).shutdownTimeoutMs).toBe(15_000);
     expect(configFromEnv({ SHUTDOWN_TIMEOUT_MS: '60000' }).shutdownTimeoutMs).toBe(60_000);
+  });
+
+  it('the script journal is flushed every 250 ms unless JOURNAL_FLUSH_MS says otherwise (10-60000)', () => {
+    expect(configFromEnv({}).journalFlushMs).toBe(250);
+    expect(configFromEnv({ JOURNAL_FLUSH_MS: '1000' }).journalFlushMs).toBe(1000);
+    for (const bad of ['0', '5', '60001', 'often']) expect(() => configFromEnv({ JOURNAL_FLUSH_MS: bad })).toThrow(ConfigError);
+  });
+
+  it('the README documents every environment variable the server reads', () => {
+    const root = path.join(import.meta.dirname, '..', '..');
+    const source = readFileSync(path.join(root, 'server', 'config', 'config.ts'), 'utf8');
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const names = [...new Set([...source.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)].map((m) => m[1]!))];
+    expect(names.length).toBeGreaterThan(30);
+    expect(names.filter((n) => !readme.includes(`\`${n}\``))).toEqual([]);
   });
 
   it('reads ROOM_CREATION and ROOM_EXPIRE_MS', () => {

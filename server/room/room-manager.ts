@@ -265,7 +265,7 @@ export class RoomManager {
     if (this.closing) throw new MoonpatchError('SERVER_SHUTTING_DOWN', 'server is shutting down');
     let meta = await this.store.readMeta(roomId);
     if (!meta) {
-      if (!gameName) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}, and no game given to create it`);
+      if (!gameName) throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}`);
       if (this.config.roomCreation !== 'open') throw new MoonpatchError('ROOM_NOT_FOUND', `no room ${roomId}: rooms on this server are created by its operators (ROOM_CREATION=admin)`);
       await this.createInStore(roomId, gameName);
       meta = await this.store.readMeta(roomId);
@@ -307,12 +307,17 @@ export class RoomManager {
       },
     };
     const committed = new CommittedState(meta.tick, claimed.records);
-    const sandbox = await GameSandbox.create(version.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs, roomId });
+    // The latest patch outcome, for status: the room's history outlives the server that wrote it.
+    const [sandbox, lastPatch] = await Promise.all([
+      GameSandbox.create(version.bundle, { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs, roomId }),
+      this.store.latestHistory(roomId).catch(() => null),
+    ]);
     if (committed.records.size > 0) await sandbox.load(committed.encodeForLoad());
     const room = new Room(roomId, { ...meta, version: version.bundle.version, schema: version.schema }, version.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
     });
     room.current = version;
+    room.restoreLastPatch(lastPatch);
     room.inheritUncheckpointed(claimed.uncheckpointed.keys, claimed.uncheckpointed.players);
     for (const [id, bytes] of claimed.seats) room.restoreSeat(decodeSeat(id, bytes, claimed.seqs.get(id) ?? 0));
     this.rooms.set(roomId, room);

@@ -289,6 +289,11 @@ export class Room {
   }
 
   /** The latest patch outcome in this room (status); the full history is in Redis. */
+  /** Seed {@link lastPatch} from the room's history in Redis (VersionSwitch.restoreLastPatch). */
+  restoreLastPatch(entry: PatchHistoryEntry | null): void {
+    this.versions.restoreLastPatch(entry);
+  }
+
   get lastPatch(): PatchHistoryEntry | null {
     return this.versions.lastPatch;
   }

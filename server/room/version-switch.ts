@@ -210,6 +210,14 @@ export class VersionSwitch {
   /** The latest patch outcome in this room (status); the full history is in Redis. */
   lastPatch: PatchHistoryEntry | null = null;
 
+  /**
+   * The latest outcome read from the room's history when it opened here (after a restart, a
+   * move or a takeover), so status shows it; an outcome recorded here since wins.
+   */
+  restoreLastPatch(entry: PatchHistoryEntry | null): void {
+    if (this.lastPatch === null) this.lastPatch = entry;
+  }
+
   private recordHistory(e: Omit<PatchHistoryEntry, 'at'>): Promise<void> {
     const room = this.room;
     this.lastPatch = { at: Date.now(), ...e };

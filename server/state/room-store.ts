@@ -151,6 +151,24 @@ export interface PatchHistoryEntry {
   reason?: string;
 }
 
+const HISTORY_KINDS = new Set<string>(['applied', 'refused', 'verified', 'rolled-back', 'rollback-refused']);
+
+/** A history entry as stored, or null for anything that is not one (the key is Redis's: anyone can write it). */
+export function parseHistoryEntry(text: string): PatchHistoryEntry | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const e = v as Record<string, unknown>;
+  if (!HISTORY_KINDS.has(e.kind as string) || typeof e.at !== 'number' || typeof e.tick !== 'number' || typeof e.from !== 'string' || typeof e.to !== 'string') return null;
+  const entry: PatchHistoryEntry = { at: e.at, kind: e.kind as PatchHistoryEntry['kind'], from: e.from, to: e.to, tick: e.tick };
+  if (typeof e.reason === 'string') entry.reason = e.reason;
+  return entry;
+}
+
 /** One time a room's script aborted a server process: an entry of the room's crash list. */
 export interface RoomCrash {
   /** ms since epoch */
@@ -644,8 +662,15 @@ export class RoomStore {
     await this.redis.multi().lpush(key, JSON.stringify(entry)).ltrim(key, 0, 99).exec();
   }
 
+  /** The room's patch history, newest first; entries that are not history entries are skipped. */
   async readHistory(roomId: string): Promise<PatchHistoryEntry[]> {
-    return (await this.redis.lrange(this.keys(roomId).history, 0, -1)).map((s) => JSON.parse(s) as PatchHistoryEntry);
+    return (await this.redis.lrange(this.keys(roomId).history, 0, -1)).map(parseHistoryEntry).filter((e) => e !== null);
+  }
+
+  /** The room's latest patch outcome, or null (none, or not a history entry). */
+  async latestHistory(roomId: string): Promise<PatchHistoryEntry | null> {
+    const text = await this.redis.lindex(this.keys(roomId).history, 0);
+    return text === null ? null : parseHistoryEntry(text);
   }
 
   /** Length of the log not yet folded into a checkpoint (tests, ops). */

@@ -149,6 +149,33 @@ describe('pinned versions', () => {
       const room = await again.rooms.open(roomId);
       expect(room.version).toBe(result.ok ? result.to : '');
       expect(room.schema).toBe(2);
+      // Status shows the patch that got it there, read back from the room's history in Redis
+      // (the server that applied it is not the one answering).
+      expect(again.rooms.status().find((r) => r.room === roomId)?.lastPatch).toMatchObject({ kind: 'applied', to: room.version });
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+describe('patch history', () => {
+  it('skips entries in Redis that are not history entries, and status shows none when the newest is junk', async () => {
+    const roomId = 'patch-junk-history-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p', autoReconnect: false });
+    await c.connect();
+    expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
+    c.close();
+    const key = server.store.keys(roomId).history;
+    for (const junk of ['not json', '{"kind":"applied"}', '[1,2]', '{"at":1,"kind":"exploded","from":"a","to":"b","tick":1}']) await server.redis.lpush(key, junk);
+    const history = await server.store.readHistory(roomId);
+    expect(history.map((h) => h.kind)).toEqual(['applied']);
+    expect(await server.store.latestHistory(roomId)).toBeNull();
+    // Opened by a restarted server (same node id, as above): it reads the junk as no outcome.
+    const again = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: server.store.leaseHolder.node });
+    try {
+      const room = await again.rooms.open(roomId);
+      expect(room.schema).toBe(2);
+      expect(room.lastPatch).toBeNull();
     } finally {
       await again.close();
     }

@@ -120,7 +120,7 @@ export function createInProcessSandbox(bundle: GameBundle, limits: SandboxLimits
     exportRecords: ref('exportRecords'),
   };
   const Ctor = GameSandbox as unknown as SandboxConstructor;
-  const sandbox = new Ctor(bundle, limits, new HostAsIsolate(), { release() {} }, fns, [...api.hooks], new StackMapper(bundle.filename, bundle.sourceMap));
+  const sandbox = new Ctor(bundle, limits, new HostAsIsolate(), { release() {} }, fns, [...api.hooks], StackMapper.of(bundle));
   GameSandbox.live++;
   return sandbox;
 }

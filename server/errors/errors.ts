@@ -22,10 +22,11 @@ export class MoonpatchError extends Error {
 /** The game's scripts did not bundle. `details` are the bundler's messages, one per problem. */
 export class BuildError extends MoonpatchError {
   constructor(
-    message: string,
+    /** The message without the details (`game "x" failed to build`). */
+    readonly summary: string,
     readonly details: string[],
   ) {
-    super('BUILD_FAILED', details.length ? `${message}:\n  ${details.join('\n  ')}` : message);
+    super('BUILD_FAILED', details.length ? `${summary}:\n  ${details.join('\n  ')}` : summary);
   }
 }
 

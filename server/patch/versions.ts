@@ -10,7 +10,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../errors/errors.ts';
-import { bundleGame, type GameBundle } from '../sandbox/bundler.ts';
+import { bundleGame, type Bundler, type GameBundle } from '../sandbox/bundler.ts';
 import { readGameFiles } from '../sandbox/game-files.ts';
 
 export interface GameVersion {
@@ -71,6 +71,7 @@ export async function loadVersions(
   onBadPatch: (folder: string, error: unknown) => void = (folder, e) => {
     throw Object.assign(e as Error, { folder });
   },
+  bundle: Bundler = bundleGame,
 ): Promise<GameVersion[]> {
   const versions: GameVersion[] = [{ game: base.name, number: 1, schema: base.schema, description: 'base scripts', entry: base.entry, files: base.files, bundle: base.bundle }];
   const dir = path.join(patchesDir, base.name);
@@ -79,7 +80,7 @@ export async function loadVersions(
   const folders = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
   for (const folder of folders) {
     try {
-      versions.push(await loadPatch(path.join(dir, folder), `patches/${base.name}/${folder}/patch.json`, base, versions[versions.length - 1]!));
+      versions.push(await loadPatch(path.join(dir, folder), `patches/${base.name}/${folder}/patch.json`, versions[versions.length - 1]!, bundle));
     } catch (e) {
       onBadPatch(folder, e);
       break;
@@ -88,16 +89,19 @@ export async function loadVersions(
   return versions;
 }
 
-async function loadPatch(folderPath: string, where: string, base: { name: string; entry: string }, prev: GameVersion): Promise<GameVersion> {
+async function loadPatch(folderPath: string, where: string, prev: GameVersion, bundle: Bundler): Promise<GameVersion> {
   const manifest = parsePatchManifest(JSON.parse(await readFile(path.join(folderPath, 'patch.json'), 'utf8')), where);
-  return buildPatchVersion(prev, manifest, await readGameFiles(folderPath), where);
+  return buildPatchVersion(prev, manifest, await readGameFiles(folderPath), where, bundle);
 }
 
-/** The version a patch makes on top of `prev` (checked to follow it), bundled. */
-export async function buildPatchVersion(prev: GameVersion, manifest: PatchManifest, patchFiles: ReadonlyMap<string, string>, where: string): Promise<GameVersion> {
+/**
+ * The version a patch makes on top of `prev` (checked to follow it), bundled by `bundle`
+ * (off the main thread while rooms tick: sandbox/off-thread-bundler.ts).
+ */
+export async function buildPatchVersion(prev: GameVersion, manifest: PatchManifest, patchFiles: ReadonlyMap<string, string>, where: string, bundle: Bundler = bundleGame): Promise<GameVersion> {
   if (manifest.version !== prev.number + 1) throw new ConfigError(where, `version must be ${prev.number + 1} (the previous version is ${prev.number})`);
   if (manifest.schema < prev.schema) throw new ConfigError(where, `schema cannot go down (from ${prev.schema} to ${manifest.schema})`);
   const files = overlay(prev.files, patchFiles, manifest.delete);
-  const bundle = await bundleGame({ name: prev.game, entry: prev.entry, files });
-  return { game: prev.game, number: manifest.version, schema: manifest.schema, description: manifest.description, entry: prev.entry, files, bundle };
+  const built = await bundle({ name: prev.game, entry: prev.entry, files });
+  return { game: prev.game, number: manifest.version, schema: manifest.schema, description: manifest.description, entry: prev.entry, files, bundle: built };
 }

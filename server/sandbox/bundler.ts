@@ -35,6 +35,9 @@ export interface GameBundle {
   filename: string;
 }
 
+/** What builds a game: bundleGame here, or off-thread-bundler.ts's on a thread of its own. */
+export type Bundler = (sources: GameSources) => Promise<GameBundle>;
+
 const SCRIPT_EXTENSIONS = ['.ts', '.js', '.mts', '.mjs'];
 
 /**

@@ -25,6 +25,7 @@ import { channels, subscribe, type RoomLifecycleEvent } from '../ops/events.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import type { Room } from '../room/room.ts';
 import { loadGame, type GameRegistry } from './games.ts';
+import { bundleGameOffThread } from './off-thread-bundler.ts';
 
 /** Changes closer together than this make one reload (an editor writes a file in steps). */
 const SETTLE_MS = 150;
@@ -159,7 +160,8 @@ export class DevReloader {
     const patchErrors: string[] = [];
     let versions: GameVersion[];
     try {
-      const fresh = await loadGame(path.join(this.o.scriptsDir, game), this.o.patchesDir, (_g, folder, e) => patchErrors.push(`patches/${game}/${folder}: ${errorText(e)}`));
+      // Off the main thread: the rooms tick on while it builds (off-thread-bundler.ts).
+      const fresh = await loadGame(path.join(this.o.scriptsDir, game), this.o.patchesDir, (_g, folder, e) => patchErrors.push(`patches/${game}/${folder}: ${errorText(e)}`), bundleGameOffThread);
       versions = this.o.games.replaceVersions(game, fresh.versions, fresh.manifest);
     } catch (e) {
       const outcome: DevReloadOutcome = { game, error: errorText(e), rooms: [] };

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseGameManifest, type GameManifest } from '../config/config.ts';
 import { MoonpatchError } from '../errors/errors.ts';
 import { loadVersions, type GameVersion } from '../patch/versions.ts';
-import { bundleGame, type GameBundle } from './bundler.ts';
+import { bundleGame, type Bundler, type GameBundle } from './bundler.ts';
 import { readGameFiles } from './game-files.ts';
 
 export { readGameFiles };
@@ -21,16 +21,15 @@ export interface Game {
   versions: GameVersion[];
 }
 
-/** Read and bundle one game folder. */
-export async function loadGame(dir: string, patchesDir?: string, onBadPatch?: (game: string, folder: string, e: unknown) => void): Promise<Game> {
+/** Read and bundle one game folder (with `bundle`: off the main thread while rooms tick, sandbox/off-thread-bundler.ts). */
+export async function loadGame(dir: string, patchesDir?: string, onBadPatch?: (game: string, folder: string, e: unknown) => void, bundle: Bundler = bundleGame): Promise<Game> {
   const name = path.basename(dir);
   const manifest = parseGameManifest(name, JSON.parse(await readFile(path.join(dir, 'game.json'), 'utf8')), dir);
   const files = await readGameFiles(dir);
-  const bundle = await bundleGame({ name, entry: manifest.entry, files });
-  const game = makeGame(manifest, files, bundle);
+  const game = makeGame(manifest, files, await bundle({ name, entry: manifest.entry, files }));
   if (patchesDir) {
     const report = onBadPatch ? (folder: string, e: unknown) => onBadPatch(name, folder, e) : undefined;
-    game.versions = await loadVersions({ name, entry: manifest.entry, schema: manifest.schema, files, bundle }, patchesDir, report);
+    game.versions = await loadVersions({ name, entry: manifest.entry, schema: manifest.schema, files, bundle: game.bundle }, patchesDir, report, bundle);
   }
   return game;
 }

@@ -214,7 +214,7 @@ export class GameSandbox {
       onCatastrophicError: (message: string) =>
         GameSandbox.onCatastrophicError({ roomId: limits.roomId ?? '', game: bundle.name, version: bundle.version, tick: created?.lastTick ?? 0, message }),
     });
-    const stacks = new StackMapper(bundle.filename, bundle.sourceMap);
+    const stacks = StackMapper.of(bundle);
     try {
       const context = await isolate.createContext();
       const script = await isolate.compileScript(bundle.code, { filename: bundle.filename });

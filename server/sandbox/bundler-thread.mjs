@@ -1,0 +1,20 @@
+// The thread that bundles games for server/sandbox/off-thread-bundler.ts (which says why).
+// Plain JavaScript because a worker thread does not get the TypeScript loader the server runs
+// under: it registers tsx itself, then loads the real bundler (bundler.ts), so what it builds
+// is byte for byte what the main thread would build.
+import { parentPort } from 'node:worker_threads';
+import { register } from 'tsx/esm/api';
+
+register();
+const { bundleGame } = await import('./bundler.ts');
+
+parentPort.on('message', async (m) => {
+  try {
+    const bundle = await bundleGame({ name: m.name, entry: m.entry, files: new Map(m.files) });
+    parentPort.postMessage({ id: m.id, bundle });
+  } catch (e) {
+    // A BuildError (the designer's mistake) is rebuilt on the main thread from its parts.
+    const build = e && e.code === 'BUILD_FAILED' && Array.isArray(e.details);
+    parentPort.postMessage({ id: m.id, error: { build, summary: build ? e.summary : String(e?.message ?? e), details: build ? e.details : [] } });
+  }
+});

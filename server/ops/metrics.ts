@@ -9,7 +9,7 @@ import { channels, subscribe, type BroadcastEvent, type RoomLifecycleEvent, type
 
 export interface MetricsSources {
   /** Current per-room figures, read when Prometheus scrapes. */
-  rooms(): { game: string; version: string; players: number; connected: number; queueDepth: number }[];
+  rooms(): { game: string; version: string; players: number; connected: number; queueDepth: number; degraded: boolean }[];
   /** Each room's isolate heap in use, bytes; asked of the isolates, so asynchronous. */
   heaps(): Promise<{ game: string; version: string; heapBytes: number }[]>;
   /** Whether the main-thread watchdog is up, so that cheap ticks may run inline (sandbox/main-thread-watchdog.ts); absent: never. */
@@ -49,6 +49,7 @@ export class Metrics {
     gauge('moonpatch_rooms', 'Rooms running', () => 1);
     gauge('moonpatch_players', 'Seated players', (x) => x.players);
     gauge('moonpatch_players_connected', 'Players with a live connection', (x) => x.connected);
+    gauge('moonpatch_rooms_degraded', 'Rooms whose last commit failed: they hold their events and retry until Redis takes commits again (/healthz answers 503)', (x) => (x.degraded ? 1 : 0));
     new client.Gauge({
       name: 'moonpatch_isolate_heap_bytes',
       help: 'Isolate heap in use',

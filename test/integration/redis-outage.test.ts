@@ -74,6 +74,8 @@ describe('Redis outage', () => {
     await waitFor(() => room.degraded, 'room notices the failed commits');
     const health = await fetch(`http://127.0.0.1:${server.port}/healthz`);
     expect(health.status).toBe(503);
+    const degradedGauge = async () => /^moonpatch_rooms_degraded\{[^}]*\} (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text())?.[1];
+    expect(await degradedGauge()).toBe('1');
     // Nothing uncommitted is published: no tick advanced, the inputs are neither acked nor lost.
     await new Promise((r) => setTimeout(r, 300));
     expect(room.tick).toBe(tickAtOutage);
@@ -88,6 +90,7 @@ describe('Redis outage', () => {
     expect(p.inputs).toBe(10);
     expect(p.sum).toBe(10);
     expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
+    expect(await degradedGauge()).toBe('0');
     expect(c.disconnects).toBe(0);
     reportFigure('redis-stop-start-aof', 'faults_injected', 1);
     reportFigure('redis-stop-start-aof', 'inputs_acknowledged', applied);

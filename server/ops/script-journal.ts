@@ -13,10 +13,12 @@
  * (crashJournalText, ops/crash-beacon.ts) and, before it, that room's lines not flushed yet
  * (takeForCrash, up to {@link CRASH_LINES_BYTES}); other rooms lose at most one interval of
  * lines, and so does the room when the main-thread watchdog, not the main thread, writes the
- * crash (sandbox/main-thread-watchdog.ts: the lines are in the parked thread's memory). Best effort: with Redis away, a flush's entries
- * are dropped (counted, and logged once a minute) rather than held without bound. Each text is
- * cut to {@link MAX_TEXT_CHARS}, and a room that writes more than JOURNAL_KEPT entries between two
- * flushes sends only the newest JOURNAL_KEPT.
+ * crash (sandbox/main-thread-watchdog.ts: the lines are in the parked thread's memory).
+ *
+ * Best effort: with Redis away, a flush's entries are dropped (counted, and logged once a
+ * minute) rather than held without bound. Each text is cut to {@link MAX_TEXT_CHARS}, and a room
+ * that writes more than JOURNAL_KEPT entries between two flushes sends only the newest
+ * JOURNAL_KEPT.
  */
 import { catastrophicErrorCode } from '../sandbox/sandbox.ts';
 import { JOURNAL_KEPT, type JournalStore } from '../state/journal-store.ts';

@@ -12,7 +12,7 @@
  */
 import type { DashboardEvent, DashboardSnapshot, SeriesPoint } from '../server/ops/dashboard-feed.ts';
 
-const COLORS = { bg: '#171a23', grid: '#2a2f3d', axis: '#8a91a5', p50: '#6ea8ff', p99: '#ffb347', ok: '#4cd07d', bad: '#ff5c5c' };
+const COLORS = { bg: '#171a23', grid: '#2a2f3d', axis: '#8a91a5', p50: '#6ea8ff', p99: '#ffb347', late: '#e4e4e4', ok: '#4cd07d', bad: '#ff5c5c' };
 /** Other servers' p99 lines, in turn. */
 const SERVER_COLORS = ['#c58cff', '#5fd4d4', '#ff8fb1', '#d4d45f', '#9fa8ff', '#ffb08a'];
 const MIN_SPAN_MS = 30_000;
@@ -65,7 +65,7 @@ function drawChart(snap: DashboardSnapshot): void {
   const others = snap.servers
     .map((s) => ({ node: s.node, points: s.series.filter((p) => p.ticks > 0 && p.t >= start && p.t <= end) }))
     .filter((s) => s.points.length > 0);
-  const maxMs = Math.max(1, ...inRange.map((p) => p.p99), ...others.flatMap((s) => s.points.map((p) => p.p99)));
+  const maxMs = Math.max(1, ...inRange.map((p) => Math.max(p.p99, p.late ?? 0)), ...others.flatMap((s) => s.points.map((p) => p.p99)));
   const yStep = niceStep(maxMs, 5);
   const yMax = Math.ceil((maxMs * 1.1) / yStep) * yStep;
   const x = (t: number) => pad.left + ((t - start) / (end - start)) * plotW;
@@ -134,6 +134,10 @@ function drawChart(snap: DashboardSnapshot): void {
     if (pts.length === 1) ctx.fillRect(x(pts[0]!.t + 500) - 2, y(pick(pts[0]!)) - 2, 4, 4);
   };
   others.forEach((s, i) => line(s.points, (p) => p.p99, SERVER_COLORS[i % SERVER_COLORS.length]!, 1.5));
+  // How late ticks started (the second's worst): a hitch players feel that durations miss.
+  ctx.setLineDash([4, 3]);
+  line(inRange, (p) => p.late ?? 0, COLORS.late, 1);
+  ctx.setLineDash([]);
   line(inRange, (p) => p.p99, COLORS.p99);
   line(inRange, (p) => p.p50, COLORS.p50);
 

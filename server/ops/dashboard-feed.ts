@@ -28,6 +28,12 @@ export interface SeriesPoint {
   t: number;
   p50: number;
   p99: number;
+  /**
+   * The latest any tick of the second started against its slot, ms: hitches in the cadence
+   * that tick durations do not show (a main thread blocked between ticks). Absent in beats
+   * from servers older than this field.
+   */
+  late?: number;
   ticks: number;
   failed: number;
 }
@@ -75,6 +81,7 @@ export interface DashboardSnapshot {
 interface Bucket {
   second: number;
   samples: number[];
+  lateMax: number;
   ticks: number;
   failed: number;
   /** Percentiles, computed once the second is over. */
@@ -97,6 +104,7 @@ export class DashboardFeed {
     this.on(channels.tickCommitted, (e: TickCommittedEvent) => {
       const b = this.bucket();
       b.ticks++;
+      if (e.lateMs > b.lateMax) b.lateMax = e.lateMs;
       const ms = e.scriptMs + e.commitMs;
       if (b.samples.length < SAMPLES_PER_SECOND) b.samples.push(ms);
       else {
@@ -160,7 +168,7 @@ export class DashboardFeed {
     const slot = second % SERIES_SECONDS;
     let b = this.buckets[slot];
     if (!b || b.second !== second) {
-      b = { second, samples: [], ticks: 0, failed: 0, done: null };
+      b = { second, samples: [], lateMax: 0, ticks: 0, failed: 0, done: null };
       this.buckets[slot] = b;
     }
     return b;
@@ -223,7 +231,7 @@ export class DashboardFeed {
           b.samples = [];
         }
       }
-      series.push({ t: b.second * 1000, p50: round(p.p50), p99: round(p.p99), ticks: b.ticks, failed: b.failed });
+      series.push({ t: b.second * 1000, p50: round(p.p50), p99: round(p.p99), late: round(b.lateMax), ticks: b.ticks, failed: b.failed });
     }
     series.sort((a, b) => a.t - b.t);
     return series;

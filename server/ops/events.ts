@@ -21,6 +21,11 @@ export interface TickCommittedEvent {
   commitMs: number;
   /** Whole tick: drain, script, commit, publish, ms. */
   totalMs: number;
+  /**
+   * How late the tick started against its slot in the room's cadence, ms (0 for a tick run
+   * outside the clock): the tick before running long, or the main thread blocked in between.
+   */
+  lateMs: number;
   records: number;
   dels: number;
   writes: number;

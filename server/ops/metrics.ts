@@ -24,8 +24,19 @@ export class Metrics {
 
   constructor(sources: MetricsSources) {
     const r = [this.registry];
+    // Node's own, under their standard names (process_cpu_seconds_total,
+    // nodejs_eventloop_lag_seconds, nodejs_gc_duration_seconds, heap sizes...), for the
+    // dashboards teams already have; the event loop's lag is the main thread every room ticks on.
+    client.collectDefaultMetrics({ register: this.registry });
     const tick = new client.Histogram({ name: 'moonpatch_tick_duration_seconds', help: 'Committed tick: script plus Redis commit', labelNames: ['game', 'version'], buckets: TICK_BUCKETS, registers: r });
     const script = new client.Histogram({ name: 'moonpatch_tick_script_cpu_seconds', help: 'CPU time the isolate spent on a committed tick', labelNames: ['game', 'version'], buckets: TICK_BUCKETS, registers: r });
+    const late = new client.Histogram({
+      name: 'moonpatch_tick_lateness_seconds',
+      help: 'How late each committed tick started against its slot in the room\'s cadence (what players feel as a hitch; a tick\'s duration does not show a main thread blocked between ticks)',
+      labelNames: ['game'],
+      buckets: TICK_BUCKETS,
+      registers: r,
+    });
     const commit = new client.Histogram({ name: 'moonpatch_commit_duration_seconds', help: 'Redis commit of a tick', labelNames: ['game'], buckets: TICK_BUCKETS, registers: r });
     const failed = new client.Counter({ name: 'moonpatch_ticks_failed_total', help: 'Ticks rolled back, by cause', labelNames: ['game', 'version', 'code'], registers: r });
     const events = new client.Counter({ name: 'moonpatch_events_total', help: 'Joins, inputs and leaves run in committed ticks', labelNames: ['game', 'version'], registers: r });
@@ -75,6 +86,7 @@ export class Metrics {
       tick.observe({ game: e.game, version: e.version }, (e.scriptMs + e.commitMs) / 1000);
       script.observe({ game: e.game, version: e.version }, e.cpuMs / 1000);
       commit.observe({ game: e.game }, e.commitMs / 1000);
+      late.observe({ game: e.game }, e.lateMs / 1000);
       if (e.events > 0) events.inc({ game: e.game, version: e.version }, e.events);
       if (e.inline) inline.inc({ game: e.game, version: e.version });
       if (e.rejections > 0) refused.inc({ game: e.game, version: e.version }, e.rejections);

@@ -116,7 +116,7 @@ export class Room {
     this.queue = new InputQueue(settings.inputQueueLimit);
     this.versions = new VersionSwitch(this, store, log);
     this.broadcaster = new Broadcaster(committed, settings.broadcast, settings.interest);
-    this.clock = new TickClock(settings.tickHz, () => this.runTick(), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
+    this.clock = new TickClock(settings.tickHz, (lateMs) => this.runTick(lateMs), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
     this.checkpointer = new Checkpointer(
       store,
       id,
@@ -471,8 +471,11 @@ export class Room {
     return w.bytes().slice();
   }
 
-  /** Run one tick now (the clock calls this; tests and benchmarks may call it directly). */
-  async runTick(): Promise<void> {
+  /**
+   * Run one tick now (the clock calls this, saying how late it started against its slot;
+   * tests and benchmarks may call it directly).
+   */
+  async runTick(lateMs = 0): Promise<void> {
     if (this.stopped) return;
     const started = performance.now();
     if (this.sandbox.isDisposed) await this.rebuildSandbox('isolate was dead at tick start');
@@ -492,7 +495,7 @@ export class Room {
       return;
     }
     this.writeScriptLogs(tick, outcome.logs);
-    await this.commitTick(tick, events, call.events, outcome, started, scriptDone, swapOutcome ? swap : null);
+    await this.commitTick(tick, events, call.events, outcome, started, scriptDone, lateMs, swapOutcome ? swap : null);
   }
 
   /** The call that runs tick `tick` with `events`: everything else follows from the tick number. */
@@ -514,6 +517,7 @@ export class Room {
     outcome: Extract<TickOutcome, { ok: true }>,
     started: number,
     scriptDone: number,
+    lateMs: number,
     swap: StagedVersion | null = null,
   ): Promise<void> {
     const rejected = new Map<number, ThrownInfo>();
@@ -618,6 +622,7 @@ export class Room {
       inline: swap === null && this.sandbox.lastTickInline,
       commitMs: commitDone - scriptDone,
       totalMs: done - started,
+      lateMs,
       records: outcome.sets.length + outcome.patches.length,
       dels: outcome.dels.length,
       writes: outcome.writes,

@@ -3,6 +3,10 @@
  * a late tick does not push later ones back. A run never overlaps the previous one. When the
  * room falls more than one period behind (a long tick, a stalled event loop), the missed slots
  * are skipped and counted rather than run in a burst, which would only fall further behind.
+ *
+ * Each run is told how late it started against its slot: what players feel as a hitch in the
+ * cadence, whether the tick before ran long or the main thread was blocked between ticks (a
+ * tick's own duration shows neither).
  */
 export class TickClock {
   private timer: NodeJS.Timeout | null = null;
@@ -10,12 +14,14 @@ export class TickClock {
   private current: Promise<void> | null = null;
   private slot = 0;
   private startedAt = 0;
+  /** When the scheduled run is due (performance.now() time). */
+  private dueAt = 0;
   /** Slots skipped because the room was too far behind. */
   missed = 0;
 
   constructor(
     readonly hz: number,
-    private readonly run: () => Promise<void>,
+    private readonly run: (lateMs: number) => Promise<void>,
     private readonly onError: (e: unknown) => void,
   ) {}
 
@@ -57,13 +63,14 @@ export class TickClock {
       this.slot += behind;
       due += behind * this.periodMs;
     }
+    this.dueAt = due;
     this.timer = setTimeout(() => void this.fire(), Math.max(0, due - now));
   }
 
   private async fire(): Promise<void> {
     this.timer = null;
     if (!this.running) return;
-    this.current = this.run().catch(this.onError);
+    this.current = this.run(Math.max(0, performance.now() - this.dueAt)).catch(this.onError);
     await this.current;
     this.current = null;
     this.schedule();

@@ -3,6 +3,7 @@
  * ticks by cause, events and the ones hooks refused, patch outcomes, players, isolate heap.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { channels, type TickCommittedEvent } from '../../server/ops/events.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -41,6 +42,36 @@ describe('/metrics', () => {
     expect(value(text, new RegExp(`moonpatch_players\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThanOrEqual(1);
     expect(value(text, new RegExp(`moonpatch_isolate_heap_bytes\\{game="probe",version="${room.version}"\\} (\\d+)`))).toBeGreaterThan(0);
     c.close();
+  });
+
+  it('shows a main thread blocked between ticks as tick lateness, which the tick durations do not show', async () => {
+    const roomId = 'metrics-late-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'l' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    await waitFor(() => room.tick > 5, 'some ticks');
+    const lateBucket = async () => value(await scrape(), /moonpatch_tick_lateness_seconds_bucket\{le="0\.1",game="probe"\} (\d+)/);
+    const lateCount = async () => value(await scrape(), /moonpatch_tick_lateness_seconds_count\{game="probe"\} (\d+)/);
+    const [bucketBefore, countBefore] = [await lateBucket(), await lateCount()];
+    const lates: number[] = [];
+    const onTick = (e: unknown) => (e as TickCommittedEvent).roomId === roomId && lates.push((e as TickCommittedEvent).lateMs);
+    channels.tickCommitted.subscribe(onTick);
+    try {
+      // Block the main thread for 300 ms, as a synchronous build did: the tick due meanwhile
+      // starts at least 250 ms late (one 50 ms period at most had passed when it was set).
+      const tickBefore = room.tick;
+      const until = performance.now() + 300;
+      while (performance.now() < until) { /* the main thread is blocked */ }
+      await waitFor(() => room.tick > tickBefore + 2, 'ticks after the block');
+      expect(Math.max(...lates)).toBeGreaterThanOrEqual(250);
+      // Those ticks counted, one of them above the 100 ms bucket.
+      const [bucketAfter, countAfter] = [await lateBucket(), await lateCount()];
+      expect(countAfter - countBefore).toBeGreaterThanOrEqual(lates.length);
+      expect(countAfter - bucketAfter).toBeGreaterThan(countBefore - bucketBefore);
+    } finally {
+      channels.tickCommitted.unsubscribe(onTick);
+      c.close();
+    }
   });
 
   it('counts the ticks run on the main thread, and says the watchdog that allows them is up', async () => {

@@ -3,7 +3,7 @@
  * real event channels: hook errors of one room and version share an entry per window.
  */
 import { describe, expect, it } from 'vitest';
-import { channels, publish, type RoomLifecycleEvent, type ScriptOutputEvent } from '../../server/ops/events.ts';
+import { channels, publish, type RoomLifecycleEvent, type ScriptOutputEvent, type TickCommittedEvent } from '../../server/ops/events.ts';
 import { DashboardFeed, EVENT_LIMIT, REFUSALS_WINDOW_MS } from '../../server/ops/dashboard-feed.ts';
 
 const thrown = { name: 'TypeError', message: 'boom', stack: '', code: null };
@@ -33,6 +33,32 @@ describe('dashboard feed: events refused by the scripts', () => {
       hookError('r1', 'v1', 1);
       events = feed.snapshot([]).events.filter((e) => e.what === 'events-refused' && e.roomId === 'r1' && e.version === 'v1');
       expect(events.map((e) => e.count)).toEqual([EVENT_LIMIT * 2, 1, 1]);
+    } finally {
+      feed.close();
+    }
+  });
+});
+
+describe('dashboard feed: the latency series', () => {
+  const tick = (lateMs: number, ms: number) =>
+    publish<TickCommittedEvent>(channels.tickCommitted, {
+      roomId: 'r', game: 'g', version: 'v', tick: 1, scriptMs: ms, cpuMs: ms, inline: false, commitMs: 0, totalMs: ms, lateMs,
+      records: 0, dels: 0, writes: 0, events: 0, rejections: 0,
+    });
+
+  it('carries the worst tick lateness of each second beside the durations', () => {
+    let now = 2_000_000;
+    const feed = new DashboardFeed(() => now);
+    try {
+      tick(0.4, 1);
+      tick(230, 1); // a hitch: this tick started 230 ms late, its duration normal
+      tick(3, 2);
+      now += 1000;
+      tick(1.5, 1);
+      now += 1000;
+      const [first, second] = feed.snapshot([]).series;
+      expect(first).toMatchObject({ t: 2_000_000, ticks: 3, late: 230, p99: 2 });
+      expect(second).toMatchObject({ t: 2_001_000, ticks: 1, late: 1.5 });
     } finally {
       feed.close();
     }

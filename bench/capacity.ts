@@ -132,6 +132,8 @@ interface StepResult {
     script_cpu_ms: ReturnType<typeof summary>;
     /** One fenced Redis round trip. */
     commit_ms: ReturnType<typeof summary>;
+    /** How late ticks started against their slots (the cadence players feel). */
+    late_ms: ReturnType<typeof summary>;
     tick_p99_within_cpu_budget: boolean;
     broadcast_bytes_per_s: number;
     broadcast_frame_bytes_per_recipient: ReturnType<typeof summary>;
@@ -240,6 +242,7 @@ function serverWindow(server: RunningServer) {
         script_ms: summary(committed.map((e) => e.scriptMs)),
         script_cpu_ms: summary(committed.map((e) => e.cpuMs)),
         commit_ms: summary(committed.map((e) => e.commitMs)),
+        late_ms: summary(committed.map((e) => e.lateMs)),
         tick_p99_within_cpu_budget: tick.p99 <= budgetMs,
         broadcast_bytes_per_s: Math.round(broadcasts.reduce((n, b) => n + b.bytes, 0) / elapsed),
         broadcast_frame_bytes_per_recipient: summary(broadcasts.filter((b) => b.recipients > 0).map((b) => Math.round(b.bytes / b.recipients))),

@@ -173,6 +173,8 @@ async function main(): Promise<void> {
     script_cpu_ms: summary(committed.map((e) => e.cpuMs)),
     commit_ms: summary(commitMs),
     whole_tick_ms: summary(committed.map((e) => e.totalMs)),
+    /** How late ticks started against their slots (the cadence players feel), ms. */
+    late_ms: summary(committed.map((e) => e.lateMs)),
     records_per_tick: summary(committed.map((e) => e.records)),
     writes_per_tick: summary(committed.map((e) => e.writes)),
     failed_tick_ms: summary(failedMs),

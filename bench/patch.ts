@@ -93,6 +93,14 @@ interface Trial {
   after_swap_ms: number[];
   /** This room's own tick times, ms (the swap tick excluded). */
   ticks_ms: number[];
+  /**
+   * How late ticks started against their slots (the cadence players feel), ms: this room's
+   * median and 99th percentile over the trial, and the latest of the swap tick and the five
+   * after it (the staging before the swap, and the swap tick itself, delay those).
+   */
+  late_p50_ms: number;
+  late_p99_ms: number;
+  late_around_swap_ms: number;
   missed_ticks: number;
   disconnects: number;
   clients_notified: number;
@@ -143,6 +151,9 @@ async function runTrial(server: Awaited<ReturnType<typeof startServer>>, roomId:
     swap_records: swapTick.records,
     after_swap_ms: ticks.filter((t) => t.tick > result.tick && t.tick <= result.tick + 5).map((t) => round(tickMs(t))),
     ticks_ms: normal,
+    late_p50_ms: round(percentile(ticks.map((t) => t.lateMs), 50)),
+    late_p99_ms: round(percentile(ticks.map((t) => t.lateMs), 99)),
+    late_around_swap_ms: round(Math.max(...ticks.filter((t) => t.tick >= result.tick && t.tick <= result.tick + 5).map((t) => t.lateMs))),
     missed_ticks: room.missedTicks - missedBefore,
     disconnects: clients.reduce((n, c) => n + c.disconnects, 0),
     clients_notified: notified.size,
@@ -171,7 +182,7 @@ async function main(): Promise<void> {
     console.log(`patch bench: trial ${i + 1}/${TRIALS}: ${PLAYERS} simulated players + ${SOCKETS} WebSocket clients, patch 002-stars (schema 1 -> 2)...`);
     const t = await runTrial(server, `patch-bench-${i + 1}`);
     const budget = t.median_tick_ms + migration1k.migration_ms + 1;
-    console.log(`  median tick ${t.median_tick_ms} ms, swap tick ${t.swap_tick_ms} ms (budget ${round(budget)}), next ticks ${t.after_swap_ms.join(', ')} ms`);
+    console.log(`  median tick ${t.median_tick_ms} ms, swap tick ${t.swap_tick_ms} ms (budget ${round(budget)}), next ticks ${t.after_swap_ms.join(', ')} ms; ticks late p99 ${t.late_p99_ms} ms, around the swap ${t.late_around_swap_ms} ms`);
     trials.push(t);
   }
 
@@ -197,6 +208,9 @@ async function main(): Promise<void> {
     migration_ms: { '1000': migration1k.migration_ms, '10000': migration10k.migration_ms },
     migration_detail: { '1000': migration1k, '10000': migration10k },
     missed_ticks: missed,
+    /** The cadence through the patch: each trial's latest start of the swap tick and the five after it, ms. */
+    late_around_swap_ms: trials.map((t) => t.late_around_swap_ms),
+    late_p99_ms: trials.map((t) => t.late_p99_ms),
     disconnects,
     clients_notified_of_new_version: trials.reduce((n, t) => n + t.clients_notified, 0),
     per_trial: trials.map(({ ticks_ms, ...t }) => ({ ...t, swap_budget_ms: budgetOf({ ...t, ticks_ms }), tick_p95_ms: round(percentile(ticks_ms, 95)) })),
@@ -211,7 +225,7 @@ async function main(): Promise<void> {
   const file = writeResult('patch', result_);
   console.log(
     JSON.stringify(
-      { median_tick_ms: result_.median_tick_ms, swap_tick_ms: result_.swap_tick_ms, swap_budget_ms: result_.swap_budget_ms, swap_met_in_trials: `${met}/${TRIALS}`, migration_ms: result_.migration_ms, missed_ticks: missed, disconnects, clients_notified: result_.clients_notified_of_new_version },
+      { median_tick_ms: result_.median_tick_ms, swap_tick_ms: result_.swap_tick_ms, swap_budget_ms: result_.swap_budget_ms, swap_met_in_trials: `${met}/${TRIALS}`, migration_ms: result_.migration_ms, missed_ticks: missed, late_around_swap_ms: result_.late_around_swap_ms, disconnects, clients_notified: result_.clients_notified_of_new_version },
       null,
       2,
     ),

@@ -134,6 +134,13 @@ describe('refused patches leave version and state unchanged', () => {
   });
 });
 
+/**
+ * The same server restarted: same prefix and node id, so it may claim its rooms without waiting
+ * for their leases to lapse.
+ */
+const restartedServer = () =>
+  startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: server.store.leaseHolder.node });
+
 describe('pinned versions', () => {
   it('a patched room resumes on its version after a restart', async () => {
     const roomId = 'patch-pin-' + Date.now();
@@ -142,9 +149,7 @@ describe('pinned versions', () => {
     const result = await server.rooms.applyVersion(roomId, 2);
     expect(result.ok).toBe(true);
     c.close();
-    // The same server restarted: same node id, so it may claim its rooms without waiting for
-    // their leases to lapse.
-    const again = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: server.store.leaseHolder.node });
+    const again = await restartedServer();
     try {
       const room = await again.rooms.open(roomId);
       expect(room.version).toBe(result.ok ? result.to : '');
@@ -170,8 +175,8 @@ describe('patch history', () => {
     const history = await server.store.readHistory(roomId);
     expect(history.map((h) => h.kind)).toEqual(['applied']);
     expect(await server.store.latestHistory(roomId)).toBeNull();
-    // Opened by a restarted server (same node id, as above): it reads the junk as no outcome.
-    const again = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', redisPrefix: server.prefix, nodeId: server.store.leaseHolder.node });
+    // Opened by a restarted server: it reads the junk as no outcome.
+    const again = await restartedServer();
     try {
       const room = await again.rooms.open(roomId);
       expect(room.schema).toBe(2);

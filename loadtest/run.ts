@@ -96,7 +96,7 @@ function printSummary(r: LoadTestReport): void {
     `join            ${d(r.latency_ms.join)}`,
     `inputs          sent ${r.inputs.sent}, acked ${r.inputs.acked}, rejected ${r.inputs.rejected}, lost ${r.inputs.lost}, duplicated ${r.inputs.duplicated}, anomalies ${r.inputs.anomalies}`,
     `disconnects     ${r.disconnects.total}${r.disconnects.total ? ' ' + JSON.stringify(r.disconnects.by_code) : ''}`,
-    `server          missed ticks ${r.server.missed_ticks_during_run ?? '?'} during the run; tick p50 ${f(r.server.tick_ms_p50)} p99 ${r.server.tick_p99_above_top_bucket ? '>' : ''}${f(r.server.tick_ms_p99)} ms (/metrics, ${r.server.ticks ?? '?'} ticks); cpu ${f(r.server.cpu_s)} s, redis ${f(r.server.redis_cpu_s)} s`,
+    `server          missed ticks ${r.server.missed_ticks_during_run ?? '?'} during the run; tick p50 ${f(r.server.tick_ms_p50)} p99 ${r.server.tick_p99_above_top_bucket ? '>' : ''}${f(r.server.tick_ms_p99)} ms (/metrics, ${r.server.ticks ?? '?'} ticks), started late p99 ${f(r.server.tick_lateness_ms_p99)} ms; cpu ${f(r.server.cpu_s)} s, redis ${f(r.server.redis_cpu_s)} s`,
     `patches         ${r.patches.rounds} round(s): ${r.patches.applied} applied, ${r.patches.failed} refused ${Object.keys(r.patches.by_outcome).length ? JSON.stringify(r.patches.by_outcome) : ''}`,
     `machine         load average ${r.load_average.start} at the start, ${r.load_average.end} at the end (${r.machine.cpu_count} cores)`,
     `load generator  cpu ${r.load_generator.cpu_s} s, event-loop delay p99 ${r.load_generator.event_loop_delay_ms.p99} ms, late send rounds ${r.load_generator.late_send_rounds}`,

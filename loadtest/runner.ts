@@ -108,6 +108,8 @@ export interface LoadTestReport {
     tick_ms_p50: number | null;
     tick_ms_p99: number | null;
     tick_p99_above_top_bucket: boolean;
+    /** p99 of how late ticks started against their slots (interpolated in the histogram's buckets), ms; null from a server without the metric. */
+    tick_lateness_ms_p99: number | null;
     ticks: number | null;
     tick_histogram_ms: Record<string, number> | null;
     tick_p99_per_second_max: number | null;
@@ -141,6 +143,7 @@ const JOIN_TIMEOUT_MS = 30_000;
 /** Send slots per input period: players are spread over them so inputs do not arrive as a wall. */
 const SLOTS = 10;
 const TICK_HISTOGRAM = 'moonpatch_tick_duration_seconds';
+const LATENESS_HISTOGRAM = 'moonpatch_tick_lateness_seconds';
 
 /** One player: a MoonpatchClient whose socket also shows every frame to an InputTracker. */
 class Bot {
@@ -320,7 +323,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
 
   // ---- baselines ----------------------------------------------------------------------------
   const statusBefore = target.adminToken ? ((await admin.get('/admin/rooms?scope=cluster').catch(() => null)) as RoomStatus[] | null) : null;
-  const histBefore = await scrapeTickHistogram(target);
+  const histBefore = await scrapeTickHistograms(target);
   const cpuBefore = { server: cpuSeconds(target.serverPid), redis: cpuSeconds(target.redisPid), self: process.cpuUsage() };
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
@@ -466,7 +469,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
 
   // ---- the server's figures -----------------------------------------------------------------
   const statusAfter = target.adminToken ? ((await admin.get('/admin/rooms?scope=cluster').catch(() => null)) as RoomStatus[] | null) : null;
-  const histAfter = await scrapeTickHistogram(target);
+  const histAfter = await scrapeTickHistograms(target);
   const dashboard = await fetchJson(`${target.httpUrl}/dashboard/data`).catch(() => null) as { series?: { t: number; p99: number; ticks: number }[] } | null;
   const selfCpu = process.cpuUsage(cpuBefore.self);
   const serverCpu = diff(cpuSeconds(target.serverPid), cpuBefore.server);
@@ -495,9 +498,12 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
     client_double_settles: sum((b) => b.clientDoubleSettles),
     client_unsettled: clientUnsettled,
   };
-  const tickHist = histAfter && histBefore ? bucketsDiff(histAfter, histBefore) : histAfter;
+  const tickHist = histAfter && histBefore ? bucketsDiff(histAfter.tick, histBefore.tick) : (histAfter?.tick ?? null);
   const tickP50 = tickHist ? histogramQuantile(tickHist, 0.5) : null;
   const tickP99 = tickHist ? histogramQuantile(tickHist, 0.99) : null;
+  // How late ticks started against their slots: the cadence the players felt.
+  const lateHist = histAfter && histBefore ? bucketsDiff(histAfter.late, histBefore.late) : (histAfter?.late ?? null);
+  const lateP99 = lateHist?.size ? histogramQuantile(lateHist, 0.99) : null;
   const serverSeries = new Map<number, number>();
   for (const p of dashboard?.series ?? []) {
     const k = Math.floor((p.t - runStartEpoch) / 1000);
@@ -549,6 +555,7 @@ async function run(o: LoadTestOptions, target: Target, log: (line: string) => vo
       tick_ms_p50: tickP50 ? round(tickP50.value * 1000, 2) : null,
       tick_ms_p99: tickP99 ? round(tickP99.value * 1000, 2) : null,
       tick_p99_above_top_bucket: tickP99?.above ?? false,
+      tick_lateness_ms_p99: lateP99 ? round(lateP99.value * 1000, 2) : null,
       ticks: tickP99?.count ?? null,
       tick_histogram_ms: tickHist ? histogramObject(tickHist) : null,
       tick_p99_per_second_max: serverSeries.size ? round(Math.max(...serverSeries.values()), 2) : null,
@@ -629,12 +636,13 @@ async function fetchJson(url: string): Promise<unknown> {
   return res.json();
 }
 
-async function scrapeTickHistogram(target: Target): Promise<Buckets | null> {
+/** The server's tick duration and tick lateness histograms (all games), or null when /metrics does not answer. */
+async function scrapeTickHistograms(target: Target): Promise<{ tick: Buckets; late: Buckets } | null> {
   try {
     const res = await fetch(`${target.httpUrl}/metrics`);
     if (!res.ok) return null;
-    const b = parseHistogram(await res.text(), TICK_HISTOGRAM);
-    return b.size ? b : new Map();
+    const text = await res.text();
+    return { tick: parseHistogram(text, TICK_HISTOGRAM), late: parseHistogram(text, LATENESS_HISTOGRAM) };
   } catch {
     return null;
   }

@@ -73,6 +73,7 @@ describe('npm run loadtest', () => {
     expect(r.server.missed_ticks_during_run).toEqual(expect.any(Number));
     expect(r.server.ticks).toBeGreaterThan(0);
     expect(r.server.tick_ms_p99).toEqual(expect.any(Number));
+    expect(r.server.tick_lateness_ms_p99).toEqual(expect.any(Number));
     expect(r.series.length).toBeGreaterThan(0);
     expect(r.thresholds.passed).toBe(true);
 

@@ -50,7 +50,7 @@ import { silentLogger } from '../server/ops/logger.ts';
 import { GameRegistry, loadGame, makeGame } from '../server/sandbox/games.ts';
 import { cpuSeconds } from '../loadtest/target.ts';
 import type { GrownReply, LoadCommand, LoadReply, MeasuredReply } from './capacity-load.ts';
-import { benchInlineTickMaxMs, benchRedis, machine, parseArgs, round, sleep, startLoopMonitor, summary, writeResult } from './lib.ts';
+import { benchInlineTickMaxMs, benchTickPhases, benchRedis, machine, parseArgs, round, sleep, startLoopMonitor, summary, writeResult } from './lib.ts';
 import type { OverheadResult } from './sandbox-overhead.ts';
 
 const args = parseArgs(process.argv.slice(2));
@@ -263,7 +263,7 @@ async function runCapacity(cpuBudgetMs: number): Promise<{ steps: StepResult[]; 
   // The arena as it is, except for more seats when one room has to hold a bigger step.
   games.add(makeGame({ ...arena.manifest, maxPlayers: Math.max(arena.manifest.maxPlayers, roomCapacity) }, arena.files, arena.bundle));
   const prefix = `cap-${randomBytes(4).toString('hex')}`;
-  const config = makeConfig({ port: 0, host: '127.0.0.1', redisPrefix: prefix, maxConnectionsPerAddress: 1_000_000 , inlineTickMaxMs: benchInlineTickMaxMs() });
+  const config = makeConfig({ port: 0, host: '127.0.0.1', redisPrefix: prefix, maxConnectionsPerAddress: 1_000_000, inlineTickMaxMs: benchInlineTickMaxMs(), tickPhases: benchTickPhases() });
   const server = await startServer({ ...config, redisUrl: redis.url }, silentLogger(), { games });
   const load = LoadGenerator.start(server.url, prefix);
   const steps: StepResult[] = [];
@@ -405,6 +405,7 @@ async function main(): Promise<void> {
     max_players_20hz: capacity ? max : null,
     sandbox_overhead_ratio: overhead?.same_state_hash ? overhead.ratio.mean : null,
     inline_tick_max_ms: benchInlineTickMaxMs(),
+    tick_phases: benchTickPhases(),
     machine: machine(),
     tick_hz: INPUT_HZ,
     tick_budget_ms: TICK_BUDGET_MS,

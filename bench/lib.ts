@@ -75,6 +75,11 @@ export function benchInlineTickMaxMs(): number {
   return configFromEnv({ INLINE_TICK_MAX_MS: process.env.INLINE_TICK_MAX_MS }).inlineTickMaxMs;
 }
 
+/** TICK_PHASES for a benchmark's server: the environment's when set (to compare in turns), else the server's default. */
+export function benchTickPhases(): 'spread' | 'free' {
+  return configFromEnv({ TICK_PHASES: process.env.TICK_PHASES }).tickPhases;
+}
+
 export function writeResult(name: string, result: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `${name}.json`);

@@ -140,6 +140,13 @@ export interface ServerConfig {
    */
   journalFlushMs: number;
   /**
+   * Where in its period each room ticks. 'spread': each room opened on this server is given a
+   * point of the period away from the other rooms' (the middle of the widest gap), so their
+   * ticks take turns on the main thread instead of falling due together; 'free': a room's
+   * ticks fall wherever its clock started (its open time). Env TICK_PHASES. @default 'spread'
+   */
+  tickPhases: 'spread' | 'free';
+  /**
    * Who may create a room. 'open': a join naming a room that does not exist creates it (any
    * player can, so every room id anyone ever joined stays in Redis unless roomExpireMs is set).
    * 'admin': only the admin API creates rooms (POST /admin/rooms, `moonpatch rooms create`); a
@@ -269,6 +276,7 @@ export const DEFAULTS: ServerConfig = {
   maxRooms: 500,
   roomIdleUnloadMs: 60_000,
   journalFlushMs: 250,
+  tickPhases: 'spread',
   roomCreation: 'open',
   roomExpireMs: 0,
   isolateSemiSpaceMb: DEFAULT_ISOLATE_SEMI_SPACE_MB,
@@ -307,6 +315,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   if (typeof c.inlineTickMaxMs !== 'number' || !Number.isFinite(c.inlineTickMaxMs) || c.inlineTickMaxMs < 0 || c.inlineTickMaxMs > 1000) throw new ConfigError('inlineTickMaxMs', `must be a number of ms from 0 to 1000 (got ${JSON.stringify(c.inlineTickMaxMs)})`);
   int('shutdownTimeoutMs', c.shutdownTimeoutMs, 100, 3_600_000);
   if (c.rebalanceBy !== 'players' && c.rebalanceBy !== 'rooms') throw new ConfigError('rebalanceBy', `must be "players" or "rooms" (got ${JSON.stringify(c.rebalanceBy)})`);
+  if (c.tickPhases !== 'spread' && c.tickPhases !== 'free') throw new ConfigError('tickPhases', `must be "spread" or "free" (got ${JSON.stringify(c.tickPhases)})`);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');
   if (c.publicUrl !== undefined && !/^wss?:\/\/[^\s]+$/.test(c.publicUrl)) throw new ConfigError('publicUrl', 'must be a ws:// or wss:// URL');
@@ -354,6 +363,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.MAX_ROOMS) o.maxRooms = num('MAX_ROOMS')!;
   if (env.ROOM_IDLE_UNLOAD_MS) o.roomIdleUnloadMs = num('ROOM_IDLE_UNLOAD_MS')!;
   if (env.JOURNAL_FLUSH_MS) o.journalFlushMs = num('JOURNAL_FLUSH_MS')!;
+  if (env.TICK_PHASES) o.tickPhases = env.TICK_PHASES as ServerConfig['tickPhases'];
   if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;
   if (env.ISOLATE_SEMI_SPACE_MB) o.isolateSemiSpaceMb = num('ISOLATE_SEMI_SPACE_MB')!;

@@ -18,6 +18,7 @@ import { isValidRoomId } from '../state/keys.ts';
 import { formatTooNewError, type GameTarget, type RoomStore } from '../state/room-store.ts';
 import type { PlayerLink } from './link.ts';
 import { Room, type RoomSettings, type SeatHandle } from './room.ts';
+import { TickPhases } from './tick-phases.ts';
 import type { StageOptions } from './version-switch.ts';
 import type { SwapResult } from './staged-version.ts';
 import type { GameVersion } from '../patch/versions.ts';
@@ -47,6 +48,8 @@ const QUARANTINE_WINDOW_MS = 10 * 60_000;
 
 export class RoomManager {
   private readonly rooms = new Map<string, Room>();
+  /** Where in its period each running room ticks (TICK_PHASES=spread). */
+  private readonly phases = new TickPhases();
   private readonly opening = new Map<string, Promise<Room>>();
   /** Rooms being unloaded; opening one again waits for its unload to finish. Never rejects. */
   private readonly unloading = new Map<string, Promise<void>>();
@@ -315,7 +318,9 @@ export class RoomManager {
     if (committed.records.size > 0) await sandbox.load(committed.encodeForLoad());
     const room = new Room(roomId, { ...meta, version: version.bundle.version, schema: version.schema }, version.bundle, sandbox, this.store, committed, settings, this.log, (r) => {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
+      this.phases.release(r);
     });
+    if (this.config.tickPhases === 'spread') room.tickPhase = this.phases.assign(room, settings.tickHz);
     room.current = version;
     room.restoreLastPatch(lastPatch);
     room.inheritUncheckpointed(claimed.uncheckpointed.keys, claimed.uncheckpointed.players);

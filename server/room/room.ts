@@ -189,8 +189,14 @@ export class Room {
     this.startLeaveTimer(seat);
   }
 
+  /**
+   * Where in its period this room ticks (a fraction, tick-phases.ts), set by the room manager
+   * before the room starts; undefined: a period from whenever the clock starts.
+   */
+  tickPhase: number | undefined = undefined;
+
   start(): void {
-    this.clock.start();
+    this.clock.start(this.tickPhase);
     publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'started' });
   }
 
@@ -204,7 +210,7 @@ export class Room {
   }
 
   resumeClock(): void {
-    if (!this.stopped) this.clock.start();
+    if (!this.stopped) this.clock.start(this.tickPhase);
   }
 
   /**

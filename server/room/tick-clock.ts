@@ -29,10 +29,16 @@ export class TickClock {
     return 1000 / this.hz;
   }
 
-  start(): void {
+  /**
+   * Start ticking. With a `phase` (a fraction of the period, tick-phases.ts), ticks fall at
+   * that point of every period of the process's clock, the first within one period; without
+   * one, a period from now.
+   */
+  start(phase?: number): void {
     if (this.running) return;
     this.running = true;
-    this.startedAt = performance.now();
+    const now = performance.now();
+    this.startedAt = phase === undefined ? now : alignedStart(now, this.periodMs, phase);
     this.slot = 0;
     this.schedule();
   }
@@ -46,6 +52,11 @@ export class TickClock {
   /** Resolves when the run in progress, if any, has finished. */
   async idle(): Promise<void> {
     await this.current;
+  }
+
+  /** When the next run is due (performance.now() time); undefined while stopped. */
+  get nextDueAt(): number | undefined {
+    return this.timer ? this.dueAt : undefined;
   }
 
   get isRunning(): boolean {
@@ -75,4 +86,15 @@ export class TickClock {
     this.current = null;
     this.schedule();
   }
+}
+
+/**
+ * The latest time at or before `now` that sits at `phase` (a fraction) of a period of the
+ * process's clock: slot 0 of a clock whose ticks fall at that phase, its first tick due within
+ * one period of `now`.
+ */
+export function alignedStart(now: number, periodMs: number, phase: number): number {
+  const offset = (((phase % 1) + 1) % 1) * periodMs;
+  const periods = Math.floor((now - offset) / periodMs);
+  return periods * periodMs + offset;
 }

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
 import { channels, type RoomLifecycleEvent, type TickCommittedEvent } from '../../server/ops/events.ts';
+import { widestGapMiddle } from '../../server/room/tick-phases.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -298,5 +299,35 @@ describe("a game's target version", () => {
     }
     expect((await admin('PUT', '/admin/games/probe/target', { version: 1 }, 'wrong-token')).status).toBe(401);
     expect((await admin('GET', '/admin/games/probe/target')).body).toEqual(before);
+  });
+});
+
+describe('tick phases', () => {
+  it('rooms opened together tick at spread points of the period; a deleted room\'s point is free for the next', async () => {
+    const s = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe' });
+    try {
+      const [a, b, c] = await Promise.all(['ph-a', 'ph-b', 'ph-c'].map((id) => s.rooms.open(id, 'probe')));
+      expect([a!, b!, c!].map((r) => r.tickPhase).sort()).toEqual([0, 0.25, 0.5]);
+      // With b's point free again, d goes to the widest gap between a's and c's points, which
+      // is not where it would go were b's point still taken.
+      const phases = (...rooms: typeof a[]) => rooms.map((r) => r!.tickPhase!).sort((x, y) => x - y);
+      await s.rooms.deleteRoom('ph-b');
+      const d = await s.rooms.open('ph-d', 'probe');
+      expect(d.tickPhase).toBe(widestGapMiddle(phases(a, c)));
+      expect(d.tickPhase).not.toBe(widestGapMiddle(phases(a, b, c)));
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('with TICK_PHASES=free a room ticks wherever its clock started', async () => {
+    const s = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', tickPhases: 'free' });
+    try {
+      const room = await s.rooms.open('ph-free', 'probe');
+      expect(room.tickPhase).toBeUndefined();
+      await waitFor(() => room.tick > 2, 'it ticks');
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -32,6 +32,12 @@ describe('room lifecycle and isolate settings', () => {
     for (const bad of ['0', '5', '60001', 'often']) expect(() => configFromEnv({ JOURNAL_FLUSH_MS: bad })).toThrow(ConfigError);
   });
 
+  it('rooms\' tick phases are spread unless TICK_PHASES=free; anything else is refused', () => {
+    expect(configFromEnv({}).tickPhases).toBe('spread');
+    expect(configFromEnv({ TICK_PHASES: 'free' }).tickPhases).toBe('free');
+    for (const bad of ['Spread', 'random', '1']) expect(() => configFromEnv({ TICK_PHASES: bad })).toThrow(ConfigError);
+  });
+
   it('the README documents every environment variable the server reads', () => {
     const root = path.join(import.meta.dirname, '..', '..');
     const source = readFileSync(path.join(root, 'server', 'config', 'config.ts'), 'utf8');

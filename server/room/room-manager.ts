@@ -320,12 +320,13 @@ export class RoomManager {
       if (this.rooms.get(r.id) === r) this.rooms.delete(r.id);
       this.phases.release(r);
     });
-    if (this.config.tickPhases === 'spread') room.tickPhase = this.phases.assign(room, settings.tickHz);
     room.current = version;
     room.restoreLastPatch(lastPatch);
     room.inheritUncheckpointed(claimed.uncheckpointed.keys, claimed.uncheckpointed.players);
     for (const [id, bytes] of claimed.seats) room.restoreSeat(decodeSeat(id, bytes, claimed.seqs.get(id) ?? 0));
     this.rooms.set(roomId, room);
+    // Last before starting: a room that failed to set up above never holds a phase.
+    if (this.config.tickPhases === 'spread') room.tickPhase = this.phases.assign(room, settings.tickHz);
     room.start();
     this.log.info({ roomId, game: meta.game, version: version.bundle.version, tick: meta.tick, epoch: meta.epoch, seats: claimed.seats.size }, 'room started');
     void this.bringToTarget(room);

@@ -8,7 +8,7 @@
  * other queue behind each other, and the last one starts late, which players feel as jitter and
  * as input-to-state latency. Here each room gets a phase, a point in the period as a fraction
  * of it: the middle of the widest gap between the phases of the rooms already running at the
- * same rate. Ten rooms at 20 Hz tick 5 ms apart.
+ * same rate. Eight rooms at 20 Hz tick 6.25 ms apart; a ninth halves one of those gaps.
  *
  * Phases are relative to the process's clock (performance.now()), which every TickClock of the
  * process shares.

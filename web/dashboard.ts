@@ -1,6 +1,7 @@
 /**
  * The live ops dashboard: polls /dashboard/data every second and draws tick latency p50/p99
- * (with patch markers) on a canvas, the rooms table and the recent events. Served bundled as
+ * and how late ticks started (with patch markers) on a canvas, the rooms table and the recent
+ * events. Served bundled as
  * /dashboard.js by server/net/http.ts.
  *
  * With several servers on one Redis, every other server's p99 is drawn too (from their beats,

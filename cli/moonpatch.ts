@@ -559,7 +559,16 @@ async function cmdKeygen(a: Args): Promise<number> {
   const out = flag(a, 'out') ?? DEFAULT_KEY;
   const { privatePem, publicKey } = generateSigningKey();
   mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, privatePem, { mode: 0o600, flag: 'wx' });
+  try {
+    // Never over an existing key: the servers trust its public half.
+    writeFileSync(out, privatePem, { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    print(a, { ok: false, code: 'KEY_EXISTS', key: out }, () =>
+      console.error(`moonpatch: a signing key is already at ${out}; keep using it (the servers trust it), or write a new one elsewhere with --out FILE`),
+    );
+    return 1;
+  }
   print(a, { key: out, publicKey }, () => {
     console.log(`private key written to ${out} (keep it secret)`);
     console.log(`public key (add it to the servers' TRUSTED_PATCH_KEYS):\n${publicKey}`);
@@ -651,11 +660,10 @@ function unknownCommand(name: string): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e) => {
-    if (e instanceof UsageError) {
-      console.error(`moonpatch: ${e.message}`);
-      process.exit(2);
-    }
-    console.error(e);
+    // A usage mistake, or the system refusing (a file not found, no permission): one line for
+    // people. Anything else is a bug: its stack.
+    const systemError = typeof (e as NodeJS.ErrnoException)?.code === 'string' && typeof (e as NodeJS.ErrnoException).syscall === 'string';
+    console.error(e instanceof UsageError || systemError ? `moonpatch: ${(e as Error).message}` : e);
     process.exit(2);
   },
 );

@@ -91,6 +91,21 @@ describe('help and usage errors', () => {
     c.close();
   });
 
+  it('keygen never writes over a key, and a system error is one line for people, not a stack', async () => {
+    const key = path.join(tmpDir, 'signing.pem');
+    expect((await moonpatch('keygen', '--out', key)).code).toBe(0);
+    const first = readFileSync(key, 'utf8');
+    const again = await moonpatch('keygen', '--out', key);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/a signing key is already at .*signing\.pem; keep using it/);
+    expect(readFileSync(key, 'utf8')).toBe(first);
+    writeFileSync(path.join(tmpDir, 'a-file'), '');
+    const blocked = await moonpatch('keygen', '--out', path.join(tmpDir, 'a-file', 'key.pem'));
+    expect(blocked.code).toBe(2);
+    expect(blocked.err.trim()).toMatch(/^moonpatch: E[A-Z]+: /);
+    expect(blocked.err).not.toMatch(/^\s+at /m);
+  });
+
   it('takes --name=value, and a switch never swallows the argument after it', async () => {
     const r = await moonpatch('validate', '--json', '2', '--game=probe', `--scripts=${FIXTURE_GAMES}`, '--patches', FIXTURE_PATCHES, '--players=3', '--ticks', '5');
     expect(r.code).toBe(0);

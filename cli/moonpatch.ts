@@ -5,7 +5,7 @@
  *
  * Exit codes: 0 done, 1 refused or invalid, 2 usage or connection error.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
@@ -138,11 +138,16 @@ async function cmdValidate(a: Args): Promise<number> {
   const problems: string[] = [];
   const scripts = flag(a, 'scripts') ?? path.join(ROOT, 'scripts');
   const patches = flag(a, 'patches') ?? path.join(ROOT, 'patches');
+  if (!existsSync(path.join(scripts, gameName, 'game.json'))) {
+    const games = readdirSync(scripts, { withFileTypes: true }).filter((d) => d.isDirectory() && existsSync(path.join(scripts, d.name, 'game.json'))).map((d) => d.name);
+    throw new UsageError(`no game ${gameName} in ${scripts} (games there: ${games.join(', ') || 'none'})`);
+  }
   const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
   const to = game.versions.find((v) => v.number === n);
   if (!to) {
     print(a, { ok: false, problems }, () => {
-      console.error(`version ${n} of ${gameName} is not usable.`);
+      // A patch that does not build ends the chain there (its problem says why); otherwise there is no such version yet.
+      console.error(problems.length ? `version ${n} of ${gameName} is not usable:` : `${gameName} has no version ${n} (it has ${game.versions.map((v) => `v${v.number}`).join(', ')})`);
       for (const p of problems) console.error(`  ${p}`);
     });
     return 1;

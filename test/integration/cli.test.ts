@@ -79,6 +79,7 @@ describe('help and usage errors', () => {
       [['validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', 'lots'], /--players takes a whole number from 1 to 2000, not 'lots'/],
       [['validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--from', '9'], /probe has no version 9 to migrate from \(it has v1, /],
       [['help', 'nope'], /unknown command 'nope'/],
+      [['validate', '2', '--game', 'nope', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES], /no game nope in .*\(games there: .*probe/],
     ];
     const results = await Promise.all(cases.map(([args]) => moonpatch(...args)));
     cases.forEach(([args, message], i) => {
@@ -89,6 +90,14 @@ describe('help and usage errors', () => {
     expect(server.rooms.get(roomId)!.current?.number).toBe(1);
     expect(JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out)).toEqual([]);
     c.close();
+    // A version past a patch that does not build: refused, saying which patch and where.
+    const blocked = await moonpatch('validate', '9', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES);
+    expect(blocked.code).toBe(1);
+    expect(blocked.err).toMatch(/^version 9 of probe is not usable:\n {2}006-syntax-error: .*\n {2}helper\.ts:3:1: /);
+    // A version that does not exist (yet) where every patch builds: refused, naming the ones there are.
+    const missing = await moonpatch('validate', '9', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', tmpDir);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/^probe has no version 9 \(it has v1\)/);
   });
 
   it('keygen never writes over a key, and a system error is one line for people, not a stack', async () => {

@@ -121,6 +121,8 @@ describe('a room that keeps aborting the server process', () => {
     const prefix = uniquePrefix('crash-lines');
     const crashDir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-crash-lines-'));
     dataDirs.push(crashDir);
+    // The first test's last server is still running: stopped here, so that it is not left behind.
+    await child?.kill9();
     child = await startChildServer({
       REDIS_URL: testRedisUrl(), REDIS_PREFIX: prefix, PORT: String(await findFreePort()), HOST: '127.0.0.1', SCRIPTS_DIR: FIXTURE_GAMES,
       DEFAULT_GAME: 'fatal', DATA_DIR: crashDir, ADMIN_TOKEN: ADMIN,
@@ -141,7 +143,7 @@ describe('a room that keeps aborting the server process', () => {
     expect(await entries()).toEqual([]); // not flushed: the line is only in the server's memory
 
     await crashWithAttack(child, eve, () => eve.send({ attack: 'fatal-oom-map' }));
-    child = null;
+    child = null; // it has exited
     const after = await entries();
     // The line, then (after any attack V8 contained: tick-failed) the crash, last.
     expect(after[0]).toMatchObject({ kind: 'log', text: 'added 7 for eve' });

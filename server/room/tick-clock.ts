@@ -31,8 +31,9 @@ export class TickClock {
 
   /**
    * Start ticking. With a `phase` (a fraction of the period, tick-phases.ts), ticks fall at
-   * that point of every period of the process's clock, the first within one period; without
-   * one, a period from now.
+   * that point of every period of the process's clock, the first one to two periods from now;
+   * without one, the first a period from now. Never sooner than a period: a room that just
+   * opened (or resumed) gets its whole first period, as it always had, before anything runs.
    */
   start(phase?: number): void {
     if (this.running) return;
@@ -89,12 +90,12 @@ export class TickClock {
 }
 
 /**
- * The latest time at or before `now` that sits at `phase` (a fraction) of a period of the
- * process's clock: slot 0 of a clock whose ticks fall at that phase, its first tick due within
- * one period of `now`.
+ * The earliest time at or after `now` that sits at `phase` (a fraction) of a period of the
+ * process's clock: slot 0 of a clock whose ticks fall at that phase, its first tick due one to
+ * two periods from `now`.
  */
 export function alignedStart(now: number, periodMs: number, phase: number): number {
   const offset = (((phase % 1) + 1) % 1) * periodMs;
-  const periods = Math.floor((now - offset) / periodMs);
+  const periods = Math.ceil((now - offset) / periodMs);
   return periods * periodMs + offset;
 }

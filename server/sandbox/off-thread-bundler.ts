@@ -5,13 +5,14 @@
  *
  * Why: bundling runs TypeScript's transformer over every module (the write rewrite,
  * instrument-writes.ts) synchronously, inside esbuild's plugin callbacks on the calling thread.
- * Measured for the arena on these 2-core machines: 30-100 ms of main thread blocked per build
- * (bench/build-hitch.ts), that is one or two missed ticks of every room on the server at 20 Hz,
+ * Measured for the arena and its patches on these 2-core machines (bench/build-hitch.ts): the
+ * main thread blocked 35 ms at the median and 77 ms at worst per build, that is one or two missed ticks of every room on the server at 20 Hz,
  * on every server of a cluster, each building an announced patch when it hears of it. On a
  * thread of its own, the main thread only copies the files over and the bundle back.
  *
  * One worker (bundler-thread.mjs) per process, started on the first build and stopped after
- * {@link IDLE_STOP_MS} without one (it holds TypeScript, ~50 MB). A build the worker cannot do
+ * {@link IDLE_STOP_MS} without one (it holds TypeScript and esbuild: the process's resident
+ * memory grew by ~150 MB with it up after three arena builds, measured with a scratch script). A build the worker cannot do
  * (it failed to start, or died) is done on the calling thread as before: slower for the rooms,
  * never a wrong or missing build. A BuildError comes back as a BuildError.
  *

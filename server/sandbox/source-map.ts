@@ -20,7 +20,7 @@ export class StackMapper {
 
   /**
    * Parsed on the first stack to map, not when a sandbox is created: parsing the arena's 170 KB
-   * map takes 3-10 ms of the main thread, which every room open, patch staging and isolate
+   * map took 3-10 ms of the main thread (six samples, a scratch script), which every room open, patch staging and isolate
    * rebuild paid while the server's other rooms waited, for stacks most sandboxes never map.
    */
   private parsed: SourceMap | null | undefined = undefined;

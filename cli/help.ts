@@ -48,7 +48,7 @@ export const COMMAND_HELP = {
       scripts: 'the scripts folder: --scripts DIR (default scripts/)',
       patches: 'the patches folder: --patches DIR (default patches/)',
       room: 'migrate a live room\'s committed world instead of a bot-built one: --room ID (needs the server)',
-      save: 'with --room: also write that world to FILE (mode 0600: it holds player data)',
+      save: 'with --room: also write that world to a file: --save FILE (mode 0600: it holds player data)',
       fixture: 'migrate a world saved with --save: --fixture FILE',
     },
     positionals: 1,
@@ -87,7 +87,7 @@ export const COMMAND_HELP = {
   promote: {
     summary: 'make a version the game\'s target and push it to every room not on it yet',
     usage: ['promote <version> [--game G]'],
-    options: { game: GAME, 'safe-point': 'as for push', deadline: 'as for push', watch: 'as for push' },
+    options: { game: GAME, 'safe-point': 'as for push', deadline: 'as for push: --deadline S', watch: 'as for push' },
     positionals: 1,
   },
   abort: {
@@ -159,7 +159,7 @@ export const COMMAND_HELP = {
   upload: {
     summary: 'sign a patch folder and send it to the servers without applying it',
     usage: ['upload <patch-folder> [--key FILE] [--game G]'],
-    options: { key: 'the signing key: --key FILE (default .data/patch-signing-key.pem)', game: 'the game (default the folder\'s parent folder name)' },
+    options: { key: 'the signing key: --key FILE (default .data/patch-signing-key.pem)', game: 'the game: --game G (default the folder\'s parent folder name)' },
     positionals: 1,
   },
 } satisfies Record<string, CommandHelp>;

@@ -79,10 +79,10 @@ function checkArgs(name: CommandName, a: Args): void {
 
 const flag = (a: Args, name: string) => a.flags.get(name)?.[0];
 
-/** A whole-number option within [min, max], or `fallback` when it is not given. */
-function intFlag(a: Args, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+/** A whole-number option within [min, max], or undefined when it is not given. */
+function intFlag(a: Args, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const raw = flag(a, name);
-  if (raw === undefined) return fallback;
+  if (raw === undefined) return undefined;
   const n = Number(raw);
   if (!/^\d+$/.test(raw.trim()) || n < min || n > max) {
     throw new UsageError(`--${name} takes a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, not '${raw}'`);
@@ -130,8 +130,8 @@ function versionArg(a: Args): number {
 
 async function cmdValidate(a: Args): Promise<number> {
   const n = versionArg(a);
-  const players = intFlag(a, 'players', 50, 1, 2000);
-  const ticks = intFlag(a, 'ticks', 200, 1, 100_000);
+  const players = intFlag(a, 'players', 1, 2000) ?? 50;
+  const ticks = intFlag(a, 'ticks', 1, 100_000) ?? 200;
   const start = await startWorld(a);
   const gameName = flag(a, 'game') ?? start?.game ?? 'arena';
   if (start && start.game !== gameName) throw new UsageError(`${start.label} is a world of ${start.game}, not ${gameName}`);
@@ -152,9 +152,10 @@ async function cmdValidate(a: Args): Promise<number> {
     });
     return 1;
   }
-  const fromNumber = intFlag(a, 'from', n - 1, 1);
+  const asked = intFlag(a, 'from', 1);
+  const fromNumber = asked ?? n - 1;
   const from = game.versions.find((v) => v.number === fromNumber) ?? game.versions[0]!;
-  if (a.flags.has('from') && from.number !== fromNumber) {
+  if (asked !== undefined && from.number !== fromNumber) {
     throw new UsageError(`${gameName} has no version ${fromNumber} to migrate from (it has ${game.versions.map((v) => `v${v.number}`).join(', ')})`);
   }
   if (!a.flags.has('json')) {
@@ -377,7 +378,7 @@ async function cmdPush(a: Args): Promise<number> {
 
 async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
   const safePoint = a.flags.has('safe-point');
-  const deadline = flag(a, 'deadline') === undefined ? undefined : intFlag(a, 'deadline', 0, 1, 24 * 3600);
+  const deadline = intFlag(a, 'deadline', 1, 24 * 3600);
   const results: Record<string, unknown> = {};
   let refused = 0;
   for (const room of rooms) {
@@ -442,7 +443,7 @@ async function watchVerification(a: Args, results: Record<string, any>): Promise
 async function cmdRollback(a: Args): Promise<number> {
   const room = flag(a, 'room');
   if (!room) throw new UsageError('name the room: --room ID');
-  const to = flag(a, 'to') === undefined ? undefined : intFlag(a, 'to', 0, 1);
+  const to = intFlag(a, 'to', 1);
   const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, to === undefined ? {} : { version: to });
   print(a, body, () => console.log(outcomeLine(room, body, status)));
   return status === 200 && body.ok ? 0 : 1;

@@ -36,6 +36,15 @@ describe('the help table', () => {
     }
   });
 
+  it('an option takes a value exactly when its text shows one (`--name VALUE`), so SWITCHES and the texts agree', () => {
+    for (const name of names) {
+      for (const [option, text] of Object.entries(COMMAND_HELP[name].options as Record<string, string>)) {
+        const showsValue = new RegExp(`--${option} [A-Z]`).test(text);
+        expect({ name, option, switch: SWITCHES.has(option) }).toEqual({ name, option, switch: !showsValue });
+      }
+    }
+  });
+
   it('switches are only options that some command takes', () => {
     const all = new Set(names.flatMap((n) => [...acceptedOptions(n)]));
     for (const s of SWITCHES) expect({ s, known: all.has(s) }).toEqual({ s, known: true });

@@ -34,11 +34,12 @@ const GAME = 'the game: --game G (default arena)';
 
 export const COMMAND_HELP = {
   validate: {
-    summary: 'check a version locally: type-check, bundle, migrate a world, run ticks',
+    summary: 'check a version or a patch folder locally: type-check, bundle, migrate a world, run ticks',
     usage: [
       'validate <version> [--game G] [--from N] [--players 50] [--ticks 200] [--scripts DIR] [--patches DIR]',
       'validate <version> --room ID [--save FILE]',
       'validate <version> --fixture FILE',
+      'validate <patch-folder> ...   (the folder as it is on disk, on top of the versions before it)',
     ],
     options: {
       game: GAME,

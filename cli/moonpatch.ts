@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import path from 'node:path';
 import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
-import { parsePatchManifest } from '../server/patch/versions.ts';
+import { buildPatchVersion, parsePatchManifest, type PatchManifest } from '../server/patch/versions.ts';
 import { readGameFiles } from '../server/sandbox/game-files.ts';
 import { parseSnapshot, type ParsedSnapshot } from '../server/state/room-snapshot.ts';
 import { acceptedOptions, closest, COMMAND_HELP, commandText, isCommand, overviewText, SWITCHES, type CommandName } from './help.ts';
@@ -74,7 +74,11 @@ function checkArgs(name: CommandName, a: Args): void {
   }
   for (const [f, values] of a.flags) if (values.includes(MISSING)) throw new UsageError(`--${f} needs a value; see \`moonpatch help ${name}\``);
   const extra = a._.slice(1 + COMMAND_HELP[name].positionals);
-  if (extra.length > 0) throw new UsageError(`${name}: unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((x) => `'${x}'`).join(' ')}; see \`moonpatch help ${name}\``);
+  if (extra.length > 0) {
+    // `history arena-1` is the likeliest slip: a room named without its --room.
+    const hint = extra.length === 1 && accepted.has('room') && !a.flags.has('room') ? ` (did you mean --room ${extra[0]}?)` : '';
+    throw new UsageError(`${name}: unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((x) => `'${x}'`).join(' ')}${hint}; see \`moonpatch help ${name}\``);
+  }
 }
 
 const flag = (a: Args, name: string) => a.flags.get(name)?.[0];
@@ -128,12 +132,31 @@ function versionArg(a: Args): number {
   return v;
 }
 
+/**
+ * A patch folder named on the command line (`validate patches/arena/005-speed`): its manifest
+ * and files, read as `upload` reads them. Its game is --game, else the folder's parent's name.
+ */
+async function patchFolderArg(a: Args, folder: string): Promise<{ manifest: PatchManifest; files: Map<string, string>; game: string; where: string }> {
+  const dir = path.resolve(folder);
+  const where = path.join(folder, 'patch.json');
+  let manifest: PatchManifest;
+  try {
+    manifest = parsePatchManifest(JSON.parse(readFileSync(path.join(dir, 'patch.json'), 'utf8')), where);
+  } catch (e) {
+    throw new UsageError(`cannot read ${where}: ${(e as Error).message}`);
+  }
+  return { manifest, files: await readGameFiles(dir), game: flag(a, 'game') ?? path.basename(path.dirname(dir)), where };
+}
+
 async function cmdValidate(a: Args): Promise<number> {
-  const n = versionArg(a);
+  const what = a._[1];
+  // A version number, or a patch folder (validated as it is on disk, on top of the versions before it).
+  const folder = what !== undefined && existsSync(path.join(what, 'patch.json')) ? await patchFolderArg(a, what) : undefined;
+  const n = folder ? folder.manifest.version : versionArg(a);
   const players = intFlag(a, 'players', 1, 2000) ?? 50;
   const ticks = intFlag(a, 'ticks', 1, 100_000) ?? 200;
   const start = await startWorld(a);
-  const gameName = flag(a, 'game') ?? start?.game ?? 'arena';
+  const gameName = folder?.game ?? flag(a, 'game') ?? start?.game ?? 'arena';
   if (start && start.game !== gameName) throw new UsageError(`${start.label} is a world of ${start.game}, not ${gameName}`);
   const problems: string[] = [];
   const scripts = flag(a, 'scripts') ?? path.join(ROOT, 'scripts');
@@ -143,7 +166,24 @@ async function cmdValidate(a: Args): Promise<number> {
     throw new UsageError(`no game ${gameName} in ${scripts} (games there: ${games.join(', ') || 'none'})`);
   }
   const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
-  const to = game.versions.find((v) => v.number === n);
+  let to = game.versions.find((v) => v.number === n);
+  if (folder) {
+    const prev = game.versions.find((v) => v.number === n - 1);
+    if (!prev) {
+      print(a, { ok: false, problems }, () => {
+        console.error(`${folder.where}: version ${n} follows version ${n - 1}, which ${gameName} does not have (it has ${game.versions.map((v) => `v${v.number}`).join(', ')})`);
+        for (const p of problems) console.error(`  ${p}`);
+      });
+      return 1;
+    }
+    try {
+      to = await buildPatchVersion(prev, folder.manifest, folder.files, folder.where);
+    } catch (e) {
+      const problem = (e as Error).message;
+      print(a, { ok: false, problems: [problem] }, () => console.error(`${folder.where}: not usable:\n  ${problem}`));
+      return 1;
+    }
+  }
   if (!to) {
     print(a, { ok: false, problems }, () => {
       // A patch that does not build ends the chain there (its problem says why); otherwise there is no such version yet.

@@ -3,7 +3,7 @@
  * room, see status and history, roll back; the admin API refuses a wrong token. Runs the real
  * `bin/moonpatch.js` as a child process.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pack, unpack } from 'msgpackr';
@@ -72,7 +72,8 @@ describe('help and usage errors', () => {
       [['push', '2', '--rooom', roomId], /push does not take --rooom \(did you mean --room\?\)/],
       [['push', '2', '--room', roomId, '--jsno'], /push does not take --jsno \(did you mean --json\?\)/],
       [['push', '2', '--room', roomId, '--frobnicate'], /push does not take --frobnicate; see `moonpatch help push`/],
-      [['push', '2', '3', '--room', roomId], /push: unexpected argument '3'/],
+      [['push', '2', '3', '--room', roomId], /push: unexpected argument '3'; see/],
+      [['history', roomId], new RegExp(`history: unexpected argument '${roomId}' \\(did you mean --room ${roomId}\\?\\)`)],
       [['push', '2', '--room'], /--room needs a value/],
       [['rollback', '--room', roomId, '--to', 'two'], /--to takes a whole number of at least 1, not 'two'/],
       [['push', '2', '--room', roomId, '--safe-point', '--deadline', '-5'], /--deadline takes a whole number from 1 to 86400/],
@@ -130,6 +131,33 @@ describe('moonpatch validate', () => {
     expect(report).toMatchObject({ ok: true, version: 2, from: 1 });
     expect(report.migration.fieldsAdded).toContain('players.score');
     expect(report.migration.fieldsRemoved).toContain('players.sum');
+  });
+
+  it('validates a patch folder as it is on disk, on top of the versions before it', async () => {
+    // An edited copy of 002 outside the patches folder: its game is its parent folder's name.
+    const folder = path.join(tmpDir, 'probe', '002-edited');
+    cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
+    const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '5'];
+    const good = await moonpatch('validate', folder, ...args, '--json');
+    expect(good.code).toBe(0);
+    expect(JSON.parse(good.out)).toMatchObject({ ok: true, version: 2, from: 1, migration: { fieldsAdded: ['players.score'] } });
+    // The edit is what runs, not patches/probe/002-score (which passes).
+    const migration = path.join(folder, 'migration.ts');
+    writeFileSync(migration, readFileSync(migration, 'utf8').replace('p.score = p.sum;', "throw new Error('edited on disk');"));
+    const thrown = await moonpatch('validate', folder, ...args);
+    expect(thrown.code).toBe(1);
+    expect(thrown.out).toMatch(/migrate failed: SCRIPT_ERROR: edited on disk/);
+    expect(thrown.out).toMatch(/migration\.ts:\d+:\d+/);
+    // A syntax error: the file and line, nothing run.
+    writeFileSync(path.join(folder, 'bomb.ts'), 'export function bomb(_world: any): void {}\nexport const x = ;\n');
+    const broken = await moonpatch('validate', folder, ...args);
+    expect(broken.code).toBe(1);
+    expect(broken.err).toMatch(/002-edited\/patch\.json: not usable:\n.*\n\s*bomb\.ts:2:\d+: /);
+    // A version that does not follow one the game has.
+    writeFileSync(path.join(folder, 'patch.json'), JSON.stringify({ version: 9, schema: 2 }));
+    const gap = await moonpatch('validate', folder, ...args);
+    expect(gap.code).toBe(1);
+    expect(gap.err).toMatch(/version 9 follows version 8, which probe does not have \(it has v1, v2, v3, v4, v5\)/);
   });
 
   it('fails a patch whose migration throws, with the stack mapped to the patch file', async () => {

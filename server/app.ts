@@ -29,6 +29,7 @@ import { inlineTicksEnabled, setInlineTickMaxMs } from './sandbox/call-placement
 import { MainThreadWatchdog, type CrashTarget } from './sandbox/main-thread-watchdog.ts';
 import { DevReloader } from './sandbox/dev-reload.ts';
 import { GameRegistry } from './sandbox/games.ts';
+import { setBundlerThreadLimits } from './sandbox/off-thread-bundler.ts';
 import { crashListEntry, RoomStore } from './state/room-store.ts';
 
 export interface RunningServer {
@@ -63,6 +64,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   // Before any isolate exists: their young generation is fixed when each is created.
   setIsolateSemiSpace(config.isolateSemiSpaceMb);
   setInlineTickMaxMs(config.inlineTickMaxMs);
+  setBundlerThreadLimits({ timeoutMs: config.buildTimeoutMs, memoryMb: config.buildMemoryMb });
   const games =
     opts.games ??
     (await GameRegistry.fromDirectory(config.scriptsDir, config.patchesDir, (game, folder, e) =>

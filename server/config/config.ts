@@ -140,6 +140,17 @@ export interface ServerConfig {
    */
   journalFlushMs: number;
   /**
+   * A build a running server does (an uploaded or announced patch, a dev reload; on its bundler
+   * thread) that runs longer than this fails with BUILD_FAILED, ms. Env BUILD_TIMEOUT_MS.
+   * @default 120000
+   */
+  buildTimeoutMs: number;
+  /**
+   * The bundler thread's heap limit, MB: a build that needs more fails with BUILD_FAILED
+   * instead of taking the process's memory. Env BUILD_MEMORY_MB. @default 1024
+   */
+  buildMemoryMb: number;
+  /**
    * Where in its period each room ticks. 'spread': each room opened on this server is given a
    * point of the period away from the other rooms' (the middle of the widest gap), so their
    * ticks take turns on the main thread instead of falling due together; 'free': a room's
@@ -246,6 +257,10 @@ export interface InterestSettings {
 /** Young generation of a game isolate, MB (see ServerConfig.isolateSemiSpaceMb). */
 export const DEFAULT_ISOLATE_SEMI_SPACE_MB = 8;
 
+/** Limits of a running server's builds (see ServerConfig.buildTimeoutMs, buildMemoryMb). */
+export const DEFAULT_BUILD_TIMEOUT_MS = 120_000;
+export const DEFAULT_BUILD_MEMORY_MB = 1024;
+
 export const DEFAULTS: ServerConfig = {
   port: 8080,
   host: '0.0.0.0',
@@ -276,6 +291,8 @@ export const DEFAULTS: ServerConfig = {
   maxRooms: 500,
   roomIdleUnloadMs: 60_000,
   journalFlushMs: 250,
+  buildTimeoutMs: DEFAULT_BUILD_TIMEOUT_MS,
+  buildMemoryMb: DEFAULT_BUILD_MEMORY_MB,
   tickPhases: 'spread',
   roomCreation: 'open',
   roomExpireMs: 0,
@@ -308,6 +325,8 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('maxRooms', c.maxRooms, 1, 1_000_000);
   int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
   int('journalFlushMs', c.journalFlushMs, 10, 60_000);
+  int('buildTimeoutMs', c.buildTimeoutMs, 100, 3_600_000);
+  int('buildMemoryMb', c.buildMemoryMb, 64, 65_536);
   // Redis keeps a TTL in ms as a 64-bit integer; a year is plenty for "forget abandoned rooms".
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
   int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);
@@ -363,6 +382,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.MAX_ROOMS) o.maxRooms = num('MAX_ROOMS')!;
   if (env.ROOM_IDLE_UNLOAD_MS) o.roomIdleUnloadMs = num('ROOM_IDLE_UNLOAD_MS')!;
   if (env.JOURNAL_FLUSH_MS) o.journalFlushMs = num('JOURNAL_FLUSH_MS')!;
+  if (env.BUILD_TIMEOUT_MS) o.buildTimeoutMs = num('BUILD_TIMEOUT_MS')!;
+  if (env.BUILD_MEMORY_MB) o.buildMemoryMb = num('BUILD_MEMORY_MB')!;
   if (env.TICK_PHASES) o.tickPhases = env.TICK_PHASES as ServerConfig['tickPhases'];
   if (env.ROOM_CREATION) o.roomCreation = env.ROOM_CREATION as ServerConfig['roomCreation'];
   if (env.ROOM_EXPIRE_MS) o.roomExpireMs = num('ROOM_EXPIRE_MS')!;

@@ -7,6 +7,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { bundleGame } = await import('./bundler.ts');
+// Loaded (~1.5 s here): builds are sent from now on, each timed from when it is sent.
+parentPort.postMessage({ ready: true });
 
 parentPort.on('message', async (m) => {
   try {

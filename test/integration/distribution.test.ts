@@ -8,7 +8,9 @@ import { unpack } from 'msgpackr';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_BUILD_MEMORY_MB, DEFAULT_BUILD_TIMEOUT_MS } from '../../server/config/config.ts';
 import { generateSigningKey, signPatch, type SignedPatch } from '../../server/patch/package.ts';
+import { setBundlerThreadLimits } from '../../server/sandbox/off-thread-bundler.ts';
 import { readGameFiles } from '../../server/sandbox/game-files.ts';
 import { uniquePrefix } from '../helpers/redis.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -57,6 +59,31 @@ describe('refused patches change nothing', () => {
     expect(unknown).toMatchObject({ status: 403, body: { code: 'PATCH_UNTRUSTED' } });
     expect(versionsOf(a)).toEqual([1]);
     expect(await a.redis.llen(`${prefix}:patches:probe`)).toBe(0);
+  });
+});
+
+describe('a patch that breaks the build limits', () => {
+  it('is refused with BUILD_FAILED saying which limit (BUILD_TIMEOUT_MS), is not stored or announced, and the next patch builds', async () => {
+    // A real build that takes seconds: a 1 MB module the probe's main imports (the write
+    // rewrite takes ~5 s for it here), against a limit of 0.3 s set through the server's config.
+    const slow = await startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: noPatches, defaultGame: 'probe', adminToken: TOKEN, trustedPatchKeys: [trusted.publicKey], redisPrefix: uniquePrefix('dist-slow'), buildTimeoutMs: 300 });
+    try {
+      const base = Object.fromEntries(await readGameFiles(path.join(FIXTURE_GAMES, 'probe')));
+      let filler = 'export function filler(world: any) {\n';
+      for (let i = 0; i < 20_000; i++) filler += `  world.a${i % 50} = (world.b${i % 37} + ${i}) * 2;\n`;
+      const files = { 'main.ts': `import './filler';\n${base['main.ts']}`, 'filler.ts': filler + '}\n' };
+      const huge = signPatch({ game: 'probe', manifest: { version: 2, schema: 1, description: 'huge' }, files }, trusted.privatePem);
+      const res = await upload(slow, huge);
+      expect(res).toMatchObject({ status: 409, body: { code: 'BUILD_FAILED' } });
+      expect((res.body as { msg: string }).msg).toMatch(/the build was stopped: it ran longer than 0\.3 s \(BUILD_TIMEOUT_MS\)/);
+      expect(versionsOf(slow)).toEqual([1]);
+      expect(await slow.redis.llen(`${slow.prefix}:patches:probe`)).toBe(0);
+      setBundlerThreadLimits({ timeoutMs: DEFAULT_BUILD_TIMEOUT_MS, memoryMb: DEFAULT_BUILD_MEMORY_MB });
+      expect(await upload(slow, await scorePatch(trusted.privatePem))).toMatchObject({ status: 200, body: { version: 2 } });
+    } finally {
+      setBundlerThreadLimits({ timeoutMs: DEFAULT_BUILD_TIMEOUT_MS, memoryMb: DEFAULT_BUILD_MEMORY_MB });
+      await slow.close();
+    }
   });
 });
 

@@ -640,6 +640,8 @@ async function uploadPatch(a: Args, folder: string): Promise<{ status: number; b
   }
   const files = Object.fromEntries(await readGameFiles(dir));
   const signed = signPatch({ game, manifest, files }, privatePem);
+  // The answer comes once the server has built it: seconds for a big patch.
+  if (!a.flags.has('json')) console.log(`${game} v${manifest.version}: signed ${Object.keys(files).length} files (${Math.ceil(signed.package.length / 1024)} KB); uploading, the server builds it...`);
   return { ...(await api(a, 'POST', '/admin/patches', signed)), game };
 }
 

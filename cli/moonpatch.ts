@@ -152,6 +152,9 @@ async function cmdValidate(a: Args): Promise<number> {
   const what = a._[1];
   // A version number, or a patch folder (validated as it is on disk, on top of the versions before it).
   const folder = what !== undefined && existsSync(path.join(what, 'patch.json')) ? await patchFolderArg(a, what) : undefined;
+  if (!folder && what !== undefined && !/^\d+$/.test(what)) {
+    throw new UsageError(`validate a version number or a patch folder with its patch.json; ${existsSync(what) ? `${what} has no patch.json` : `there is no ${what}`}`);
+  }
   const n = folder ? folder.manifest.version : versionArg(a);
   const players = intFlag(a, 'players', 1, 2000) ?? 50;
   const ticks = intFlag(a, 'ticks', 1, 100_000) ?? 200;

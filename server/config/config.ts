@@ -326,7 +326,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('roomIdleUnloadMs', c.roomIdleUnloadMs, 0, 86_400_000);
   int('journalFlushMs', c.journalFlushMs, 10, 60_000);
   int('buildTimeoutMs', c.buildTimeoutMs, 100, 3_600_000);
-  int('buildMemoryMb', c.buildMemoryMb, 64, 65_536);
+  int('buildMemoryMb', c.buildMemoryMb, 128, 65_536);
   // Redis keeps a TTL in ms as a 64-bit integer; a year is plenty for "forget abandoned rooms".
   int('roomExpireMs', c.roomExpireMs, 0, 366 * 86_400_000);
   int('rebalanceIntervalMs', c.rebalanceIntervalMs, 0, 86_400_000);

@@ -153,6 +153,10 @@ describe('moonpatch validate', () => {
     const broken = await moonpatch('validate', folder, ...args);
     expect(broken.code).toBe(1);
     expect(broken.err).toMatch(/002-edited\/patch\.json: not usable:\n.*\n\s*bomb\.ts:2:\d+: /);
+    // Not a folder with a patch.json, nor a number.
+    const nothing = await moonpatch('validate', path.join(tmpDir, 'probe', '003-not-there'), ...args);
+    expect(nothing).toMatchObject({ code: 2, out: '' });
+    expect(nothing.err).toMatch(/validate a version number or a patch folder with its patch\.json; there is no .*003-not-there/);
     // A version that does not follow one the game has.
     writeFileSync(path.join(folder, 'patch.json'), JSON.stringify({ version: 9, schema: 2 }));
     const gap = await moonpatch('validate', folder, ...args);

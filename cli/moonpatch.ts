@@ -166,7 +166,8 @@ async function cmdValidate(a: Args): Promise<number> {
   const patches = flag(a, 'patches') ?? path.join(ROOT, 'patches');
   if (!existsSync(path.join(scripts, gameName, 'game.json'))) {
     const games = readdirSync(scripts, { withFileTypes: true }).filter((d) => d.isDirectory() && existsSync(path.join(scripts, d.name, 'game.json'))).map((d) => d.name);
-    throw new UsageError(`no game ${gameName} in ${scripts} (games there: ${games.join(', ') || 'none'})`);
+    const guessed = folder && !flag(a, 'game') ? `; a patch folder's game is its parent folder's name (${gameName}) unless --game names it` : '';
+    throw new UsageError(`no game ${gameName} in ${scripts} (games there: ${games.join(', ') || 'none'})${guessed}`);
   }
   const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
   let to = game.versions.find((v) => v.number === n);

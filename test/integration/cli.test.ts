@@ -153,6 +153,13 @@ describe('moonpatch validate', () => {
     const broken = await moonpatch('validate', folder, ...args);
     expect(broken.code).toBe(1);
     expect(broken.err).toMatch(/002-edited\/patch\.json: not usable:\n.*\n\s*bomb\.ts:2:\d+: /);
+    // Elsewhere, its parent folder is not a game: --game names it.
+    const loose = path.join(tmpDir, 'drafts', '002-loose');
+    cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), loose, { recursive: true });
+    const unnamed = await moonpatch('validate', loose, ...args);
+    expect(unnamed).toMatchObject({ code: 2, out: '' });
+    expect(unnamed.err).toMatch(/no game drafts in .*; a patch folder's game is its parent folder's name \(drafts\) unless --game names it/);
+    expect((await moonpatch('validate', loose, '--game', 'probe', ...args)).code).toBe(0);
     // Not a folder with a patch.json, nor a number.
     const nothing = await moonpatch('validate', path.join(tmpDir, 'probe', '003-not-there'), ...args);
     expect(nothing).toMatchObject({ code: 2, out: '' });

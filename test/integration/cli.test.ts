@@ -134,41 +134,51 @@ describe('moonpatch validate', () => {
   });
 
   it('validates a patch folder as it is on disk, on top of the versions before it', async () => {
-    // An edited copy of 002 outside the patches folder: its game is its parent folder's name.
-    const folder = path.join(tmpDir, 'probe', '002-edited');
-    cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
+    // Edited copies of 002 outside the patches folder (their game is their parent folder's
+    // name), one per case so that the cases run at once (each is a CLI process of its own).
+    const copy = (parent: string, name: string, edit: (folder: string) => void = () => {}) => {
+      const folder = path.join(tmpDir, parent, name);
+      cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
+      edit(folder);
+      return folder;
+    };
     const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '5'];
-    const good = await moonpatch('validate', folder, ...args, '--json');
+    const asIs = copy('probe', '002-as-is');
+    // The edit is what runs, not patches/probe/002-score (which passes).
+    const throwing = copy('probe', '002-throws', (f) => {
+      const migration = path.join(f, 'migration.ts');
+      writeFileSync(migration, readFileSync(migration, 'utf8').replace('p.score = p.sum;', "throw new Error('edited on disk');"));
+    });
+    const syntax = copy('probe', '002-syntax', (f) => writeFileSync(path.join(f, 'bomb.ts'), 'export function bomb(_world: any): void {}\nexport const x = ;\n'));
+    const gap = copy('probe', '009-gap', (f) => writeFileSync(path.join(f, 'patch.json'), JSON.stringify({ version: 9, schema: 2 })));
+    const loose = copy('drafts', '002-loose');
+    const [good, thrown, broken, gapped, unnamed, named, nothing] = await Promise.all([
+      moonpatch('validate', asIs, ...args, '--json'),
+      moonpatch('validate', throwing, ...args),
+      moonpatch('validate', syntax, ...args),
+      moonpatch('validate', gap, ...args),
+      // Elsewhere, its parent folder is not a game: --game names it.
+      moonpatch('validate', loose, ...args),
+      moonpatch('validate', loose, '--game', 'probe', ...args),
+      // Not a folder with a patch.json, nor a number.
+      moonpatch('validate', path.join(tmpDir, 'probe', '003-not-there'), ...args),
+    ]);
     expect(good.code).toBe(0);
     expect(JSON.parse(good.out)).toMatchObject({ ok: true, version: 2, from: 1, migration: { fieldsAdded: ['players.score'] } });
-    // The edit is what runs, not patches/probe/002-score (which passes).
-    const migration = path.join(folder, 'migration.ts');
-    writeFileSync(migration, readFileSync(migration, 'utf8').replace('p.score = p.sum;', "throw new Error('edited on disk');"));
-    const thrown = await moonpatch('validate', folder, ...args);
     expect(thrown.code).toBe(1);
     expect(thrown.out).toMatch(/migrate failed: SCRIPT_ERROR: edited on disk/);
     expect(thrown.out).toMatch(/migration\.ts:\d+:\d+/);
     // A syntax error: the file and line, nothing run.
-    writeFileSync(path.join(folder, 'bomb.ts'), 'export function bomb(_world: any): void {}\nexport const x = ;\n');
-    const broken = await moonpatch('validate', folder, ...args);
     expect(broken.code).toBe(1);
-    expect(broken.err).toMatch(/002-edited\/patch\.json: not usable:\n.*\n\s*bomb\.ts:2:\d+: /);
-    // Elsewhere, its parent folder is not a game: --game names it.
-    const loose = path.join(tmpDir, 'drafts', '002-loose');
-    cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), loose, { recursive: true });
-    const unnamed = await moonpatch('validate', loose, ...args);
+    expect(broken.err).toMatch(/002-syntax\/patch\.json: not usable:\n.*\n\s*bomb\.ts:2:\d+: /);
+    // A version that does not follow one the game has.
+    expect(gapped.code).toBe(1);
+    expect(gapped.err).toMatch(/version 9 follows version 8, which probe does not have \(it has v1, v2, v3, v4, v5\)/);
     expect(unnamed).toMatchObject({ code: 2, out: '' });
     expect(unnamed.err).toMatch(/no game drafts in .*; a patch folder's game is its parent folder's name \(drafts\) unless --game names it/);
-    expect((await moonpatch('validate', loose, '--game', 'probe', ...args)).code).toBe(0);
-    // Not a folder with a patch.json, nor a number.
-    const nothing = await moonpatch('validate', path.join(tmpDir, 'probe', '003-not-there'), ...args);
+    expect(named.code).toBe(0);
     expect(nothing).toMatchObject({ code: 2, out: '' });
     expect(nothing.err).toMatch(/validate a version number or a patch folder with its patch\.json; there is no .*003-not-there/);
-    // A version that does not follow one the game has.
-    writeFileSync(path.join(folder, 'patch.json'), JSON.stringify({ version: 9, schema: 2 }));
-    const gap = await moonpatch('validate', folder, ...args);
-    expect(gap.code).toBe(1);
-    expect(gap.err).toMatch(/version 9 follows version 8, which probe does not have \(it has v1, v2, v3, v4, v5\)/);
   });
 
   it('fails a patch whose migration throws, with the stack mapped to the patch file', async () => {

@@ -11,9 +11,11 @@
  * appends them every {@link FLUSH_MS} ms (JOURNAL_FLUSH_MS), all rooms in one round trip, off the
  * tick path. When a room's script aborts the process, the dying process appends the crash itself
  * (crashJournalText, ops/crash-beacon.ts) and, before it, that room's lines not flushed yet
- * (takeForCrash, up to {@link CRASH_LINES_BYTES}); other rooms lose at most one interval of
- * lines, and so does the room when the main-thread watchdog, not the main thread, writes the
- * crash (sandbox/main-thread-watchdog.ts: the lines are in the parked thread's memory).
+ * and those its script logged in the call that crashed (from the sandbox's log ring,
+ * sandbox/log-ring.mjs; takeForCrash, up to {@link CRASH_LINES_BYTES}); other rooms lose at
+ * most one interval of lines. When the main-thread watchdog, not the main thread, writes the
+ * crash (sandbox/main-thread-watchdog.ts), it sends the crashing call's lines from the ring, and
+ * the room's unflushed lines are lost with the parked thread's memory.
  *
  * Best effort: with Redis away, a flush's entries are dropped (counted, and logged once a
  * minute) rather than held without bound. Each text is cut to {@link MAX_TEXT_CHARS}, and a room
@@ -158,11 +160,14 @@ export class ScriptJournal {
   }
 
   /**
-   * The abort path's share: the room's entries not yet handed to a flush, the newest that fit in
-   * `maxBytes`, oldest first, taken out of the journal (so that a process that lived on would
-   * not send them twice). Synchronous; never throws.
+   * The abort path's share: the room's entries not yet handed to a flush, then what its script
+   * logged in the call that crashed (`crashed`), the newest that fit in `maxBytes`, oldest
+   * first, taken out of the journal (so that a process that lived on would not send them
+   * twice). Synchronous; never throws.
    */
-  takeForCrash(roomId: string, maxBytes = CRASH_LINES_BYTES): string[] {
+  takeForCrash(roomId: string, crashed?: { at: number; tick: number; version: string; lines: readonly string[] }, maxBytes = CRASH_LINES_BYTES): string[] {
+    // The lines of the call that crashed (sandbox/log-ring.mjs) come last: they were logged last.
+    if (crashed) for (const line of crashed.lines) this.add(roomId, { at: crashed.at, tick: crashed.tick, version: crashed.version, kind: 'log', text: cut(line) });
     const texts = this.pending.get(roomId);
     if (!texts) return [];
     this.pending.delete(roomId);

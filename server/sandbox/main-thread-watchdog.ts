@@ -69,6 +69,8 @@ export interface WatchedSandbox {
   roomId: string;
   game: string;
   version: string;
+  /** Its log ring (log-ring.mjs), shared with the watchdog thread: the crash's last lines. */
+  logRing?: SharedArrayBuffer;
 }
 
 export class MainThreadWatchdog {

@@ -16,6 +16,7 @@ import { isFoldablePatch, pairsOf } from '../state/record-patch.ts';
 import type { GameBundle } from './bundler.ts';
 import { CallPlacement, inlineLeashMs, inlineTicksEnabled } from './call-placement.ts';
 import { MainThreadWatchdog } from './main-thread-watchdog.ts';
+import { readLogRing, LOG_RING_BYTES } from './log-ring.mjs';
 import { StackMapper } from './source-map.ts';
 
 export interface SandboxLimits {
@@ -139,6 +140,16 @@ export function catastrophicErrorCode(message: string | undefined): 'MEMORY_LIMI
   return /out-of-memory/i.test(message ?? '') ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
 }
 
+/** What a catastrophic error report says: the room, where its script was, and what it logged in that call. */
+export interface CatastrophicErrorInfo {
+  roomId: string;
+  game: string;
+  version: string;
+  tick: number;
+  message: string;
+  lines: string[];
+}
+
 /** Time allowed for engine-side calls that are not ticks (load, rollback, export). */
 const ENGINE_CALL_TIMEOUT_MS = 10_000;
 
@@ -154,7 +165,7 @@ export class GameSandbox {
    * last committed tick (docs/security.md). Without this callback V8 aborts the process on the
    * spot with only its own dump, and ops cannot tell which game did it.
    */
-  static onCatastrophicError: (info: { roomId: string; game: string; version: string; tick: number; message: string }) => void = (info) => {
+  static onCatastrophicError: (info: CatastrophicErrorInfo) => void = (info) => {
     // Abort whatever happens before it: a throw out of this callback would leave the process
     // hung, not aborted (isolated-vm has parked the isolate's thread for good). Each step is on
     // its own, so a recorder that fails (a full disk) still leaves the log line.
@@ -165,14 +176,15 @@ export class GameSandbox {
         /* the log line below still names the room */
       }
       const code = catastrophicErrorCode(info.message);
-      const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...info, msg: 'an isolate hit a catastrophic error; aborting the process' };
+      const { lines: _lines, ...where } = info; // the lines go to the script journal (crashRecorder), not this line
+      const line = { level: 60, time: Date.now(), service: 'moonpatch', code, ...where, msg: 'an isolate hit a catastrophic error; aborting the process' };
       writeSync(2, JSON.stringify(line) + '\n');
     } finally {
       process.abort();
     }
   };
   /** Called first on a catastrophic error, synchronously (the server records which room it was). */
-  static crashRecorder: ((info: { roomId: string; game: string; version: string; tick: number; message: string }) => void) | null = null;
+  static crashRecorder: ((info: CatastrophicErrorInfo) => void) | null = null;
   private ticksRun = 0;
   /** Whether its ticks run on the main thread or the isolate's (call-placement.ts). */
   private readonly placement = new CallPlacement();
@@ -195,6 +207,8 @@ export class GameSandbox {
     private readonly fns: { tick: ivm.Reference; rollback: ivm.Reference; load: ivm.Reference; applyRecords: ivm.Reference; exportRecords: ivm.Reference; safeToPatch: ivm.Reference },
     readonly hooks: readonly string[],
     private readonly stacks: StackMapper,
+    /** The lines logged in the call now running, readable if it never returns (log-ring.mjs). */
+    readonly logRing: SharedArrayBuffer,
   ) {}
 
   /**
@@ -212,7 +226,15 @@ export class GameSandbox {
     const isolate = new ivm.Isolate({
       memoryLimit: limits.memoryLimitMb,
       onCatastrophicError: (message: string) =>
-        GameSandbox.onCatastrophicError({ roomId: limits.roomId ?? '', game: bundle.name, version: bundle.version, tick: created?.lastTick ?? 0, message }),
+        GameSandbox.onCatastrophicError({
+          roomId: limits.roomId ?? '',
+          game: bundle.name,
+          version: bundle.version,
+          tick: created?.lastTick ?? 0,
+          message,
+          // What the script logged in the call that hit it (its thread is parked for good).
+          lines: created ? readLogRing(created.logRing) : [],
+        }),
     });
     const stacks = StackMapper.of(bundle);
     try {
@@ -231,11 +253,16 @@ export class GameSandbox {
         exportRecords: (await api.get('exportRecords', { reference: true })) as ivm.Reference,
       };
       const hooks = (await api.get('hooks', { copy: true })) as string[];
+      // Shared with the isolate (an ExternalCopy of a SharedArrayBuffer shares its memory).
+      const logRing = new SharedArrayBuffer(LOG_RING_BYTES);
+      const attach = (await api.get('attachLogRing', { reference: true })) as ivm.Reference;
+      await attach.apply(undefined, [new ivm.ExternalCopy(logRing).copyInto()], { timeout: ENGINE_CALL_TIMEOUT_MS });
+      attach.release();
       api.release();
       // Scripts must never reach the engine's entry points: remove the only global that names them.
       await context.global.delete('__moonpatch');
       GameSandbox.live++;
-      created = new GameSandbox(bundle, limits, isolate, context, fns, hooks, stacks);
+      created = new GameSandbox(bundle, limits, isolate, context, fns, hooks, stacks, logRing);
       return created;
     } catch (e) {
       const stack = e instanceof Error && e.stack ? stacks.mapStack(e.stack) : String(e);
@@ -424,7 +451,7 @@ export class GameSandbox {
   ): Promise<Uint8Array | TickOutcome | null> {
     const leashMs = Math.min(wallLimitMs, inlineLeashMs());
     try {
-      this.watchId ||= watchdog.register({ roomId: this.limits.roomId ?? '', game: this.bundle.name, version: this.bundle.version });
+      this.watchId ||= watchdog.register({ roomId: this.limits.roomId ?? '', game: this.bundle.name, version: this.bundle.version, logRing: this.logRing });
       watchdog.begin(this.watchId, call.tick, leashMs);
       try {
         return this.fns.tick.applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: leashMs }) as Uint8Array;

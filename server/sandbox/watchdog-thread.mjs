@@ -15,12 +15,13 @@
 import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { readLogRing } from './log-ring.mjs';
 
 const { shared, checkEveryMs, confirmMs, layout } = workerData;
 const slots = new Int32Array(shared, 0, layout.int32s);
 const numbers = new Float64Array(shared, layout.int32s * 4, layout.float64s);
 
-/** Sandbox id -> { roomId, game, version, crashesKey, journalKey } */
+/** Sandbox id -> { roomId, game, version, crashesKey, journalKey, logRing } */
 const rooms = new Map();
 /** { file, node, crashesKept, journalKept } once a server has said where crashes go. */
 let target = null;
@@ -67,9 +68,13 @@ function abortFor(id, tick) {
         const entry = JSON.stringify({ at, tick, version: room.version, node });
         const text = `the script aborted the server process: ${message}`; // short: within the journal's cut
         const journal = JSON.stringify({ at, tick, version: room.version, kind: 'crash', text, code: 'MEMORY_LIMIT', node });
+        // What the script logged in the call that never came back, before the crash itself.
+        const lines = room.logRing ? readLogRing(room.logRing) : [];
+        const logged = lines.map((line) => JSON.stringify({ at, tick, version: room.version, kind: 'log', text: line, node }));
         const bytes = Buffer.concat([
           resp(['LPUSH', room.crashesKey, entry]),
           resp(['LTRIM', room.crashesKey, '0', String(target.crashesKept - 1)]),
+          ...logged.map((e) => resp(['XADD', room.journalKey, 'MAXLEN', String(target.journalKept), '*', 'e', e])),
           resp(['XADD', room.journalKey, 'MAXLEN', String(target.journalKept), '*', 'e', journal]),
         ]);
         writeSync(fd, bytes);

@@ -93,7 +93,7 @@ describe('the main-thread watchdog', () => {
     expect(takeCrashRecord(crashFile)).toBeNull();
   });
 
-  it('turns the fatal game\'s attack in a tick run on the main thread into an abort, not a hang', async () => {
+  it('turns the fatal game\'s attack in a tick run on the main thread into an abort, not a hang, with what the attack logged', async () => {
     const prefix = uniquePrefix('watchdog-fatal');
     const roomId = 'fatal-room';
     const crashFile = path.join(dir, 'fatal', 'crash.json');
@@ -107,6 +107,15 @@ describe('the main-thread watchdog', () => {
     expect(takeCrashRecord(crashFile)).toMatchObject({ roomId, game: 'fatal' });
     const store = new RoomStore(redis, prefix);
     expect(await store.crashesSince(roomId, 0)).toBe(1);
+    // What the attack logged before it filled the heap, read by this thread from the sandbox's
+    // log ring (the main thread that holds the call's lines is parked), then the crash.
+    const journal = new ScriptJournal(new JournalStore(redis, prefix));
+    const page = await journal.read(roomId);
+    await journal.close();
+    expect(page.entries.map((e) => [e.kind, e.text])).toEqual([
+      ['log', expect.stringMatching(/^growing a map until the heap gives out, for /)],
+      ['crash', expect.stringMatching(/^the script aborted the server process: /)],
+    ]);
     await redis.del(store.keys(roomId).crashes, store.keys(roomId).journal);
   });
 });

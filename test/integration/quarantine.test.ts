@@ -117,7 +117,7 @@ describe('a room that keeps aborting the server process', () => {
     other.close();
   });
 
-  it('the lines its script logged since the last journal flush reach Redis with the crash, sent by the dying process', async () => {
+  it('the lines its script logged since the last journal flush, and in the call that crashed, reach Redis with the crash, sent by the dying process', async () => {
     const prefix = uniquePrefix('crash-lines');
     const crashDir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-crash-lines-'));
     dataDirs.push(crashDir);
@@ -130,7 +130,7 @@ describe('a room that keeps aborting the server process', () => {
       JOURNAL_FLUSH_MS: '60000',
       // Every tick on the isolate's thread, so the abort always comes through isolated-vm's
       // callback on the main thread, which holds the unflushed lines (when the main-thread
-      // watchdog writes the crash instead, they are out of reach: script-journal.ts).
+      // watchdog writes the crash instead, only the crashing call's are: script-journal.ts).
       INLINE_TICK_MAX_MS: '0',
     });
     const roomId = 'last-words-' + Date.now().toString(36);
@@ -145,10 +145,12 @@ describe('a room that keeps aborting the server process', () => {
     await crashWithAttack(child, eve, () => eve.send({ attack: 'fatal-oom-map' }));
     child = null; // it has exited
     const after = await entries();
-    // The line, then (after any attack V8 contained: tick-failed) the crash, last.
+    // The line, then (after any attack V8 contained: tick-failed) what the crashing call
+    // logged (from the sandbox's log ring: that call never returned its lines) and the crash, last.
     expect(after[0]).toMatchObject({ kind: 'log', text: 'added 7 for eve' });
+    expect(after.at(-2)).toMatchObject({ kind: 'log', text: 'growing a map until the heap gives out, for eve' });
     expect(after.at(-1)).toMatchObject({ kind: 'crash', text: expect.stringMatching(/^the script aborted the server process: /) });
-    expect(after.slice(1, -1).every((e) => e.kind === 'tick-failed')).toBe(true);
+    expect(after.slice(1, -2).every((e) => e.kind === 'tick-failed')).toBe(true);
     expect(await new RoomStore(redis, prefix).crashesSince(roomId, 0)).toBe(1);
     eve.close();
   });

@@ -43,7 +43,7 @@ describe('script journal', () => {
     logLines('b', 2, ['other room']);
     const texts = (json: string[]) => json.map((t) => (JSON.parse(t) as { text: string }).text);
     // The two newest lines fit in 200 bytes; the long one does not, nor anything older than it.
-    const taken = journal.takeForCrash('a', 200);
+    const taken = journal.takeForCrash('a', undefined, 200);
     expect(texts(taken)).toEqual(['third', 'fourth']);
     expect(journal.dropped).toBe(2);
     expect(journal.takeForCrash('a')).toEqual([]);

@@ -17,7 +17,7 @@
  */
 import './lockdown.ts';
 import { beginTick } from './clock.ts';
-import { takeLogs } from './logs.ts';
+import { attachLogRing, takeLogs } from './logs.ts';
 import { decode, MsgpackWriter } from './msgpack.ts';
 import { isPlainObject, MAX_RECORD_BYTES, type PatchableRecord, setOwn, SIZE_UNKNOWN, StateValueError, world, type WorldNode, worldNodeOf } from './world.ts';
 
@@ -550,7 +550,7 @@ export function install(hooks: Hooks): void {
   }
 
   Object.defineProperty(globalThis, '__moonpatch', {
-    value: Object.freeze({ tick, rollback, load, applyRecords, exportRecords, safeToPatch, hooks: Object.freeze(Object.keys(hooks)) }),
+    value: Object.freeze({ tick, rollback, load, applyRecords, exportRecords, safeToPatch, attachLogRing, hooks: Object.freeze(Object.keys(hooks)) }),
     configurable: true,
   });
 }

@@ -15,6 +15,8 @@ let ringData: Uint16Array | null = null;
 
 /** Called once by the host, before any hook runs (GameSandbox.create). */
 export function attachLogRing(ring: SharedArrayBuffer): void {
+  // 8: LOG_RING_HEADER_BYTES (log-ring.mjs is host code, not bundled into the isolate; the
+  // round trip through both is test/unit/log-ring.test.ts).
   ringCount = new Int32Array(ring, 0, 1);
   ringData = new Uint16Array(ring, 8, (ring.byteLength - 8) >> 1);
   ringCount[0] = 0;

@@ -64,7 +64,7 @@ export const COMMAND_HELP = {
   status: {
     summary: 'every room of every server: game, version, players, tick time, last patch',
     usage: ['status [--by-version]'],
-    options: { 'by-version': 'rooms, players and mean tick time per version (to compare an A/B)' },
+    options: { 'by-version': 'rooms, players and tick time p50/p99 per version, over the rooms\' last ticks on it (to compare an A/B)' },
     positionals: 0,
   },
   push: {

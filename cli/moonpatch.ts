@@ -223,17 +223,31 @@ async function cmdValidate(a: Args): Promise<number> {
   return report.ok ? 0 : 1;
 }
 
-/** Rooms, players and tick time per version: the numbers to compare in an A/B. */
-function byVersion(rows: RoomRow[]): { game: string; version: number | null; rooms: number; players: number; meanTickMs: number }[] {
+/** A room's recent tick times (a server from before the window sends its last tick only). */
+const tickTimes = (r: RoomRow) => r.tickMs ?? { p50: r.lastTickMs, p99: r.lastTickMs, n: 1 };
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/**
+ * Rooms, players and tick times per version: the numbers to compare in an A/B. Tick times are
+ * the rooms' own medians and 99th percentiles over their last ticks on that version (up to 200
+ * each), averaged over the version's rooms; rooms with no tick on it yet are left out.
+ */
+function byVersion(rows: RoomRow[]): { game: string; version: number | null; rooms: number; players: number; ticks: number; tickP50Ms: number; tickP99Ms: number }[] {
   const groups = new Map<string, RoomRow[]>();
   for (const r of rows) groups.set(`${r.game}@${r.versionNumber}`, [...(groups.get(`${r.game}@${r.versionNumber}`) ?? []), r]);
-  return [...groups.values()].map((g) => ({
-    game: g[0]!.game,
-    version: g[0]!.versionNumber,
-    rooms: g.length,
-    players: g.reduce((n, r) => n + r.players, 0),
-    meanTickMs: Math.round((g.reduce((n, r) => n + r.lastTickMs, 0) / g.length) * 100) / 100,
-  }));
+  return [...groups.values()].map((g) => {
+    const timed = g.map(tickTimes).filter((t) => t.n > 0);
+    const mean = (f: (t: { p50: number; p99: number }) => number) => (timed.length ? round2(timed.reduce((n, t) => n + f(t), 0) / timed.length) : 0);
+    return {
+      game: g[0]!.game,
+      version: g[0]!.versionNumber,
+      rooms: g.length,
+      players: g.reduce((n, r) => n + r.players, 0),
+      ticks: timed.reduce((n, t) => n + t.n, 0),
+      tickP50Ms: mean((t) => t.p50),
+      tickP99Ms: mean((t) => t.p99),
+    };
+  });
 }
 
 async function cmdPin(a: Args, pinned: boolean): Promise<number> {
@@ -289,7 +303,7 @@ async function cmdStatus(a: Args): Promise<number> {
   if (a.flags.has('by-version')) {
     const groups = byVersion(body);
     print(a, groups, () => {
-      for (const g of groups) console.log(`${g.game} v${g.version ?? '?'}: ${g.rooms} rooms, ${g.players} players, mean tick ${g.meanTickMs} ms`);
+      for (const g of groups) console.log(`${g.game} v${g.version ?? '?'}: ${g.rooms} rooms, ${g.players} players, tick p50 ${g.tickP50Ms} ms, p99 ${g.tickP99Ms} ms (the rooms' last ${g.ticks} ticks on it)`);
     });
     return 0;
   }
@@ -297,10 +311,10 @@ async function cmdStatus(a: Args): Promise<number> {
     if (body.length === 0) return console.log('no rooms running');
     // The server column only when there is more than one.
     const servers = new Set(body.map((r: { node: string }) => r.node)).size > 1;
-    console.log('room'.padEnd(24) + (servers ? 'server'.padEnd(22) : '') + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'tick ms'.padEnd(9) + 'last patch');
+    console.log('room'.padEnd(24) + (servers ? 'server'.padEnd(22) : '') + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'p50/p99 ms'.padEnd(12) + 'last patch');
     for (const r of body) {
       const patch = (r.pinned ? 'PINNED ' : '') + (r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-');
-      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + r.lastTickMs.toFixed(1).padEnd(9) + patch + (r.degraded ? '  DEGRADED' : ''));
+      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + `${tickTimes(r).p50.toFixed(1)}/${tickTimes(r).p99.toFixed(1)}`.padEnd(12) + patch + (r.degraded ? '  DEGRADED' : ''));
     }
   });
   return 0;
@@ -330,6 +344,8 @@ interface RoomRow {
   pinned: boolean;
   players: number;
   lastTickMs: number;
+  /** Recent tick times (RoomStatus.tickMs); absent from servers older than it. */
+  tickMs?: { p50: number; p99: number; n: number };
   version: string;
 }
 

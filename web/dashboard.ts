@@ -178,7 +178,9 @@ function renderRooms(snap: DashboardSnapshot): void {
     cell(tr, String(r.schema), true);
     cell(tr, `${r.connected} / ${r.players}`, true);
     cell(tr, String(r.tick), true);
-    cell(tr, r.lastTickMs.toFixed(2), true);
+    // Other servers' rooms from before the window carry only their last tick.
+    const t = r.tickMs ?? { p50: r.lastTickMs, p99: r.lastTickMs };
+    cell(tr, `${t.p50.toFixed(2)} / ${t.p99.toFixed(2)}`, true);
     cell(tr, r.lastPatch ? `${r.lastPatch.kind} → ${r.lastPatch.to} @${r.lastPatch.tick}${r.lastPatch.reason ? ` (${r.lastPatch.reason})` : ''}` : '–');
   }
 }

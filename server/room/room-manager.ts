@@ -24,6 +24,7 @@ import type { SwapResult } from './staged-version.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import { decodeSeat } from './seats.ts';
 import { SNAPSHOT_FORMAT, type RoomSnapshot } from '../state/room-snapshot.ts';
+import type { TickWindowSummary } from './tick-window.ts';
 
 export interface RoomStatus {
   room: string;
@@ -38,6 +39,8 @@ export interface RoomStatus {
   missedTicks: number;
   /** The last committed tick's script + commit time, ms. */
   lastTickMs: number;
+  /** The same over the last committed ticks on its running version (room/tick-window.ts). */
+  tickMs: TickWindowSummary;
   pinned: boolean;
   /** The latest patch outcome on this server, if any. */
   lastPatch: { kind: string; to: string; tick: number; reason?: string } | null;
@@ -524,6 +527,7 @@ export class RoomManager {
       degraded: r.degraded,
       missedTicks: r.missedTicks,
       lastTickMs: r.lastTickMs,
+      tickMs: r.recentTicks.summary(),
       pinned: r.pinned,
       lastPatch: r.lastPatch && { kind: r.lastPatch.kind, to: r.lastPatch.to, tick: r.lastPatch.tick, reason: r.lastPatch.reason },
     }));

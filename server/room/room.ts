@@ -31,6 +31,7 @@ import type { StagedVersion, SwapResult } from './staged-version.ts';
 import { VersionSwitch, type StageOptions } from './version-switch.ts';
 import { TickClock } from './tick-clock.ts';
 import type { GameVersion } from '../patch/versions.ts';
+import { TickWindow } from './tick-window.ts';
 
 export interface RoomSettings {
   tickHz: number;
@@ -98,6 +99,8 @@ export class Room {
   degraded = false;
   /** Script + commit time of the last committed tick, ms (status). */
   lastTickMs = 0;
+  /** The last committed ticks' times on the running version (status, A/B by version). */
+  readonly recentTicks = new TickWindow();
   /** A write-back of the whole room into Redis after Redis lost it (see restoreStore). */
   private restoring: Promise<void> | null = null;
 
@@ -312,6 +315,7 @@ export class Room {
     this.meta.version = version.bundle.version;
     this.meta.schema = version.schema;
     this.current = version;
+    this.recentTicks.reset(); // from here on, the new version's ticks
   }
 
   /**
@@ -617,6 +621,7 @@ export class Room {
 
     const done = performance.now();
     this.lastTickMs = commitDone - started;
+    this.recentTicks.add(this.lastTickMs);
     publish<TickCommittedEvent>(channels.tickCommitted, {
       roomId: this.id,
       game: this.game,

@@ -395,12 +395,24 @@ describe('pinning for A/B', () => {
       expect((await moonpatchAt(url, 'pin', '--room', 'ab-a')).code).toBe(0);
       expect((await moonpatchAt(url, 'push', '2', '--all', '--game', 'probe')).code).toBe(0);
       expect(own.rooms.get('ab-a')!.current?.number).toBe(1);
-      expect(own.rooms.get('ab-b')!.current?.number).toBe(2);
+      const b = own.rooms.get('ab-b')!;
+      expect(b.current?.number).toBe(2);
+      // Its tick times start over at the swap: v2 is judged on v2's ticks only.
+      const swapTick = b.lastPatch!.tick;
+      expect(swapTick).toBeGreaterThan(1);
+      expect(b.recentTicks.summary().n).toBeLessThanOrEqual(b.tick - swapTick + 1);
       const refused = await moonpatchAt(url, 'push', '2', '--room', 'ab-a');
       expect(refused.code).toBe(1);
       expect(refused.out).toMatch(/ROOM_PINNED/);
-      const groups = JSON.parse((await moonpatchAt(url, 'status', '--by-version', '--json')).out) as { version: number; rooms: number }[];
+      const groups = JSON.parse((await moonpatchAt(url, 'status', '--by-version', '--json')).out) as { version: number; rooms: number; ticks: number; tickP50Ms: number; tickP99Ms: number }[];
       expect(groups.map((g) => [g.version, g.rooms]).sort()).toEqual([[1, 1], [2, 1]]);
+      for (const g of groups) {
+        expect(g.ticks).toBeGreaterThan(0);
+        expect(g.tickP50Ms).toBeGreaterThan(0);
+        expect(g.tickP99Ms).toBeGreaterThanOrEqual(g.tickP50Ms);
+      }
+      const people = await moonpatchAt(url, 'status', '--by-version');
+      expect(people.out).toMatch(/^probe v2: 1 rooms, 0 players, tick p50 [\d.]+ ms, p99 [\d.]+ ms \(the rooms' last \d+ ticks on it\)$/m);
       expect((await own.store.readMeta('ab-a'))!.pinned).toBe(true);
     } finally {
       await own.close();

@@ -72,8 +72,9 @@ describe('ops dashboard in a headless browser', () => {
     const res = await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
     expect(res?.status()).toBe(200);
     await page.waitForFunction(() => Number(document.body.dataset.points) > 0, undefined, WAIT);
-    await page.waitForFunction((r) => Array.from(document.querySelectorAll('#rooms tr')).some((tr) => tr.textContent!.includes(r)), room, WAIT);
-    const row = page.locator('#rooms tr', { hasText: room });
+    await page.waitForFunction((r) => document.querySelector(`#rooms tr[data-room="${r}"]`) !== null, room, WAIT);
+    // By its id, not its text: the first test's other server ran a room whose id starts with this one's.
+    const row = page.locator(`#rooms tr[data-room="${room}"]`);
     expect(await row.textContent()).toContain('probe');
     expect(await row.textContent()).toContain(`:${server.port}`); // the server running it (node id)
 

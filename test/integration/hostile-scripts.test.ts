@@ -314,11 +314,18 @@ describe('beyond the process: an out-of-memory V8 cannot recover from', () => {
 
   it('aborts even when the crash recorder throws (a full disk must not turn the abort into a hang)', async () => {
     const script = path.join(import.meta.dirname, '..', 'helpers', 'abort-despite-throwing-recorder.ts');
-    const proc = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout.on('data', (d) => (out += d));
-    proc.stderr.on('data', (d) => (out += d));
-    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (c, s) => resolve({ code: c, signal: s })));
+    const run = () => {
+      const proc = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      proc.stdout.on('data', (d) => (out += d));
+      proc.stderr.on('data', (d) => (out += d));
+      return new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) => proc.once('exit', (c, s) => resolve({ code: c, signal: s, out })));
+    };
+    // V8 now and then contains the attack (the isolate dies, MEMORY_LIMIT; seen on a busy
+    // machine): the child then exits 3, and the attack is tried again in a new process.
+    let r = await run();
+    for (let i = 1; i < 4 && r.code === 3; i++) r = await run();
+    const { code, signal, out } = r;
     expect(code, `V8 contained the attack every time instead of aborting:\n${out}`).not.toBe(3);
     expect(signal === 'SIGABRT' || code === 134, `exit ${code} ${signal}:\n${out.slice(-2000)}`).toBe(true);
     expect(out).toContain('an isolate hit a catastrophic error; aborting the process');

@@ -21,7 +21,7 @@ import { CrashBeacon } from './ops/crash-beacon.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
-import { crashJournalText, ScriptJournal } from './ops/script-journal.ts';
+import { crashJournalText, crashLinesJournalTexts, ScriptJournal } from './ops/script-journal.ts';
 import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
@@ -170,13 +170,15 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const crash = takeCrashRecord(crashFile);
   if (crash) {
     // Not in Redis yet (the beacon could not send it): into the crash list and the journal.
-    if (await store.recordCrash(crash.roomId, crash)) await journalStore.append(new Map([[crash.roomId, [crashJournalText(crash)]]])).catch(() => {});
+    if (await store.recordCrash(crash.roomId, crash)) {
+      await journalStore.append(new Map([[crash.roomId, [...crashLinesJournalTexts(crash), crashJournalText(crash)]]])).catch(() => {});
+    }
     log.warn({ roomId: crash.roomId, tick: crash.tick, version: crash.version, game: crash.game }, 'the previous run of this server was aborted by this room\'s script');
   }
   const beacon = await CrashBeacon.open(config.redisUrl, store.leaseHolder.node);
   const recordCrash: NonNullable<typeof GameSandbox.crashRecorder> = ({ lines, ...info }) => {
     const record = { ...info, at: Date.now(), node: store.leaseHolder.node };
-    writeCrashRecordSync(crashFile, record);
+    writeCrashRecordSync(crashFile, { ...record, lines });
     // The room's lines since the last flush go with it, and those of the call that crashed:
     // what its script said just before.
     const entries = [...journal.takeForCrash(info.roomId, { ...record, lines }), crashJournalText(record)];

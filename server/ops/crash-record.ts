@@ -21,7 +21,15 @@ export interface CrashRecord {
   node: string;
   /** V8's message, when the abort path had one. */
   message?: string;
+  /**
+   * What the room's script logged in the call that crashed (sandbox/log-ring.mjs): for its script
+   * journal, should this file be the only record that reaches Redis (the beacon could not send).
+   */
+  lines?: string[];
 }
+
+/** Lines kept from a crash file at most (the log ring holds ~4,000 characters of them). */
+const MAX_FILE_LINES = 200;
 
 export function crashFilePath(dataDir: string, node: string): string {
   return path.join(dataDir, 'crashes', `${node.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`);
@@ -50,6 +58,9 @@ export function takeCrashRecord(file: string): CrashRecord | null {
     const r = JSON.parse(text) as CrashRecord;
     if (typeof r.roomId !== 'string' || !r.roomId) return null;
     if (typeof r.message !== 'string') delete r.message;
+    // Written by the abort path, read back as data: only strings, and not without end.
+    if (!Array.isArray(r.lines) || r.lines.some((l) => typeof l !== 'string')) delete r.lines;
+    else r.lines = r.lines.slice(-MAX_FILE_LINES);
     return r;
   } catch {
     return null;

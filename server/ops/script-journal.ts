@@ -109,6 +109,14 @@ export function crashJournalText(crash: { at: number; tick: number; version: str
   return JSON.stringify(entry);
 }
 
+/**
+ * The entries for the lines a crashing call logged, as JSON texts, for the restart that finds
+ * the crash in its local file only (the dying process could not send them).
+ */
+export function crashLinesJournalTexts(crash: { at: number; tick: number; version: string; node: string; lines?: readonly string[] }): string[] {
+  return (crash.lines ?? []).map((line) => JSON.stringify({ at: crash.at, tick: crash.tick, version: crash.version, kind: 'log', text: cut(line), node: crash.node } satisfies Omit<JournalEntry, 'id'>));
+}
+
 export class ScriptJournal {
   /** Entries not yet in Redis, per room, as JSON texts, oldest first (at most JOURNAL_KEPT). */
   private pending = new Map<string, string[]>();

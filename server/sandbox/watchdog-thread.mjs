@@ -56,11 +56,13 @@ function abortFor(id, tick) {
     'Catastrophic out-of-memory error (inferred: the main thread never came back from this room\'s tick; isolated-vm parks the thread that hits one)';
   const at = Date.now();
   const node = target?.node ?? '';
+  // What the script logged in the call that never came back (sandbox/log-ring.mjs).
+  const lines = room.logRing ? readLogRing(room.logRing) : [];
   const record = { roomId: room.roomId, game: room.game, version: room.version, tick, message, at, node };
   if (target && room.roomId) {
     attempt(() => {
       mkdirSync(path.dirname(target.file), { recursive: true });
-      writeFileSync(target.file, JSON.stringify(record));
+      writeFileSync(target.file, JSON.stringify({ ...record, lines }));
     });
     const fd = Atomics.load(slots, layout.beaconFd);
     if (fd >= 0 && room.crashesKey) {
@@ -68,8 +70,7 @@ function abortFor(id, tick) {
         const entry = JSON.stringify({ at, tick, version: room.version, node });
         const text = `the script aborted the server process: ${message}`; // short: within the journal's cut
         const journal = JSON.stringify({ at, tick, version: room.version, kind: 'crash', text, code: 'MEMORY_LIMIT', node });
-        // What the script logged in the call that never came back, before the crash itself.
-        const lines = room.logRing ? readLogRing(room.logRing) : [];
+        // Its lines before the crash itself.
         const logged = lines.map((line) => JSON.stringify({ at, tick, version: room.version, kind: 'log', text: line, node }));
         const bytes = Buffer.concat([
           resp(['LPUSH', room.crashesKey, entry]),

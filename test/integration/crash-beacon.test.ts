@@ -4,14 +4,18 @@
  * quietly when it cannot; the restart that finds the same crash in its local file does not
  * count it twice. The write from a process that really aborts is in quarantine.test.ts.
  */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from '../../server/ops/crash-record.ts';
 import { Redis } from 'ioredis';
 import { CrashBeacon, respCommand } from '../../server/ops/crash-beacon.ts';
 import { crashListEntry, RoomStore, type RoomCrash } from '../../server/state/room-store.ts';
 import { crashJournalText, ScriptJournal } from '../../server/ops/script-journal.ts';
 import { JournalStore } from '../../server/state/journal-store.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
-import { waitFor } from '../helpers/server.ts';
+import { FIXTURE_GAMES, startTestServer, waitFor } from '../helpers/server.ts';
 
 describe('crash beacon', () => {
   const redis = new Redis(testRedisUrl());
@@ -115,6 +119,37 @@ describe('crash beacon', () => {
       expect(await store.crashesSince('room-4', 0)).toBe(3);
     } finally {
       beacon.close();
+    }
+  });
+
+  it('a crash only the local file kept (the beacon failed: written here as the abort path writes it, since that failure is not produced for real) is counted at the next start, with its last lines in the journal before it', async () => {
+    const prefix = uniquePrefix('crash-file');
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-crash-file-'));
+    const node = 'file-node';
+    const roomId = 'room-file';
+    const crash = { roomId, game: 'probe', version: 'v9', tick: 12, at: 1_700_000_000_900, node, message: 'Catastrophic out-of-memory error' };
+    writeCrashRecordSync(crashFilePath(dataDir, node), { ...crash, lines: ['wave 3 spawning', 'allocating the boss'] });
+    // A file written by something else: lines that are not strings are dropped, not trusted.
+    const junk = path.join(dataDir, 'junk.json');
+    writeFileSync(junk, JSON.stringify({ ...crash, lines: ['ok', { not: 'a line' }] }));
+    expect(takeCrashRecord(junk)?.lines).toBeUndefined();
+    // The room exists (the journal takes entries only for a room that does).
+    await new RoomStore(redis, prefix).create(roomId, { game: 'probe', version: '', schema: 1, seed: 1, createdAt: Date.now(), tickHz: 20 });
+    const server = await startTestServer({ scriptsDir: FIXTURE_GAMES, defaultGame: 'probe', redisPrefix: prefix, dataDir, nodeId: node });
+    try {
+      expect(await new RoomStore(redis, prefix).crashesSince(roomId, 0)).toBe(1);
+      const journal = new ScriptJournal(new JournalStore(redis, prefix));
+      const page = await journal.read(roomId);
+      await journal.close();
+      expect(page.entries.map((e) => [e.kind, e.text, e.tick])).toEqual([
+        ['log', 'wave 3 spawning', 12],
+        ['log', 'allocating the boss', 12],
+        ['crash', 'the script aborted the server process: Catastrophic out-of-memory error', 12],
+      ]);
+      expect(existsSync(crashFilePath(dataDir, node))).toBe(false); // taken
+    } finally {
+      await server.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 

@@ -8,7 +8,8 @@
  * see server/ops/dashboard-feed.ts), one colour each, named in the legend.
  *
  * For tests: `body[data-points]` is the number of series points drawn, `body[data-markers]` the
- * number of patch markers drawn, `body[data-servers]` the number of other servers' lines drawn;
+ * number of patch markers drawn, `body[data-servers]` the number of other servers' lines drawn
+ * (`body[data-servers-late]`: of those, with their lateness line);
  * `#rooms tr` are the room rows and `#events li` the events.
  */
 import type { DashboardEvent, DashboardSnapshot, SeriesPoint } from '../server/ops/dashboard-feed.ts';
@@ -66,7 +67,7 @@ function drawChart(snap: DashboardSnapshot): void {
   const others = snap.servers
     .map((s) => ({ node: s.node, points: s.series.filter((p) => p.ticks > 0 && p.t >= start && p.t <= end) }))
     .filter((s) => s.points.length > 0);
-  const maxMs = Math.max(1, ...inRange.map((p) => Math.max(p.p99, p.late ?? 0)), ...others.flatMap((s) => s.points.map((p) => p.p99)));
+  const maxMs = Math.max(1, ...inRange.map((p) => Math.max(p.p99, lateOf(p))), ...others.flatMap((s) => s.points.map((p) => Math.max(p.p99, lateOf(p)))));
   const yStep = niceStep(maxMs, 5);
   const yMax = Math.ceil((maxMs * 1.1) / yStep) * yStep;
   const x = (t: number) => pad.left + ((t - start) / (end - start)) * plotW;
@@ -134,10 +135,20 @@ function drawChart(snap: DashboardSnapshot): void {
     ctx.stroke();
     if (pts.length === 1) ctx.fillRect(x(pts[0]!.t + 500) - 2, y(pick(pts[0]!)) - 2, 4, 4);
   };
-  others.forEach((s, i) => line(s.points, (p) => p.p99, SERVER_COLORS[i % SERVER_COLORS.length]!, 1.5));
-  // How late ticks started (the second's worst): a hitch players feel that durations miss.
+  // How late ticks started (the second's worst), dashed: a hitch players feel that durations
+  // miss. Other servers' in their colour, when their beats carry it.
+  let othersLate = 0;
+  others.forEach((s, i) => {
+    const color = SERVER_COLORS[i % SERVER_COLORS.length]!;
+    line(s.points, (p) => p.p99, color, 1.5);
+    if (!s.points.some((p) => p.late !== undefined)) return;
+    ctx.setLineDash([2, 3]);
+    line(s.points, lateOf, color, 1);
+    ctx.setLineDash([]);
+    othersLate++;
+  });
   ctx.setLineDash([4, 3]);
-  line(inRange, (p) => p.late ?? 0, COLORS.late, 1);
+  line(inRange, lateOf, COLORS.late, 1);
   ctx.setLineDash([]);
   line(inRange, (p) => p.p99, COLORS.p99);
   line(inRange, (p) => p.p50, COLORS.p50);
@@ -148,7 +159,7 @@ function drawChart(snap: DashboardSnapshot): void {
       const span = document.createElement('span');
       const swatch = document.createElement('i');
       swatch.style.background = SERVER_COLORS[i % SERVER_COLORS.length]!;
-      span.append(swatch, `p99 (${s.node})`);
+      span.append(swatch, `p99, late start dashed (${s.node})`);
       span.dataset.node = s.node;
       return span;
     }),
@@ -156,6 +167,12 @@ function drawChart(snap: DashboardSnapshot): void {
   document.body.dataset.points = String(inRange.length);
   document.body.dataset.markers = String(markers);
   document.body.dataset.servers = String(others.length);
+  document.body.dataset.serversLate = String(othersLate);
+}
+
+/** A point's lateness, ms; 0 when it has none (or another server's beat sent junk). */
+function lateOf(p: SeriesPoint): number {
+  return typeof p.late === 'number' && Number.isFinite(p.late) && p.late >= 0 ? p.late : 0;
 }
 
 function cell(tr: HTMLTableRowElement, text: string, num = false): void {

@@ -62,6 +62,8 @@ describe('ops dashboard in a headless browser', () => {
 
       await page.goto(`http://127.0.0.1:${server.port}/dashboard`);
       await page.waitForFunction(() => Number(document.body.dataset.servers) >= 1, undefined, WAIT);
+      // Its lateness too, from its beats.
+      await page.waitForFunction(() => Number(document.body.dataset.serversLate) >= 1, undefined, WAIT);
       expect(await page.locator('#servers-legend').textContent()).toContain('dash-other');
     } finally {
       await other.close();

@@ -22,6 +22,24 @@ describe('a room\'s tick window', () => {
     expect(w.summary()).toEqual({ p50: 50, p99: 99, n: 100 });
   });
 
+  it('agrees with sorting, for any count and with repeated values', () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const n of [1, 2, 3, 7, 99, 100, 101, 199, 200, 250, 777]) {
+      const w = new TickWindow();
+      const added: number[] = [];
+      for (let i = 0; i < n; i++) {
+        // Few distinct values: ties around both ranks.
+        const ms = Math.round(random() * 8) / 2;
+        added.push(ms);
+        w.add(ms);
+      }
+      const kept = added.slice(-TICK_WINDOW).sort((a, b) => a - b);
+      const rank = (p: number) => kept[Math.ceil(p * kept.length) - 1];
+      expect(w.summary(), `n=${n}`).toEqual({ p50: rank(0.5), p99: rank(0.99), n: kept.length });
+    }
+  });
+
   it('keeps only the newest TICK_WINDOW ticks', () => {
     const w = new TickWindow();
     for (let i = 0; i < TICK_WINDOW; i++) w.add(1000); // old and slow

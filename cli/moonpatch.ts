@@ -133,8 +133,8 @@ function versionArg(a: Args): number {
 }
 
 /**
- * A patch folder named on the command line (`validate patches/arena/005-speed`): its manifest
- * and files, read as `upload` reads them. Its game is --game, else the folder's parent's name.
+ * A patch folder named on the command line (`validate`, `upload`, `push`): its manifest and
+ * files. Its game is --game, else the folder's parent's name.
  */
 async function patchFolderArg(a: Args, folder: string): Promise<{ manifest: PatchManifest; files: Map<string, string>; game: string; where: string }> {
   const dir = path.resolve(folder);
@@ -314,7 +314,8 @@ async function cmdStatus(a: Args): Promise<number> {
     console.log('room'.padEnd(24) + (servers ? 'server'.padEnd(22) : '') + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'p50/p99 ms'.padEnd(12) + 'last patch');
     for (const r of body) {
       const patch = (r.pinned ? 'PINNED ' : '') + (r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-');
-      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + `${tickTimes(r).p50.toFixed(1)}/${tickTimes(r).p99.toFixed(1)}`.padEnd(12) + patch + (r.degraded ? '  DEGRADED' : ''));
+      const t = tickTimes(r);
+      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + `${t.p50.toFixed(1)}/${t.p99.toFixed(1)}`.padEnd(12) + patch + (r.degraded ? '  DEGRADED' : ''));
     }
   });
   return 0;
@@ -644,21 +645,15 @@ async function cmdKeygen(a: Args): Promise<number> {
 
 /** Sign the patch in `folder` and upload it: the server's answer (the version, or why not). */
 async function uploadPatch(a: Args, folder: string): Promise<{ status: number; body: any; game: string }> {
-  const dir = path.resolve(folder);
-  const game = flag(a, 'game') ?? path.basename(path.dirname(dir));
-  let manifest;
-  try {
-    manifest = parsePatchManifest(JSON.parse(readFileSync(path.join(dir, 'patch.json'), 'utf8')), path.join(folder, 'patch.json'));
-  } catch (e) {
-    throw new UsageError(`cannot read ${folder}/patch.json: ${(e as Error).message}`);
-  }
+  const patch = await patchFolderArg(a, folder);
+  const { game, manifest } = patch;
   let privatePem: string;
   try {
     privatePem = readFileSync(flag(a, 'key') ?? DEFAULT_KEY, 'utf8');
   } catch {
     throw new UsageError('no signing key: run `moonpatch keygen` or pass --key FILE');
   }
-  const files = Object.fromEntries(await readGameFiles(dir));
+  const files = Object.fromEntries(patch.files);
   const signed = signPatch({ game, manifest, files }, privatePem);
   // The answer comes once the server has built it: seconds for a big patch.
   if (!a.flags.has('json')) console.log(`${game} v${manifest.version}: signed ${Object.keys(files).length} files (${Math.ceil(signed.package.length / 1024)} KB); uploading, the server builds it...`);

@@ -178,10 +178,11 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const beacon = await CrashBeacon.open(config.redisUrl, store.leaseHolder.node);
   const recordCrash: NonNullable<typeof GameSandbox.crashRecorder> = ({ lines, ...info }) => {
     const record = { ...info, at: Date.now(), node: store.leaseHolder.node };
-    writeCrashRecordSync(crashFile, { ...record, lines });
+    const withLines = { ...record, lines };
+    writeCrashRecordSync(crashFile, withLines);
     // The room's lines since the last flush go with it, and those of the call that crashed:
     // what its script said just before.
-    const entries = [...journal.takeForCrash(info.roomId, { ...record, lines }), crashJournalText(record)];
+    const entries = [...journal.takeForCrash(info.roomId, withLines), crashJournalText(record)];
     beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), undefined, { key: store.keys(info.roomId).journal, entries });
   };
   // One per process (the abort ends every server in it); the latest server started owns it.

@@ -110,8 +110,8 @@ export function crashJournalText(crash: { at: number; tick: number; version: str
 }
 
 /**
- * The entries for the lines a crashing call logged, as JSON texts, for the restart that finds
- * the crash in its local file only (the dying process could not send them).
+ * The entries for the lines a crashing call logged, as JSON texts: sent by the dying process
+ * (ScriptJournal.takeForCrash), or by the restart that finds the crash in its local file only.
  */
 export function crashLinesJournalTexts(crash: { at: number; tick: number; version: string; node: string; lines?: readonly string[] }): string[] {
   return (crash.lines ?? []).map((line) => JSON.stringify({ at: crash.at, tick: crash.tick, version: crash.version, kind: 'log', text: cut(line), node: crash.node } satisfies Omit<JournalEntry, 'id'>));
@@ -173,11 +173,9 @@ export class ScriptJournal {
    * first, taken out of the journal (so that a process that lived on would not send them
    * twice). Synchronous; never throws.
    */
-  takeForCrash(roomId: string, crashed?: { at: number; tick: number; version: string; lines: readonly string[] }, maxBytes = CRASH_LINES_BYTES): string[] {
+  takeForCrash(roomId: string, crashed?: Parameters<typeof crashLinesJournalTexts>[0], maxBytes = CRASH_LINES_BYTES): string[] {
     // The lines of the call that crashed (sandbox/log-ring.mjs) come last: they were logged last.
-    if (crashed) for (const line of crashed.lines) this.add(roomId, { at: crashed.at, tick: crashed.tick, version: crashed.version, kind: 'log', text: cut(line) });
-    const texts = this.pending.get(roomId);
-    if (!texts) return [];
+    const texts = [...(this.pending.get(roomId) ?? []), ...(crashed ? crashLinesJournalTexts(crashed) : [])];
     this.pending.delete(roomId);
     let bytes = 0;
     let first = texts.length;

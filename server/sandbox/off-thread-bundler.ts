@@ -64,7 +64,7 @@ const queue: Job[] = [];
 let running: (Job & { id: number; timer: NodeJS.Timeout }) | null = null;
 let idleTimer: NodeJS.Timeout | null = null;
 
-/** Builds done on the worker, builds that fell back to the calling thread, builds stopped by a limit (tests, ops). */
+/** Builds done on the worker, builds that fell back to the calling thread, builds stopped by a limit (tests, bench:build). */
 export const offThreadStats = { offThread: 0, fallback: 0, overLimit: 0 };
 
 /** Set the limits for builds started from now on (config at server start; tests). */
@@ -133,8 +133,9 @@ function ensureWorker(): Worker {
     stdout: false,
     stderr: false,
     resourceLimits: { maxOldGenerationSizeMb: limits.memoryMb },
-    // esbuild's helper process (Go) left waiting by a stopped build dies with a goroutine dump
-    // of a hundred lines on the server's stderr; this keeps it to its one-line reason.
+    // esbuild's helper process (Go) left waiting by a stopped build can die with a goroutine
+    // dump of a hundred lines on the server's stderr (seen in a scratch run); this keeps it to
+    // its one-line reason.
     env: { ...process.env, GOTRACEBACK: 'none' },
   });
   w.unref(); // a build in flight is awaited by someone who keeps the process alive

@@ -32,6 +32,13 @@ describe('room lifecycle and isolate settings', () => {
     for (const bad of ['0', '5', '60001', 'often']) expect(() => configFromEnv({ JOURNAL_FLUSH_MS: bad })).toThrow(ConfigError);
   });
 
+  it('build limits: defaults, values from the environment, and out-of-range or non-numeric ones refused', () => {
+    expect(configFromEnv({})).toMatchObject({ buildTimeoutMs: 120_000, buildMemoryMb: 1024 });
+    expect(configFromEnv({ BUILD_TIMEOUT_MS: '5000', BUILD_MEMORY_MB: '256' })).toMatchObject({ buildTimeoutMs: 5000, buildMemoryMb: 256 });
+    for (const bad of ['0', '99', '3600001', 'soon']) expect(() => configFromEnv({ BUILD_TIMEOUT_MS: bad })).toThrow(ConfigError);
+    for (const bad of ['64', '127', '65537', 'lots']) expect(() => configFromEnv({ BUILD_MEMORY_MB: bad })).toThrow(ConfigError);
+  });
+
   it('rooms\' tick phases are spread unless TICK_PHASES=free; anything else is refused', () => {
     expect(configFromEnv({}).tickPhases).toBe('spread');
     expect(configFromEnv({ TICK_PHASES: 'free' }).tickPhases).toBe('free');

@@ -9,6 +9,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import path from 'node:path';
 import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
+import { LOCAL_SIGNING_KEY_FILE } from '../server/patch/local-signing-key.ts';
 import { buildPatchVersion, parsePatchManifest, type PatchManifest } from '../server/patch/versions.ts';
 import { readGameFiles } from '../server/sandbox/game-files.ts';
 import { parseSnapshot, type ParsedSnapshot } from '../server/state/room-snapshot.ts';
@@ -94,11 +95,14 @@ function intFlag(a: Args, name: string, min: number, max = Number.MAX_SAFE_INTEG
   return n;
 }
 
+/** Where a server on this machine keeps its admin token and signing key (its DATA_DIR). */
+const LOCAL_DATA_DIR = process.env.DATA_DIR ?? path.join(ROOT, '.data');
+
 function token(a: Args): string {
   const t = flag(a, 'token') ?? process.env.MOONPATCH_ADMIN_TOKEN;
   if (t) return t;
   try {
-    return readFileSync(path.join(process.env.DATA_DIR ?? path.join(ROOT, '.data'), 'admin-token'), 'utf8').trim();
+    return readFileSync(path.join(LOCAL_DATA_DIR, 'admin-token'), 'utf8').trim();
   } catch {
     throw new UsageError('no admin token: pass --token, set MOONPATCH_ADMIN_TOKEN, or run against a local server (it writes .data/admin-token)');
   }
@@ -620,7 +624,8 @@ async function startWorld(a: Args): Promise<(StartWorld & { game: string }) | un
   return { game: s.game, records: s.records, schema: s.schema, versionNumber: s.versionNumber, tick: s.tick, nowMs: s.takenAt, label: `${source} at tick ${s.tick}` };
 }
 
-const DEFAULT_KEY = path.join(ROOT, '.data', 'patch-signing-key.pem');
+/** The key keygen writes and uploads sign with; a local server trusts it (local-signing-key.ts). */
+const DEFAULT_KEY = path.join(LOCAL_DATA_DIR, LOCAL_SIGNING_KEY_FILE);
 
 async function cmdKeygen(a: Args): Promise<number> {
   const out = flag(a, 'out') ?? DEFAULT_KEY;
@@ -647,17 +652,23 @@ async function cmdKeygen(a: Args): Promise<number> {
 async function uploadPatch(a: Args, folder: string): Promise<{ status: number; body: any; game: string }> {
   const patch = await patchFolderArg(a, folder);
   const { game, manifest } = patch;
+  const keyFile = flag(a, 'key') ?? DEFAULT_KEY;
   let privatePem: string;
   try {
-    privatePem = readFileSync(flag(a, 'key') ?? DEFAULT_KEY, 'utf8');
+    privatePem = readFileSync(keyFile, 'utf8');
   } catch {
-    throw new UsageError('no signing key: run `moonpatch keygen` or pass --key FILE');
+    throw new UsageError('no signing key: run `moonpatch keygen` or pass --key FILE (a local server started without TRUSTED_PATCH_KEYS makes one)');
   }
   const files = Object.fromEntries(patch.files);
   const signed = signPatch({ game, manifest, files }, privatePem);
   // The answer comes once the server has built it: seconds for a big patch.
   if (!a.flags.has('json')) console.log(`${game} v${manifest.version}: signed ${Object.keys(files).length} files (${Math.ceil(signed.package.length / 1024)} KB); uploading, the server builds it...`);
-  return { ...(await api(a, 'POST', '/admin/patches', signed)), game };
+  const answer = await api(a, 'POST', '/admin/patches', signed);
+  // Say which key the server does not trust, and how to make it trust it.
+  if (answer.body?.code === 'PATCH_UNTRUSTED') {
+    answer.body = { ...answer.body, key: keyFile, publicKey: signed.publicKey, msg: `${answer.body.msg}: ${keyFile} (public key ${signed.publicKey}); add that to every server's TRUSTED_PATCH_KEYS, or sign with --key FILE` };
+  }
+  return { ...answer, game };
 }
 
 async function cmdUpload(a: Args): Promise<number> {

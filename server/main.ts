@@ -9,6 +9,7 @@ import { startServer } from './app.ts';
 import { configFromEnv } from './config/config.ts';
 import { MoonpatchError } from './errors/errors.ts';
 import { createLogger } from './ops/logger.ts';
+import { localSigningKey } from './patch/local-signing-key.ts';
 import { RedisNotInstalledError, resolveRedis } from './state/redis-launcher.ts';
 
 const config = configFromEnv();
@@ -25,9 +26,11 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const adminToken = config.adminToken ?? (await localAdminToken(path.resolve(config.dataDir)));
+  const dataDir = path.resolve(config.dataDir);
+  const trustedPatchKeys = await patchKeysToTrust(dataDir);
+  const adminToken = config.adminToken ?? (await localAdminToken(dataDir));
   if (!config.playerTokenSecret) log.warn('dev mode: no PLAYER_TOKEN_SECRET, anonymous players may join');
-  const server = await startServer({ ...config, adminToken, redisUrl: redis.url }, log);
+  const server = await startServer({ ...config, adminToken, trustedPatchKeys, redisUrl: redis.url }, log);
   const scheme = config.tlsCertFile ? 'https' : 'http';
   console.log(`moonpatch: play at ${scheme}://localhost:${server.port}/  (WebSocket ${server.url})`);
 
@@ -68,6 +71,21 @@ async function localAdminToken(dataDir: string): Promise<string> {
     log.info({ file }, 'admin token created');
     return token;
   }
+}
+
+/**
+ * TRUSTED_PATCH_KEYS; or, on a designer's own machine (neither it nor ADMIN_TOKEN set), the
+ * local signing key that `moonpatch push <folder>` signs with, made when missing. See
+ * server/patch/local-signing-key.ts for why only there.
+ */
+async function patchKeysToTrust(dataDir: string): Promise<string[]> {
+  if (config.trustedPatchKeys.length > 0 || config.adminToken) return config.trustedPatchKeys;
+  const key = await localSigningKey(dataDir);
+  log.info(
+    { file: key.file, publicKey: key.publicKey, created: key.created },
+    'no TRUSTED_PATCH_KEYS or ADMIN_TOKEN: trusting the local patch-signing key, which `moonpatch push <folder>` on this machine signs with',
+  );
+  return [key.publicKey];
 }
 
 main().catch((e) => {

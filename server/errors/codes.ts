@@ -48,6 +48,7 @@ export const ErrorCodes = {
   ENGINE_ERROR: { retry: true, text: 'the engine failed unexpectedly; the tick was rolled back' },
   SERVER_SHUTTING_DOWN: { retry: true, text: 'the server is shutting down; reconnect with your resume token' },
   TLS_FILE_INVALID: { retry: false, text: 'TLS_CERT_FILE or TLS_KEY_FILE is missing, unreadable, or not a matching PEM certificate and key' },
+  SIGNING_KEY_INVALID: { retry: false, text: 'the local patch-signing key file cannot be read or is not an ed25519 private key' },
 
   // --- live patching ---
   PATCH_IN_PROGRESS: { retry: true, text: 'the room is already switching to another version' },
@@ -58,6 +59,7 @@ export const ErrorCodes = {
   PATCH_BAD_SIGNATURE: { retry: false, text: 'the patch is not signed, or was changed after signing' },
   NOTHING_TO_ROLL_BACK: { retry: false, text: 'the room has no earlier version to go back to' },
   ROLLBACK_NEEDS_DOWNGRADE: { retry: false, text: 'the version changed the schema and has no downgrade: it cannot be rolled back without losing state' },
+  PATCH_VERSION_TAKEN: { retry: false, text: 'the game already has a different version with that number' },
 } as const satisfies Record<string, { retry: boolean; text: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

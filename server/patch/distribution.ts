@@ -58,7 +58,8 @@ export class PatchDistribution {
 
   /**
    * Accept a signed patch from the admin API: verify, build, store, announce. Returns the new
-   * version. A package already stored returns its version again.
+   * version. A package already stored returns its version again; so does a package that builds
+   * to a version this server already has (the same patch loaded from its patches folder).
    */
   async upload(signed: unknown): Promise<{ id: string; game: string; version: number; bundle: string }> {
     const { id, pkg } = verifyPatch(signed, this.trustedKeys);
@@ -66,28 +67,44 @@ export class PatchDistribution {
       const v = this.games.get(pkg.game).versions.find((x) => x.number === pkg.manifest.version)!;
       return { id, game: pkg.game, version: v.number, bundle: v.bundle.version };
     }
-    const version = await this.build(pkg.game, pkg.manifest, pkg.files, id);
+    const { version, loaded } = await this.build(pkg.game, pkg.manifest, pkg.files, id);
     // Stored first, then listed and announced: a server that hears of it can always fetch it.
+    // Also when this server loaded it from disk: a server without that folder needs it.
     await this.redis.set(this.key(id), JSON.stringify(signed));
     await this.redis.rpush(this.listKey(pkg.game), id);
-    this.games.addVersion(version);
+    if (!loaded) this.games.addVersion(version);
     this.known.add(id);
     await this.redis.publish(this.channel, id);
-    this.log.info({ game: pkg.game, version: version.number, bundle: version.bundle.version, patch: id }, 'patch uploaded');
+    this.log.info({ game: pkg.game, version: version.number, bundle: version.bundle.version, patch: id, alreadyLoaded: loaded }, 'patch uploaded');
     return { id, game: pkg.game, version: version.number, bundle: version.bundle.version };
   }
 
-  private async build(game: string, manifest: Parameters<typeof buildPatchVersion>[1], files: Record<string, string>, id: string): Promise<GameVersion> {
+  /**
+   * Build a package on top of the version before it. When the game already has a version with
+   * its number (most often the same patch, loaded from this server's patches folder), that
+   * version is the answer if the build is the same (`loaded`), and PATCH_VERSION_TAKEN if not:
+   * two different builds must never share a number, since rooms and pins name versions by it.
+   */
+  private async build(game: string, manifest: Parameters<typeof buildPatchVersion>[1], files: Record<string, string>, id: string): Promise<{ version: GameVersion; loaded: boolean }> {
     const versions = this.games.get(game).versions;
-    const prev = versions[versions.length - 1]!;
+    const last = versions[versions.length - 1]!;
+    const taken = versions.find((v) => v.number === manifest.version);
+    const prev = (taken && versions.find((v) => v.number === manifest.version - 1)) || last;
+    let built: GameVersion;
     try {
       // Off the main thread: every room on this server ticks on while it builds (otherwise a
       // 35-77 ms block for the arena, on every server of the cluster that hears of the patch).
-      return await buildPatchVersion(prev, manifest, new Map(Object.entries(files)), `patch ${id.slice(0, 12)}`, bundleGameOffThread);
+      built = await buildPatchVersion(prev, manifest, new Map(Object.entries(files)), `patch ${id.slice(0, 12)}`, bundleGameOffThread);
     } catch (e) {
       if (e instanceof MoonpatchError) throw e;
       throw new MoonpatchError('BAD_FIELD', (e as Error).message);
     }
+    if (!taken) return { version: built, loaded: false };
+    if (built.bundle.version === taken.bundle.version && built.schema === taken.schema) return { version: taken, loaded: true };
+    throw new MoonpatchError(
+      'PATCH_VERSION_TAKEN',
+      `${game} already has a v${taken.number} (schema ${taken.schema}, build ${taken.bundle.version}: ${taken.description}) and this patch builds to another (schema ${built.schema}, build ${built.bundle.version}); give it version ${last.number + 1}`,
+    );
   }
 
   /** A package stored or announced by another server: verify and add it, or log why not. */
@@ -97,10 +114,10 @@ export class PatchDistribution {
       const raw = await this.redis.get(this.key(id));
       if (!raw) throw new MoonpatchError('BAD_FIELD', 'announced patch is not stored');
       const { pkg } = verifyPatch(JSON.parse(raw), this.trustedKeys);
-      const version = await this.build(pkg.game, pkg.manifest, pkg.files, id);
-      this.games.addVersion(version);
+      const { version, loaded } = await this.build(pkg.game, pkg.manifest, pkg.files, id);
+      if (!loaded) this.games.addVersion(version);
       this.known.add(id);
-      this.log.info({ game: pkg.game, version: version.number, patch: id }, 'patch adopted from redis');
+      this.log.info({ game: pkg.game, version: version.number, patch: id, alreadyLoaded: loaded }, loaded ? 'stored patch is a version this server already has (the same build)' : 'patch adopted from redis');
     } catch (e) {
       this.log.error({ patch: id, err: e }, 'stored patch refused; it is not available on this server');
     }

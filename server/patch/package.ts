@@ -42,17 +42,18 @@ export function packageId(packageJson: string): string {
 
 export function generateSigningKey(): { privatePem: string; publicKey: string } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return { privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), publicKey: encodePublicKey(publicKey) };
+  return { privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), publicKey: publicKeyOf(publicKey) };
 }
 
-function encodePublicKey(key: KeyObject): string {
+/** A public key as TRUSTED_PATCH_KEYS and a signed patch carry it: base64 of its DER (spki). */
+export function publicKeyOf(key: KeyObject): string {
   return key.export({ type: 'spki', format: 'der' }).toString('base64');
 }
 
 export function signPatch(pkg: PatchPackage, privatePem: string): SignedPatch {
   const body = canonicalJson(pkg);
   const key = createPrivateKey(privatePem);
-  return { package: body, signature: sign(null, Buffer.from(body), key).toString('base64'), publicKey: encodePublicKey(createPublicKey(key)) };
+  return { package: body, signature: sign(null, Buffer.from(body), key).toString('base64'), publicKey: publicKeyOf(createPublicKey(key)) };
 }
 
 /**

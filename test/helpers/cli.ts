@@ -16,6 +16,22 @@ export function runCli(url: string, token: string, ...args: string[]): Promise<{
   });
 }
 
+/**
+ * Run `moonpatch ...args` with only `env` added to this process's environment: no URL or
+ * token given, so the command line finds them as it does on a designer's machine (PORT,
+ * DATA_DIR's admin token and signing key).
+ */
+export function runCliWithEnv(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const base = { ...process.env };
+  delete base.MOONPATCH_URL;
+  delete base.MOONPATCH_ADMIN_TOKEN;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [...CLI, ...args], { cwd: REPO_ROOT, env: { ...base, ...env } }, (e, out, err) =>
+      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+    );
+  });
+}
+
 /** Start `moonpatch ...args` and leave it running (`logs --follow`); the caller kills it. */
 export function spawnCli(url: string, token: string, ...args: string[]): ChildProcessWithoutNullStreams {
   return spawn(process.execPath, [...CLI, ...args], { cwd: REPO_ROOT, env: cliEnv(url, token) });

@@ -105,6 +105,47 @@ describe('a trusted patch reaches every server', () => {
   });
 });
 
+describe('a patch whose version number the game already has', () => {
+  it('is that version when it builds the same (the folder is also on the server\'s disk), and PATCH_VERSION_TAKEN when it does not; a restart adopts the stored one quietly', async () => {
+    const dupPrefix = uniquePrefix('dist-dup');
+    const lines: Record<string, unknown>[] = [];
+    const onDisk = () => startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, trustedPatchKeys: [trusted.publicKey], redisPrefix: dupPrefix, logLines: lines });
+    let s = await onDisk();
+    try {
+      const before = s.rooms.games().find((g) => g.game === 'probe')!.versions.map((v) => `${v.number}:${v.version}`);
+      expect(before.length).toBeGreaterThan(2);
+      const listed = () => s.redis.llen(`${dupPrefix}:patches:probe`);
+
+      // The same files as patches/probe/002-score on the server's disk: v2, nothing added.
+      const same = await upload(s, await scorePatch(trusted.privatePem));
+      expect(same).toMatchObject({ status: 200, body: { version: 2 } });
+      const after = () => s.rooms.games().find((g) => g.game === 'probe')!.versions.map((v) => `${v.number}:${v.version}`);
+      expect(after()).toEqual(before);
+      expect(await listed()).toBe(1); // stored, for servers without that folder
+
+      // Another v2: refused, saying which number is free; nothing stored, v2 unchanged.
+      const files = Object.fromEntries(await readGameFiles(path.join(FIXTURE_PATCHES, 'probe', '002-score')));
+      files['migration.ts'] = files['migration.ts']!.replace('p.score = p.sum', 'p.score = p.sum + 1');
+      const other = signPatch({ game: 'probe', manifest: { version: 2, schema: 2, description: 'another score' }, files }, trusted.privatePem);
+      const refused = await upload(s, other);
+      expect(refused).toMatchObject({ status: 409, body: { code: 'PATCH_VERSION_TAKEN' } });
+      expect((refused.body as { msg: string }).msg).toContain(`give it version ${before.length + 1}`);
+      expect(after()).toEqual(before);
+      expect(await listed()).toBe(1);
+
+      // A restart finds the stored package and its own folder: the same version, no error.
+      await s.close();
+      lines.length = 0;
+      s = await onDisk();
+      expect(after()).toEqual(before);
+      expect(lines.filter((l) => l.msg === 'stored patch refused; it is not available on this server')).toEqual([]);
+      expect(lines.some((l) => l.msg === 'stored patch is a version this server already has (the same build)')).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('moonpatch keygen, and push of a patch folder', () => {
   it('signs, uploads and applies a folder in one command; a key the servers do not trust changes nothing', async () => {
     const keys = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-keys-'));
@@ -130,6 +171,9 @@ describe('moonpatch keygen, and push of a patch folder', () => {
       const refused = await runCli(url, TOKEN, 'push', folder, '--room', roomId, '--key', strangerKey);
       expect(refused.code).toBe(1);
       expect(refused.out).toMatch(/refused: PATCH_UNTRUSTED/);
+      // ... saying which key, and how to make the servers trust it.
+      expect(refused.out).toContain(`${strangerKey} (public key ${JSON.parse(made.out).publicKey})`);
+      expect(refused.out).toContain("add that to every server's TRUSTED_PATCH_KEYS");
       expect(versionsOf(s)).toEqual([1]);
       expect(s.rooms.get(roomId)!.current?.number).toBe(1);
 

@@ -14,6 +14,7 @@ import { DEFAULT_ISOLATE_SEMI_SPACE_MB } from '../config/config.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
 import { isFoldablePatch, pairsOf } from '../state/record-patch.ts';
 import type { GameBundle } from './bundler.ts';
+import { CallCost } from './call-cost.ts';
 import { CallPlacement, inlineLeashMs, inlineTicksEnabled } from './call-placement.ts';
 import { MainThreadWatchdog } from './main-thread-watchdog.ts';
 import { readLogRing, LOG_RING_BYTES } from './log-ring.mjs';
@@ -102,7 +103,10 @@ export type TickOutcome =
       logs: string[];
       /** Writes journaled by the tick (what a rollback would undo). */
       writes: number;
+      /** The call's CPU time, at most (call-cost.ts): what the budget is checked against. */
       cpuMs: number;
+      /** isolated-vm's clock for the same call, time waiting for a core included. */
+      isolateMs: number;
     }
   | {
       ok: false;
@@ -121,17 +125,23 @@ export type TickOutcome =
 const resultUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 /**
+ * The CPU budget is CPU time (the bound of call-cost.ts), not wall time: on a busy machine a
+ * tick can take far longer on the clock than on the CPU, and failing it would reject players'
+ * inputs for the machine's fault. isolated-vm's timeout is wall-clock, so it is only the hard
+ * stop, at this many times the budget (a runaway loop is stopped there); a call that returns in
+ * time but used more CPU than its budget is undone and fails as an overrun all the same.
+ */
+const WALL_LIMIT_FACTOR = 3;
+/**
+ * Runs again, each with twice the clock limit, of a tick call the clock stopped before it had
+ * used its CPU budget (starved by a busy machine, see call-cost.ts). Two: a 20 ms budget then
+ * allows 60 + 120 + 240 ms on the clock in all before the tick fails as an overrun.
+ */
+const STARVED_RERUNS = 2;
+/**
  * The first ticks of a fresh isolate run cold (nothing is compiled yet): they get this much
  * time at least, so a room's first join is not refused for a budget it would meet when warm.
  */
-/**
- * The CPU budget is CPU time (isolate.cpuTime), not wall time: on a busy machine a tick can take
- * far longer on the clock than on the CPU, and failing it would reject players' inputs for the
- * machine's fault. isolated-vm's timeout is wall-clock, so it is only the hard stop, at this many
- * times the budget (a runaway loop is stopped there); a call that returns in time but used more
- * CPU than its budget is undone and fails as an overrun all the same.
- */
-const WALL_LIMIT_FACTOR = 3;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
@@ -186,6 +196,8 @@ export class GameSandbox {
   /** Called first on a catastrophic error, synchronously (the server records which room it was). */
   static crashRecorder: ((info: CatastrophicErrorInfo) => void) | null = null;
   private ticksRun = 0;
+  /** Tick calls run again because a busy machine starved them (STARVED_RERUNS). */
+  starvedReruns = 0;
   /** Whether its ticks run on the main thread or the isolate's (call-placement.ts). */
   private readonly placement = new CallPlacement();
   /** Whether the last tick call ran on the main thread (tests, diagnostics). */
@@ -305,8 +317,7 @@ export class GameSandbox {
    */
   async tick(call: TickCall): Promise<TickOutcome> {
     this.lastTick = call.tick;
-    let cpuBefore = this.isolate.cpuTime;
-    let wallBefore = performance.now();
+    let cost = new CallCost(this.isolate);
     const normal = call.budgetMs ?? this.limits.cpuBudgetMs;
     let budgetMs = this.ticksRun++ < WARMUP_TICKS ? Math.max(normal, WARMUP_BUDGET_MS) : normal;
     if (this.graceTicks > 0) {
@@ -327,30 +338,39 @@ export class GameSandbox {
       call.budgetMs === undefined &&
       this.ticksRun > WARMUP_TICKS &&
       typeof tickRef.applySync === 'function' &&
-      this.placement.inline(wallBefore, call.events.byteLength)
+      this.placement.inline(performance.now(), call.events.byteLength)
     ) {
-      const inlined = await this.callInline(watchdog, call, args, budgetMs, wallLimitMs, cpuBefore, wallBefore);
+      const inlined = await this.callInline(watchdog, call, args, budgetMs, wallLimitMs, cost);
       if (inlined !== null && !ArrayBuffer.isView(inlined)) return inlined; // the tick's own failure
       if (inlined !== null) {
         raw = inlined;
         inline = true;
       } else {
         // Stopped by the leash and undone: the isolate's thread runs it, on a budget of its own.
-        cpuBefore = this.isolate.cpuTime;
-        wallBefore = performance.now();
+        cost = new CallCost(this.isolate);
       }
     }
     this.lastTickInline = inline;
-    if (raw === null) {
+    // A call the clock stopped before it had used its CPU budget was starved by a busy machine
+    // (call-cost.ts), not stopped by its own doing: it is undone and run again with twice the
+    // time, a few times. A tick is a function of its call and the world, so the run that
+    // finishes does what the first would have done. A runaway loop uses the CPU it is given, so
+    // it is stopped at the first clock limit on a machine that gives it any.
+    for (let run = 0; raw === null; run++) {
       try {
-        raw = (await tickRef.apply(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: wallLimitMs })) as Uint8Array;
+        raw = (await tickRef.apply(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: wallLimitMs * 2 ** run })) as Uint8Array;
       } catch (cause) {
-        const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
+        const failed = await this.failedCall(cause, cost, budgetMs, wallLimitMs * 2 ** run, run < STARVED_RERUNS);
+        if (failed === 'starved') {
+          this.starvedReruns++;
+          cost = new CallCost(this.isolate);
+          continue;
+        }
         this.placement.ran(failed.cpuMs, false, call.events.byteLength);
         return failed;
       }
     }
-    const cpuMs = this.cpuSince(cpuBefore);
+    const { cpuMs, isolateMs } = cost.read();
     this.placement.ran(cpuMs, inline, call.events.byteLength);
     let result: TickResult;
     try {
@@ -380,7 +400,7 @@ export class GameSandbox {
       const t = this.mapThrown(thrown!);
       return { ok: false, code: 'SCRIPT_ERROR', thrown: t, rejections: mappedRejections, logs, cpuMs, isolateDead: false };
     }
-    return { ok: true, sets: pairsOf(flatSets), dels, patches: pairsOf(flatPatches), rejections: mappedRejections, logs, writes, cpuMs };
+    return { ok: true, sets: pairsOf(flatSets), dels, patches: pairsOf(flatPatches), rejections: mappedRejections, logs, writes, cpuMs, isolateMs };
   }
 
   /**
@@ -446,8 +466,7 @@ export class GameSandbox {
     args: unknown[],
     budgetMs: number,
     wallLimitMs: number,
-    cpuBefore: bigint,
-    wallBefore: number,
+    cost: CallCost,
   ): Promise<Uint8Array | TickOutcome | null> {
     const leashMs = Math.min(wallLimitMs, inlineLeashMs());
     try {
@@ -459,10 +478,15 @@ export class GameSandbox {
         watchdog.end();
       }
     } catch (cause) {
-      const cpuMs = this.cpuSince(cpuBefore);
-      const leashed = leashMs < wallLimitMs && !this.isolate.isDisposed && performance.now() - wallBefore >= leashMs * 0.9 && cpuMs < budgetMs;
+      const { cpuMs, wallMs } = cost.read();
+      const leashed = leashMs < wallLimitMs && !this.isolate.isDisposed && wallMs >= leashMs * 0.9 && cpuMs < budgetMs;
       if (!leashed) {
-        const failed = await this.failedCall(cause, cpuBefore, wallBefore, budgetMs, wallLimitMs);
+        // Starved here (the clock limit, before the CPU budget): undone, and run again there.
+        const failed = await this.failedCall(cause, cost, budgetMs, wallLimitMs, true);
+        if (failed === 'starved') {
+          this.placement.overran(performance.now());
+          return null;
+        }
         this.placement.ran(failed.cpuMs, true, call.events.byteLength);
         if (failed.ok === false && failed.code === 'CPU_BUDGET_EXCEEDED') this.placement.overran(performance.now());
         this.lastTickInline = true;
@@ -484,16 +508,20 @@ export class GameSandbox {
    * (the interrupt cannot be caught inside), or an error from script code that ran after the
    * hooks returned (a promise callback; V8 runs those before the call completes). Classified
    * by state, not by message text: a dead isolate is disposed; an overrun has used its budget.
+   * A call stopped by the clock limit that had not used its CPU budget was starved by a busy
+   * machine: with `mayRunAgain` that is 'starved' (undone, for the caller to run again), else
+   * an overrun.
    */
-  private async failedCall(cause: unknown, cpuBefore: bigint, wallBefore: number, budgetMs: number, wallLimitMs: number): Promise<TickOutcome> {
+  private async failedCall(cause: unknown, cost: CallCost, budgetMs: number, wallLimitMs: number, mayRunAgain: boolean): Promise<TickOutcome | 'starved'> {
     const base = { rejections: [], logs: [], cause };
     if (this.isolate.isDisposed) {
       return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
     }
-    const cpuMs = this.cpuSince(cpuBefore);
-    const wallMs = performance.now() - wallBefore;
+    const { cpuMs, wallMs } = cost.read();
+    const stoppedByClock = wallMs >= wallLimitMs * 0.9;
+    const starved = stoppedByClock && cpuMs < budgetMs && mayRunAgain;
     // Stopped by the wall-clock hard limit, or threw after using up its CPU budget anyway.
-    const overran = wallMs >= wallLimitMs * 0.9 || cpuMs >= budgetMs;
+    const overran = stoppedByClock || cpuMs >= budgetMs;
     const code: FailureCode = overran ? 'CPU_BUDGET_EXCEEDED' : 'SCRIPT_ERROR';
     const thrown = overran ? null : this.mapThrown(thrownFromHost(cause));
     // The interrupted tick may have written part of its changes: undo them.
@@ -506,6 +534,7 @@ export class GameSandbox {
       if (this.isolate.isDisposed) return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs, isolateDead: true, cause: e };
       return { ...base, thrown, ok: false, code, cpuMs, isolateDead: true, cause: e };
     }
+    if (starved) return 'starved';
     return { ...base, thrown, ok: false, code, cpuMs, isolateDead: false };
   }
 

@@ -462,6 +462,12 @@ async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
     else console.log(refused ? `${refused} of ${rooms.length} rooms refused v${n}` : `all ${rooms.length} rooms on v${n}`);
     return refused ? 1 : 0;
   }
+  if (refused === rooms.length) {
+    // Nothing swapped, so nothing to watch.
+    if (a.flags.has('json')) console.log(JSON.stringify({ results, verification: {} }, null, 2));
+    else console.log(`${refused === 1 ? 'the room' : `all ${refused} rooms`} refused v${n}; nothing to watch`);
+    return 1;
+  }
   if (!a.flags.has('json')) console.log(refused ? `${refused} of ${rooms.length} rooms refused v${n}; watching the others` : `all ${rooms.length} rooms on v${n}; watching their verification windows`);
   const verdicts = await watchVerification(a, results);
   if (a.flags.has('json')) console.log(JSON.stringify({ results, verification: verdicts }, null, 2));

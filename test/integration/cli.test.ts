@@ -320,6 +320,11 @@ describe('push, status, history, rollback', () => {
     const r = await moonpatch('push', '4', '--room', roomId);
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/REFUSED at migrate/);
+    // With --watch: every room refused it, so there is no window to wait out.
+    const watched = await moonpatch('push', '4', '--room', roomId, '--watch');
+    expect(watched.code).toBe(1);
+    expect(watched.out).toMatch(/the room refused v4; nothing to watch/);
+    expect(watched.out).not.toMatch(/verified/);
   });
 
   it('the admin API refuses a wrong token and changes nothing', async () => {

@@ -7,14 +7,13 @@
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadGame } from '../server/sandbox/games.ts';
 import { generateSigningKey, signPatch } from '../server/patch/package.ts';
 import { LOCAL_SIGNING_KEY_FILE } from '../server/patch/local-signing-key.ts';
-import { buildPatchVersion, parsePatchManifest, type PatchManifest } from '../server/patch/versions.ts';
+import { parsePatchManifest, type PatchManifest } from '../server/patch/manifest.ts';
 import { readGameFiles } from '../server/sandbox/game-files.ts';
 import { parseSnapshot, type ParsedSnapshot } from '../server/state/room-snapshot.ts';
 import { acceptedOptions, closest, COMMAND_HELP, commandText, isCommand, overviewText, SWITCHES, type CommandName } from './help.ts';
-import { API_DTS_PATH, validateVersion, type StartWorld } from './validate.ts';
+import type { StartWorld } from './validate.ts';
 
 /** A mistake in how the command was called: printed with `moonpatch: ` and exit code 2. */
 class UsageError extends Error {}
@@ -173,6 +172,11 @@ async function cmdValidate(a: Args): Promise<number> {
     const guessed = folder && !flag(a, 'game') ? `; a patch folder's game is its parent folder's name (${gameName}) unless --game names it` : '';
     throw new UsageError(`no game ${gameName} in ${scripts} (games there: ${games.join(', ') || 'none'})${guessed}`);
   }
+  // Loaded here, not at the top: the bundler and TypeScript take ~1 s to load, which every
+  // other command (status, push N, logs...) would pay for nothing.
+  const { loadGame } = await import('../server/sandbox/games.ts');
+  const { buildPatchVersion } = await import('../server/patch/versions.ts');
+  const { API_DTS_PATH, validateVersion } = await import('./validate.ts');
   const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
   let to = game.versions.find((v) => v.number === n);
   if (folder) {

@@ -8,7 +8,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { MoonpatchError } from '../errors/errors.ts';
-import { parsePatchManifest, type PatchManifest } from './versions.ts';
+import { parsePatchManifest, type PatchManifest } from './manifest.ts';
 
 export interface PatchPackage {
   game: string;

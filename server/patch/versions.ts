@@ -12,6 +12,7 @@ import path from 'node:path';
 import { ConfigError } from '../errors/errors.ts';
 import { bundleGame, type Bundler, type GameBundle } from '../sandbox/bundler.ts';
 import { readGameFiles } from '../sandbox/game-files.ts';
+import { parsePatchManifest, type PatchManifest } from './manifest.ts';
 
 export interface GameVersion {
   game: string;
@@ -23,31 +24,6 @@ export interface GameVersion {
   entry: string;
   files: ReadonlyMap<string, string>;
   bundle: GameBundle;
-}
-
-export interface PatchManifest {
-  version: number;
-  schema: number;
-  description: string;
-  /** Files of the previous version this patch removes. */
-  delete?: string[];
-}
-
-export function parsePatchManifest(raw: unknown, where: string): PatchManifest {
-  const r = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, unknown>;
-  const int = (f: string) => {
-    const v = r[f];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`${where}: ${f}`, 'must be a positive integer');
-    return v;
-  };
-  const version = int('version');
-  const schema = int('schema');
-  const description = typeof r.description === 'string' ? r.description : '';
-  const del = r.delete;
-  if (del !== undefined && (!Array.isArray(del) || del.some((d) => typeof d !== 'string'))) {
-    throw new ConfigError(`${where}: delete`, 'must be a list of file paths');
-  }
-  return { version, schema, description, delete: del as string[] | undefined };
 }
 
 /** The files of the next version: `base` with the patch's files laid over and deletions applied. */

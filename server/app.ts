@@ -21,7 +21,8 @@ import { CrashBeacon } from './ops/crash-beacon.ts';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from './ops/crash-record.ts';
 import { GameSandbox, setIsolateSemiSpace } from './sandbox/sandbox.ts';
 import { DashboardFeed } from './ops/dashboard-feed.ts';
-import { crashJournalText, crashLinesJournalTexts, ScriptJournal } from './ops/script-journal.ts';
+import { ScriptJournal } from './ops/script-journal.ts';
+import { crashJournalEntry, crashLinesJournalEntries, crashListEntry } from './ops/crash-wire.mjs';
 import { JournalStore } from './state/journal-store.ts';
 import { Metrics } from './ops/metrics.ts';
 import { PatchDistribution } from './patch/distribution.ts';
@@ -30,7 +31,7 @@ import { MainThreadWatchdog, type CrashTarget } from './sandbox/main-thread-watc
 import { DevReloader } from './sandbox/dev-reload.ts';
 import { GameRegistry } from './sandbox/games.ts';
 import { setBundlerThreadLimits } from './sandbox/off-thread-bundler.ts';
-import { crashListEntry, RoomStore } from './state/room-store.ts';
+import { RoomStore } from './state/room-store.ts';
 
 export interface RunningServer {
   /** ws://host:port, or wss://host:port with TLS */
@@ -171,7 +172,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   if (crash) {
     // Not in Redis yet (the beacon could not send it): into the crash list and the journal.
     if (await store.recordCrash(crash.roomId, crash)) {
-      await journalStore.append(new Map([[crash.roomId, [...crashLinesJournalTexts(crash), crashJournalText(crash)]]])).catch(() => {});
+      await journalStore.append(new Map([[crash.roomId, [...crashLinesJournalEntries(crash), crashJournalEntry(crash)]]])).catch(() => {});
     }
     log.warn({ roomId: crash.roomId, tick: crash.tick, version: crash.version, game: crash.game }, 'the previous run of this server was aborted by this room\'s script');
   }
@@ -182,7 +183,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
     writeCrashRecordSync(crashFile, withLines);
     // The room's lines since the last flush go with it, and those of the call that crashed:
     // what its script said just before.
-    const entries = [...journal.takeForCrash(info.roomId, withLines), crashJournalText(record)];
+    const entries = [...journal.takeForCrash(info.roomId, withLines), crashJournalEntry(record)];
     beacon.sendSync(store.crashListKey(info.roomId), crashListEntry(record), undefined, { key: store.keys(info.roomId).journal, entries });
   };
   // One per process (the abort ends every server in it); the latest server started owns it.

@@ -24,16 +24,7 @@ import { TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
 import { JOURNAL_KEPT } from '../state/journal-store.ts';
 import { CRASHES_KEPT } from '../state/room-store.ts';
-
-/** One RESP command (an array of bulk strings), as Redis reads it off the wire. */
-export function respCommand(args: readonly string[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const bytes = Buffer.from(a, 'utf8');
-    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
+import { crashRecordCommands } from './crash-wire.mjs';
 
 /** The file descriptor of a plain TCP connection, or null (TLS, closed, not a socket). */
 function plainSocketFd(stream: unknown): number | null {
@@ -81,9 +72,7 @@ export class CrashBeacon {
     try {
       const fd = this.socketFd();
       if (fd === null) return false;
-      const commands = [respCommand(['LPUSH', key, record]), respCommand(['LTRIM', key, '0', String(keep - 1)])];
-      for (const entry of journal?.entries ?? []) commands.push(respCommand(['XADD', journal!.key, 'MAXLEN', String(JOURNAL_KEPT), '*', 'e', entry]));
-      const bytes = Buffer.concat(commands);
+      const bytes = crashRecordCommands(key, record, keep, journal && { key: journal.key, kept: JOURNAL_KEPT, entries: journal.entries });
       // The socket is non-blocking; a few KB into an idle connection's empty send buffer (16 KB
       // at least on Linux) go in one write. A short write would leave a broken command on the
       // wire, which Redis drops with the connection; the process is about to end.

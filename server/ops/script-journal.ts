@@ -10,7 +10,7 @@
  * read. This server collects its rooms' entries from the engine's events (ops/events.ts) and
  * appends them every {@link FLUSH_MS} ms (JOURNAL_FLUSH_MS), all rooms in one round trip, off the
  * tick path. When a room's script aborts the process, the dying process appends the crash itself
- * (crashJournalText, ops/crash-beacon.ts) and, before it, that room's lines not flushed yet
+ * (crashJournalEntry of ops/crash-wire.mjs, ops/crash-beacon.ts) and, before it, that room's lines not flushed yet
  * and those its script logged in the call that crashed (from the sandbox's log ring,
  * sandbox/log-ring.mjs; takeForCrash, up to {@link CRASH_LINES_BYTES}); other rooms lose at
  * most one interval of lines. When the main-thread watchdog, not the main thread, writes the
@@ -22,11 +22,11 @@
  * that writes more than JOURNAL_KEPT entries between two flushes sends only the newest
  * JOURNAL_KEPT.
  */
-import { catastrophicErrorCode } from '../sandbox/sandbox.ts';
 import { JOURNAL_KEPT, type JournalStore } from '../state/journal-store.ts';
+import { crashLinesJournalEntries, cutText as cut, MAX_TEXT_CHARS } from './crash-wire.mjs';
 import { channels, subscribe, type RoomLifecycleEvent, type ScriptOutputEvent, type TickFailedEvent } from './events.ts';
 
-export const MAX_TEXT_CHARS = 2000;
+export { MAX_TEXT_CHARS };
 /** The most entries one read returns. */
 export const MAX_READ = JOURNAL_KEPT;
 /** How often collected entries are appended to Redis, ms (default of JOURNAL_FLUSH_MS). */
@@ -75,8 +75,6 @@ export interface JournalPage {
 /** Lifecycle events after which the room no longer runs on this server: its entries go out at once. */
 const GONE = new Set<RoomLifecycleEvent['what']>(['stopped', 'unloaded', 'moved', 'deleted', 'fenced']);
 
-const cut = (s: string) => (s.length > MAX_TEXT_CHARS ? s.slice(0, MAX_TEXT_CHARS) + '…' : s);
-
 export interface ScriptJournalOptions {
   /** This server's node id, stamped on each entry (read at each entry: it is set after the start). */
   node?: () => string;
@@ -89,32 +87,6 @@ export interface ScriptJournalOptions {
   flushMs?: number;
   /** A flush failed (Redis away): its entries are dropped. Called at most once a minute. */
   onFlushError?: (err: unknown, droppedSoFar: number) => void;
-}
-
-/**
- * The entry for a crash, as JSON text: written from the abort path by the crash beacon
- * (ops/crash-beacon.ts), which cannot wait for a flush, or by the restart that finds the crash
- * in its local file only.
- */
-export function crashJournalText(crash: { at: number; tick: number; version: string; node: string; message?: string }): string {
-  const entry: Omit<JournalEntry, 'id'> = {
-    at: crash.at,
-    tick: crash.tick,
-    version: crash.version,
-    kind: 'crash',
-    text: cut(`the script aborted the server process: ${crash.message ?? 'catastrophic error'}`),
-    code: catastrophicErrorCode(crash.message),
-    node: crash.node,
-  };
-  return JSON.stringify(entry);
-}
-
-/**
- * The entries for the lines a crashing call logged, as JSON texts: sent by the dying process
- * (ScriptJournal.takeForCrash), or by the restart that finds the crash in its local file only.
- */
-export function crashLinesJournalTexts(crash: { at: number; tick: number; version: string; node: string; lines?: readonly string[] }): string[] {
-  return (crash.lines ?? []).map((line) => JSON.stringify({ at: crash.at, tick: crash.tick, version: crash.version, kind: 'log', text: cut(line), node: crash.node } satisfies Omit<JournalEntry, 'id'>));
 }
 
 export class ScriptJournal {
@@ -173,9 +145,9 @@ export class ScriptJournal {
    * first, taken out of the journal (so that a process that lived on would not send them
    * twice). Synchronous; never throws.
    */
-  takeForCrash(roomId: string, crashed?: Parameters<typeof crashLinesJournalTexts>[0], maxBytes = CRASH_LINES_BYTES): string[] {
+  takeForCrash(roomId: string, crashed?: Parameters<typeof crashLinesJournalEntries>[0], maxBytes = CRASH_LINES_BYTES): string[] {
     // The lines of the call that crashed (sandbox/log-ring.mjs) come last: they were logged last.
-    const texts = [...(this.pending.get(roomId) ?? []), ...(crashed ? crashLinesJournalTexts(crashed) : [])];
+    const texts = [...(this.pending.get(roomId) ?? []), ...(crashed ? crashLinesJournalEntries(crashed) : [])];
     this.pending.delete(roomId);
     let bytes = 0;
     let first = texts.length;

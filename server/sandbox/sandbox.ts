@@ -14,6 +14,7 @@ import { DEFAULT_ISOLATE_SEMI_SPACE_MB } from '../config/config.ts';
 import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
 import { isFoldablePatch, pairsOf } from '../state/record-patch.ts';
 import type { GameBundle } from './bundler.ts';
+import { catastrophicErrorCode } from '../ops/crash-wire.mjs';
 import { CallCost } from './call-cost.ts';
 import { CallPlacement, inlineLeashMs, inlineTicksEnabled } from './call-placement.ts';
 import { MainThreadWatchdog } from './main-thread-watchdog.ts';
@@ -145,10 +146,6 @@ const STARVED_RERUNS = 2;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
-/** The error code a catastrophic error is reported with (the abort's log line, the script journal). */
-export function catastrophicErrorCode(message: string | undefined): 'MEMORY_LIMIT' | 'ENGINE_ERROR' {
-  return /out-of-memory/i.test(message ?? '') ? 'MEMORY_LIMIT' : 'ENGINE_ERROR';
-}
 
 /** What a catastrophic error report says: the room, where its script was, and what it logged in that call. */
 export interface CatastrophicErrorInfo {

@@ -9,12 +9,13 @@
 // thread's catastrophic-error handler would have done (GameSandbox.onCatastrophicError and the
 // server's crash recorder): the crash record in the local file and through the crash beacon's
 // socket, one structured line on stderr, and an abort, so that the supervisor restarts the
-// process and the room is counted towards quarantine. The record formats are the ones
-// server/ops/crash-record.ts, RoomStore and the script journal read; the watchdog's tests read
-// what this writes through them.
+// process and the room is counted towards quarantine. The Redis formats come from
+// ../ops/crash-wire.mjs, as the server's own; the file is server/ops/crash-record.ts's. The
+// watchdog's tests read what this writes through the server's readers.
 import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { crashJournalEntry, crashLinesJournalEntries, crashListEntry, crashRecordCommands } from '../ops/crash-wire.mjs';
 import { readLogRing } from './log-ring.mjs';
 
 const { shared, checkEveryMs, confirmMs, layout } = workerData;
@@ -31,16 +32,6 @@ parentPort.on('message', (m) => {
   else if (m.type === 'forget') rooms.delete(m.id);
   else if (m.type === 'target') target = m.target;
 });
-
-/** One RESP command, as the crash beacon writes it (server/ops/crash-beacon.ts respCommand). */
-function resp(args) {
-  const parts = [Buffer.from(`*${args.length}\r\n`)];
-  for (const a of args) {
-    const bytes = Buffer.from(a, 'utf8');
-    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
 
 function attempt(step) {
   try {
@@ -67,18 +58,10 @@ function abortFor(id, tick) {
     const fd = Atomics.load(slots, layout.beaconFd);
     if (fd >= 0 && room.crashesKey) {
       attempt(() => {
-        const entry = JSON.stringify({ at, tick, version: room.version, node });
-        const text = `the script aborted the server process: ${message}`; // short: within the journal's cut
-        const journal = JSON.stringify({ at, tick, version: room.version, kind: 'crash', text, code: 'MEMORY_LIMIT', node });
+        const crash = { at, tick, version: room.version, node, message, lines };
         // Its lines before the crash itself.
-        const logged = lines.map((line) => JSON.stringify({ at, tick, version: room.version, kind: 'log', text: line, node }));
-        const bytes = Buffer.concat([
-          resp(['LPUSH', room.crashesKey, entry]),
-          resp(['LTRIM', room.crashesKey, '0', String(target.crashesKept - 1)]),
-          ...logged.map((e) => resp(['XADD', room.journalKey, 'MAXLEN', String(target.journalKept), '*', 'e', e])),
-          resp(['XADD', room.journalKey, 'MAXLEN', String(target.journalKept), '*', 'e', journal]),
-        ]);
-        writeSync(fd, bytes);
+        const entries = [...crashLinesJournalEntries(crash), crashJournalEntry(crash)];
+        writeSync(fd, crashRecordCommands(room.crashesKey, crashListEntry(crash), target.crashesKept, { key: room.journalKey, kept: target.journalKept, entries }));
       });
     }
   }

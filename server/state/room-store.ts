@@ -28,6 +28,7 @@ import type { Redis } from 'ioredis';
 import { gameTargetKey, roomIndexKey, roomKeys, type RoomKeys } from './keys.ts';
 import { MoonpatchError } from '../errors/errors.ts';
 import { applyTickDelta } from './tick-delta.ts';
+import { crashListEntry } from '../ops/crash-wire.mjs';
 
 /**
  * The room storage format this code writes, and the newest it reads (docs/state.md, "Storage
@@ -181,10 +182,6 @@ export interface RoomCrash {
 /** How many entries a room's crash list keeps (newest first). */
 export const CRASHES_KEPT = 20;
 
-/** The crash list's entry for `crash`: JSON, as docs/state.md gives it. */
-export function crashListEntry(crash: RoomCrash): string {
-  return JSON.stringify({ at: crash.at, tick: crash.tick, version: crash.version, node: crash.node });
-}
 
 /** An entry of the crash list, or null for one that is not (written by hand, say). */
 function parseCrash(line: string): RoomCrash | null {

@@ -10,9 +10,10 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { crashFilePath, takeCrashRecord, writeCrashRecordSync } from '../../server/ops/crash-record.ts';
 import { Redis } from 'ioredis';
-import { CrashBeacon, respCommand } from '../../server/ops/crash-beacon.ts';
-import { crashListEntry, RoomStore, type RoomCrash } from '../../server/state/room-store.ts';
-import { crashJournalText, ScriptJournal } from '../../server/ops/script-journal.ts';
+import { CrashBeacon } from '../../server/ops/crash-beacon.ts';
+import { crashJournalEntry, crashListEntry, respCommand } from '../../server/ops/crash-wire.mjs';
+import { RoomStore, type RoomCrash } from '../../server/state/room-store.ts';
+import { ScriptJournal } from '../../server/ops/script-journal.ts';
 import { JournalStore } from '../../server/state/journal-store.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { FIXTURE_GAMES, startTestServer, waitFor } from '../helpers/server.ts';
@@ -60,7 +61,7 @@ describe('crash beacon', () => {
     const journal = new ScriptJournal(new JournalStore(redis, prefix), { flushMs: 60_000 });
     try {
       const crash = { at: 1_700_000_000_000, tick: 77, version: 'v3', node: 'node-x', message: 'Catastrophic out-of-memory error\r\n*1\r\n$4\r\nPING\r\n' };
-      expect(beacon.sendSync(store.crashListKey('room-j'), crashListEntry(crash), undefined, { key: store.keys('room-j').journal, entries: [crashJournalText(crash)] })).toBe(true);
+      expect(beacon.sendSync(store.crashListKey('room-j'), crashListEntry(crash), undefined, { key: store.keys('room-j').journal, entries: [crashJournalEntry(crash)] })).toBe(true);
       await waitFor(async () => (await journal.read('room-j')).entries.length === 1, 'the crash in the journal');
       const [entry] = (await journal.read('room-j')).entries;
       expect(entry).toMatchObject({ at: crash.at, tick: 77, version: 'v3', kind: 'crash', code: 'MEMORY_LIMIT', node: 'node-x', text: `the script aborted the server process: ${crash.message}` });

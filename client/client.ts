@@ -379,8 +379,10 @@ export class MoonpatchClient {
   private settleUpTo(seq: number): void {
     if (seq > this.lastAckedSeq) this.lastAckedSeq = seq;
     const t = now();
+    // `pending` holds inputs in seq order (each is added when sent, with the next seq): the
+    // settled ones are its start, so the scan stops at the first one past `seq`.
     for (const [s, p] of this.pending) {
-      if (s > seq) continue;
+      if (s > seq) break;
       this.pending.delete(s);
       this.emit('settled', { seq: s, latencyMs: t - p.sentAt, rejected: null });
     }

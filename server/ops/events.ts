@@ -17,6 +17,8 @@ export interface TickCommittedEvent {
   cpuMs: number;
   /** Whether the script call ran on the main thread (sandbox/call-placement.ts) rather than the isolate's. */
   inline: boolean;
+  /** Times the script call was run again because a busy machine starved it (sandbox.ts). */
+  reruns: number;
   /** Wall time of the Redis commit, ms. */
   commitMs: number;
   /** Whole tick: drain, script, commit, publish, ms. */

@@ -42,6 +42,12 @@ export class Metrics {
     const events = new client.Counter({ name: 'moonpatch_events_total', help: 'Joins, inputs and leaves run in committed ticks', labelNames: ['game', 'version'], registers: r });
     const refused = new client.Counter({ name: 'moonpatch_events_refused_total', help: 'Events of committed ticks whose hook threw and was undone alone (a verification window compares this share before and after a patch)', labelNames: ['game', 'version'], registers: r });
     const inline = new client.Counter({ name: 'moonpatch_ticks_inline_total', help: 'Committed ticks whose script call ran on the main thread (INLINE_TICK_MAX_MS) rather than on the isolate\'s thread', labelNames: ['game', 'version'], registers: r });
+    const starved = new client.Counter({
+      name: 'moonpatch_tick_starved_reruns_total',
+      help: 'Script calls of committed ticks run again because the clock limit stopped them before they had used their CPU budget: the machine gave the isolate too little CPU (sandbox/call-cost.ts)',
+      labelNames: ['game', 'version'],
+      registers: r,
+    });
     const overruns = new client.Counter({ name: 'moonpatch_tick_overruns_total', help: 'Ticks that exceeded their CPU budget', labelNames: ['game', 'version'], registers: r });
     const patches = new client.Counter({ name: 'moonpatch_patch_events_total', help: 'Room lifecycle and patch events (patched, fenced, sandbox-rebuilt, ...)', labelNames: ['game', 'what'], registers: r });
     const bytes = new client.Counter({ name: 'moonpatch_broadcast_bytes_total', help: 'Bytes of snapshot and delta frames sent', labelNames: [], registers: r });
@@ -89,6 +95,7 @@ export class Metrics {
       late.observe({ game: e.game }, e.lateMs / 1000);
       if (e.events > 0) events.inc({ game: e.game, version: e.version }, e.events);
       if (e.inline) inline.inc({ game: e.game, version: e.version });
+      if (e.reruns > 0) starved.inc({ game: e.game, version: e.version }, e.reruns);
       if (e.rejections > 0) refused.inc({ game: e.game, version: e.version }, e.rejections);
     });
     this.on(channels.tickFailed, (e: TickFailedEvent) => {

@@ -631,6 +631,7 @@ export class Room {
       cpuMs: outcome.cpuMs,
       // A swap tick runs on the new version's sandbox, never inline; otherwise the sandbox that ran this tick.
       inline: swap === null && this.sandbox.lastTickInline,
+      reruns: outcome.reruns,
       commitMs: commitDone - scriptDone,
       totalMs: done - started,
       lateMs,

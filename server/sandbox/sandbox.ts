@@ -108,6 +108,8 @@ export type TickOutcome =
       cpuMs: number;
       /** isolated-vm's clock for the same call, time waiting for a core included. */
       isolateMs: number;
+      /** Times the call was run again because a busy machine starved it (STARVED_RERUNS). */
+      reruns: number;
     }
   | {
       ok: false;
@@ -193,8 +195,6 @@ export class GameSandbox {
   /** Called first on a catastrophic error, synchronously (the server records which room it was). */
   static crashRecorder: ((info: CatastrophicErrorInfo) => void) | null = null;
   private ticksRun = 0;
-  /** Tick calls run again because a busy machine starved them (STARVED_RERUNS). */
-  starvedReruns = 0;
   /** Whether its ticks run on the main thread or the isolate's (call-placement.ts). */
   private readonly placement = new CallPlacement();
   /** Whether the last tick call ran on the main thread (tests, diagnostics). */
@@ -353,13 +353,14 @@ export class GameSandbox {
     // time, a few times. A tick is a function of its call and the world, so the run that
     // finishes does what the first would have done. A runaway loop uses the CPU it is given, so
     // it is stopped at the first clock limit on a machine that gives it any.
+    let reruns = 0;
     for (let run = 0; raw === null; run++) {
       try {
         raw = (await tickRef.apply(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: wallLimitMs * 2 ** run })) as Uint8Array;
       } catch (cause) {
         const failed = await this.failedCall(cause, cost, budgetMs, wallLimitMs * 2 ** run, run < STARVED_RERUNS);
         if (failed === 'starved') {
-          this.starvedReruns++;
+          reruns++;
           cost = new CallCost(this.isolate);
           continue;
         }
@@ -397,7 +398,7 @@ export class GameSandbox {
       const t = this.mapThrown(thrown!);
       return { ok: false, code: 'SCRIPT_ERROR', thrown: t, rejections: mappedRejections, logs, cpuMs, isolateDead: false };
     }
-    return { ok: true, sets: pairsOf(flatSets), dels, patches: pairsOf(flatPatches), rejections: mappedRejections, logs, writes, cpuMs, isolateMs };
+    return { ok: true, sets: pairsOf(flatSets), dels, patches: pairsOf(flatPatches), rejections: mappedRejections, logs, writes, cpuMs, isolateMs, reruns };
   }
 
   /**

@@ -2,10 +2,13 @@
  * A tick slowed down only by a busy machine does not fail its CPU budget; a runaway tick still
  * does. The machine is made busy for real: busy-loop processes beside the test, as many as it
  * takes for the isolate's own clock (isolated-vm's cpuTime, which counts time spent waiting for
- * a core) to read more than the budget.
+ * a core) to read more than the budget. And a tick whose process is stopped (SIGSTOP) past its
+ * clock limit is run again, not failed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundleGame } from '../../server/sandbox/bundler.ts';
 import { GameSandbox } from '../../server/sandbox/sandbox.ts';
@@ -87,6 +90,33 @@ describe('the CPU budget on a busy machine', () => {
       expect(Buffer.from(await sb.exportRecords()).equals(before)).toBe(true);
     } finally {
       sb.dispose();
+      for (const h of hogs.splice(0)) h.kill('SIGKILL');
     }
   });
+
+  it('a tick whose process was stopped past the clock limit (SIGSTOP, as a paused VM) is run again and commits, reported as a rerun', async () => {
+    const child = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', path.join(import.meta.dirname, '..', 'helpers', 'stoppable-tick.ts')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    hogs.push(child); // killed after the tests whatever happens
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const next = async () => (await lines.next()).value as string;
+    const { budgetMs } = JSON.parse(await next()) as { budgetMs: number };
+
+    // A tick as it runs normally: no rerun.
+    child.stdin!.write('go\n');
+    expect(await next()).toBe('running');
+    expect(JSON.parse(await next())).toMatchObject({ ok: true, reruns: 0 });
+
+    // Stopped right after it starts, for longer than its clock limit (3x the budget): when the
+    // process goes on, the limit has passed with little CPU used, so the call is undone and run
+    // again with twice the time, and the tick commits.
+    child.stdin!.write('go\n');
+    expect(await next()).toBe('running');
+    child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, budgetMs * 3 + 500));
+    child.kill('SIGCONT');
+    const out = JSON.parse(await next()) as { ok: boolean; reruns?: number; code?: string; isolateMs?: number };
+    expect(out).toMatchObject({ ok: true, reruns: 1 });
+    child.stdin!.end();
+  });
 });
+

@@ -42,7 +42,7 @@ describe('dashboard feed: events refused by the scripts', () => {
 describe('dashboard feed: the latency series', () => {
   const tick = (lateMs: number, ms: number) =>
     publish<TickCommittedEvent>(channels.tickCommitted, {
-      roomId: 'r', game: 'g', version: 'v', tick: 1, scriptMs: ms, cpuMs: ms, inline: false, commitMs: 0, totalMs: ms, lateMs,
+      roomId: 'r', game: 'g', version: 'v', tick: 1, scriptMs: ms, cpuMs: ms, inline: false, reruns: 0, commitMs: 0, totalMs: ms, lateMs,
       records: 0, dels: 0, writes: 0, events: 0, rejections: 0,
     });
 

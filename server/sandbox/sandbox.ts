@@ -148,7 +148,6 @@ const STARVED_RERUNS = 2;
 const WARMUP_TICKS = 3;
 const WARMUP_BUDGET_MS = 1000;
 
-
 /** What a catastrophic error report says: the room, where its script was, and what it logged in that call. */
 export interface CatastrophicErrorInfo {
   roomId: string;

@@ -146,6 +146,49 @@ describe('a patch whose version number the game already has', () => {
   });
 });
 
+describe('two different patches given the same number at the same moment', () => {
+  it('one is taken and the other refused as PATCH_VERSION_TAKEN, on two servers and on one; every server ends with the same version of that number', async () => {
+    const racePrefix = uniquePrefix('dist-race');
+    const startRacer = () => startTestServer({ scriptsDir: FIXTURE_GAMES, patchesDir: noPatches, defaultGame: 'probe', adminToken: TOKEN, trustedPatchKeys: [trusted.publicKey], redisPrefix: racePrefix });
+    const s1 = await startRacer();
+    const s2 = await startRacer();
+    try {
+      const files = Object.fromEntries(await readGameFiles(path.join(FIXTURE_PATCHES, 'probe', '002-score')));
+      const variant = (n: number, version: number) => {
+        const changed = { ...files, 'migration.ts': files['migration.ts']!.replace('p.score = p.sum', `p.score = p.sum + ${n}`) };
+        return signPatch({ game: 'probe', manifest: { version, schema: 2, description: `score plus ${n}` }, files: changed }, trusted.privatePem);
+      };
+      const bundles = (s: Server) => s.rooms.games().find((g) => g.game === 'probe')!.versions.map((v) => `${v.number}:${v.version}`);
+      const codes = (results: { status: number; body: { code?: string } }[]) => results.map((r) => r.body.code ?? r.status).sort();
+
+      // Two servers, each given its own v2.
+      const across = await Promise.all([upload(s1, variant(1, 2)), upload(s2, variant(2, 2))]);
+      expect(codes(across)).toEqual([200, 'PATCH_VERSION_TAKEN']);
+      await waitFor(() => bundles(s1).length === 2 && bundles(s2).length === 2, 'both servers have a v2');
+      expect(bundles(s2)).toEqual(bundles(s1));
+      expect(await s1.redis.llen(`${racePrefix}:patches:probe`)).toBe(1);
+
+      // One server given two v3s.
+      const within = await Promise.all([upload(s1, variant(3, 3)), upload(s1, variant(4, 3))]);
+      expect(codes(within)).toEqual([200, 'PATCH_VERSION_TAKEN']);
+      await waitFor(() => bundles(s2).length === 3, 'the other server has the v3');
+      expect(bundles(s2)).toEqual(bundles(s1));
+      expect(await s1.redis.llen(`${racePrefix}:patches:probe`)).toBe(2);
+
+      // The same v4 to both at once (a push retried on another server): one version, no refusal.
+      const same = variant(5, 4);
+      const twice = await Promise.all([upload(s1, same), upload(s2, same)]);
+      expect(codes(twice)).toEqual([200, 200]);
+      await waitFor(() => bundles(s1).length === 4 && bundles(s2).length === 4, 'both servers have the v4');
+      expect(bundles(s2)).toEqual(bundles(s1));
+      expect(await s1.redis.llen(`${racePrefix}:patches:probe`)).toBe(3);
+    } finally {
+      await s1.close();
+      await s2.close();
+    }
+  });
+});
+
 describe('moonpatch keygen, and push of a patch folder', () => {
   it('signs, uploads and applies a folder in one command; a key the servers do not trust changes nothing', async () => {
     const keys = mkdtempSync(path.join(os.tmpdir(), 'moonpatch-keys-'));

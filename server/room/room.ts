@@ -24,7 +24,8 @@ import { encodeTickDelta } from '../state/tick-delta.ts';
 import type { PatchHistoryEntry, RoomMeta, RoomStore } from '../state/room-store.ts';
 import { Broadcaster, type BroadcastLimits } from './broadcaster.ts';
 import type { InterestSettings } from '../config/config.ts';
-import { InputQueue, type RoomEvent } from './input-queue.ts';
+import { HeldEvents } from './held-events.ts';
+import { InputQueue, type InputEvent, type JoinEvent, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
 import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
 import type { StagedVersion, SwapResult } from './staged-version.ts';
@@ -85,6 +86,8 @@ export class Room {
   readonly broadcaster: Broadcaster;
   private readonly clock: TickClock;
   private readonly pendingJoins = new Map<string, PendingJoin>();
+  /** Inputs and joins of failed ticks waiting for a rollback (see held-events.ts). */
+  private readonly held = new HeldEvents();
   private readonly eventWriter = new MsgpackWriter(16 * 1024);
   private readonly deltaWriter = new MsgpackWriter(64 * 1024);
   private readonly checkpointer: Checkpointer;
@@ -489,13 +492,15 @@ export class Room {
     if (this.stopped) return;
     const started = performance.now();
     if (this.sandbox.isDisposed) await this.rebuildSandbox('isolate was dead at tick start');
-    const events = this.queue.drain();
     const tick = this.committed.tick + 1;
+    // A staged version takes this tick if it can; otherwise the current version runs it.
+    let swap = this.versions.candidate(tick === 1);
+    if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
+    // A rollback's swap tick runs first what the failing version could not (see held-events.ts).
+    if (swap?.reason === 'rollback') this.queue.requeueFront(this.held.take().map((h) => h.event));
+    const events = this.queue.drain();
     const call = this.tickCall(tick, this.encodeEvents(events));
     if (events.length > 0) this.lastTickEvents = call.events;
-    // A staged version takes this tick if it can; otherwise the current version runs it.
-    let swap = this.versions.candidate(call.runInit);
-    if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
     const swapOutcome = swap ? await this.versions.trySwap(swap, call, tick) : null;
     const outcome = swapOutcome ?? (await this.sandbox.tick(call));
     const scriptDone = performance.now();
@@ -605,7 +610,9 @@ export class Room {
       publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-recovered' });
     }
 
-    // Committed: from here on, everything is told.
+    // Committed: from here on, everything is told. Events still held for a rollback did not
+    // run in this tick and will not run in a later one: refused before this tick's acks.
+    if (this.held.size > 0) this.refuseHeld();
     this.committed.apply(tick, outcome);
     const staged = this.versions.staging;
     if (!swap && staged) {
@@ -716,20 +723,18 @@ export class Room {
       { roomId: this.id, tick, version: this.version, code: outcome.code, err: outcome.thrown ?? undefined, cause: outcome.cause ? String(outcome.cause) : undefined },
       'tick failed and was rolled back',
     );
-    // Tell everyone whose event was in the failed tick. An input or join that failed with the
-    // tick is not applied; the client may send it again (retry: true). Leaves are kept.
+    // Leaves are kept for the next tick. Inputs and joins wait for a rollback while a patch is
+    // on watch or being rolled back (held-events.ts); otherwise everyone whose event was in
+    // the failed tick is told: it is not applied, and the client may send it again (retry: true).
     const code: ErrorCode = outcome.code === 'SCRIPT_ERROR' ? 'TICK_FAILED' : outcome.code;
     const message = `tick ${tick} failed (${outcome.code}${outcome.thrown ? `: ${outcome.thrown.message}` : ''}) and was rolled back`;
-    const leaves: RoomEvent[] = [];
-    for (const e of events) {
-      if (e.kind === 'leave') leaves.push(e);
-      else if (e.kind === 'join') {
-        const p = this.pendingJoins.get(e.playerId);
-        this.pendingJoins.delete(e.playerId);
-        p?.reject(new MoonpatchError(code, message));
-      } else {
-        this.sendTo(e.playerId, this.errorFrame(code, message, e.seq));
-      }
+    const leaves = events.filter((e) => e.kind === 'leave');
+    const others = events.filter((e): e is JoinEvent | InputEvent => e.kind !== 'leave');
+    if (this.versions.holdsFailedTickEvents) {
+      for (const e of this.held.hold(others, code, message)) this.refuseEvent(e, code, message);
+    } else {
+      if (this.held.size > 0) this.refuseHeld();
+      for (const e of others) this.refuseEvent(e, code, message);
     }
     this.queue.requeueFront(leaves);
     this.versions.tickFailed(tick);
@@ -825,6 +830,23 @@ export class Room {
   }
 
   // ---- helpers ----
+
+  /** An input or join that did not run in a tick that failed: its player is told why. */
+  private refuseEvent(e: JoinEvent | InputEvent, code: ErrorCode, message: string): void {
+    if (e.kind === 'join') {
+      const p = this.pendingJoins.get(e.playerId);
+      this.pendingJoins.delete(e.playerId);
+      p?.reject(new MoonpatchError(code, message));
+    } else {
+      this.sendTo(e.playerId, this.errorFrame(code, message, e.seq));
+    }
+  }
+
+  private refuseHeld(): void {
+    const held = this.held.take();
+    this.log.warn({ roomId: this.id, tick: this.committed.tick, events: held.length }, 'events held for a rollback refused: the room went on without one');
+    for (const h of held) this.refuseEvent(h.event, h.code, h.message);
+  }
 
   private errorFrame(code: ErrorCode, msg: string, seq?: number): Uint8Array {
     const m: ErrorMsg = { t: 'err', code, msg, retry: ErrorCodes[code].retry };

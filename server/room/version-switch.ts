@@ -105,6 +105,18 @@ export class VersionSwitch {
     return this.staged;
   }
 
+  /** A rollback (automatic or asked for) has started and not finished. */
+  private rollingBack = false;
+
+  /**
+   * Whether a failed tick's inputs and joins should wait for a rollback instead of being
+   * refused (held-events.ts): while a patch is on watch, since its failures may roll it back,
+   * and while a rollback is under way, from before its isolate exists to its swap tick.
+   */
+  get holdsFailedTickEvents(): boolean {
+    return this.verification !== null || this.rollingBack;
+  }
+
   /** CPU budget of a swap tick (and of the runs that rehearse or replay one), ms. */
   private get swapBudgetMs(): number {
     return this.room.settings.cpuBudgetMs + this.room.settings.migrationBudgetMs;
@@ -181,7 +193,12 @@ export class VersionSwitch {
     }
     this.log.warn({ roomId: room.id, tick: room.tick, fromVersion: room.version, toVersion: version.bundle.version, reason: why, by: replay ? 'replay' : room.sandbox.hooks.includes('downgrade') && version.schema < room.meta.schema ? 'downgrade' : 'swap' }, 'rolling back');
     this.rollbackReason = why;
-    return this.stage(version, 'rollback', {}, replay);
+    this.rollingBack = true;
+    try {
+      return await this.stage(version, 'rollback', {}, replay);
+    } finally {
+      this.rollingBack = false;
+    }
   }
 
   /**

@@ -13,6 +13,7 @@ import type { Room } from '../../server/room/room.ts';
 import { refusalsTooHigh, type VersionSwitch } from '../../server/room/version-switch.ts';
 import { loadGame } from '../../server/sandbox/games.ts';
 import { BuildError } from '../../server/errors/errors.ts';
+import { channels, subscribe, type TickFailedEvent } from '../../server/ops/events.ts';
 import path from 'node:path';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, REPO_ROOT, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
@@ -215,22 +216,63 @@ describe('rollback', () => {
     c.close();
   });
 
-  it('rolls back automatically a patch whose ticks fail after it went live, and records it', async () => {
+  it('rolls back automatically a patch whose ticks fail after it went live, records it, and loses no input sent meanwhile', async () => {
     const roomId = 'rollback-auto-' + Date.now();
     const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
     await c.connect();
     const room = server.rooms.get(roomId)!;
     expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
     const v2 = room.version;
+    const refused: string[] = [];
+    c.on('settled', (s) => {
+      if (s.rejected) refused.push(s.rejected.code);
+    });
     const bomb = await server.rooms.applyVersion(roomId, 3);
     expect(bomb.ok).toBe(true); // the swap tick itself succeeds; the ticks after it throw
-    await waitFor(() => room.version === v2, 'back on version 2 by itself');
+    // Inputs all through the failing ticks and the rollback: they wait for a version that
+    // can run them (the one rolled back to) instead of being refused with their tick.
+    let sent = 0;
+    while (room.version !== v2) {
+      c.send({ op: 'add', n: 1 });
+      sent++;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await waitFor(() => c.unsettled === 0, 'every input settled');
+    expect(sent).toBeGreaterThan(3);
+    expect(refused).toEqual([]);
+    expect(record(room, `players/${c.playerId}`)).toMatchObject({ score: sent, inputs: sent });
     const history = await server.rooms.history(roomId);
     expect(history[0]).toMatchObject({ kind: 'rolled-back', to: v2 });
     expect(history[0]!.reason).toMatch(/verification failed/);
     // The room ticks on the restored version.
     const t = room.tick;
     await waitFor(() => room.tick > t + 3, 'ticking again');
+    c.close();
+  });
+
+  it('a tick that fails once while a patch is on watch: its inputs wait for a rollback that does not come, and are refused before later inputs are acknowledged', async () => {
+    const roomId = 'watch-one-off-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true); // on watch from here
+    const v2 = room.version;
+    const settled = new Map<number, string>();
+    c.on('settled', (s) => settled.set(s.seq, s.rejected?.code ?? 'applied'));
+    // One tick fails (the input asks it to); the next ones commit. An add sent as soon as the
+    // tick has failed goes in the next tick, whose ack must not come before the failing input's
+    // refusal: the client would settle that input as applied.
+    let later: number | undefined;
+    const stop = subscribe<TickFailedEvent>(channels.tickFailed, (e) => {
+      if (e.roomId === roomId && later === undefined) later = c.send({ op: 'add', n: 1 });
+    });
+    const failing = c.send({ op: 'fail-tick' });
+    await waitFor(() => later !== undefined && c.unsettled === 0, 'every input settled');
+    stop();
+    expect(settled.get(failing)).toBe('TICK_FAILED');
+    expect(settled.get(later!)).toBe('applied');
+    expect(record(room, `players/${c.playerId}`)).toMatchObject({ score: 1, inputs: 1 });
+    expect(room.version).toBe(v2); // one failure is under the limit: no rollback
     c.close();
   });
 

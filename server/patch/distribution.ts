@@ -128,8 +128,7 @@ export class PatchDistribution {
    */
   private async refuseUnlessSameBuild(ours: PatchPackage, version: GameVersion, holder: string): Promise<void> {
     const game = ours.game;
-    const raw = await this.redis.get(this.key(holder));
-    const theirs = raw ? verifyPatch(JSON.parse(raw), this.trustedKeys).pkg : null;
+    const theirs = await this.storedPackage(holder);
     if (theirs && sameBuildInputs(theirs, ours)) {
       this.known.add(holder);
       return;
@@ -167,6 +166,16 @@ export class PatchDistribution {
       'PATCH_VERSION_TAKEN',
       `${game} already has a v${taken.number} (schema ${taken.schema}, build ${taken.bundle.version}: ${taken.description}) and this patch builds to another (schema ${built.schema}, build ${built.bundle.version}); give it version ${last.number + 1}`,
     );
+  }
+
+  /** The stored package `id`, when it is there and this server trusts it; otherwise null. */
+  private async storedPackage(id: string): Promise<PatchPackage | null> {
+    const raw = await this.redis.get(this.key(id));
+    try {
+      return raw ? verifyPatch(JSON.parse(raw), this.trustedKeys).pkg : null;
+    } catch {
+      return null;
+    }
   }
 
   /** A package stored or announced by another server: verify and add it, or log why not. */

@@ -4,10 +4,13 @@
  * A tick that fails undoes everything, and its events are normally refused with the failure's
  * code (the client may send them again). But when the new version of a patch is what fails its
  * ticks, its rollback is coming, and the players' inputs meanwhile should not be lost with it:
- * they are held here and run on the version rolled back to, in the rollback's swap tick, in
- * the order they arrived. If a tick commits before that (the failure was a one-off, or the
- * patch survived its watch), they are refused after all, before that tick's acks go out, so a
- * client never sees a later input acknowledged ahead of an earlier one still waiting.
+ * they are held here and run on the version rolled back to, in the tick after the rollback's
+ * swap tick, ahead of everything queued since (the swap tick runs no events, so nothing queued
+ * overtakes them; nor do they go in the swap tick, where an input that fails every version's
+ * tick would make the rollback fail too: in the tick after it, such an input fails that tick
+ * alone, refused like any). If a tick commits before a rollback (the failure was a one-off, or
+ * the patch survived its watch), they are refused after all, before that tick's acks go out,
+ * so a client never sees a later input acknowledged ahead of an earlier one still waiting.
  *
  * Leaves are not held here: a failed tick always puts them back in the queue (a seat must never
  * leak).

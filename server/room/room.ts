@@ -496,9 +496,10 @@ export class Room {
     // A staged version takes this tick if it can; otherwise the current version runs it.
     let swap = this.versions.candidate(tick === 1);
     if (swap?.safePointDeadline && Date.now() < swap.safePointDeadline && !(await this.sandbox.safeToPatch())) swap = null;
-    // A rollback's swap tick runs first what the failing version could not (see held-events.ts).
-    if (swap?.reason === 'rollback') this.queue.requeueFront(this.held.take().map((h) => h.event));
-    const events = this.queue.drain();
+    // Events held for a rollback (held-events.ts) run in the tick after its swap tick, first;
+    // the swap tick itself runs none, so the queued ones keep their place behind them. Not in
+    // the swap tick: an input that fails every version's tick would fail the rollback too.
+    const events = swap?.reason === 'rollback' && this.held.size > 0 ? [] : this.queue.drain();
     const call = this.tickCall(tick, this.encodeEvents(events));
     if (events.length > 0) this.lastTickEvents = call.events;
     const swapOutcome = swap ? await this.versions.trySwap(swap, call, tick) : null;
@@ -610,9 +611,13 @@ export class Room {
       publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'commit-recovered' });
     }
 
-    // Committed: from here on, everything is told. Events still held for a rollback did not
-    // run in this tick and will not run in a later one: refused before this tick's acks.
-    if (this.held.size > 0) this.refuseHeld();
+    // Committed: from here on, everything is told. Events held for a rollback run next, when
+    // this was its swap tick; otherwise the room went on without one, and they are refused
+    // before this tick's acks.
+    if (this.held.size > 0) {
+      if (swap?.reason === 'rollback') this.queue.requeueFront(this.held.take().map((h) => h.event));
+      else this.refuseHeld();
+    }
     this.committed.apply(tick, outcome);
     const staged = this.versions.staging;
     if (!swap && staged) {

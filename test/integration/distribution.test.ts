@@ -182,6 +182,13 @@ describe('two different patches given the same number at the same moment', () =>
       await waitFor(() => bundles(s1).length === 4 && bundles(s2).length === 4, 'both servers have the v4');
       expect(bundles(s2)).toEqual(bundles(s1));
       expect(await s1.redis.llen(`${racePrefix}:patches:probe`)).toBe(3);
+
+      // A number claimed by a package that is not there, or is not a patch: taken, all the same.
+      await s1.redis.hset(`${racePrefix}:patch-versions:probe`, '5', 'f'.repeat(64));
+      await s1.redis.set(`${racePrefix}:patch:${'f'.repeat(64)}`, 'not a patch');
+      expect(await upload(s1, variant(6, 5))).toMatchObject({ status: 409, body: { code: 'PATCH_VERSION_TAKEN' } });
+      expect(bundles(s1)).toEqual(bundles(s2));
+      expect(bundles(s1)).toHaveLength(4);
     } finally {
       await s1.close();
       await s2.close();

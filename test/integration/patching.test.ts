@@ -250,6 +250,28 @@ describe('rollback', () => {
     c.close();
   });
 
+  it('an input that fails every version\'s tick, sent while a broken patch fails its ticks, does not stop its rollback: it is refused after it', async () => {
+    const roomId = 'rollback-poison-' + Date.now();
+    const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });
+    await c.connect();
+    const room = server.rooms.get(roomId)!;
+    expect((await server.rooms.applyVersion(roomId, 2)).ok).toBe(true);
+    const v2 = room.version;
+    const settled = new Map<number, string>();
+    c.on('settled', (s) => settled.set(s.seq, s.rejected?.code ?? 'applied'));
+    expect((await server.rooms.applyVersion(roomId, 3)).ok).toBe(true); // every tick after this throws
+    // Held with the failing ticks' events; version 2's tick fails on it too.
+    const poison = c.send({ op: 'fail-tick' });
+    await waitFor(() => room.version === v2, 'rolled back to version 2');
+    await waitFor(() => c.unsettled === 0, 'every input settled');
+    expect(settled.get(poison)).toBe('TICK_FAILED');
+    expect((await server.rooms.history(roomId))[0]).toMatchObject({ kind: 'rolled-back', to: v2 });
+    const add = c.send({ op: 'add', n: 1 });
+    await waitFor(() => settled.has(add), 'an input after it');
+    expect(settled.get(add)).toBe('applied');
+    c.close();
+  });
+
   it('a tick that fails once while a patch is on watch: its inputs wait for a rollback that does not come, and are refused before later inputs are acknowledged', async () => {
     const roomId = 'watch-one-off-' + Date.now();
     const c = testClient(server.url, { room: roomId, game: 'probe', name: 'p' });

@@ -108,13 +108,21 @@ describe('the CPU budget on a busy machine', () => {
 
     // Stopped right after it starts, for longer than its clock limit (3x the budget): when the
     // process goes on, the limit has passed with little CPU used, so the call is undone and run
-    // again with twice the time, and the tick commits.
-    child.stdin!.write('go\n');
-    expect(await next()).toBe('running');
-    child.kill('SIGSTOP');
-    await new Promise((r) => setTimeout(r, budgetMs * 3 + 500));
-    child.kill('SIGCONT');
-    const out = JSON.parse(await next()) as { ok: boolean; reruns?: number; code?: string; isolateMs?: number };
+    // again with twice the time, and the tick commits. On a busy machine this process may see
+    // "running" only after the call ended, and the stop then misses it (the call's clock time
+    // says so): such an attempt proves nothing and is made again.
+    const stopMs = budgetMs * 3 + 500;
+    type Outcome = { ok: boolean; reruns?: number; code?: string; wallMs: number };
+    let out = null as Outcome | null;
+    for (let attempt = 0; attempt < 5 && (out === null || out.wallMs < stopMs); attempt++) {
+      child.stdin!.write('go\n');
+      expect(await next()).toBe('running');
+      child.kill('SIGSTOP');
+      await new Promise((r) => setTimeout(r, stopMs));
+      child.kill('SIGCONT');
+      out = JSON.parse(await next()) as Outcome;
+    }
+    expect(out!.wallMs, 'no stop landed inside a call in 5 attempts').toBeGreaterThanOrEqual(stopMs);
     expect(out).toMatchObject({ ok: true, reruns: 1 });
     child.stdin!.end();
   });

@@ -615,7 +615,7 @@ export class Room {
     // this was its swap tick; otherwise the room went on without one, and they are refused
     // before this tick's acks.
     if (this.held.size > 0) {
-      if (swap?.reason === 'rollback') this.queue.requeueFront(this.held.take().map((h) => h.event));
+      if (swap?.reason === 'rollback') this.releaseHeld(tick);
       else this.refuseHeld();
     }
     this.committed.apply(tick, outcome);
@@ -845,6 +845,13 @@ export class Room {
     } else {
       this.sendTo(e.playerId, this.errorFrame(code, message, e.seq));
     }
+  }
+
+  /** After a rollback's swap tick: what the failing version could not run goes first in the next tick. */
+  private releaseHeld(tick: number): void {
+    const held = this.held.take();
+    this.log.info({ roomId: this.id, tick, version: this.version, events: held.length }, 'events held through the failed ticks run next, on the version rolled back to');
+    this.queue.requeueFront(held.map((h) => h.event));
   }
 
   private refuseHeld(): void {

@@ -96,7 +96,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   await patches.start();
   const rooms = new RoomManager(store, games, config, log);
   const metrics = new Metrics({
-    rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, queueDepth: r.queue.size, degraded: r.degraded })),
+    rooms: () => rooms.list().map((r) => ({ game: r.game, version: r.version, players: r.playerCount, connected: r.connectedCount, queueDepth: r.waitingEvents, degraded: r.degraded })),
     heaps: () => Promise.all(rooms.list().map(async (r) => ({ game: r.game, version: r.version, heapBytes: await r.heapUsed() }))),
     // Never starts the watchdog itself: with inline ticks off there is none.
     watchdogUp: () => inlineTicksEnabled() && MainThreadWatchdog.shared().running,

@@ -86,7 +86,7 @@ export class Metrics {
         this.set(sources.watchdogUp?.() ? 1 : 0);
       },
     });
-    gauge('moonpatch_input_queue_depth', 'Events waiting for the next tick', (x) => x.queueDepth);
+    gauge('moonpatch_input_queue_depth', 'Events waiting to run: queued for the next tick, or held through failed ticks for a rollback', (x) => x.queueDepth);
 
     this.on(channels.tickCommitted, (e: TickCommittedEvent) => {
       tick.observe({ game: e.game, version: e.version }, (e.scriptMs + e.commitMs) / 1000);

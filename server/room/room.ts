@@ -172,6 +172,11 @@ export class Room {
     return this.clock.missed;
   }
 
+  /** Events waiting to run: queued for the next tick, and held through failed ticks for a rollback. */
+  get waitingEvents(): number {
+    return this.queue.size + this.held.size;
+  }
+
   get playerCount(): number {
     return this.seats.size;
   }

@@ -274,12 +274,16 @@ describe('rollback', () => {
     // tick has failed goes in the next tick, whose ack must not come before the failing input's
     // refusal: the client would settle that input as applied.
     let later: number | undefined;
+    let waitingAtFailure = -1;
     const stop = subscribe<TickFailedEvent>(channels.tickFailed, (e) => {
-      if (e.roomId === roomId && later === undefined) later = c.send({ op: 'add', n: 1 });
+      if (e.roomId !== roomId || later !== undefined) return;
+      waitingAtFailure = room.waitingEvents; // what moonpatch_input_queue_depth shows
+      later = c.send({ op: 'add', n: 1 });
     });
     const failing = c.send({ op: 'fail-tick' });
     await waitFor(() => later !== undefined && c.unsettled === 0, 'every input settled');
     stop();
+    expect(waitingAtFailure).toBe(1); // the failing input, held
     expect(settled.get(failing)).toBe('TICK_FAILED');
     expect(settled.get(later!)).toBe('applied');
     expect(record(room, `players/${c.playerId}`)).toMatchObject({ score: 1, inputs: 1 });

@@ -228,8 +228,16 @@ describe('rollback', () => {
     return { roomId, c, room, v2: room.version, settled };
   }
 
-  it('rolls back automatically a patch whose ticks fail after it went live, records it, and loses no input sent meanwhile', async () => {
+  it('rolls back automatically a patch whose ticks fail after it went live, records it, and loses no input or join sent meanwhile', async () => {
     const { roomId, c, room, v2, settled } = await playerOnVersion2('rollback-auto');
+    // A second player asks for a seat as the first tick fails: the join waits too.
+    const late = testClient(server.url, { room: roomId, game: 'probe', name: 'late' });
+    const lateErrors: string[] = [];
+    late.on('error', (m) => lateErrors.push(m.code));
+    let lateSeated: Promise<unknown> | null = null;
+    const stop = subscribe<TickFailedEvent>(channels.tickFailed, (e) => {
+      if (e.roomId === roomId) lateSeated ??= late.connect();
+    });
     const bomb = await server.rooms.applyVersion(roomId, 3);
     expect(bomb.ok).toBe(true); // the swap tick itself succeeds; the ticks after it throw
     // Inputs all through the failing ticks and the rollback: they wait for a version that
@@ -244,6 +252,11 @@ describe('rollback', () => {
     expect(sent).toBeGreaterThan(3);
     expect([...settled.values()].filter((how) => how !== 'applied')).toEqual([]);
     expect(record(room, `players/${c.playerId}`)).toMatchObject({ score: sent, inputs: sent });
+    stop();
+    expect(lateSeated).not.toBeNull();
+    await lateSeated;
+    expect(lateErrors).toEqual([]);
+    expect(record(room, `players/${late.playerId}`)).toMatchObject({ name: 'late' });
     const history = await server.rooms.history(roomId);
     expect(history[0]).toMatchObject({ kind: 'rolled-back', to: v2 });
     expect(history[0]!.reason).toMatch(/verification failed/);
@@ -251,6 +264,7 @@ describe('rollback', () => {
     const t = room.tick;
     await waitFor(() => room.tick > t + 3, 'ticking again');
     c.close();
+    late.close();
   });
 
   it('an input that fails every version\'s tick, sent while a broken patch fails its ticks, does not stop its rollback: it is refused after it', async () => {

@@ -195,8 +195,13 @@ export class MoonpatchClient {
     const t = now();
     this.tokens = Math.min(this.limits.burst, this.tokens + ((t - this.tokensAt) / 1000) * this.limits.rate);
     this.tokensAt = t;
+    // Sent and not yet settled: the start of `pending` (seq order, see settleUpTo) up to sentSeq,
+    // at most `lim.q` long, so counting stops there rather than walking a long backlog.
     let inFlight = 0;
-    for (const seq of this.pending.keys()) if (seq <= this.sentSeq) inFlight++;
+    for (const seq of this.pending.keys()) {
+      if (seq > this.sentSeq) break;
+      inFlight++;
+    }
     while (this.backlog.length > 0 && inFlight < this.limits.q && this.tokens >= 1) {
       this.transmitInput(this.backlog.shift()!);
       this.tokens -= 1;

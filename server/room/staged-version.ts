@@ -50,6 +50,8 @@ export class StagedVersion {
    * catches up by replaying recorded ticks, not by taking the committed records.
    */
   replay: Replayer | null = null;
+  /** A rollback's reason (manual, or the verification window's finding) for its history entry. */
+  why = '';
   /** Added to the history entry's reason when this swap commits (how a replay went). */
   note = '';
   /** Catch-ups run one after another, in the staged isolate's thread, off the tick path. */

@@ -26,6 +26,11 @@ export interface StageOptions {
   safePoint?: boolean;
   /** ...or once this much time has passed, ms. @default 30000 */
   deadlineMs?: number;
+  /**
+   * A rollback's reason, for its history entry. Kept with the staging it belongs to: a second
+   * rollback asked for meanwhile is refused and must not rename the first.
+   */
+  why?: string;
 }
 
 /** What a version switch needs from its room (implemented by Room). */
@@ -105,8 +110,11 @@ export class VersionSwitch {
     return this.staged;
   }
 
-  /** A rollback (automatic or asked for) has started and not finished. */
-  private rollingBack = false;
+  /**
+   * Rollbacks (automatic or asked for) started and not finished. A count, not a flag: a second
+   * request refused while one runs (PATCH_IN_PROGRESS) must not end the first one's.
+   */
+  private rollbacksUnderWay = 0;
 
   /**
    * Whether a failed tick's inputs and joins should wait for a rollback instead of being
@@ -114,7 +122,7 @@ export class VersionSwitch {
    * and while a rollback is under way, from before its isolate exists to its swap tick.
    */
   get holdsFailedTickEvents(): boolean {
-    return this.verification !== null || this.rollingBack;
+    return this.verification !== null || this.rollbacksUnderWay > 0;
   }
 
   /** CPU budget of a swap tick (and of the runs that rehearse or replay one), ms. */
@@ -150,6 +158,7 @@ export class VersionSwitch {
     const downgrade = !replay && version.schema < room.meta.schema;
     const deadline = opts.safePoint ? Date.now() + (opts.deadlineMs ?? 30_000) : null;
     const staged = new StagedVersion(version, sandbox, reason, downgrade, deadline, { version: room.version, schema: room.meta.schema });
+    staged.why = opts.why ?? '';
     this.staged = staged;
     if (replay) {
       // Start from the swap point; catching up replays the recorded ticks (which warms it too).
@@ -192,12 +201,11 @@ export class VersionSwitch {
       );
     }
     this.log.warn({ roomId: room.id, tick: room.tick, fromVersion: room.version, toVersion: version.bundle.version, reason: why, by: replay ? 'replay' : room.sandbox.hooks.includes('downgrade') && version.schema < room.meta.schema ? 'downgrade' : 'swap' }, 'rolling back');
-    this.rollbackReason = why;
-    this.rollingBack = true;
+    this.rollbacksUnderWay++;
     try {
-      return await this.stage(version, 'rollback', {}, replay);
+      return await this.stage(version, 'rollback', { why }, replay);
     } finally {
-      this.rollingBack = false;
+      this.rollbacksUnderWay--;
     }
   }
 
@@ -222,7 +230,6 @@ export class VersionSwitch {
     }
   }
 
-  private rollbackReason = '';
 
   /** The latest patch outcome in this room (status); the full history is in Redis. */
   lastPatch: PatchHistoryEntry | null = null;
@@ -389,7 +396,7 @@ export class VersionSwitch {
       from,
       to: staged.version.bundle.version,
       tick,
-      reason: staged.reason === 'rollback' ? this.rollbackReason + staged.note : undefined,
+      reason: staged.reason === 'rollback' ? staged.why + staged.note : undefined,
     });
     room.notifyPlayers(encodeServerMessage({ t: 'ver', from, to: room.version, tick }));
     this.log.info({ roomId: room.id, tick, fromVersion: from, toVersion: room.version, fromSchema, toSchema: room.meta.schema, swapTickMs }, 'script swapped');

@@ -235,8 +235,14 @@ describe('rollback', () => {
     const lateErrors: string[] = [];
     late.on('error', (m) => lateErrors.push(m.code));
     let lateSeated: Promise<unknown> | null = null;
+    // And an operator asks for a rollback as the automatic one starts (the third failure): one
+    // of the two is refused as already under way, and that must not stop the holding.
+    let failures = 0;
+    let asked: Promise<unknown> | null = null;
     const stop = subscribe<TickFailedEvent>(channels.tickFailed, (e) => {
-      if (e.roomId === roomId) lateSeated ??= late.connect();
+      if (e.roomId !== roomId) return;
+      lateSeated ??= late.connect();
+      if (++failures === 3) asked = server.rooms.rollback(roomId).catch((err: { code?: string }) => err.code);
     });
     const bomb = await server.rooms.applyVersion(roomId, 3);
     expect(bomb.ok).toBe(true); // the swap tick itself succeeds; the ticks after it throw
@@ -253,13 +259,17 @@ describe('rollback', () => {
     expect([...settled.values()].filter((how) => how !== 'applied')).toEqual([]);
     expect(record(room, `players/${c.playerId}`)).toMatchObject({ score: sent, inputs: sent });
     stop();
+    // Usually the automatic one stages first; when the operator's wins, it is the one recorded.
+    const answer = await asked;
+    const operatorWon = answer !== 'PATCH_IN_PROGRESS';
+    if (operatorWon) expect(answer).toMatchObject({ ok: true, to: v2 });
     expect(lateSeated).not.toBeNull();
     await lateSeated;
     expect(lateErrors).toEqual([]);
     expect(record(room, `players/${late.playerId}`)).toMatchObject({ name: 'late' });
     const history = await server.rooms.history(roomId);
     expect(history[0]).toMatchObject({ kind: 'rolled-back', to: v2 });
-    expect(history[0]!.reason).toMatch(/verification failed/);
+    expect(history[0]!.reason).toMatch(operatorWon ? /^manual rollback/ : /^verification failed/);
     // The room ticks on the restored version.
     const t = room.tick;
     await waitFor(() => room.tick > t + 3, 'ticking again');

@@ -61,10 +61,10 @@ if (mode === 'hang') {
   process.stdout.write('survived\n');
   process.exit(0);
 } else if (mode === 'fatal') {
-  // A leash long enough for the attack to fill the heap inline (it takes ~200 ms); with the
-  // default one the inline attempt is stopped at 10 ms and the attack aborts on the isolate's
-  // thread instead, through isolated-vm's callback.
-  setInlineTickMaxMs(400);
+  // A leash long enough for the attack to fill the heap inline (it takes ~200 ms on a quiet
+  // machine, and was seen past 400 ms on a loaded one); with a shorter one the inline attempt is
+  // stopped and the attack aborts on the isolate's thread instead, through isolated-vm's callback.
+  setInlineTickMaxMs(2000);
   const room = await fatalRoom(roomId);
   for (let ticks = 0; !room.sandbox.lastTickInline; ticks++) {
     if (ticks > 100) throw new Error('the sandbox never ran a tick inline');

@@ -98,12 +98,18 @@ describe('the main-thread watchdog', () => {
     const roomId = 'fatal-room';
     const crashFile = path.join(dir, 'fatal', 'crash.json');
     // V8 now and then contains the attack (the isolate dies, MEMORY_LIMIT): the child then
-    // exits 3, and the attack is tried again in a new process.
+    // exits 3, and the attack is tried again in a new process. So is an attack that outran its
+    // leash on a loaded machine: it went on on the isolate's thread, where isolated-vm's
+    // callback aborts the process (another path, tested by quarantine.test.ts), not this one.
+    const notInline = (r: Run) => r.code === 3 || (abortLine(r.out) === undefined && r.out.includes('an isolate hit a catastrophic error'));
     let run: Run | null = null;
-    for (let i = 0; i < 4 && (run === null || run.code === 3); i++) run = await runChild('fatal', prefix, roomId, crashFile);
+    for (let i = 0; i < 4 && (run === null || notInline(run)); i++) {
+      if (run) takeCrashRecord(crashFile); // the last attempt's, if it left one
+      run = await runChild('fatal', prefix, roomId, crashFile);
+    }
     expect(run!.code, `V8 contained the attack every time:\n${run!.out}`).not.toBe(3);
     expect(run!.signal === 'SIGABRT' || run!.code === 134, `exit ${run!.code} ${run!.signal}:\n${run!.out.slice(-2000)}`).toBe(true);
-    expect(abortLine(run!.out)).toMatchObject({ code: 'MEMORY_LIMIT', roomId, game: 'fatal' });
+    expect(abortLine(run!.out), run!.out.slice(-2000)).toMatchObject({ code: 'MEMORY_LIMIT', roomId, game: 'fatal' });
     expect(takeCrashRecord(crashFile)).toMatchObject({ roomId, game: 'fatal' });
     const store = new RoomStore(redis, prefix);
     expect(await store.crashesSince(roomId, 0)).toBe(1);

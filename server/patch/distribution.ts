@@ -128,7 +128,7 @@ export class PatchDistribution {
    */
   private async refuseUnlessSameBuild(ours: PatchPackage, version: GameVersion, holder: string): Promise<void> {
     const game = ours.game;
-    const theirs = await this.storedPackage(holder);
+    const theirs = await this.storedPackage(holder).catch(() => null);
     if (theirs && sameBuildInputs(theirs, ours)) {
       this.known.add(holder);
       return;
@@ -168,23 +168,18 @@ export class PatchDistribution {
     );
   }
 
-  /** The stored package `id`, when it is there and this server trusts it; otherwise null. */
-  private async storedPackage(id: string): Promise<PatchPackage | null> {
+  /** The stored package `id`, verified; throws when it is not stored, not JSON or not trusted. */
+  private async storedPackage(id: string): Promise<PatchPackage> {
     const raw = await this.redis.get(this.key(id));
-    try {
-      return raw ? verifyPatch(JSON.parse(raw), this.trustedKeys).pkg : null;
-    } catch {
-      return null;
-    }
+    if (!raw) throw new MoonpatchError('BAD_FIELD', `patch ${id.slice(0, 12)} is not stored`);
+    return verifyPatch(JSON.parse(raw), this.trustedKeys).pkg;
   }
 
   /** A package stored or announced by another server: verify and add it, or log why not. */
   private async adopt(id: string): Promise<void> {
     if (this.known.has(id)) return;
     try {
-      const raw = await this.redis.get(this.key(id));
-      if (!raw) throw new MoonpatchError('BAD_FIELD', 'announced patch is not stored');
-      const { pkg } = verifyPatch(JSON.parse(raw), this.trustedKeys);
+      const pkg = await this.storedPackage(id);
       const { version, loaded } = await this.build(pkg.game, pkg.manifest, pkg.files, id);
       if (!loaded) this.games.addVersion(version);
       this.known.add(id);
@@ -195,13 +190,14 @@ export class PatchDistribution {
   }
 }
 
-/** Two packages that differ at most in their description build the same version. */
+/**
+ * Two packages of the same game and version number (they claimed the same one) that differ at
+ * most in their description build the same version.
+ */
 function sameBuildInputs(a: PatchPackage, b: PatchPackage): boolean {
   const names = Object.keys(a.files);
   const deleted = (p: PatchPackage) => JSON.stringify([...(p.manifest.delete ?? [])].sort());
   return (
-    a.game === b.game &&
-    a.manifest.version === b.manifest.version &&
     a.manifest.schema === b.manifest.schema &&
     deleted(a) === deleted(b) &&
     names.length === Object.keys(b.files).length &&

@@ -621,7 +621,7 @@ export class Room {
     // before this tick's acks.
     if (this.held.size > 0) {
       if (swap?.reason === 'rollback') this.releaseHeld(tick);
-      else this.refuseHeld();
+      else this.refuseHeld(tick);
     }
     this.committed.apply(tick, outcome);
     const staged = this.versions.staging;
@@ -743,7 +743,7 @@ export class Room {
     if (this.versions.holdsFailedTickEvents) {
       for (const e of this.held.hold(others, code, message)) this.refuseEvent(e, code, message);
     } else {
-      if (this.held.size > 0) this.refuseHeld();
+      if (this.held.size > 0) this.refuseHeld(tick);
       for (const e of others) this.refuseEvent(e, code, message);
     }
     this.queue.requeueFront(leaves);
@@ -859,9 +859,9 @@ export class Room {
     this.queue.requeueFront(held.map((h) => h.event));
   }
 
-  private refuseHeld(): void {
+  private refuseHeld(tick: number): void {
     const held = this.held.take();
-    this.log.warn({ roomId: this.id, tick: this.committed.tick, events: held.length }, 'events held for a rollback refused: the room went on without one');
+    this.log.warn({ roomId: this.id, tick, events: held.length }, 'events held for a rollback refused: the room went on without one');
     for (const h of held) this.refuseEvent(h.event, h.code, h.message);
   }
 

@@ -58,10 +58,10 @@ describe('the CPU budget on a busy machine', () => {
 
       // Calibrate on the quiet machine: a tick of 20-40 ms of CPU, and a budget of four times
       // that (a core's CPU time itself stretches when a busy loop shares its cache). Not
-      // shorter: Linux lets a thread that wakes run its first few milliseconds ahead of the
-      // busy loops, so a 5-10 ms tick stretched only ~2-4x beside 24 of them (CI once saw its
-      // isolate clock stay under the budget). The quietest of three runs, so that a busy moment
-      // during calibration does not raise the budget out of reach.
+      // shorter: a ~8 ms tick read at most 19.7 ms on its clock beside 24 busy loops in one CI
+      // run, under its 33 ms budget (probably because Linux lets a waking thread run its first
+      // milliseconds ahead of the loops); a ~25 ms tick read 138-152 ms beside 8. The quietest
+      // of three runs, so that a busy moment during calibration does not raise the budget.
       let n = 50_000;
       let cpu = 0;
       for (; cpu < 20; n *= 2) {

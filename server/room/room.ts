@@ -1,5 +1,5 @@
 /**
- * One running room: its tick loop, its seats, and the tick transaction.
+ * One running room: its tick loop and the tick transaction (its seats and connections: seating.ts).
  *
  * A tick is a transaction (the order matters, each step only runs if the previous succeeded):
  *   1. drain the queued events (joins, inputs, leaves) in arrival order;
@@ -10,11 +10,9 @@
  * Nothing uncommitted ever reaches Redis or a player.
  */
 import type { Logger } from 'pino';
-import { ErrorCodes, type ErrorCode, CloseCodes } from '../errors/codes.ts';
-import { MoonpatchError, type ThrownInfo } from '../errors/errors.ts';
+import { type ErrorCode, CloseCodes } from '../errors/codes.ts';
+import type { ThrownInfo } from '../errors/errors.ts';
 import { channels, publish, type ScriptOutputEvent, type TickCommittedEvent, type TickFailedEvent } from '../ops/events.ts';
-import { encodeServerMessage } from '../protocol/codec.ts';
-import type { ErrorMsg, Value } from '../protocol/messages.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
 import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickCall, type TickOutcome } from '../sandbox/sandbox.ts';
 import type { GameBundle } from '../sandbox/bundler.ts';
@@ -27,7 +25,8 @@ import type { InterestSettings } from '../config/config.ts';
 import { HeldEvents } from './held-events.ts';
 import { InputQueue, type InputEvent, type JoinEvent, type RoomEvent } from './input-queue.ts';
 import type { PlayerLink } from './link.ts';
-import { encodeSeat, newPlayerId, newResumeToken, parseResumeToken, tokenMatches, type Seat } from './seats.ts';
+import type { Seat } from './seats.ts';
+import { Seating, type SeatHandle } from './seating.ts';
 import type { StagedVersion, SwapResult } from './staged-version.ts';
 import { VersionSwitch, type StageOptions } from './version-switch.ts';
 import { TickClock } from './tick-clock.ts';
@@ -60,32 +59,14 @@ export interface RoomSettings {
   interest: InterestSettings | null;
 }
 
-/** What the network layer holds for a seated connection. */
-export interface SeatHandle {
-  readonly playerId: string;
-  /** Queue an input; returns an error code when it is refused (nothing was queued). */
-  input(seq: number, data: Value): ErrorCode | null;
-  /** The player asked to leave: the seat is given up at the next tick. */
-  leave(): void;
-  /** The connection dropped: keep the seat for the resume window. */
-  detach(): void;
-}
-
-interface PendingJoin {
-  link: PlayerLink;
-  userId: string | null;
-  token: string;
-  tokenHash: string;
-  resolve: (h: SeatHandle) => void;
-  reject: (e: MoonpatchError) => void;
-}
+export type { SeatHandle } from './seating.ts';
 
 export class Room {
   readonly queue: InputQueue;
-  readonly seats = new Map<string, Seat>();
   readonly broadcaster: Broadcaster;
+  /** The players' seats and connections: joins, resumes, acks (seating.ts). */
+  private readonly seating: Seating;
   private readonly clock: TickClock;
-  private readonly pendingJoins = new Map<string, PendingJoin>();
   /** Inputs and joins of failed ticks waiting for a rollback (see held-events.ts). */
   private readonly held = new HeldEvents();
   private readonly eventWriter = new MsgpackWriter(16 * 1024);
@@ -122,13 +103,14 @@ export class Room {
     this.queue = new InputQueue(settings.inputQueueLimit);
     this.versions = new VersionSwitch(this, store, log);
     this.broadcaster = new Broadcaster(committed, settings.broadcast, settings.interest);
+    this.seating = new Seating(this, (tick, hook, thrown, playerId, code) => this.logScriptError(tick, hook, thrown, playerId, code));
     this.clock = new TickClock(settings.tickHz, (lateMs) => this.runTick(lateMs), (e) => this.log.error({ err: e, roomId: id }, 'tick loop error'));
     this.checkpointer = new Checkpointer(
       store,
       id,
       meta.epoch,
       committed,
-      (playerId) => this.seats.get(playerId)?.lastAppliedSeq,
+      (playerId) => this.seating.seats.get(playerId)?.lastAppliedSeq,
       (e) => this.log.warn({ err: e, roomId: id }, 'checkpoint failed; the log keeps everything, will retry'),
     );
   }
@@ -177,8 +159,13 @@ export class Room {
     return this.queue.size + this.held.size;
   }
 
+  /** The seats, by player id, connected or not (tests, admin). */
+  get seats(): ReadonlyMap<string, Seat> {
+    return this.seating.seats;
+  }
+
   get playerCount(): number {
-    return this.seats.size;
+    return this.seating.size;
   }
 
   get connectedCount(): number {
@@ -196,8 +183,7 @@ export class Room {
 
   /** Seats restored from Redis after a (re)start: all disconnected until they resume. */
   restoreSeat(seat: Seat): void {
-    this.seats.set(seat.id, seat);
-    this.startLeaveTimer(seat);
+    this.seating.restore(seat);
   }
 
   /**
@@ -230,13 +216,7 @@ export class Room {
    * resends it after resuming: used when the room is about to move to another server.
    */
   closeConnections(closeCode: number, reason: string): void {
-    for (const seat of this.seats.values()) {
-      const link = seat.link;
-      if (!link) continue;
-      this.broadcaster.remove(link);
-      seat.link = null;
-      link.close(closeCode, reason);
-    }
+    this.seating.closeConnections(closeCode, reason);
   }
 
   /** Stop ticking and close every connection (shutdown, or ownership lost). */
@@ -244,13 +224,7 @@ export class Room {
     if (this.stopped) return;
     this.stopped = true;
     this.clock.stop();
-    for (const seat of this.seats.values()) {
-      if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
-      seat.leaveTimer = null;
-    }
-    this.closeConnections(closeCode, reason);
-    for (const p of this.pendingJoins.values()) p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room stopped'));
-    this.pendingJoins.clear();
+    this.seating.stop(closeCode, reason);
     this.versions.drop({ ok: false, roomId: this.id, stage: 'tick', code: 'ROOM_UNAVAILABLE', message: 'the room stopped before the swap' });
     this.sandbox.dispose();
     publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'stopped', detail: reason });
@@ -273,7 +247,7 @@ export class Room {
   }
 
   get isIdle(): boolean {
-    return !this.stopped && !this.degraded && this.seats.size === 0 && this.pendingJoins.size === 0 && !this.isSwitchingVersion;
+    return !this.stopped && !this.degraded && this.seating.isEmpty && !this.isSwitchingVersion;
   }
 
   get schema(): number {
@@ -342,129 +316,22 @@ export class Room {
 
   /** SwitchingRoom: a frame to every connected player. */
   notifyPlayers(frame: Uint8Array): void {
-    for (const seat of this.seats.values()) seat.link?.send(frame);
+    this.seating.sendToAll(frame);
   }
 
-  // ---- seats ----
-
-  /** Seats whose record changed outside a join or leave (a rotated resume token): written with the next commit. */
-  private readonly dirtySeats = new Set<string>();
+  // ---- seats (seating.ts) ----
 
   /**
    * Ask for a seat. Resolves when the tick that ran the `join` hook has committed. A signed-in
    * user (`userId`) who already has a seat here takes that seat instead: one seat per user.
    */
   join(link: PlayerLink, name: string, userId: string | null = null): Promise<SeatHandle> {
-    if (this.stopped) return Promise.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room is stopping'));
-    if (userId) {
-      for (const seat of this.seats.values()) {
-        if (seat.userId === userId && !seat.leaving) {
-          // A new resume token for the new connection; persisted with the next commit.
-          const { token, tokenHash } = newResumeToken(seat.id);
-          seat.tokenHash = tokenHash;
-          this.dirtySeats.add(seat.id);
-          return Promise.resolve(this.attach(seat, link, token));
-        }
-      }
-    }
-    if (this.seats.size + this.pendingJoins.size >= this.settings.maxPlayers) {
-      return Promise.reject(new MoonpatchError('ROOM_FULL', `room ${this.id} is full (${this.settings.maxPlayers} players)`));
-    }
-    const playerId = newPlayerId();
-    const { token, tokenHash } = newResumeToken(playerId);
-    return new Promise((resolve, reject) => {
-      this.pendingJoins.set(playerId, { link, userId, token, tokenHash, resolve, reject });
-      this.queue.pushSystem({ kind: 'join', playerId, name });
-    });
+    return this.seating.join(link, name, userId);
   }
 
   /** Take a seat back with its resume token. No tick is needed: the seat never left. */
   resume(link: PlayerLink, token: string): SeatHandle {
-    const parsed = parseResumeToken(token);
-    const seat = parsed ? this.seats.get(parsed.playerId) : undefined;
-    if (!parsed || !seat || seat.leaving || !tokenMatches(seat, parsed.secret)) {
-      throw new MoonpatchError('RESUME_REJECTED', 'resume token is unknown, expired or wrong');
-    }
-    return this.attach(seat, link, token);
-  }
-
-  /** Put a connection on an existing seat (resume, or a signed-in user coming back). */
-  private attach(seat: Seat, link: PlayerLink, token: string): SeatHandle {
-    if (seat.link && seat.link !== link) {
-      this.broadcaster.remove(seat.link);
-      seat.link.close(CloseCodes.SEAT_TAKEN_OVER, 'seat resumed from another connection');
-    }
-    if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
-    seat.leaveTimer = null;
-    seat.link = link;
-    this.welcome(seat, token);
-    return this.handleFor(seat);
-  }
-
-  private welcome(seat: Seat, token: string): void {
-    const link = seat.link!;
-    link.send(
-      encodeServerMessage({
-        t: 'welcome',
-        room: this.id,
-        game: this.game,
-        player: seat.id,
-        name: seat.name,
-        resume: token,
-        resumeMs: this.settings.resumeWindowMs,
-        tick: this.committed.tick,
-        v: this.version,
-        hz: this.settings.tickHz,
-        bhz: this.settings.broadcastHz,
-        seq: seat.lastAppliedSeq,
-        rcv: seat.lastQueuedSeq,
-        lim: { q: this.settings.inputQueueLimit, rate: this.settings.inputRatePerSecond, burst: this.settings.inputBurst },
-      }),
-    );
-    this.broadcaster.add(link, this.version, seat.id);
-  }
-
-  private handleFor(seat: Seat): SeatHandle {
-    const link = seat.link;
-    return {
-      playerId: seat.id,
-      input: (seq, data) => {
-        if (seat.link !== link || seat.leaving) return 'NOT_JOINED';
-        if (seq <= seat.lastQueuedSeq) return 'DUPLICATE_SEQ';
-        if (!this.queue.pushInput({ kind: 'input', playerId: seat.id, name: seat.name, seq, data })) return 'QUEUE_FULL';
-        seat.lastQueuedSeq = seq;
-        return null;
-      },
-      leave: () => {
-        if (seat.link !== link) return;
-        this.broadcaster.remove(link!);
-        seat.link = null;
-        this.queueLeave(seat);
-      },
-      detach: () => {
-        if (seat.link !== link) return; // already resumed elsewhere
-        this.broadcaster.remove(link!);
-        seat.link = null;
-        this.startLeaveTimer(seat);
-      },
-    };
-  }
-
-  private startLeaveTimer(seat: Seat): void {
-    if (seat.leaveTimer || seat.leaving || this.stopped) return;
-    seat.leaveTimer = setTimeout(() => {
-      seat.leaveTimer = null;
-      if (!seat.link) this.queueLeave(seat);
-    }, this.settings.resumeWindowMs);
-    seat.leaveTimer.unref();
-  }
-
-  private queueLeave(seat: Seat): void {
-    if (seat.leaving) return;
-    if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
-    seat.leaveTimer = null;
-    seat.leaving = true;
-    this.queue.pushSystem({ kind: 'leave', playerId: seat.id, name: seat.name });
+    return this.seating.resume(link, token);
   }
 
   // ---- the tick transaction ----
@@ -544,24 +411,7 @@ export class Room {
     const rejected = new Map<number, ThrownInfo>();
     for (const r of outcome.rejections) rejected.set(r.index, r.thrown);
 
-    const seatSets: [string, Uint8Array][] = [];
-    const seatDels: string[] = [];
-    const seqs = new Map<string, number>();
-    const rotated = [...this.dirtySeats];
-    for (const id of rotated) {
-      const seat = this.seats.get(id);
-      if (seat) seatSets.push([id, encodeSeat(seat)]);
-    }
-    events.forEach((e, i) => {
-      if (e.kind === 'join' && !rejected.has(i)) {
-        const p = this.pendingJoins.get(e.playerId);
-        if (p) seatSets.push([e.playerId, encodeSeat({ name: e.name, tokenHash: p.tokenHash, userId: p.userId })]);
-      } else if (e.kind === 'leave') {
-        seatDels.push(e.playerId);
-      } else if (e.kind === 'input') {
-        seqs.set(e.playerId, Math.max(seqs.get(e.playerId) ?? 0, e.seq));
-      }
-    });
+    const seatWrites = this.seating.commitWrites(events, rejected);
 
     let result: Awaited<ReturnType<RoomStore['commit']>> | Error;
     try {
@@ -569,9 +419,9 @@ export class Room {
         epoch: this.meta.epoch,
         prevTick: this.committed.tick,
         tick,
-        delta: encodeTickDelta(tick, outcome, seqs, this.deltaWriter),
-        seatSets,
-        seatDels,
+        delta: encodeTickDelta(tick, outcome, seatWrites.seqs, this.deltaWriter),
+        seatSets: seatWrites.sets,
+        seatDels: seatWrites.dels,
         metaSets: swap ? [['version', swap.version.bundle.version], ['schema', swap.version.schema]] : undefined,
       });
     } catch (e) {
@@ -605,7 +455,6 @@ export class Room {
       await this.commitFailed(tick, events, result, swap?.sandbox ?? this.sandbox);
       return;
     }
-    for (const id of rotated) this.dirtySeats.delete(id);
     const recordsChanged = outcome.sets.length + outcome.patches.length + outcome.dels.length;
     if (swap) this.versions.complete(swap, tick, scriptDone - started, recordsChanged);
     else this.versions.tickCommitted(tick, events.length, rejected.size);
@@ -632,8 +481,8 @@ export class Room {
     // The broadcaster first: a join settled below subscribes with a snapshot whose view (with
     // interest management) must come from this tick's positions.
     this.broadcaster.changed(outcome);
-    this.settleEvents(tick, events, rejected, seqs);
-    this.checkpointer.noteTick(outcome, seqs.keys());
+    this.seating.settle(tick, events, rejected, seatWrites);
+    this.checkpointer.noteTick(outcome, seatWrites.seqs.keys());
     this.maybeBroadcast(commitDone);
 
     const done = performance.now();
@@ -658,49 +507,6 @@ export class Room {
       events: events.length,
       rejections: outcome.rejections.length,
     });
-  }
-
-  /** After a commit: seats for joins, leaves, acks and per-input errors. */
-  private settleEvents(tick: number, events: RoomEvent[], rejected: Map<number, ThrownInfo>, seqs: Map<string, number>): void {
-    events.forEach((e, i) => {
-      const thrown = rejected.get(i);
-      if (e.kind === 'join') {
-        const p = this.pendingJoins.get(e.playerId);
-        if (!p) return;
-        this.pendingJoins.delete(e.playerId);
-        if (thrown) {
-          this.logScriptError(tick, 'join', thrown, e.playerId);
-          p.reject(new MoonpatchError('SCRIPT_ERROR', `join failed in the game script: ${thrown.message}`));
-          return;
-        }
-        const seat: Seat = {
-          id: e.playerId, name: e.name, userId: p.userId, tokenHash: p.tokenHash, link: p.link,
-          lastQueuedSeq: 0, lastAppliedSeq: 0, leaveTimer: null, leaving: false,
-        };
-        this.seats.set(seat.id, seat);
-        if (p.link.isOpen) {
-          this.welcome(seat, p.token);
-          p.resolve(this.handleFor(seat));
-        } else {
-          seat.link = null;
-          this.startLeaveTimer(seat);
-          p.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'connection closed while joining'));
-        }
-      } else if (e.kind === 'leave') {
-        if (thrown) this.logScriptError(tick, 'leave', thrown, e.playerId);
-        this.seats.delete(e.playerId);
-      } else if (thrown) {
-        this.logScriptError(tick, 'input', thrown, e.playerId);
-        const code: ErrorCode = thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
-        this.sendTo(e.playerId, this.errorFrame(code, `input ${e.seq} failed in the game script: ${thrown.message}`, e.seq));
-      }
-    });
-    for (const [playerId, seq] of seqs) {
-      const seat = this.seats.get(playerId);
-      if (!seat) continue;
-      seat.lastAppliedSeq = seq;
-      seat.link?.send(encodeServerMessage({ t: 'ack', seq, tick }));
-    }
   }
 
   private maybeBroadcast(now: number): void {
@@ -741,10 +547,10 @@ export class Room {
     const leaves = events.filter((e) => e.kind === 'leave');
     const others = events.filter((e): e is JoinEvent | InputEvent => e.kind !== 'leave');
     if (this.versions.holdsFailedTickEvents) {
-      for (const e of this.held.hold(others, code, message)) this.refuseEvent(e, code, message);
+      for (const e of this.held.hold(others, code, message)) this.seating.refuse(e, code, message);
     } else {
       if (this.held.size > 0) this.refuseHeld(tick);
-      for (const e of others) this.refuseEvent(e, code, message);
+      for (const e of others) this.seating.refuse(e, code, message);
     }
     this.queue.requeueFront(leaves);
     this.versions.tickFailed(tick);
@@ -786,13 +592,13 @@ export class Room {
    */
   private restoreStore(): void {
     if (this.restoring) return;
-    const seats = [...this.seats.values()];
+    const seats = this.seating.image();
     this.restoring = this.store
       .restore(this.id, {
         meta: { ...this.meta, version: this.version, schema: this.schema, tick: this.committed.tick, pinned: this.pinned },
         records: this.committed.records,
-        seats: seats.map((seat) => [seat.id, encodeSeat(seat)] as const),
-        seqs: seats.map((seat) => [seat.id, seat.lastAppliedSeq] as const),
+        seats: seats.seats,
+        seqs: seats.seqs,
       })
       .then((r) => {
         this.log.warn({ roomId: this.id, tick: this.committed.tick, result: r }, 'Redis had lost committed ticks of this room; restored them from this server');
@@ -841,17 +647,6 @@ export class Room {
 
   // ---- helpers ----
 
-  /** An input or join that did not run in a tick that failed: its player is told why. */
-  private refuseEvent(e: JoinEvent | InputEvent, code: ErrorCode, message: string): void {
-    if (e.kind === 'join') {
-      const p = this.pendingJoins.get(e.playerId);
-      this.pendingJoins.delete(e.playerId);
-      p?.reject(new MoonpatchError(code, message));
-    } else {
-      this.sendTo(e.playerId, this.errorFrame(code, message, e.seq));
-    }
-  }
-
   /** After a rollback's swap tick: what the failing version could not run goes first in the next tick. */
   private releaseHeld(tick: number): void {
     const held = this.held.take();
@@ -862,22 +657,11 @@ export class Room {
   private refuseHeld(tick: number): void {
     const held = this.held.take();
     this.log.warn({ roomId: this.id, tick, events: held.length }, 'events held for a rollback refused: the room went on without one');
-    for (const h of held) this.refuseEvent(h.event, h.code, h.message);
+    for (const h of held) this.seating.refuse(h.event, h.code, h.message);
   }
 
-  private errorFrame(code: ErrorCode, msg: string, seq?: number): Uint8Array {
-    const m: ErrorMsg = { t: 'err', code, msg, retry: ErrorCodes[code].retry };
-    if (seq !== undefined) m.seq = seq;
-    return encodeServerMessage(m);
-  }
-
-  private sendTo(playerId: string, frame: Uint8Array): void {
-    this.seats.get(playerId)?.link?.send(frame);
-  }
-
-  private logScriptError(tick: number, hook: string, thrown: ThrownInfo, playerId: string): void {
-    // The same code the player is sent: a value the world refused is not a plain script error.
-    const code: ErrorCode = thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
+  /** A hook threw for one player's event; `code` is what the player was told. */
+  private logScriptError(tick: number, hook: string, thrown: ThrownInfo, playerId: string, code: ErrorCode): void {
     this.log.warn({ roomId: this.id, tick, version: this.version, code, hook, playerId, err: thrown }, 'script hook threw; its changes were undone');
     publish<ScriptOutputEvent>(channels.script, { roomId: this.id, game: this.game, version: this.version, tick, kind: 'hook-error', hook, playerId, code, thrown });
   }

@@ -319,11 +319,11 @@ async function cmdStatus(a: Args): Promise<number> {
     if (body.length === 0) return console.log('no rooms running');
     // The server column only when there is more than one.
     const servers = new Set(body.map((r: { node: string }) => r.node)).size > 1;
-    console.log('room'.padEnd(24) + (servers ? 'server'.padEnd(22) : '') + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'p50/p99 ms'.padEnd(12) + 'last patch');
+    console.log('room'.padEnd(24) + (servers ? 'server'.padEnd(22) : '') + 'game'.padEnd(10) + 'ver'.padEnd(5) + 'schema'.padEnd(8) + 'players'.padEnd(9) + 'tick'.padEnd(9) + 'p50/p99 ms'.padEnd(12) + 'cpu'.padEnd(7) + 'last patch');
     for (const r of body) {
       const patch = (r.pinned ? 'PINNED ' : '') + (r.lastPatch ? `${r.lastPatch.kind} at tick ${r.lastPatch.tick}` : '-');
       const t = tickTimes(r);
-      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + `${t.p50.toFixed(1)}/${t.p99.toFixed(1)}`.padEnd(12) + patch + (r.degraded ? '  DEGRADED' : ''));
+      console.log(String(r.room).padEnd(24) + (servers ? String(r.node).padEnd(22) : '') + String(r.game).padEnd(10) + String(r.versionNumber ?? '?').padEnd(5) + String(r.schema).padEnd(8) + `${r.connected}/${r.players}`.padEnd(9) + String(r.tick).padEnd(9) + `${t.p50.toFixed(1)}/${t.p99.toFixed(1)}`.padEnd(12) + cpuPercent(r).padEnd(7) + patch + (r.degraded ? '  DEGRADED' : ''));
     }
   });
   return 0;
@@ -355,7 +355,14 @@ interface RoomRow {
   lastTickMs: number;
   /** Recent tick times (RoomStatus.tickMs); absent from servers older than it. */
   tickMs?: { p50: number; p99: number; n: number };
+  /** Cores used lately (RoomStatus.cpuCores); absent from servers older than it. */
+  cpuCores?: number;
   version: string;
+}
+
+/** A room's recent CPU as a percentage of one core, or '-' when its server does not say. */
+function cpuPercent(r: RoomRow): string {
+  return typeof r.cpuCores === 'number' ? `${(r.cpuCores * 100).toFixed(1)}%` : '-';
 }
 
 /** A stable pick of `percent`% of the rooms: the same rooms every time for the same ids. */

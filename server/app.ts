@@ -209,7 +209,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   /** Hand the running rooms to the other live servers (a clean stop; see drain.ts). */
   const drain = async (move: NonNullable<typeof moveRoom>) => {
     const others = loadPerServer(await nodes.view(), store.leaseHolder.node, config.rebalanceBy);
-    const mine = rooms.list().filter((r) => !r.isStopped && !r.isSwitchingVersion).map((r) => ({ id: r.id, weight: roomWeight(config.rebalanceBy, r.connectedCount) }));
+    const mine = rooms.list().filter((r) => !r.isStopped && !r.isSwitchingVersion).map((r) => ({ id: r.id, weight: roomWeight(config.rebalanceBy, { connected: r.connectedCount, cpuCores: r.cpuCores }) }));
     if (others.size === 0 || mine.length === 0) return;
     const result = await drainRooms(assignTargets(mine, others), move, Date.now() + config.shutdownTimeoutMs / 2, log);
     log.info({ moved: result.moved.length, left: result.left.length }, 'drained: rooms handed to other servers before stopping');

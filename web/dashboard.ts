@@ -198,6 +198,8 @@ function renderRooms(snap: DashboardSnapshot): void {
     // Other servers' rooms from before the window carry only their last tick.
     const t = r.tickMs ?? { p50: r.lastTickMs, p99: r.lastTickMs };
     cell(tr, `${t.p50.toFixed(2)} / ${t.p99.toFixed(2)}`, true);
+    // Absent from servers older than the measure.
+    cell(tr, typeof r.cpuCores === 'number' ? `${(r.cpuCores * 100).toFixed(1)}%` : '–', true);
     cell(tr, r.lastPatch ? `${r.lastPatch.kind} → ${r.lastPatch.to} @${r.lastPatch.tick}${r.lastPatch.reason ? ` (${r.lastPatch.reason})` : ''}` : '–');
   }
 }

@@ -95,10 +95,11 @@ export interface ServerConfig {
   rebalanceIntervalMs: number;
   /**
    * What the rebalancer weighs a server's load by: "players" (each room counts its connected
-   * players plus one, since an empty room still ticks) or "rooms" (each room counts one).
+   * players plus one, since an empty room still ticks), "rooms" (each room counts one) or
+   * "cpu" (each room counts the CPU it used lately: room/load-meter.ts).
    * Env REBALANCE_BY. @default "players"
    */
-  rebalanceBy: 'players' | 'rooms';
+  rebalanceBy: 'players' | 'rooms' | 'cpu';
   /**
    * Watch the scripts and patches folders and swap running rooms to the new build of their
    * version when a file changes (server/sandbox/dev-reload.ts): a designer's own machine only.
@@ -333,7 +334,7 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   int('isolateSemiSpaceMb', c.isolateSemiSpaceMb, 0, 256);
   if (typeof c.inlineTickMaxMs !== 'number' || !Number.isFinite(c.inlineTickMaxMs) || c.inlineTickMaxMs < 0 || c.inlineTickMaxMs > 1000) throw new ConfigError('inlineTickMaxMs', `must be a number of ms from 0 to 1000 (got ${JSON.stringify(c.inlineTickMaxMs)})`);
   int('shutdownTimeoutMs', c.shutdownTimeoutMs, 100, 3_600_000);
-  if (c.rebalanceBy !== 'players' && c.rebalanceBy !== 'rooms') throw new ConfigError('rebalanceBy', `must be "players" or "rooms" (got ${JSON.stringify(c.rebalanceBy)})`);
+  if (!['players', 'rooms', 'cpu'].includes(c.rebalanceBy)) throw new ConfigError('rebalanceBy', `must be "players", "rooms" or "cpu" (got ${JSON.stringify(c.rebalanceBy)})`);
   if (c.tickPhases !== 'spread' && c.tickPhases !== 'free') throw new ConfigError('tickPhases', `must be "spread" or "free" (got ${JSON.stringify(c.tickPhases)})`);
   if (c.roomCreation !== 'open' && c.roomCreation !== 'admin') throw new ConfigError('roomCreation', `must be "open" or "admin" (got ${JSON.stringify(c.roomCreation)})`);
   if (c.nodeId !== undefined && !/^[^\s]{1,200}$/.test(c.nodeId)) throw new ConfigError('nodeId', 'must be 1-200 characters without spaces');

@@ -159,24 +159,38 @@ export function adminBaseUrl(leaseUrl: string): string | null {
 }
 
 /** What a server's load is weighed by (REBALANCE_BY): see room/rebalancer.ts. */
-export type LoadMeasure = 'players' | 'rooms';
+export type LoadMeasure = 'players' | 'rooms' | 'cpu';
+
+/** What a room's weight is read from: its status, or the room itself on its own server. */
+export interface WeighedRoom {
+  connected?: number;
+  /** Cores the room used lately (room/load-meter.ts). */
+  cpuCores?: number;
+}
 
 /**
- * What a room adds to its server's load: one per room, or by players its connected players plus
- * one (an empty room still ticks). A count that is not one (a status from elsewhere) counts 0.
+ * What a room adds to its server's load: one per room; by players its connected players plus
+ * one (an empty room still ticks); by cpu the thousandths of a core it used lately, at least
+ * one. A figure that is not one (a status from elsewhere, or an older server's without
+ * `cpuCores`) counts as nothing, leaving the one.
  */
-export function roomWeight(by: LoadMeasure, connected: number | undefined): number {
+export function roomWeight(by: LoadMeasure, room: WeighedRoom): number {
   if (by === 'rooms') return 1;
-  return 1 + (Number.isSafeInteger(connected) && connected! > 0 ? connected! : 0);
+  if (by === 'cpu') {
+    const c = room.cpuCores;
+    return typeof c === 'number' && Number.isFinite(c) && c > 0.001 ? Math.round(c * 10_000) / 10 : 1;
+  }
+  const n = room.connected;
+  return 1 + (Number.isSafeInteger(n) && n! > 0 ? n! : 0);
 }
 
 /**
  * The load of each live server other than `me`, as a ClusterView shows its rooms (a server
  * without rooms carries 0): what the rebalancer and the drain (room/drain.ts) compare.
  */
-export function loadPerServer(view: { nodes: readonly string[]; rooms: readonly { node: string; connected?: number }[] }, me: string, by: LoadMeasure): Map<string, number> {
+export function loadPerServer(view: { nodes: readonly string[]; rooms: readonly (WeighedRoom & { node: string })[] }, me: string, by: LoadMeasure): Map<string, number> {
   const loads = new Map<string, number>();
   for (const n of view.nodes) if (n !== me) loads.set(n, 0);
-  for (const r of view.rooms) if (loads.has(r.node)) loads.set(r.node, loads.get(r.node)! + roomWeight(by, r.connected));
+  for (const r of view.rooms) if (loads.has(r.node)) loads.set(r.node, loads.get(r.node)! + roomWeight(by, r));
   return loads;
 }

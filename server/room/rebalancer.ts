@@ -11,26 +11,31 @@
  * Load (REBALANCE_BY): by "players" (the default), a room weighs its connected players plus
  * one, an empty room still ticking; by "rooms", every room weighs one. Players are what a
  * server's time goes to (its sockets and the scripts' work grow with them: docs/performance.md),
- * so ten full rooms against ten empty ones is an imbalance that counting rooms cannot see.
+ * so ten full rooms against ten empty ones is an imbalance that counting rooms cannot see. By
+ * "cpu", a room weighs the thousandths of a core it used lately (load-meter.ts, in every room's
+ * status): what players cannot see, a game whose script costs ten times another's, or a world
+ * ten times the size. It lags a change by seconds and moves with the machine's noise, which
+ * the gap below absorbs.
  *
  * Which room: the one whose move leaves the two servers closest to even, then the one with the
  * fewest connected players (the fewest people see the reconnect), then the lowest id; only a
  * move that narrows the gap (a room weighing less than the gap), so two servers never hand a
  * room back and forth; never one in the middle of a live patch. A move waits for a gap of at
- * least two, and by players also a tenth of this server's load, so that players coming and
- * going do not keep rooms moving. One move per pass and per server, so a new server fills up
+ * least two (by cpu, 50: a twentieth of a core), and by players or cpu also a tenth of this
+ * server's load, so that players coming and going, or a noisy measure, do not keep rooms
+ * moving. One move per pass and per server, so a new server fills up
  * gradually. The other servers' loads come from their status in Redis, written every 2 s and
  * whenever a room starts or stops there: a room this server moved counts for its new server
  * until that server's status shows it, so back-to-back passes do not pile rooms onto one
  * server.
  */
 import type { Logger } from 'pino';
-import { loadPerServer, roomWeight, type LoadMeasure, type NodeDirectory } from '../net/cluster.ts';
+import { loadPerServer, roomWeight, type LoadMeasure, type NodeDirectory, type WeighedRoom } from '../net/cluster.ts';
 import type { RoomManager } from './room-manager.ts';
 
 /** A server moves a room only when its load is at least this much over the least loaded one's... */
-const MIN_GAP = 2;
-/** ...and, by players, at least this share of its own load. */
+const MIN_GAP: Record<LoadMeasure, number> = { rooms: 2, players: 2, cpu: 50 };
+/** ...and, by players or cpu, at least this share of its own load. */
 const MIN_GAP_SHARE = 0.1;
 
 export interface RebalanceMove {
@@ -111,7 +116,7 @@ export class Rebalancer {
     return pickMove(
       this.self(),
       view,
-      mine.map((r) => ({ id: r.id, connected: r.connectedCount, switching: r.isSwitchingVersion })),
+      mine.map((r) => ({ id: r.id, connected: r.connectedCount, cpuCores: r.cpuCores, switching: r.isSwitchingVersion })),
       this.moved,
       this.avoided(),
       this.by,
@@ -123,6 +128,8 @@ export class Rebalancer {
 export interface LocalRoom {
   id: string;
   connected: number;
+  /** Cores it used lately (load-meter.ts); only weighed by cpu. */
+  cpuCores?: number;
   /** In the middle of a live patch: not moved. */
   switching: boolean;
 }
@@ -134,7 +141,7 @@ export interface LocalRoom {
  */
 export function pickMove(
   me: string,
-  view: { nodes: readonly string[]; rooms: readonly { node: string; connected?: number }[] },
+  view: { nodes: readonly string[]; rooms: readonly (WeighedRoom & { node: string })[] },
   mine: readonly LocalRoom[],
   moved: readonly { to: string; weight: number }[],
   avoid: ReadonlySet<string> = new Set(),
@@ -153,12 +160,12 @@ export function pickMove(
   if (target === null) return null;
   // This server's own rooms, not its last status: they are current.
   let mineLoad = 0;
-  for (const r of mine) mineLoad += roomWeight(by, r.connected);
+  for (const r of mine) mineLoad += roomWeight(by, r);
   const gap = mineLoad - least;
-  if (gap < MIN_GAP || (by === 'players' && gap < mineLoad * MIN_GAP_SHARE)) return null;
+  if (gap < MIN_GAP[by] || (by !== 'rooms' && gap < mineLoad * MIN_GAP_SHARE)) return null;
   let best: { room: LocalRoom; weight: number; after: number } | null = null;
   for (const room of mine) {
-    const weight = roomWeight(by, room.connected);
+    const weight = roomWeight(by, room);
     // Only a room lighter than the gap narrows it; one as heavy only turns it around.
     if (room.switching || weight >= gap) continue;
     const after = Math.abs(gap - 2 * weight);

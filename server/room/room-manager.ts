@@ -41,6 +41,8 @@ export interface RoomStatus {
   lastTickMs: number;
   /** The same over the last committed ticks on its running version (room/tick-window.ts). */
   tickMs: TickWindowSummary;
+  /** Cores the room used lately, script and main thread (room/load-meter.ts). */
+  cpuCores: number;
   pinned: boolean;
   /** The latest patch outcome on this server, if any. */
   lastPatch: { kind: string; to: string; tick: number; reason?: string } | null;
@@ -528,6 +530,7 @@ export class RoomManager {
       missedTicks: r.missedTicks,
       lastTickMs: r.lastTickMs,
       tickMs: r.recentTicks.summary(),
+      cpuCores: Math.round(r.cpuCores * 10_000) / 10_000,
       pinned: r.pinned,
       lastPatch: r.lastPatch && { kind: r.lastPatch.kind, to: r.lastPatch.to, tick: r.lastPatch.tick, reason: r.lastPatch.reason },
     }));

@@ -32,6 +32,7 @@ import { VersionSwitch, type StageOptions } from './version-switch.ts';
 import { TickClock } from './tick-clock.ts';
 import type { GameVersion } from '../patch/versions.ts';
 import { TickWindow } from './tick-window.ts';
+import { LoadMeter } from './load-meter.ts';
 
 export interface RoomSettings {
   tickHz: number;
@@ -85,6 +86,8 @@ export class Room {
   lastTickMs = 0;
   /** The last committed ticks' times on the running version (status, A/B by version). */
   readonly recentTicks = new TickWindow();
+  /** The CPU this room used lately (status; the rebalancer's REBALANCE_BY=cpu). */
+  private readonly load = new LoadMeter();
   /** A write-back of the whole room into Redis after Redis lost it (see restoreStore). */
   private restoring: Promise<void> | null = null;
 
@@ -166,6 +169,11 @@ export class Room {
 
   get playerCount(): number {
     return this.seating.size;
+  }
+
+  /** Cores this room used lately: its script's CPU and its main-thread work after commits (load-meter.ts). */
+  get cpuCores(): number {
+    return this.load.cores();
   }
 
   get connectedCount(): number {
@@ -486,6 +494,7 @@ export class Room {
     this.maybeBroadcast(commitDone);
 
     const done = performance.now();
+    this.load.add(outcome.cpuMs + (done - commitDone));
     this.lastTickMs = commitDone - started;
     this.recentTicks.add(this.lastTickMs);
     publish<TickCommittedEvent>(channels.tickCommitted, {
@@ -529,6 +538,7 @@ export class Room {
     scriptDone: number,
   ): Promise<void> {
     this.writeScriptLogs(tick, outcome.logs);
+    this.load.add(outcome.cpuMs);
     let rebuilt = false;
     if (outcome.isolateDead) {
       await this.rebuildSandbox(`tick ${tick} failed with ${outcome.code}`);

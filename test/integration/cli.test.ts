@@ -288,6 +288,10 @@ describe('push, status, history, rollback', () => {
     expect(push.out).toMatch(new RegExp(`${roomId}: \\w+ -> \\w+ at tick \\d+`));
     const status = JSON.parse((await moonpatch('status', '--json')).out) as { room: string; versionNumber: number; schema: number }[];
     expect(status.find((s) => s.room === roomId)).toMatchObject({ versionNumber: 2, schema: 2, lastPatch: { kind: 'applied' } });
+    // For people: a row per room, its CPU as a share of a core (the rooms have been ticking).
+    const table = (await moonpatch('status')).out.split('\n');
+    expect(table[0]).toMatch(/p50\/p99 ms +cpu +last patch/);
+    expect(table.find((l) => l.startsWith(roomId))).toMatch(/ \d+\.\d% +applied at tick \d+/);
     const back = await moonpatch('rollback', '--room', roomId);
     expect(back.code).toBe(0);
     const history = JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out) as { kind: string }[];

@@ -79,6 +79,7 @@ describe('ops dashboard in a headless browser', () => {
     const row = page.locator(`#rooms tr[data-room="${room}"]`);
     expect(await row.textContent()).toContain('probe');
     expect(await row.textContent()).toContain(`:${server.port}`); // the server running it (node id)
+    expect(await row.locator('td').nth(8).textContent()).toMatch(/^\d+\.\d%$/); // its CPU, as a share of a core
 
     expect((await server.rooms.applyVersion(room, 2)).ok).toBe(true);
     await page.waitForFunction(() => Number(document.body.dataset.markers) >= 1, undefined, WAIT);

@@ -86,7 +86,7 @@ describe('rebalancing rooms over servers', () => {
     expect(() => makeConfig({ rebalanceIntervalMs: -1 })).toThrow(/rebalanceIntervalMs/);
     expect(() => makeConfig({ rebalanceIntervalMs: 1.5 })).toThrow(/rebalanceIntervalMs/);
     expect(makeConfig().rebalanceBy).toBe('players');
-    expect(() => makeConfig({ rebalanceBy: 'cpu' as never })).toThrow(/rebalanceBy/);
+    expect(() => makeConfig({ rebalanceBy: 'memory' as never })).toThrow(/rebalanceBy/);
   });
 });
 
@@ -133,5 +133,63 @@ describe('rebalancing by players (REBALANCE_BY=players, the default)', () => {
     const seqs = players.map((c) => c.send({ op: 'add', n: 1 }));
     await waitFor(() => players.every((c, i) => c.lastAckedSeq >= seqs[i]!), 'their inputs acknowledged');
     expect(players.map((c) => c.disconnects)).toEqual([0, 0, 0]);
+  });
+});
+
+describe('rebalancing by CPU (REBALANCE_BY=cpu)', () => {
+  let a: Server;
+  let b: Server;
+  let burner: MoonpatchClient;
+  const stamp = Date.now();
+  const heavy = `heavy-${stamp}`;
+  const light = [`light-a1-${stamp}`, `light-a2-${stamp}`];
+  const lightOnB = [1, 2, 3, 4].map((i) => `light-b${i}-${stamp}`);
+
+  beforeAll(async () => {
+    const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false, rebalanceBy: 'cpu' as const };
+    a = await startTestServer({ ...common, nodeId: 'node-a' });
+    b = await startTestServer({ ...common, nodeId: 'node-b', redisPrefix: a.prefix });
+    // a: one room whose every tick burns CPU, and two that only tick; b: four that only tick.
+    // Counting rooms, b carries more (4 against 3); by players it is 4 against 4.
+    burner = testClient(a.url, { room: heavy, game: 'probe', name: 'burner' });
+    await burner.connect();
+    burner.send({ op: 'burn', n: 10_000_000 });
+    for (const id of light) await a.rooms.open(id, 'probe');
+    for (const id of lightOnB) await b.rooms.open(id, 'probe');
+    const heavyRoom = a.rooms.get(heavy)!;
+    // The meter averages over ~10 s: wait until the heavy room weighs well over the gap a move
+    // needs (a twentieth of a core); the light rooms measure one or two thousandths each.
+    await waitFor(() => heavyRoom.cpuCores > 0.1, 'the heavy room\'s CPU measured', 60_000);
+    const status = async (node: string) => JSON.parse((await a.redis.get(`${a.prefix}:node:${node}`)) ?? '{"rooms":[]}') as { rooms: { cpuCores?: number }[] };
+    await waitFor(async () => (await status('node-b')).rooms.length === 4, 'b\'s status current');
+  }, 90_000);
+  afterAll(async () => {
+    burner?.close();
+    await b?.close();
+    await a?.close();
+  });
+
+  it('moves the light rooms off the server whose CPU goes to one heavy room, never the heavy room itself, and the other server moves nothing', async () => {
+    expect(await b.rebalancer!.pass()).toBeNull();
+    // Either light room may go first (whichever measured heavier leaves the two closer to even).
+    const first = await a.rebalancer!.pass();
+    const second = await a.rebalancer!.pass();
+    expect([first?.to, second?.to]).toEqual(['node-b', 'node-b']);
+    expect([first?.room, second?.room].sort()).toEqual([...light].sort());
+    expect(await a.rebalancer!.pass()).toBeNull(); // the heavy room outweighs the gap: moving it would only turn it around
+    expect(a.rooms.get(heavy)).toBeDefined();
+    for (const id of light) expect(b.rooms.get(id)).toBeDefined();
+    // The status every server writes carries each room's measure, which is how b weighs a.
+    const statusA = JSON.parse((await a.redis.get(`${a.prefix}:node:node-a`))!) as { rooms: { room: string; cpuCores: number }[] };
+    await waitFor(async () => {
+      const s = JSON.parse((await a.redis.get(`${a.prefix}:node:node-a`))!) as { rooms: { room: string; cpuCores: number }[] };
+      return s.rooms.length === 1 && s.rooms[0]!.room === heavy && s.rooms[0]!.cpuCores > 0.05;
+    }, 'a\'s status shows only the heavy room, with its CPU');
+    expect(statusA.rooms.every((r) => typeof r.cpuCores === 'number')).toBe(true);
+    expect(await b.rebalancer!.pass()).toBeNull();
+    // The burner never noticed.
+    burner.send({ op: 'add', n: 1 });
+    await waitFor(() => burner.unsettled === 0, 'the input settled');
+    expect(burner.disconnects).toBe(0);
   });
 });

@@ -10,6 +10,10 @@ import { pickMove, type LocalRoom } from '../../server/room/rebalancer.ts';
 const rooms = (node: string, n: number, connected = 0) => Array.from({ length: n }, (_, i) => ({ room: `${node}-${i}`, node, connected }));
 const local = (n: number, connected: number[] = []): LocalRoom[] =>
   Array.from({ length: n }, (_, i) => ({ id: `r${i}`, connected: connected[i] ?? 0, switching: false }));
+/** Rooms with the CPU they used lately, in cores. */
+const busyRooms = (node: string, cores: number[]) => cores.map((cpuCores, i) => ({ room: `${node}-${i}`, node, connected: 0, cpuCores }));
+const localCpu = (cores: number[], connected: number[] = []): LocalRoom[] =>
+  cores.map((cpuCores, i) => ({ id: `r${i}`, connected: connected[i] ?? 0, cpuCores, switching: false }));
 
 describe('pickMove by rooms (REBALANCE_BY=rooms)', () => {
   const byRooms = (...a: Parameters<typeof pickMove>) => pickMove(a[0], a[1], a[2], a[3], a[4] ?? new Set(), 'rooms');
@@ -53,8 +57,8 @@ describe('pickMove by rooms (REBALANCE_BY=rooms)', () => {
 
 describe('pickMove by players (the default)', () => {
   it('weighs a room as its connected players plus one, whatever a status says', () => {
-    expect([roomWeight('players', 0), roomWeight('players', 7), roomWeight('rooms', 7)]).toEqual([1, 8, 1]);
-    for (const junk of [undefined, -3, 1.5, Number.NaN, 2 ** 60]) expect(roomWeight('players', junk as number)).toBe(1);
+    expect([roomWeight('players', { connected: 0 }), roomWeight('players', { connected: 7 }), roomWeight('rooms', { connected: 7 })]).toEqual([1, 8, 1]);
+    for (const junk of [undefined, -3, 1.5, Number.NaN, 2 ** 60, '7']) expect(roomWeight('players', { connected: junk as number })).toBe(1);
   });
 
   it('sees ten full rooms against ten empty ones, which counting rooms cannot', () => {
@@ -89,3 +93,34 @@ describe('pickMove by players (the default)', () => {
   });
 });
 
+
+describe('pickMove by cpu (REBALANCE_BY=cpu)', () => {
+  const byCpu = (...a: Parameters<typeof pickMove>) => pickMove(a[0], a[1], a[2], a[3], a[4] ?? new Set(), 'cpu');
+
+  it('weighs a room as the thousandths of a core it used lately, at least one, whatever a status says', () => {
+    expect([0.25, 0.0123, 0, 0.0004].map((cpuCores) => roomWeight('cpu', { cpuCores, connected: 40 }))).toEqual([250, 12.3, 1, 1]);
+    // An older server's status has no cpuCores; junk counts as nothing.
+    for (const junk of [undefined, -0.5, Number.NaN, Number.POSITIVE_INFINITY, '0.5', null]) expect(roomWeight('cpu', { cpuCores: junk as number })).toBe(1);
+  });
+
+  it('sees a costly game against cheap ones, which counting players or rooms cannot', () => {
+    // a: one room of a heavy game (0.3 cores) and two light ones, no players anywhere; b: four light rooms.
+    const view = { nodes: ['a', 'b'], rooms: busyRooms('b', [0.01, 0.01, 0.01, 0.01]) };
+    const mine = localCpu([0.3, 0.01, 0.01]);
+    // Counting rooms, b carries more (4 against 3); by players it is even (3 against 4 empty rooms is under the gap).
+    expect(pickMove('a', view, mine, [], new Set(), 'rooms')).toBeNull();
+    expect(pickMove('a', view, mine, [], new Set(), 'players')).toBeNull();
+    // By cpu, 320 against 40: a light room goes (the heavy one, 300, is heavier than the gap of 280).
+    expect(byCpu('a', view, mine, [])).toEqual({ room: 'r1', to: 'b', weight: 10 });
+    expect(byCpu('a', view, localCpu([0.3]), [])).toBeNull();
+  });
+
+  it('leaves a gap under a twentieth of a core, or under a tenth of its load, alone: the measure is noisy', () => {
+    // 60 against 20: a gap of 40 milli-cores.
+    expect(byCpu('a', { nodes: ['a', 'b'], rooms: busyRooms('b', [0.02]) }, localCpu([0.03, 0.03]), [])).toBeNull();
+    // 900 + 30 against 870: a gap of 60, over the floor but under a tenth of 930.
+    expect(byCpu('a', { nodes: ['a', 'b'], rooms: busyRooms('b', [0.87]) }, localCpu([0.9, 0.03]), [])).toBeNull();
+    // 900 + 30 against 700: a gap of 230; the light room narrows it.
+    expect(byCpu('a', { nodes: ['a', 'b'], rooms: busyRooms('b', [0.7]) }, localCpu([0.9, 0.03]), [])).toEqual({ room: 'r1', to: 'b', weight: 30 });
+  });
+});

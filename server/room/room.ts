@@ -545,24 +545,37 @@ export class Room {
       rebuilt = true;
     }
     const rollbackMs = performance.now() - scriptDone;
+    // The join or input whose hook the call was in when its budget ran out or its isolate died.
+    const culprit = outcome.culprit === undefined ? undefined : events[outcome.culprit];
     this.log.error(
-      { roomId: this.id, tick, version: this.version, code: outcome.code, err: outcome.thrown ?? undefined, cause: outcome.cause ? String(outcome.cause) : undefined },
+      {
+        roomId: this.id, tick, version: this.version, code: outcome.code, err: outcome.thrown ?? undefined, cause: outcome.cause ? String(outcome.cause) : undefined,
+        culprit: culprit && { kind: culprit.kind, playerId: culprit.playerId, seq: culprit.kind === 'input' ? culprit.seq : undefined },
+      },
       'tick failed and was rolled back',
     );
     // Leaves are kept for the next tick. Inputs and joins wait for a rollback while a patch is
-    // on watch or being rolled back (held-events.ts); otherwise everyone whose event was in
-    // the failed tick is told: it is not applied, and the client may send it again (retry: true).
+    // on watch or being rolled back (held-events.ts). Otherwise, when the tick stopped in one
+    // player's join or input hook, that player is told, and the tick's other events run again
+    // in the next tick, once: an event in two failed ticks is refused. Otherwise everyone whose
+    // event was in the failed tick is told: it is not applied, and the client may send it again
+    // (retry: true).
     const code: ErrorCode = outcome.code === 'SCRIPT_ERROR' ? 'TICK_FAILED' : outcome.code;
     const message = `tick ${tick} failed (${outcome.code}${outcome.thrown ? `: ${outcome.thrown.message}` : ''}) and was rolled back`;
     const leaves = events.filter((e) => e.kind === 'leave');
     const others = events.filter((e): e is JoinEvent | InputEvent => e.kind !== 'leave');
     if (this.versions.holdsFailedTickEvents) {
       for (const e of this.held.hold(others, code, message)) this.seating.refuse(e, code, message);
+      this.queue.requeueFront(leaves);
+    } else if (culprit && culprit.kind !== 'leave') {
+      if (this.held.size > 0) this.refuseHeld(tick);
+      this.seating.refuse(culprit, code, `${message}: it stopped in this ${culprit.kind}'s hook`);
+      this.queue.requeueFront(this.runAgainOnce(events.filter((e) => e !== culprit), code, message));
     } else {
       if (this.held.size > 0) this.refuseHeld(tick);
       for (const e of others) this.seating.refuse(e, code, message);
+      this.queue.requeueFront(leaves);
     }
-    this.queue.requeueFront(leaves);
     this.versions.tickFailed(tick);
     publish<TickFailedEvent>(channels.tickFailed, {
       roomId: this.id, game: this.game, version: this.version, tick, code: outcome.code,
@@ -656,6 +669,26 @@ export class Room {
   }
 
   // ---- helpers ----
+
+  /**
+   * The events of a tick that failed in another player's hook, to run again: leaves always,
+   * joins and inputs only the first time (refused with the failed tick's error the second).
+   */
+  private runAgainOnce(events: readonly RoomEvent[], code: ErrorCode, message: string): RoomEvent[] {
+    const again: RoomEvent[] = [];
+    for (const e of events) {
+      if (e.kind === 'leave') again.push(e);
+      else if (this.ranAgain.has(e)) this.seating.refuse(e, code, message);
+      else {
+        this.ranAgain.add(e);
+        again.push(e);
+      }
+    }
+    return again;
+  }
+
+  /** Joins and inputs already put back once after a tick failed in someone else's hook (runAgainOnce). */
+  private readonly ranAgain = new WeakSet<RoomEvent>();
 
   /** After a rollback's swap tick: what the failing version could not run goes first in the next tick. */
   private releaseHeld(tick: number): void {

@@ -5,11 +5,16 @@
 // GameSandbox.onCatastrophicError on the main thread, and the main-thread watchdog's own thread
 // (watchdog-thread.mjs), which is why it is plain JavaScript.
 //
+// The ring also says which event's hook the call is running, so that a tick the host stopped
+// (its CPU budget) or lost (its isolate's memory) can be charged to the player whose join or
+// input was running, when it was one (GameSandbox.failedCall, Room.tickFailed).
+//
 // Layout: an Int32 count of UTF-16 units written since the call began (it runs past the
-// capacity: the data wraps and keeps the newest), an Int32 left unused, then the units, each
+// capacity: the data wraps and keeps the newest), an Int32 naming the event whose hook is
+// running (its index in the tick's events plus one; 0 when no event's is), then the units, each
 // line followed by a 0.
 
-/** Bytes before the data: the count, and one Int32 unused. */
+/** Bytes before the data: the count and the running event, an Int32 each. */
 export const LOG_RING_HEADER_BYTES = 8;
 /** The ring's size: 4,092 UTF-16 units of lines, as much as the crash report sends of a room's unflushed lines (CRASH_LINES_BYTES). */
 export const LOG_RING_BYTES = 8 * 1024;
@@ -41,4 +46,16 @@ export function readLogRing(ring) {
   } catch {
     return [];
   }
+}
+
+/**
+ * The index of the event whose hook the last tick call was running when it stopped, or -1 when
+ * it was in no event's hook (init, a migration, the tick hook, or after them). Clamped, not
+ * trusted: the caller checks it against the tick's events.
+ * @param {SharedArrayBuffer} ring
+ * @returns {number}
+ */
+export function readRunningEvent(ring) {
+  const running = new Int32Array(ring, 4, 1)[0];
+  return running > 0 ? running - 1 : -1;
 }

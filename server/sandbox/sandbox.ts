@@ -18,7 +18,7 @@ import { catastrophicErrorCode } from '../ops/crash-wire.mjs';
 import { CallCost } from './call-cost.ts';
 import { CallPlacement, inlineLeashMs, inlineTicksEnabled } from './call-placement.ts';
 import { MainThreadWatchdog } from './main-thread-watchdog.ts';
-import { readLogRing, LOG_RING_BYTES } from './log-ring.mjs';
+import { readLogRing, readRunningEvent, LOG_RING_BYTES } from './log-ring.mjs';
 import { StackMapper } from './source-map.ts';
 
 export interface SandboxLimits {
@@ -121,6 +121,12 @@ export type TickOutcome =
       cpuMs: number;
       /** The isolate is gone (memory limit): the caller must build a new sandbox. */
       isolateDead: boolean;
+      /**
+       * CPU_BUDGET_EXCEEDED or MEMORY_LIMIT stopped the call inside an event's hook: that
+       * event's index in the call's events (a player's join, input or leave). Absent when the
+       * call was elsewhere (init, a migration, the tick hook) or the failure has another cause.
+       */
+      culprit?: number;
       cause?: unknown;
     };
 
@@ -510,9 +516,12 @@ export class GameSandbox {
    * an overrun.
    */
   private async failedCall(cause: unknown, cost: CallCost, budgetMs: number, wallLimitMs: number, mayRunAgain: boolean): Promise<TickOutcome | 'starved'> {
+    // Where the call was when it stopped: an event's hook, or none (log-ring.mjs).
+    const running = readRunningEvent(this.logRing);
+    const culprit = running >= 0 ? { culprit: running } : {};
     const base = { rejections: [], logs: [], cause };
     if (this.isolate.isDisposed) {
-      return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
+      return { ...base, ...culprit, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs: 0, isolateDead: true };
     }
     const { cpuMs, wallMs } = cost.read();
     const stoppedByClock = wallMs >= wallLimitMs * 0.9;
@@ -528,11 +537,11 @@ export class GameSandbox {
       // The isolate died meanwhile: an isolate at its memory limit can spend longer in garbage
       // collection than the wall-clock limit (0.7-1.5 s measured for a 64 MB heap), and the
       // timeout rejects the call before the limit disposes it. Memory is what ran out.
-      if (this.isolate.isDisposed) return { ...base, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs, isolateDead: true, cause: e };
-      return { ...base, thrown, ok: false, code, cpuMs, isolateDead: true, cause: e };
+      if (this.isolate.isDisposed) return { ...base, ...culprit, thrown: null, ok: false, code: 'MEMORY_LIMIT', cpuMs, isolateDead: true, cause: e };
+      return { ...base, ...(overran ? culprit : {}), thrown, ok: false, code, cpuMs, isolateDead: true, cause: e };
     }
     if (starved) return 'starved';
-    return { ...base, thrown, ok: false, code, cpuMs, isolateDead: false };
+    return { ...base, ...(overran ? culprit : {}), thrown, ok: false, code, cpuMs, isolateDead: false };
   }
 
   private mapThrown(t: ThrownInfo): ThrownInfo {

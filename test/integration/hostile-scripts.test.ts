@@ -6,8 +6,9 @@
  *   - the attack's tick is undone (the whole tick, or the attacking input alone) or, for
  *     attacks that fail silently, commits nothing but what the isolate really holds: the
  *     isolate, the committed mirror and Redis hold identical state after it;
- *   - a bystander's input in the same tick is applied (input undone alone) or told to retry
- *     (tick undone);
+ *   - a bystander's input in the same tick is applied (input undone alone), run again in the
+ *     next tick (the tick was undone when it stopped in the attacker's own hook) or told to
+ *     retry (the tick was undone elsewhere);
  *   - the room keeps running: later ticks commit, the attacker's honest inputs apply, and no
  *     pollution or host object is visible to the script afterwards;
  *   - ops get a structured log line (room, tick, version, error code; the script's stack mapped
@@ -44,8 +45,9 @@ type Server = Awaited<ReturnType<typeof startTestServer>>;
  * What containment looks like for one attack:
  * - `rejected`: the input hook's changes are undone alone, the tick commits, the attacker gets
  *   `code` for that input and ops a `script hook threw` line;
- * - `tick-failed`: the whole tick is undone, the attacker gets `code` (bystanders: retry), ops
- *   a `tick failed and was rolled back` line with `logCode`;
+ * - `tick-failed`: the whole tick is undone, the attacker gets `code`, ops a `tick failed and
+ *   was rolled back` line with `logCode`; bystanders are told to retry, or, with `inHook`, their
+ *   inputs run again in the next tick;
  * - `harmless`: the hook completes, the input is acknowledged, and nothing it tried shows.
  */
 interface Fixture {
@@ -63,6 +65,12 @@ interface Fixture {
    * wall-clock limit allows (see memory-bomb.ts).
    */
   orOverrun?: boolean;
+  /**
+   * The tick stopped inside the attacker's input hook (its CPU budget, its memory), so it is
+   * charged to the attacker alone: the log names the input, and the bystander's input runs in
+   * the next tick instead of being refused.
+   */
+  inHook?: boolean;
   /** Extra checks on what the attack produced. */
   check?: (ctx: { frame?: ErrorMsg; lines: Record<string, unknown>[]; roomId: string }) => void;
 }
@@ -75,10 +83,10 @@ const harmless = (name: string, extra: Partial<Fixture> = {}): Fixture => ({ nam
 
 const FIXTURES: Fixture[] = [
   // --- CPU, memory, stack ---
-  tickFailed('infinite-loop-input', 'CPU_BUDGET_EXCEEDED', 'CPU_BUDGET_EXCEEDED'),
+  tickFailed('infinite-loop-input', 'CPU_BUDGET_EXCEEDED', 'CPU_BUDGET_EXCEEDED', { inHook: true }),
   tickFailed('infinite-loop-tick', 'CPU_BUDGET_EXCEEDED', 'CPU_BUDGET_EXCEEDED'),
   tickFailed('microtask-flood', 'CPU_BUDGET_EXCEEDED', 'CPU_BUDGET_EXCEEDED'),
-  tickFailed('memory-bomb', 'MEMORY_LIMIT', 'MEMORY_LIMIT', { orOverrun: true }),
+  tickFailed('memory-bomb', 'MEMORY_LIMIT', 'MEMORY_LIMIT', { orOverrun: true, inHook: true }),
   rejected('string-doubling', 'SCRIPT_ERROR', /Invalid string length/),
   rejected('deep-recursion', 'SCRIPT_ERROR', /Maximum call stack size exceeded/),
   harmless('stack-limit-writes'),
@@ -233,8 +241,11 @@ describe('hostile scripts are contained in-process', () => {
       expect(record(room, me)!.sum, "the attacker's writes are undone").toBe(sumBefore);
       if (tickFails) {
         expect(record(room, them)!.sum, "the bystander's input went with the tick").toBe(bobBefore);
-        await waitFor(() => bobErrors.some((e) => e.seq === bobSeq), 'retry frame for the bystander');
-        expect(bobErrors.find((e) => e.seq === bobSeq)!.retry).toBe(true);
+        if (f.inHook) expect(room.queue.size, "the bystander's input is back in the queue").toBe(1);
+        else {
+          await waitFor(() => bobErrors.some((e) => e.seq === bobSeq), 'retry frame for the bystander');
+          expect(bobErrors.find((e) => e.seq === bobSeq)!.retry).toBe(true);
+        }
       } else {
         expect(record(room, them)!.sum, "the bystander's input applied").toBe(bobBefore + 1);
       }
@@ -265,6 +276,8 @@ describe('hostile scripts are contained in-process', () => {
         const line = lines.find((l) => l.msg === 'tick failed and was rolled back');
         const logCode = f.orOverrun && frame?.code === 'CPU_BUDGET_EXCEEDED' ? 'CPU_BUDGET_EXCEEDED' : f.logCode;
         expect(line, 'a "tick failed" log line').toMatchObject({ roomId, tick: tickBefore + 1, version, code: logCode });
+        // Charged to the attacker's input when it stopped in its hook, to no one otherwise.
+        expect(line!.culprit).toEqual(f.inHook ? { kind: 'input', playerId: mallory.playerId, seq } : undefined);
         if (f.mapped) expect((line!.err as { stack: string }).stack).toMatch(attackFile(f.name));
         if (logCode === 'MEMORY_LIMIT') expect(lines.some((l) => l.msg === 'sandbox rebuilt from committed state')).toBe(true);
       } else {
@@ -275,9 +288,14 @@ describe('hostile scripts are contained in-process', () => {
       // The room keeps running: honest inputs apply, later ticks commit, nothing polluted shows.
       const inspect = mallory.send({ op: 'inspect' });
       const add = mallory.send({ op: 'add', n: 2 });
-      await queued(2);
+      await queued(tickFails && f.inHook ? 3 : 2);
       await room.runTick();
       await room.runTick();
+      if (tickFails && f.inHook) {
+        await waitFor(() => bob.lastAckedSeq >= bobSeq, "the bystander's input acknowledged");
+        expect(record(room, them)!.sum, "the bystander's input applied once, a tick late").toBe(bobBefore + 1);
+        expect(bobErrors).toEqual([]);
+      }
       expect(room.tick).toBe((tickFails ? tickBefore : tickBefore + 1) + 2);
       await waitFor(() => mallory.lastAckedSeq >= add, 'the honest inputs acknowledged');
       expect(malloryErrors.filter((e) => e.seq === inspect || e.seq === add)).toEqual([]);

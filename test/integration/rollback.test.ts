@@ -140,13 +140,19 @@ describe('writes outside a hook', () => {
 });
 
 describe('a failing tick leaves the state exactly as before', () => {
-  async function failedTickLeavesNoTrace(op: string, expectedCode: string) {
+  /**
+   * Alice's `op` fails the whole tick, with Bob's input in it. `inAlicesHook`: it failed inside
+   * Alice's input hook (a loop, a memory bomb), so only she is told and Bob's input runs in the
+   * next tick; otherwise (the tick hook threw) nobody's hook can be blamed and Bob is told too.
+   */
+  async function failedTickLeavesNoTrace(op: string, expectedCode: string, inAlicesHook: boolean) {
     const seq = alice.send({ op });
     const okSeq = bob.send({ op: 'add', n: 3 });
     const bobErrors: ErrorMsg[] = [];
     const off = bob.on('error', (e) => bobErrors.push(e));
     await queued(2);
     const before = await hashes();
+    const bobBefore = player(bob).sum;
     const tickBefore = room.tick;
     await room.runTick();
     // Nothing moved: same tick, same state in the isolate, the mirror and Redis.
@@ -157,32 +163,72 @@ describe('a failing tick leaves the state exactly as before', () => {
     expect(meta!.tick).toBe(tickBefore);
     await waitFor(() => errors.some((e) => e.seq === seq), `error frame for ${op}`);
     expect(errors.find((e) => e.seq === seq)!.code).toBe(expectedCode);
-    // The other player's input in the failed tick is reported too, not silently lost.
-    await waitFor(() => bobErrors.some((e) => e.seq === okSeq), 'error frame for the bystander input');
-    expect(bobErrors.find((e) => e.seq === okSeq)!.retry).toBe(true);
-    off();
+    if (!inAlicesHook) {
+      // The other player's input in the failed tick is reported too, not silently lost.
+      await waitFor(() => bobErrors.some((e) => e.seq === okSeq), 'error frame for the bystander input');
+      expect(bobErrors.find((e) => e.seq === okSeq)!.retry).toBe(true);
+    }
     // And the room still ticks: a normal tick commits afterwards.
     await room.runTick();
     expect(room.tick).toBe(tickBefore + 1);
+    if (inAlicesHook) {
+      // Bob's input was put back and ran in that tick: applied once, acknowledged, never refused.
+      await waitFor(() => bob.lastAckedSeq >= okSeq, 'the bystander input acknowledged');
+      expect(player(bob).sum).toBe(bobBefore + 3);
+      expect(bobErrors).toEqual([]);
+      const entry = logLines.findLast((l) => l.msg === 'tick failed and was rolled back' && l.code === expectedCode);
+      expect(entry).toMatchObject({ roomId: room.id, culprit: { kind: 'input', playerId: alice.playerId, seq } });
+    } else {
+      expect(player(bob).sum).toBe(bobBefore);
+    }
+    off();
     const final = await hashes();
     expect(final.isolate).toBe(final.mirror);
     expect(final.redis).toBe(final.mirror);
   }
 
   it('a tick hook that throws', async () => {
-    await failedTickLeavesNoTrace('fail-tick', 'TICK_FAILED');
+    await failedTickLeavesNoTrace('fail-tick', 'TICK_FAILED', false);
     // Ops and the designer see it: room, tick, version, code and the script's stack, mapped.
     const entry = logLines.findLast((l) => l.msg === 'tick failed and was rolled back' && l.code === 'SCRIPT_ERROR');
     expect(entry).toMatchObject({ roomId: room.id, version: room.version, tick: room.tick });
     expect((entry!.err as { stack: string }).stack).toMatch(/at tick \(main\.ts:\d+:\d+\)/);
   });
 
-  it('an infinite loop overrunning the CPU budget', async () => {
-    await failedTickLeavesNoTrace('loop', 'CPU_BUDGET_EXCEEDED');
+  it('an infinite loop in an input hook overrunning the CPU budget: only its player is told, the others\' inputs run next tick', async () => {
+    await failedTickLeavesNoTrace('loop', 'CPU_BUDGET_EXCEEDED', true);
   });
 
-  it('a memory bomb that kills the isolate (rebuilt from the committed state)', async () => {
-    await failedTickLeavesNoTrace('bomb', 'MEMORY_LIMIT');
+  it('a memory bomb in an input hook that kills the isolate (rebuilt from the committed state): only its player is told', async () => {
+    await failedTickLeavesNoTrace('bomb', 'MEMORY_LIMIT', true);
+  });
+
+  it('runs a bystander\'s input again once: when the tick it runs again in also fails in another player\'s hook, it is refused', async () => {
+    const bobErrors: ErrorMsg[] = [];
+    const off = bob.on('error', (e) => bobErrors.push(e));
+    const bobBefore = player(bob).sum;
+    const tickBefore = room.tick;
+    const loop1 = alice.send({ op: 'loop' });
+    const okSeq = bob.send({ op: 'add', n: 4 });
+    await queued(2);
+    await room.runTick(); // fails in Alice's hook: Bob's input goes back in the queue, in front
+    await waitFor(() => errors.some((e) => e.seq === loop1), 'the first loop refused');
+    expect(bobErrors).toEqual([]);
+    const loop2 = alice.send({ op: 'loop' });
+    await queued(2); // Bob's input, then Alice's second loop
+    await room.runTick(); // fails in Alice's hook again, with Bob's input in it a second time
+    await waitFor(() => errors.some((e) => e.seq === loop2), 'the second loop refused');
+    await waitFor(() => bobErrors.some((e) => e.seq === okSeq), 'the bystander input refused');
+    expect(bobErrors.find((e) => e.seq === okSeq)).toMatchObject({ code: 'CPU_BUDGET_EXCEEDED', retry: true });
+    expect(room.tick).toBe(tickBefore);
+    expect(room.queue.size).toBe(0);
+    await room.runTick();
+    expect(room.tick).toBe(tickBefore + 1);
+    expect(player(bob).sum).toBe(bobBefore); // never applied
+    off();
+    const h = await hashes();
+    expect(h.isolate).toBe(h.mirror);
+    expect(h.redis).toBe(h.mirror);
   });
 
   it('keeps ticking on its own clock after failures', async () => {

@@ -17,7 +17,7 @@
  */
 import './lockdown.ts';
 import { beginTick } from './clock.ts';
-import { attachLogRing, takeLogs } from './logs.ts';
+import { attachLogRing, noteRunningEvent, takeLogs } from './logs.ts';
 import { decode, MsgpackWriter } from './msgpack.ts';
 import { isPlainObject, MAX_RECORD_BYTES, type PatchableRecord, setOwn, SIZE_UNKNOWN, StateValueError, world, type WorldNode, worldNodeOf } from './world.ts';
 
@@ -272,6 +272,7 @@ export function install(hooks: Hooks): void {
     world.beginChanges();
     resized.length = 0;
     beginTick(seed, tickNo, nowMs);
+    noteRunningEvent(-1);
     const list = decode(events) as unknown[][];
     const rejections: [number, ThrownInfo][] = [];
     let failure: ThrownInfo | null = null;
@@ -292,6 +293,7 @@ export function install(hooks: Hooks): void {
       const player = playerObject(id, name);
       const mark = world.mark();
       let err: ThrownInfo | null = null;
+      noteRunningEvent(i);
       if (kind === EVENT_INPUT) {
         inputArgs[0] = world.root;
         inputArgs[1] = player;
@@ -308,6 +310,7 @@ export function install(hooks: Hooks): void {
         rejections[rejections.length] = [i, err];
       }
     }
+    noteRunningEvent(-1);
     if (failure === null) failure = call(hooks.tick, [world.root, dt]);
 
     return writeResult(failure, rejections);

@@ -9,8 +9,9 @@ const MAX_LINE_CHARS = 500;
 const lines: string[] = [];
 let dropped = 0;
 
-/** The log ring's count of units written, and its data; null until the host attaches one. */
+/** The log ring's count of units written, the event running, and its data; null until the host attaches one. */
 let ringCount: Int32Array | null = null;
+let ringEvent: Int32Array | null = null;
 let ringData: Uint16Array | null = null;
 
 /** Called once by the host, before any hook runs (GameSandbox.create). */
@@ -18,8 +19,19 @@ export function attachLogRing(ring: SharedArrayBuffer): void {
   // 8: LOG_RING_HEADER_BYTES (log-ring.mjs is host code, not bundled into the isolate; the
   // round trip through both is test/unit/log-ring.test.ts).
   ringCount = new Int32Array(ring, 0, 1);
+  ringEvent = new Int32Array(ring, 4, 1);
   ringData = new Uint16Array(ring, 8, (ring.byteLength - 8) >> 1);
   ringCount[0] = 0;
+  ringEvent[0] = 0;
+}
+
+/**
+ * The tick's event `index` is running its hook now (-1: none is). Kept in the ring because a
+ * call the host stops, or an isolate that dies, returns nothing: the host reads it there to
+ * charge the failure to that event's player (log-ring.mjs).
+ */
+export function noteRunningEvent(index: number): void {
+  if (ringEvent !== null) ringEvent[0] = index + 1;
 }
 
 /** Append a line and its 0 separator; the count last, so the host never reads half a line. */

@@ -14,7 +14,7 @@ import { type ErrorCode, CloseCodes } from '../errors/codes.ts';
 import type { ThrownInfo } from '../errors/errors.ts';
 import { channels, publish, type ScriptOutputEvent, type TickCommittedEvent, type TickFailedEvent } from '../ops/events.ts';
 import { MsgpackWriter } from '../sandbox/runtime/msgpack.ts';
-import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, GameSandbox, type TickCall, type TickOutcome } from '../sandbox/sandbox.ts';
+import { EVENT_INPUT, EVENT_JOIN, EVENT_LEAVE, EVENT_LEAVE_WITHOUT_HOOK, GameSandbox, type TickCall, type TickOutcome } from '../sandbox/sandbox.ts';
 import type { GameBundle } from '../sandbox/bundler.ts';
 import { Checkpointer } from '../state/checkpointer.ts';
 import { CommittedState } from '../state/committed-state.ts';
@@ -350,7 +350,7 @@ export class Room {
     w.arrayHeader(events.length);
     for (const e of events) {
       w.arrayHeader(5);
-      w.uint(e.kind === 'join' ? EVENT_JOIN : e.kind === 'leave' ? EVENT_LEAVE : EVENT_INPUT);
+      w.uint(e.kind === 'join' ? EVENT_JOIN : e.kind === 'input' ? EVENT_INPUT : this.leavesWithoutHook.has(e) ? EVENT_LEAVE_WITHOUT_HOOK : EVENT_LEAVE);
       w.str(e.playerId);
       w.str(e.name);
       if (e.kind === 'input') {
@@ -567,10 +567,9 @@ export class Room {
     if (this.versions.holdsFailedTickEvents) {
       for (const e of this.held.hold(others, code, message)) this.seating.refuse(e, code, message);
       this.queue.requeueFront(leaves);
-    } else if (culprit && culprit.kind !== 'leave') {
+    } else if (culprit) {
       if (this.held.size > 0) this.refuseHeld(tick);
-      this.seating.refuse(culprit, code, `${message}: it stopped in this ${culprit.kind}'s hook`);
-      this.queue.requeueFront(this.runAgainOnce(events.filter((e) => e !== culprit), code, message));
+      this.queue.requeueFront(this.runAgain(tick, events, culprit, code, message));
     } else {
       if (this.held.size > 0) this.refuseHeld(tick);
       for (const e of others) this.seating.refuse(e, code, message);
@@ -671,13 +670,24 @@ export class Room {
   // ---- helpers ----
 
   /**
-   * The events of a tick that failed in another player's hook, to run again: leaves always,
-   * joins and inputs only the first time (refused with the failed tick's error the second).
+   * A tick stopped in `culprit`'s hook: the events to run again in the next tick, in order. The
+   * culprit's player is refused, except for a leave, which cannot be (the seat must go): it runs
+   * again, and after stopping a second tick it runs without its hook, so that one player's
+   * leave cannot stop the room for good. The others run again once: an event in a second
+   * failed tick is refused with its error; leaves always run again.
    */
-  private runAgainOnce(events: readonly RoomEvent[], code: ErrorCode, message: string): RoomEvent[] {
+  private runAgain(tick: number, events: readonly RoomEvent[], culprit: RoomEvent, code: ErrorCode, message: string): RoomEvent[] {
     const again: RoomEvent[] = [];
     for (const e of events) {
-      if (e.kind === 'leave') again.push(e);
+      if (e === culprit && e.kind !== 'leave') this.seating.refuse(e, code, `${message}: it stopped in this ${e.kind}'s hook`);
+      else if (e === culprit) {
+        if (this.ranAgain.has(e)) {
+          this.leavesWithoutHook.add(e);
+          this.log.error({ roomId: this.id, tick, version: this.version, code, playerId: e.playerId }, "a player's leave hook stopped two ticks: the seat is given up without running it");
+        }
+        this.ranAgain.add(e);
+        again.push(e);
+      } else if (e.kind === 'leave') again.push(e);
       else if (this.ranAgain.has(e)) this.seating.refuse(e, code, message);
       else {
         this.ranAgain.add(e);
@@ -687,8 +697,10 @@ export class Room {
     return again;
   }
 
-  /** Joins and inputs already put back once after a tick failed in someone else's hook (runAgainOnce). */
+  /** Events put back after a tick stopped in someone's hook (runAgain). */
   private readonly ranAgain = new WeakSet<RoomEvent>();
+  /** Leaves whose hook stopped two ticks: they run without it (runAgain). */
+  private readonly leavesWithoutHook = new WeakSet<RoomEvent>();
 
   /** After a rollback's swap tick: what the failing version could not run goes first in the next tick. */
   private releaseHeld(tick: number): void {

@@ -62,6 +62,8 @@ export function semiSpaceFor(memoryLimitMb: number): number {
 export const EVENT_JOIN = 1;
 export const EVENT_LEAVE = 2;
 export const EVENT_INPUT = 3;
+/** A leave whose hook is not run: it stopped two ticks already (Room.runAgain). */
+export const EVENT_LEAVE_WITHOUT_HOOK = 4;
 
 export interface TickCall {
   /** msgpack of [[kind, playerId, name, seq, data], ...] (see runtime/entry.ts). */

@@ -231,6 +231,48 @@ describe('a failing tick leaves the state exactly as before', () => {
     expect(h.redis).toBe(h.mirror);
   });
 
+  it('a leave hook that never returns stops two ticks, then the seat is given up without it and the room goes on', async () => {
+    const leaver = testClient(server.url, { room: room.id, game: 'probe', name: 'stuck-leaver' });
+    const connected = leaver.connect();
+    await queued(1); // its join (the room's clock is paused)
+    await room.runTick();
+    await connected;
+    const leaverId = leaver.playerId;
+    expect(room.seats.has(leaverId)).toBe(true);
+    const bobErrors: ErrorMsg[] = [];
+    const off = bob.on('error', (e) => bobErrors.push(e));
+    const bobBefore = player(bob).sum;
+    const tickBefore = room.tick;
+    leaver.leave();
+    const okSeq = bob.send({ op: 'add', n: 6 });
+    await queued(2);
+    await room.runTick(); // stops in the leave hook: the leave and Bob's input go back
+    expect(room.tick).toBe(tickBefore);
+    expect(room.queue.size).toBe(2);
+    await room.runTick(); // stops in it again: Bob's input, in two failed ticks, is refused; the leave goes back, to run without its hook
+    expect(room.tick).toBe(tickBefore);
+    await waitFor(() => bobErrors.some((e) => e.seq === okSeq), 'the bystander input refused after two failed ticks');
+    expect(room.queue.size).toBe(1);
+    await room.runTick();
+    expect(room.tick).toBe(tickBefore + 1);
+    expect(room.seats.has(leaverId)).toBe(false);
+    expect(await server.redis.hexists(server.store.keys(room.id).seats, leaverId)).toBe(0);
+    expect(logLines.some((l) => l.msg === "a player's leave hook stopped two ticks: the seat is given up without running it" && l.playerId === leaverId)).toBe(true);
+    // The hook never ran to its end: the game still has the player's record (the designer's bug to fix).
+    expect(room.committed.records.has(`players/${leaverId}`)).toBe(true);
+    // And the room goes on.
+    const next = bob.send({ op: 'add', n: 1 });
+    await queued(1);
+    await room.runTick();
+    await waitFor(() => bob.lastAckedSeq >= next, 'the next input acknowledged');
+    expect(player(bob).sum).toBe(bobBefore + 1);
+    off();
+    leaver.close();
+    const h = await hashes();
+    expect(h.isolate).toBe(h.mirror);
+    expect(h.redis).toBe(h.mirror);
+  });
+
   it('keeps ticking on its own clock after failures', async () => {
     const t = room.tick;
     room.resumeClock();

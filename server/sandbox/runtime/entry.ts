@@ -5,7 +5,8 @@
  * Wire format between host and isolate is msgpack in one Uint8Array each way, so a tick crosses
  * the boundary as two buffer copies however many inputs and changes it carries.
  *
- *   events  = [[kind, playerId, name, seq, data], ...]          kind: 1 join, 2 leave, 3 input
+ *   events  = [[kind, playerId, name, seq, data], ...]          kind: 1 join, 2 leave, 3 input,
+ *                                                               4 leave without running the hook
  *   result  = [ok, error|nil, rejections, logs, sets, dels, writes, patches]
  *             rejections = [[eventIndex, error], ...]  (events whose hook threw; undone alone)
  *             sets = [key, recordBytes(bin), key, recordBytes, ...]   dels = [key, ...]
@@ -41,6 +42,8 @@ const objectKeys = Object.keys;
 const EVENT_JOIN = 1;
 const EVENT_LEAVE = 2;
 const EVENT_INPUT = 3;
+/** The player leaves without the `leave` hook: it stopped (overran, ran out of memory) two ticks already. */
+const EVENT_LEAVE_WITHOUT_HOOK = 4;
 const MAX_TEXT = 4000;
 
 /** A thrown value, whatever it was, as plain data. Never throws (hostile getters included). */
@@ -304,7 +307,7 @@ export function install(hooks: Hooks): void {
       else if (kind === EVENT_LEAVE) {
         err = call(hooks.leave, [world.root, player]);
         players.delete(id);
-      }
+      } else if (kind === EVENT_LEAVE_WITHOUT_HOOK) players.delete(id);
       if (err !== null) {
         world.rollback(mark);
         rejections[rejections.length] = [i, err];

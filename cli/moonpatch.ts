@@ -215,7 +215,7 @@ async function cmdValidate(a: Args): Promise<number> {
       ? `validating ${gameName} v${to.number} (schema ${to.schema}) against ${start.label} (schema ${start.schema}, ${start.records.size} records)...`
       : `validating ${gameName} v${to.number} (schema ${to.schema}) against a world built by v${from.number} (schema ${from.schema})...`);
   }
-  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players, ticks, start });
+  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players, ticks, start, refusalMarginPercent: game.manifest.verifyRefusalMarginPercent });
   print(a, report, () => {
     for (const e of report.typeErrors) console.log(`type error: ${e}`);
     for (const f of report.failures) console.log(`${f.stage} failed: ${f.code}: ${f.message}${f.stack ? `\n${f.stack}` : ''}`);
@@ -225,6 +225,12 @@ async function cmdValidate(a: Args): Promise<number> {
       console.log(m.ran ? `migration ran: ${m.recordsChanged} records changed, ${m.recordsDeleted} deleted` : `no migration (same schema); the swap tick changed ${m.recordsChanged} records, deleted ${m.recordsDeleted}`);
       if (m.fieldsAdded.length) console.log(`  fields added:   ${m.fieldsAdded.join(', ')}`);
       if (m.fieldsRemoved.length) console.log(`  fields removed: ${m.fieldsRemoved.join(', ')}`);
+    }
+    // What the hooks refused, when they refused anything (a failure above says when it is too much).
+    for (const h of report.hooks) {
+      if (h.refused === 0) continue;
+      const was = h.refusedBefore === null ? '' : `; the version before refused ${Math.round(h.refusedBefore * 100)}%`;
+      console.log(`${h.hook}: refused ${h.refused} of ${h.events}${was}; first: ${h.first?.message ?? '?'}`);
     }
     console.log(report.ok ? `ok: v${to.number} ran ${report.ticksRun} ticks after the swap` : 'NOT OK');
   });

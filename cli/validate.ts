@@ -4,12 +4,16 @@
  * Type-checks the version's scripts against the script API, bundles them, builds a world by
  * playing the version before it (bots joining and moving) or takes a real one (a live room's
  * committed world, or a snapshot saved from one), then runs the swap tick (migration and
- * validation) and more ticks on the new version in a scratch isolate. Reports errors with
- * stacks mapped to the designer's files, and what the migration changed in the state.
+ * validation) and more ticks on the new version in a scratch isolate, and has the bots leave at
+ * the end, so that every player hook runs. Reports errors with stacks mapped to the designer's
+ * files, what the migration changed in the state, and how many of the bots' joins, inputs and
+ * leaves each version's hooks refused: a version that refuses clearly more than the one before
+ * (the game's `verifyRefusalMarginPercent`, as the live verification window judges) fails.
  */
 import path from 'node:path';
 import { Unpackr } from 'msgpackr';
 import ts from 'typescript';
+import { baselineShare, refusalsTooHigh } from '../server/patch/refusals.ts';
 import type { GameVersion } from '../server/patch/versions.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
 import { GameSandbox, type TickOutcome } from '../server/sandbox/sandbox.ts';
@@ -26,10 +30,49 @@ export interface ValidateReport {
   world: string;
   typeErrors: string[];
   /** Failures with the stage they happened in. */
-  failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick'; code: string; message: string; stack?: string }[];
+  failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick' | 'hooks'; code: string; message: string; stack?: string }[];
   migration: { ran: boolean; recordsChanged: number; recordsDeleted: number; fieldsAdded: string[]; fieldsRemoved: string[] } | null;
   ticksRun: number;
+  /**
+   * The bots' events each player hook of the new version ran after the swap and refused (threw
+   * on), with the first refusal; `refusedBefore`: the share the version before refused while
+   * building the world (null: not known, a real world's or a hook it did not run).
+   */
+  hooks: HookReport[];
 }
+
+export type HookName = 'join' | 'input' | 'leave';
+
+export interface HookReport {
+  hook: HookName;
+  events: number;
+  refused: number;
+  refusedBefore: number | null;
+  first?: { message: string; stack?: string };
+}
+
+/** Event kinds on the wire (runtime/entry.ts) to the hook that runs them. */
+const HOOK_OF_KIND: Record<number, HookName> = { 1: 'join', 2: 'leave', 3: 'input' };
+
+type HookTallies = Record<HookName, { events: number; refused: number; first?: { message: string; stack?: string } }>;
+
+const newTallies = (): HookTallies => ({ join: { events: 0, refused: 0 }, input: { events: 0, refused: 0 }, leave: { events: 0, refused: 0 } });
+
+/** Count a committed tick's events and refusals by hook. */
+function tallyHooks(t: HookTallies, list: unknown[][], out: Extract<TickOutcome, { ok: true }>): void {
+  for (const ev of list) {
+    const hook = HOOK_OF_KIND[ev[0] as number];
+    if (hook) t[hook].events++;
+  }
+  for (const r of out.rejections) {
+    const hook = HOOK_OF_KIND[list[r.index]?.[0] as number];
+    if (!hook) continue;
+    t[hook].refused++;
+    t[hook].first ??= { message: r.thrown.message, stack: r.thrown.stack || undefined };
+  }
+}
+
+const percent = (share: number) => `${Math.round(share * 100)}%`;
 
 /** Type-check a version's files (in memory) with the script API, as the editor would. */
 export function typeCheck(version: GameVersion, apiDts: string): string[] {
@@ -108,6 +151,7 @@ export interface StartWorld {
 }
 
 const BOT_JOINS = (players: number) => Array.from({ length: players }, (_, i) => [1, `bot${i}`, `bot${i}`, 0, null]);
+const BOT_LEAVES = (players: number) => Array.from({ length: players }, (_, i) => [2, `bot${i}`, `bot${i}`, 0, null]);
 
 /**
  * Swap to `to` (migrating when the schema changes) from a world, and play `ticks` more. The
@@ -115,9 +159,16 @@ const BOT_JOINS = (players: number) => Array.from({ length: players }, (_, i) =>
  * so the new version's join runs on migrated state), else built by playing `from` with `players` bots.
  * Inputs are arena-style moves; other games ignore them.
  */
-export async function validateVersion(from: GameVersion, to: GameVersion, apiDtsText: string, opts: { players: number; ticks: number; start?: StartWorld }): Promise<ValidateReport> {
+export async function validateVersion(
+  from: GameVersion,
+  to: GameVersion,
+  apiDtsText: string,
+  opts: { players: number; ticks: number; start?: StartWorld; refusalMarginPercent?: number },
+): Promise<ValidateReport> {
   const start = opts.start;
-  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, ticksRun: 0 };
+  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, ticksRun: 0, hooks: [] };
+  const hooksBefore: HookTallies | null = start ? null : newTallies();
+  const hooksAfter = newTallies();
   report.typeErrors = typeCheck(to, apiDtsText);
   const limits = { memoryLimitMb: 128, cpuBudgetMs: 5000 };
   const w = new MsgpackWriter(1 << 20);
@@ -137,7 +188,7 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
     fromSchema = start.schema;
     tick = start.tick + 1;
   } else {
-    const built = await buildWorld(from, limits, call, moves, opts.players, report);
+    const built = await buildWorld(from, limits, call, moves, opts.players, report, hooksBefore!);
     if (!built) return report;
     ({ before, tick } = built);
     fromSchema = from.schema;
@@ -170,20 +221,44 @@ export async function validateVersion(from: GameVersion, to: GameVersion, apiDts
       fieldsAdded: [...fa].filter((f) => !fb.has(f)).sort(),
       fieldsRemoved: [...fb].filter((f) => !fa.has(f)).sort(),
     };
-    for (let i = 0; i < opts.ticks; i++) {
+    for (let i = 0; i <= opts.ticks; i++) {
       tick++;
-      const out = await fresh.tick(call(tick, start && i === 0 ? BOT_JOINS(opts.players) : moves(tick)));
-      report.ticksRun++;
+      // The ticks asked for, then one where every bot leaves.
+      const list = i === opts.ticks ? BOT_LEAVES(opts.players) : start && i === 0 ? BOT_JOINS(opts.players) : moves(tick);
+      const out = await fresh.tick(call(tick, list));
+      if (i < opts.ticks) report.ticksRun++;
       if (!out.ok) {
         report.failures.push(failure('tick', out));
         break;
       }
+      tallyHooks(hooksAfter, list as unknown[][], out);
     }
+    judgeHooks(report, hooksAfter, hooksBefore, opts.refusalMarginPercent ?? 25);
   } finally {
     fresh.dispose();
   }
   report.ok = report.failures.length === 0 && report.typeErrors.length === 0;
   return report;
+}
+
+/**
+ * The hooks' report, and a failure for each hook that refused clearly more of the bots' events
+ * than the version before did (none refused, when that is not known).
+ */
+function judgeHooks(report: ValidateReport, after: HookTallies, before: HookTallies | null, marginPercent: number): void {
+  for (const hook of ['join', 'input', 'leave'] as const) {
+    const now = after[hook];
+    const was = before && before[hook].events > 0 ? before[hook] : null;
+    const refusedBefore = was ? baselineShare(was) : 0;
+    report.hooks.push({ hook, events: now.events, refused: now.refused, refusedBefore: was ? refusedBefore : null, ...(now.first ? { first: now.first } : {}) });
+    if (!refusalsTooHigh({ events: now.events, refused: now.refused, refusedBefore }, marginPercent)) continue;
+    report.failures.push({
+      stage: 'hooks',
+      code: 'HOOK_REFUSALS',
+      message: `the ${hook} hook refused ${now.refused} of ${now.events} of the bots' ${hook}s (${percent(now.refused / now.events)}; ${was ? `the version before ${percent(refusedBefore)}` : 'none expected'}, margin ${marginPercent} points): ${now.first?.message ?? ''}`,
+      stack: now.first?.stack,
+    });
+  }
 }
 
 /** Play `from` with bots for 40 ticks; the world it leaves, or null (failures in the report). */
@@ -194,15 +269,20 @@ async function buildWorld(
   moves: (t: number) => unknown[],
   players: number,
   report: ValidateReport,
+  hooks: HookTallies,
 ): Promise<{ before: Uint8Array; tick: number } | null> {
   const old = await GameSandbox.create(from.bundle, limits);
   try {
     let tick = 1;
-    const first = await old.tick(call(tick, BOT_JOINS(players)));
+    const joins = BOT_JOINS(players);
+    const first = await old.tick(call(tick, joins));
     if (!first.ok) report.failures.push(failure('world', first));
+    else tallyHooks(hooks, joins, first);
     for (tick = 2; tick <= 40 && report.failures.length === 0; tick++) {
-      const out = await old.tick(call(tick, moves(tick)));
+      const list = moves(tick);
+      const out = await old.tick(call(tick, list));
       if (!out.ok) report.failures.push(failure('world', out));
+      else tallyHooks(hooks, list as unknown[][], out);
     }
     if (report.failures.length > 0) return null;
     return { before: await old.exportRecords(), tick };

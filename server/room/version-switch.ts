@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { MoonpatchError } from '../errors/errors.ts';
 import { channels, publish } from '../ops/events.ts';
 import type { GameVersion } from '../patch/versions.ts';
+import { baselineShare, refusalsTooHigh } from '../patch/refusals.ts';
 import { encodeServerMessage } from '../protocol/codec.ts';
 import { GameSandbox, type TickCall, type TickOutcome } from '../sandbox/sandbox.ts';
 import { CommittedState } from '../state/committed-state.ts';
@@ -73,16 +74,6 @@ const WARM_UP_RUNS = 12;
  */
 const POST_SWAP_GRACE_TICKS = 20;
 
-/** Events a new version must have run before its share of refusals can fail its verification. */
-const MIN_VERIFY_EVENTS = 20;
-/** Events the version before must have run for its share of refusals to count (else: none refused). */
-const MIN_BASELINE_EVENTS = 50;
-
-/** Whether a patch's hooks refuse more than `marginPercent` points more of the events than before. */
-export function refusalsTooHigh(v: { events: number; refused: number; refusedBefore: number }, marginPercent: number): boolean {
-  if (v.events < MIN_VERIFY_EVENTS || marginPercent >= 100) return false;
-  return v.refused / v.events > v.refusedBefore + marginPercent / 100;
-}
 
 const percent = (part: number, whole: number) => `${Math.round((part / whole) * 100)}%`;
 
@@ -385,7 +376,7 @@ export class VersionSwitch {
     // A patch is watched for a while: enough failed ticks, or far more events refused by its
     // hooks than the version before refused (its tally, the baseline), and it is rolled back.
     // A rollback is not watched (there would be nothing safer to go back to).
-    const refusedBefore = this.tally.events >= MIN_BASELINE_EVENTS ? this.tally.refused / this.tally.events : 0;
+    const refusedBefore = baselineShare(this.tally);
     this.tally = { events: 0, refused: 0 };
     this.verification =
       staged.reason === 'patch' && previous

@@ -181,6 +181,44 @@ describe('moonpatch validate', () => {
     expect(nothing.err).toMatch(/validate a version number or a patch folder with its patch\.json; there is no .*003-not-there/);
   });
 
+  it('runs every player hook: a patch whose input or leave hook refuses what the version before took fails, with the first error mapped', async () => {
+    const copy = (name: string, edit: (main: string) => string) => {
+      const folder = path.join(tmpDir, 'probe', name);
+      cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
+      const main = path.join(folder, 'main.ts');
+      const text = readFileSync(main, 'utf8');
+      const edited = edit(text);
+      expect(edited).not.toBe(text); // the edit found its place
+      writeFileSync(main, edited);
+      return folder;
+    };
+    const inputs = copy('002-refuses-moves', (t) => t.replace('const me = world.players[p.id]!;', "const me = world.players[p.id]!;\n  if (msg?.move) throw new Error('moves are refused now');"));
+    const leaves = copy('002-leave-throws', (t) => t.replace(/(export function leave\([^)]*\) \{\n)/, "$1  throw new Error('leave edited to throw');\n"));
+    // Enough bots for their share to count (20 events at least), few ticks.
+    const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '25', '--ticks', '3'];
+    const [good, refusing, leaving, refusingJson] = await Promise.all([
+      moonpatch('validate', '2', '--game', 'probe', ...args, '--json'),
+      moonpatch('validate', inputs, ...args),
+      moonpatch('validate', leaves, ...args),
+      moonpatch('validate', inputs, ...args, '--json'),
+    ]);
+    expect(good.code).toBe(0);
+    const hooks = JSON.parse(good.out).hooks as { hook: string; events: number; refused: number; refusedBefore: number | null }[];
+    // Each hook ran: 25 inputs a tick for 3 ticks, and 25 leaves; the base version built the world with 25 joins and 39 ticks of moves.
+    expect(hooks).toEqual([
+      { hook: 'join', events: 0, refused: 0, refusedBefore: 0 },
+      { hook: 'input', events: 75, refused: 0, refusedBefore: 0 },
+      { hook: 'leave', events: 25, refused: 0, refusedBefore: null },
+    ]);
+    expect(refusing.code).toBe(1);
+    expect(refusing.out).toMatch(/hooks failed: HOOK_REFUSALS: the input hook refused 75 of 75 of the bots' inputs \(100%; the version before 0%, margin 25 points\): moves are refused now/);
+    expect(refusing.out).toMatch(/main\.ts:\d+:\d+/); // the stack, mapped to the patch's file
+    expect(refusing.out).toMatch(/^input: refused 75 of 75; the version before refused 0%; first: moves are refused now$/m);
+    expect(JSON.parse(refusingJson.out)).toMatchObject({ ok: false, failures: [{ stage: 'hooks', code: 'HOOK_REFUSALS' }] });
+    expect(leaving.code).toBe(1);
+    expect(leaving.out).toMatch(/hooks failed: HOOK_REFUSALS: the leave hook refused 25 of 25 of the bots' leaves \(100%; none expected, margin 25 points\): leave edited to throw/);
+  });
+
   it('fails a patch whose migration throws, with the stack mapped to the patch file', async () => {
     const r = await moonpatch('validate', '4', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--from', '2', '--players', '3', '--ticks', '5');
     expect(r.code).toBe(1);

@@ -77,7 +77,7 @@ interface ClientEvents {
 }
 
 /** Close codes after which reconnecting makes no sense. */
-const FINAL_CLOSES = new Set([4001, 4004, 4007]);
+const FINAL_CLOSES = new Set([4001, 4004, 4007, 4008]);
 
 export class MoonpatchClient {
   readonly view = new WorldView();

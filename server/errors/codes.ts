@@ -85,6 +85,8 @@ export const CloseCodes = {
   TOO_MANY_CONNECTIONS: 4006,
   /** The room was deleted by its operators: it is gone, do not reconnect to it. */
   ROOM_DELETED: 4007,
+  /** The player's inputs stopped the room's tick (CPU budget, memory) again and again: the seat was given up. */
+  EXPELLED: 4008,
 } as const;
 
 export type CloseCode = (typeof CloseCodes)[keyof typeof CloseCodes];

@@ -63,6 +63,12 @@ export class InputQueue {
     return out;
   }
 
+  /** Drop every input queued for `playerId` (the player was expelled); joins and leaves stay. */
+  dropInputsOf(playerId: string): void {
+    this.events = this.events.filter((e) => e.kind !== 'input' || e.playerId !== playerId);
+    this.inputsPerPlayer.delete(playerId);
+  }
+
   /** Put events back in front (their tick did not commit); they keep their order. */
   requeueFront(events: readonly RoomEvent[]): void {
     if (events.length === 0) return;

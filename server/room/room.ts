@@ -62,6 +62,10 @@ export interface RoomSettings {
 
 export type { SeatHandle } from './seating.ts';
 
+/** Ticks a player's inputs may stop (CPU budget, memory) within {@link EXPEL_WINDOW_MS} before the player is expelled (close 4008). */
+export const EXPEL_AFTER_STOPS = 3;
+export const EXPEL_WINDOW_MS = 60_000;
+
 export class Room {
   readonly queue: InputQueue;
   readonly broadcaster: Broadcaster;
@@ -569,7 +573,11 @@ export class Room {
       this.queue.requeueFront(leaves);
     } else if (culprit) {
       if (this.held.size > 0) this.refuseHeld(tick);
-      this.queue.requeueFront(this.runAgain(tick, events, culprit, code, message));
+      let again = this.runAgain(tick, events, culprit, code, message);
+      if (culprit.kind === 'input' && this.chargeStoppedTick(culprit.playerId, tick, code)) {
+        again = again.filter((e) => e.kind !== 'input' || e.playerId !== culprit.playerId);
+      }
+      this.queue.requeueFront(again);
     } else {
       if (this.held.size > 0) this.refuseHeld(tick);
       for (const e of others) this.seating.refuse(e, code, message);
@@ -696,6 +704,34 @@ export class Room {
     }
     return again;
   }
+
+  /**
+   * A tick stopped in `playerId`'s input hook: count it against the player, and expel a player
+   * whose inputs stopped {@link EXPEL_AFTER_STOPS} ticks within {@link EXPEL_WINDOW_MS}, so that
+   * one player sending inputs that loop (or exhaust memory) cannot hold the room still. True
+   * when the player was expelled.
+   */
+  private chargeStoppedTick(playerId: string, tick: number, code: ErrorCode): boolean {
+    const now = Date.now();
+    const recent = (this.stoppedTicksBy.get(playerId) ?? []).filter((at) => now - at < EXPEL_WINDOW_MS);
+    recent.push(now);
+    if (recent.length < EXPEL_AFTER_STOPS) {
+      this.stoppedTicksBy.set(playerId, recent);
+      if (this.stoppedTicksBy.size > 1000) {
+        // Players who stopped a tick or two long ago: forgotten, so the map stays small.
+        for (const [id, at] of this.stoppedTicksBy) if (now - at[at.length - 1]! >= EXPEL_WINDOW_MS) this.stoppedTicksBy.delete(id);
+      }
+      return false;
+    }
+    this.stoppedTicksBy.delete(playerId);
+    const reason = `your inputs stopped ${recent.length} ticks in ${EXPEL_WINDOW_MS / 1000} s (${code})`;
+    const expelled = this.seating.expel(playerId, CloseCodes.EXPELLED, reason);
+    if (expelled) this.log.warn({ roomId: this.id, tick, version: this.version, code, playerId, stops: recent.length }, 'player expelled: their inputs kept stopping the tick');
+    return expelled;
+  }
+
+  /** When each player's inputs last stopped a tick, within the expel window (chargeStoppedTick). */
+  private readonly stoppedTicksBy = new Map<string, number[]>();
 
   /** Events put back after a tick stopped in someone's hook (runAgain). */
   private readonly ranAgain = new WeakSet<RoomEvent>();

@@ -262,6 +262,25 @@ export class Seating {
     this.pendingJoins.clear();
   }
 
+  /**
+   * Give up a player's seat now: its connection is closed with `closeCode`, its queued inputs
+   * are dropped and its leave is queued (the resume token stops working at once). False when
+   * the player has no seat or is already leaving.
+   */
+  expel(playerId: string, closeCode: number, reason: string): boolean {
+    const seat = this.seats.get(playerId);
+    if (!seat || seat.leaving) return false;
+    const link = seat.link;
+    if (link) {
+      this.room.broadcaster.remove(link);
+      seat.link = null;
+      link.close(closeCode, reason);
+    }
+    this.room.queue.dropInputsOf(playerId);
+    this.queueLeave(seat);
+    return true;
+  }
+
   /** Every seat as Redis stores it, with its applied seq (writing the room back into Redis). */
   image(): { seats: (readonly [string, Uint8Array])[]; seqs: (readonly [string, number])[] } {
     const seats = [...this.seats.values()];

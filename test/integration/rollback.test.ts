@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unpack } from 'msgpackr';
 import type { MoonpatchClient } from '../../client/client.ts';
 import type { ErrorMsg } from '../../server/protocol/messages.ts';
-import type { Room } from '../../server/room/room.ts';
+import { EXPEL_AFTER_STOPS, type Room } from '../../server/room/room.ts';
+import { CloseCodes } from '../../server/errors/codes.ts';
 import { stateHash } from '../../server/state/committed-state.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
@@ -42,6 +43,16 @@ function player(c: MoonpatchClient): { sum: number; inputs: number } {
   return (room.committed.records.has(`players/${c.playerId}`)
     ? unpack(room.committed.records.get(`players/${c.playerId}`)!)
     : undefined) as { sum: number; inputs: number };
+}
+
+/** A new player in the room, whose clock is paused: its join needs a tick run by hand. */
+async function joinPaused(name: string): Promise<MoonpatchClient> {
+  const c = testClient(server.url, { room: room.id, game: 'probe', name });
+  const connected = c.connect();
+  await queued(1);
+  await room.runTick();
+  await connected;
+  return c;
 }
 
 /** Queue inputs from a client and wait until the room has them all queued. */
@@ -206,18 +217,22 @@ describe('a failing tick leaves the state exactly as before', () => {
   it('runs a bystander\'s input again once: when the tick it runs again in also fails in another player\'s hook, it is refused', async () => {
     const bobErrors: ErrorMsg[] = [];
     const off = bob.on('error', (e) => bobErrors.push(e));
+    // Carol sends the loops: Alice has stopped two ticks already, and a third would expel her.
+    const carol = await joinPaused('carol');
+    const carolErrors: ErrorMsg[] = [];
+    carol.on('error', (e) => carolErrors.push(e));
     const bobBefore = player(bob).sum;
     const tickBefore = room.tick;
-    const loop1 = alice.send({ op: 'loop' });
+    const loop1 = carol.send({ op: 'loop' });
     const okSeq = bob.send({ op: 'add', n: 4 });
     await queued(2);
-    await room.runTick(); // fails in Alice's hook: Bob's input goes back in the queue, in front
-    await waitFor(() => errors.some((e) => e.seq === loop1), 'the first loop refused');
+    await room.runTick(); // fails in Carol's hook: Bob's input goes back in the queue, in front
+    await waitFor(() => carolErrors.some((e) => e.seq === loop1), 'the first loop refused');
     expect(bobErrors).toEqual([]);
-    const loop2 = alice.send({ op: 'loop' });
-    await queued(2); // Bob's input, then Alice's second loop
-    await room.runTick(); // fails in Alice's hook again, with Bob's input in it a second time
-    await waitFor(() => errors.some((e) => e.seq === loop2), 'the second loop refused');
+    const loop2 = carol.send({ op: 'loop' });
+    await queued(2); // Bob's input, then Carol's second loop
+    await room.runTick(); // fails in Carol's hook again, with Bob's input in it a second time
+    await waitFor(() => carolErrors.some((e) => e.seq === loop2), 'the second loop refused');
     await waitFor(() => bobErrors.some((e) => e.seq === okSeq), 'the bystander input refused');
     expect(bobErrors.find((e) => e.seq === okSeq)).toMatchObject({ code: 'CPU_BUDGET_EXCEEDED', retry: true });
     expect(room.tick).toBe(tickBefore);
@@ -226,17 +241,45 @@ describe('a failing tick leaves the state exactly as before', () => {
     expect(room.tick).toBe(tickBefore + 1);
     expect(player(bob).sum).toBe(bobBefore); // never applied
     off();
+    carol.close();
+    const h = await hashes();
+    expect(h.isolate).toBe(h.mirror);
+    expect(h.redis).toBe(h.mirror);
+  });
+
+  it(`expels a player whose inputs stop ${EXPEL_AFTER_STOPS} ticks: closed with 4008, its queued inputs dropped, its seat given up; the others play on`, async () => {
+    const mallory = await joinPaused('mallory');
+    const malloryId = mallory.playerId;
+    const closed = new Promise<number>((resolve) => mallory.on('disconnect', (d) => resolve(d.code)));
+    const bobBefore = player(bob).sum;
+    const tickBefore = room.tick;
+    for (let i = 1; i <= EXPEL_AFTER_STOPS; i++) {
+      mallory.send({ op: 'loop' });
+      if (i === EXPEL_AFTER_STOPS) mallory.send({ op: 'add', n: 1 }); // queued behind the last loop: dropped with her
+      await queued(i === EXPEL_AFTER_STOPS ? 2 : 1);
+      await room.runTick();
+      expect(room.tick).toBe(tickBefore);
+      if (i < EXPEL_AFTER_STOPS) expect(room.seats.get(malloryId)?.link).not.toBeNull();
+    }
+    expect(await closed).toBe(CloseCodes.EXPELLED);
+    expect(room.queue.peek().map((e) => [e.kind, e.playerId])).toEqual([['leave', malloryId]]);
+    expect(logLines.some((l) => l.msg === 'player expelled: their inputs kept stopping the tick' && l.playerId === malloryId && l.stops === EXPEL_AFTER_STOPS)).toBe(true);
+    // Her resume token is no good any more: the seat is leaving.
+    const okSeq = bob.send({ op: 'add', n: 2 });
+    await queued(2);
+    await room.runTick();
+    expect(room.tick).toBe(tickBefore + 1);
+    expect(room.seats.has(malloryId)).toBe(false);
+    expect(room.committed.records.has(`players/${malloryId}`)).toBe(false); // her leave hook ran
+    await waitFor(() => bob.lastAckedSeq >= okSeq, "Bob's input acknowledged");
+    expect(player(bob).sum).toBe(bobBefore + 2);
     const h = await hashes();
     expect(h.isolate).toBe(h.mirror);
     expect(h.redis).toBe(h.mirror);
   });
 
   it('a leave hook that never returns stops two ticks, then the seat is given up without it and the room goes on', async () => {
-    const leaver = testClient(server.url, { room: room.id, game: 'probe', name: 'stuck-leaver' });
-    const connected = leaver.connect();
-    await queued(1); // its join (the room's clock is paused)
-    await room.runTick();
-    await connected;
+    const leaver = await joinPaused('stuck-leaver');
     const leaverId = leaver.playerId;
     expect(room.seats.has(leaverId)).toBe(true);
     const bobErrors: ErrorMsg[] = [];

@@ -48,7 +48,8 @@ export interface DashboardEvent {
   /**
    * 'patch-applied' | 'patch-refused' | ... for patches; 'tick-failed', or 'events-refused' (hooks
    * that threw, their events undone: one entry per room and version for every
-   * {@link REFUSALS_WINDOW_MS}, counting them) for errors; 'moved' for a room moved to another server.
+   * {@link REFUSALS_WINDOW_MS}, counting them) or 'player-expelled' (close 4008) for errors; 'moved'
+   * for a room moved to another server.
    */
   what: string;
   /** How many, for 'events-refused'. */
@@ -145,10 +146,11 @@ export class DashboardFeed {
     this.on(channels.room, (e: RoomLifecycleEvent) => {
       if (e.what === 'stopped') for (const key of this.refusals.keys()) if (key.startsWith(`${e.roomId} `)) this.refusals.delete(key);
       const patch = e.what.startsWith('patch-');
-      if (!patch && e.what !== 'moved') return;
+      const expelled = e.what === 'player-expelled';
+      if (!patch && !expelled && e.what !== 'moved') return;
       this.push({
         time: this.clock(),
-        kind: patch ? 'patch' : 'room',
+        kind: patch ? 'patch' : expelled ? 'error' : 'room',
         roomId: e.roomId,
         game: e.game,
         version: e.version,

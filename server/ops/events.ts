@@ -73,6 +73,7 @@ export interface RoomLifecycleEvent {
     | 'commit-failed'
     | 'commit-recovered'
     | 'sandbox-rebuilt'
+    | 'player-expelled'
     | 'restored'
     | 'patch-applied'
     | 'patch-refused'

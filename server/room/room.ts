@@ -726,7 +726,10 @@ export class Room {
     this.stoppedTicksBy.delete(playerId);
     const reason = `your inputs stopped ${recent.length} ticks in ${EXPEL_WINDOW_MS / 1000} s (${code})`;
     const expelled = this.seating.expel(playerId, CloseCodes.EXPELLED, reason);
-    if (expelled) this.log.warn({ roomId: this.id, tick, version: this.version, code, playerId, stops: recent.length }, 'player expelled: their inputs kept stopping the tick');
+    if (expelled) {
+      this.log.warn({ roomId: this.id, tick, version: this.version, code, playerId, stops: recent.length }, 'player expelled: their inputs kept stopping the tick');
+      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'player-expelled', detail: reason });
+    }
     return expelled;
   }
 

@@ -10,6 +10,7 @@ import type { MoonpatchClient } from '../../client/client.ts';
 import type { ErrorMsg } from '../../server/protocol/messages.ts';
 import { EXPEL_AFTER_STOPS, type Room } from '../../server/room/room.ts';
 import { CloseCodes } from '../../server/errors/codes.ts';
+import { channels, type RoomLifecycleEvent } from '../../server/ops/events.ts';
 import { stateHash } from '../../server/state/committed-state.ts';
 import { FIXTURE_GAMES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
@@ -251,6 +252,9 @@ describe('a failing tick leaves the state exactly as before', () => {
     const mallory = await joinPaused('mallory');
     const malloryId = mallory.playerId;
     const closed = new Promise<number>((resolve) => mallory.on('disconnect', (d) => resolve(d.code)));
+    const roomEvents: RoomLifecycleEvent[] = [];
+    const onRoomEvent = (e: unknown) => roomEvents.push(e as RoomLifecycleEvent);
+    channels.room.subscribe(onRoomEvent);
     const bobBefore = player(bob).sum;
     const tickBefore = room.tick;
     for (let i = 1; i <= EXPEL_AFTER_STOPS; i++) {
@@ -264,6 +268,9 @@ describe('a failing tick leaves the state exactly as before', () => {
     expect(await closed).toBe(CloseCodes.EXPELLED);
     expect(room.queue.peek().map((e) => [e.kind, e.playerId])).toEqual([['leave', malloryId]]);
     expect(logLines.some((l) => l.msg === 'player expelled: their inputs kept stopping the tick' && l.playerId === malloryId && l.stops === EXPEL_AFTER_STOPS)).toBe(true);
+    channels.room.unsubscribe(onRoomEvent);
+    // Ops count it (moonpatch_patch_events_total{what="player-expelled"}) and see it on the dashboard.
+    expect(roomEvents.filter((e) => e.roomId === room.id && e.what === 'player-expelled')).toHaveLength(1);
     // Her resume token is no good any more: the seat is leaving.
     const okSeq = bob.send({ op: 'add', n: 2 });
     await queued(2);

@@ -39,6 +39,22 @@ describe('dashboard feed: events refused by the scripts', () => {
   });
 });
 
+describe('dashboard feed: room events', () => {
+  it('lists an expelled player as an error, moves as room events, and leaves out the rest of a room\'s life', () => {
+    const feed = new DashboardFeed(() => 1_000);
+    try {
+      for (const what of ['started', 'player-expelled', 'moved', 'sandbox-rebuilt', 'patch-applied'] as const) {
+        publish<RoomLifecycleEvent>(channels.room, { roomId: 'r9', game: 'g', version: 'v', what, detail: `${what} detail` });
+      }
+      const events = feed.snapshot([]).events.filter((e) => e.roomId === 'r9');
+      expect(events.map((e) => [e.what, e.kind])).toEqual([['player-expelled', 'error'], ['moved', 'room'], ['patch-applied', 'patch']]);
+      expect(events[0]!.detail).toBe('player-expelled detail');
+    } finally {
+      feed.close();
+    }
+  });
+});
+
 describe('dashboard feed: the latency series', () => {
   const tick = (lateMs: number, ms: number) =>
     publish<TickCommittedEvent>(channels.tickCommitted, {

@@ -27,6 +27,7 @@ import { InputQueue, type InputEvent, type JoinEvent, type RoomEvent } from './i
 import type { PlayerLink } from './link.ts';
 import type { Seat } from './seats.ts';
 import { Seating, type SeatHandle } from './seating.ts';
+import { EXPEL_WINDOW_MS, StoppedTicks } from './stopped-ticks.ts';
 import type { StagedVersion, SwapResult } from './staged-version.ts';
 import { VersionSwitch, type StageOptions } from './version-switch.ts';
 import { TickClock } from './tick-clock.ts';
@@ -61,10 +62,6 @@ export interface RoomSettings {
 }
 
 export type { SeatHandle } from './seating.ts';
-
-/** Ticks a player's inputs may stop (CPU budget, memory) within {@link EXPEL_WINDOW_MS} before the player is expelled (close 4008). */
-export const EXPEL_AFTER_STOPS = 3;
-export const EXPEL_WINDOW_MS = 60_000;
 
 export class Room {
   readonly queue: InputQueue;
@@ -354,7 +351,7 @@ export class Room {
     w.arrayHeader(events.length);
     for (const e of events) {
       w.arrayHeader(5);
-      w.uint(e.kind === 'join' ? EVENT_JOIN : e.kind === 'input' ? EVENT_INPUT : this.leavesWithoutHook.has(e) ? EVENT_LEAVE_WITHOUT_HOOK : EVENT_LEAVE);
+      w.uint(e.kind === 'join' ? EVENT_JOIN : e.kind === 'input' ? EVENT_INPUT : this.stoppedTicks.runsWithoutHook(e) ? EVENT_LEAVE_WITHOUT_HOOK : EVENT_LEAVE);
       w.str(e.playerId);
       w.str(e.name);
       if (e.kind === 'input') {
@@ -560,10 +557,9 @@ export class Room {
     );
     // Leaves are kept for the next tick. Inputs and joins wait for a rollback while a patch is
     // on watch or being rolled back (held-events.ts). Otherwise, when the tick stopped in one
-    // player's join or input hook, that player is told, and the tick's other events run again
-    // in the next tick, once: an event in two failed ticks is refused. Otherwise everyone whose
-    // event was in the failed tick is told: it is not applied, and the client may send it again
-    // (retry: true).
+    // player's hook, that player is told and the others' events run again (afterStoppedTick).
+    // Otherwise everyone whose event was in the failed tick is told: it is not applied, and the
+    // client may send it again (retry: true).
     const code: ErrorCode = outcome.code === 'SCRIPT_ERROR' ? 'TICK_FAILED' : outcome.code;
     const message = `tick ${tick} failed (${outcome.code}${outcome.thrown ? `: ${outcome.thrown.message}` : ''}) and was rolled back`;
     const leaves = events.filter((e) => e.kind === 'leave');
@@ -573,11 +569,7 @@ export class Room {
       this.queue.requeueFront(leaves);
     } else if (culprit) {
       if (this.held.size > 0) this.refuseHeld(tick);
-      let again = this.runAgain(tick, events, culprit, code, message);
-      if (culprit.kind === 'input' && this.chargeStoppedTick(culprit.playerId, tick, code)) {
-        again = again.filter((e) => e.kind !== 'input' || e.playerId !== culprit.playerId);
-      }
-      this.queue.requeueFront(again);
+      this.afterStoppedTick(tick, events, culprit, code, message);
     } else {
       if (this.held.size > 0) this.refuseHeld(tick);
       for (const e of others) this.seating.refuse(e, code, message);
@@ -678,68 +670,30 @@ export class Room {
   // ---- helpers ----
 
   /**
-   * A tick stopped in `culprit`'s hook: the events to run again in the next tick, in order. The
-   * culprit's player is refused, except for a leave, which cannot be (the seat must go): it runs
-   * again, and after stopping a second tick it runs without its hook, so that one player's
-   * leave cannot stop the room for good. The others run again once: an event in a second
-   * failed tick is refused with its error; leaves always run again.
+   * A tick stopped in `culprit`'s hook (stopped-ticks.ts): its player is refused, the other
+   * events run again (or are refused on their second stop), and a player whose inputs keep
+   * stopping ticks is expelled.
    */
-  private runAgain(tick: number, events: readonly RoomEvent[], culprit: RoomEvent, code: ErrorCode, message: string): RoomEvent[] {
-    const again: RoomEvent[] = [];
-    for (const e of events) {
-      if (e === culprit && e.kind !== 'leave') this.seating.refuse(e, code, `${message}: it stopped in this ${e.kind}'s hook`);
-      else if (e === culprit) {
-        if (this.ranAgain.has(e)) {
-          this.leavesWithoutHook.add(e);
-          this.log.error({ roomId: this.id, tick, version: this.version, code, playerId: e.playerId }, "a player's leave hook stopped two ticks: the seat is given up without running it");
-        }
-        this.ranAgain.add(e);
-        again.push(e);
-      } else if (e.kind === 'leave') again.push(e);
-      else if (this.ranAgain.has(e)) this.seating.refuse(e, code, message);
-      else {
-        this.ranAgain.add(e);
-        again.push(e);
+  private afterStoppedTick(tick: number, events: readonly RoomEvent[], culprit: RoomEvent, code: ErrorCode, message: string): void {
+    const verdict = this.stoppedTicks.judge(events, culprit);
+    if (verdict.culprit) this.seating.refuse(verdict.culprit, code, `${message}: it stopped in this ${verdict.culprit.kind}'s hook`);
+    for (const e of verdict.refused) this.seating.refuse(e, code, message);
+    if (verdict.leaveWithoutHook) {
+      this.log.error({ roomId: this.id, tick, version: this.version, code, playerId: culprit.playerId }, "a player's leave hook stopped two ticks: the seat is given up without running it");
+    }
+    if (verdict.expel) {
+      const { playerId, stops } = verdict.expel;
+      const reason = `your inputs stopped ${stops} ticks in ${EXPEL_WINDOW_MS / 1000} s (${code})`;
+      if (this.seating.expel(playerId, CloseCodes.EXPELLED, reason)) {
+        this.log.warn({ roomId: this.id, tick, version: this.version, code, playerId, stops }, 'player expelled: their inputs kept stopping the tick');
+        publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'player-expelled', detail: reason });
       }
     }
-    return again;
+    this.queue.requeueFront(verdict.again);
   }
 
-  /**
-   * A tick stopped in `playerId`'s input hook: count it against the player, and expel a player
-   * whose inputs stopped {@link EXPEL_AFTER_STOPS} ticks within {@link EXPEL_WINDOW_MS}, so that
-   * one player sending inputs that loop (or exhaust memory) cannot hold the room still. True
-   * when the player was expelled.
-   */
-  private chargeStoppedTick(playerId: string, tick: number, code: ErrorCode): boolean {
-    const now = Date.now();
-    const recent = (this.stoppedTicksBy.get(playerId) ?? []).filter((at) => now - at < EXPEL_WINDOW_MS);
-    recent.push(now);
-    if (recent.length < EXPEL_AFTER_STOPS) {
-      this.stoppedTicksBy.set(playerId, recent);
-      if (this.stoppedTicksBy.size > 1000) {
-        // Players who stopped a tick or two long ago: forgotten, so the map stays small.
-        for (const [id, at] of this.stoppedTicksBy) if (now - at[at.length - 1]! >= EXPEL_WINDOW_MS) this.stoppedTicksBy.delete(id);
-      }
-      return false;
-    }
-    this.stoppedTicksBy.delete(playerId);
-    const reason = `your inputs stopped ${recent.length} ticks in ${EXPEL_WINDOW_MS / 1000} s (${code})`;
-    const expelled = this.seating.expel(playerId, CloseCodes.EXPELLED, reason);
-    if (expelled) {
-      this.log.warn({ roomId: this.id, tick, version: this.version, code, playerId, stops: recent.length }, 'player expelled: their inputs kept stopping the tick');
-      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'player-expelled', detail: reason });
-    }
-    return expelled;
-  }
-
-  /** When each player's inputs last stopped a tick, within the expel window (chargeStoppedTick). */
-  private readonly stoppedTicksBy = new Map<string, number[]>();
-
-  /** Events put back after a tick stopped in someone's hook (runAgain). */
-  private readonly ranAgain = new WeakSet<RoomEvent>();
-  /** Leaves whose hook stopped two ticks: they run without it (runAgain). */
-  private readonly leavesWithoutHook = new WeakSet<RoomEvent>();
+  /** Who stopped ticks lately, and what runs again after a stopped tick (stopped-ticks.ts). */
+  private readonly stoppedTicks = new StoppedTicks();
 
   /** After a rollback's swap tick: what the failing version could not run goes first in the next tick. */
   private releaseHeld(tick: number): void {

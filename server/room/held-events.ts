@@ -12,6 +12,9 @@
  * the patch survived its watch), they are refused after all, before that tick's acks go out,
  * so a client never sees a later input acknowledged ahead of an earlier one still waiting.
  *
+ * When the tick stopped inside one player's hook, only that event (and any event in its second
+ * stopped tick) is held; the others run again in the next tick (stopped-ticks.ts).
+ *
  * Leaves are not held here: a failed tick always puts them back in the queue (a seat must never
  * leak).
  */

@@ -564,12 +564,13 @@ export class Room {
     const message = `tick ${tick} failed (${outcome.code}${outcome.thrown ? `: ${outcome.thrown.message}` : ''}) and was rolled back`;
     const leaves = events.filter((e) => e.kind === 'leave');
     const others = events.filter((e): e is JoinEvent | InputEvent => e.kind !== 'leave');
-    if (this.versions.holdsFailedTickEvents) {
+    const holding = this.versions.holdsFailedTickEvents;
+    if (culprit) {
+      if (!holding && this.held.size > 0) this.refuseHeld(tick);
+      this.afterStoppedTick(tick, events, culprit, code, message, holding);
+    } else if (holding) {
       for (const e of this.held.hold(others, code, message)) this.seating.refuse(e, code, message);
       this.queue.requeueFront(leaves);
-    } else if (culprit) {
-      if (this.held.size > 0) this.refuseHeld(tick);
-      this.afterStoppedTick(tick, events, culprit, code, message);
     } else {
       if (this.held.size > 0) this.refuseHeld(tick);
       for (const e of others) this.seating.refuse(e, code, message);
@@ -672,12 +673,18 @@ export class Room {
   /**
    * A tick stopped in `culprit`'s hook (stopped-ticks.ts): its player is refused, the other
    * events run again (or are refused on their second stop), and a player whose inputs keep
-   * stopping ticks is expelled.
+   * stopping ticks is expelled. While a patch is on watch (`holding`), what would be refused is
+   * held for its rollback instead (held-events.ts) and nobody is charged: the new version may
+   * be what stops on an ordinary input. A poison input then still costs only its own player,
+   * refused at the next tick that commits.
    */
-  private afterStoppedTick(tick: number, events: readonly RoomEvent[], culprit: RoomEvent, code: ErrorCode, message: string): void {
-    const verdict = this.stoppedTicks.judge(events, culprit);
-    if (verdict.culprit) this.seating.refuse(verdict.culprit, code, `${message}: it stopped in this ${verdict.culprit.kind}'s hook`);
-    for (const e of verdict.refused) this.seating.refuse(e, code, message);
+  private afterStoppedTick(tick: number, events: readonly RoomEvent[], culprit: RoomEvent, code: ErrorCode, message: string, holding: boolean): void {
+    const verdict = this.stoppedTicks.judge(events, culprit, !holding);
+    const refuse = (list: (JoinEvent | InputEvent)[], why: string) => {
+      for (const e of holding ? this.held.hold(list, code, why) : list) this.seating.refuse(e, code, why);
+    };
+    if (verdict.culprit) refuse([verdict.culprit], `${message}: it stopped in this ${verdict.culprit.kind}'s hook`);
+    refuse(verdict.refused, message);
     if (verdict.leaveWithoutHook) {
       this.log.error({ roomId: this.id, tick, version: this.version, code, playerId: culprit.playerId }, "a player's leave hook stopped two ticks: the seat is given up without running it");
     }

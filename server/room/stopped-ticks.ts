@@ -26,9 +26,9 @@ const REMEMBERED_PLAYERS = 1000;
 export interface StoppedTickVerdict {
   /** Events to put back in front of the queue, in their order. */
   again: RoomEvent[];
-  /** The culprit's join or input, refused (null when the culprit was a leave). */
+  /** The culprit's join or input, refused, or held for a rollback while a patch is on watch (null when the culprit was a leave). */
   culprit: JoinEvent | InputEvent | null;
-  /** Other joins and inputs refused: their second stopped tick. */
+  /** Other joins and inputs refused (or held, on watch): their second stopped tick. */
   refused: (JoinEvent | InputEvent)[];
   /** The culprit was a leave that stopped its second tick: from now on it runs without its hook. */
   leaveWithoutHook: boolean;
@@ -51,10 +51,14 @@ export class StoppedTicks {
     return this.hookless.has(e);
   }
 
-  /** A tick of `events` stopped in `culprit`'s hook (one of them): what becomes of each. */
-  judge(events: readonly RoomEvent[], culprit: RoomEvent): StoppedTickVerdict {
+  /**
+   * A tick of `events` stopped in `culprit`'s hook (one of them): what becomes of each.
+   * `charge`: count the stop against the culprit's player (not while a patch is on watch, when
+   * the new version may be what stops on an ordinary input).
+   */
+  judge(events: readonly RoomEvent[], culprit: RoomEvent, charge = true): StoppedTickVerdict {
     const verdict: StoppedTickVerdict = { again: [], culprit: null, refused: [], leaveWithoutHook: false, expel: null };
-    if (culprit.kind === 'input') verdict.expel = this.charge(culprit.playerId);
+    if (culprit.kind === 'input' && charge) verdict.expel = this.charge(culprit.playerId);
     for (const e of events) {
       if (e === culprit && e.kind !== 'leave') verdict.culprit = e;
       else if (e.kind === 'leave') {

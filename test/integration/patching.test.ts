@@ -316,6 +316,35 @@ describe('rollback', () => {
     c.close();
   });
 
+  it('an input that stops a tick while a sound patch is on watch costs only its player: held, then refused when the next tick commits; the others\' inputs run a tick late; no rollback, no charge', async () => {
+    const { roomId, c, room, v2, settled } = await playerOnVersion2('watch-poison');
+    const b = testClient(server.url, { room: roomId, game: 'probe', name: 'bystander' });
+    await b.connect();
+    const bSettled = new Map<number, string>();
+    b.on('settled', (s) => bSettled.set(s.seq, s.rejected?.code ?? 'applied'));
+    await room.pauseClock();
+    expect((room as unknown as { versions: VersionSwitch }).versions.holdsFailedTickEvents).toBe(true); // v2 is on watch
+    const tickBefore = room.tick;
+    const loop = c.send({ op: 'loop' });
+    const add = b.send({ op: 'add', n: 5 });
+    await waitFor(() => room.queue.size >= 2, 'both inputs queued');
+    await room.runTick(); // stops in c's input hook
+    expect(room.tick).toBe(tickBefore);
+    expect(room.waitingEvents).toBe(2); // the loop held for a rollback, the add back in the queue
+    expect(settled.has(loop)).toBe(false);
+    await room.runTick(); // commits: no rollback came, so the loop is refused before the add's ack
+    expect(room.tick).toBe(tickBefore + 1);
+    await waitFor(() => settled.has(loop) && bSettled.has(add), 'both settled');
+    expect(settled.get(loop)).toBe('CPU_BUDGET_EXCEEDED');
+    expect(bSettled.get(add)).toBe('applied');
+    expect(record(room, `players/${b.playerId}`)).toMatchObject({ score: 5 });
+    expect(room.version).toBe(v2);
+    expect(room.seats.get(c.playerId)?.link).not.toBeNull(); // not charged while on watch
+    room.resumeClock();
+    b.close();
+    c.close();
+  });
+
   it('rolls the arena\'s v4 (no downgrade) back to v3 by replay, and refuses to go further back without a downgrade, changing nothing', async () => {
     const arena = await startTestServer({ redisPrefix: server.prefix + 'a' });
     try {

@@ -74,6 +74,20 @@ describe('StoppedTicks', () => {
     expect(stops.judge([next], next).expel).toBeNull();
   });
 
+  it('charges no one while a patch is on watch (charge false): the new version may be what stops', () => {
+    const { stops } = clocked();
+    for (let i = 0; i < EXPEL_AFTER_STOPS * 2; i++) {
+      const loop = input('m');
+      const v = stops.judge([loop], loop, false);
+      expect([v.culprit, v.expel]).toEqual([loop, null]);
+    }
+    // And those stops were not counted: after the watch, it takes the full count again.
+    for (let i = 1; i < EXPEL_AFTER_STOPS; i++) {
+      const loop = input('m');
+      expect(stops.judge([loop], loop).expel).toBeNull();
+    }
+  });
+
   it('charges joins to no one: a join that stops a tick is refused, but a new join is a new player', () => {
     const { stops } = clocked();
     for (let i = 0; i < EXPEL_AFTER_STOPS + 2; i++) {

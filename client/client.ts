@@ -76,8 +76,8 @@ interface ClientEvents {
   pong: { rttMs: number };
 }
 
-/** Close codes after which reconnecting makes no sense. */
-const FINAL_CLOSES = new Set([4001, 4004, 4007, 4008]);
+/** Close codes after which reconnecting makes no sense: the client does not retry them. */
+export const FINAL_CLOSES: ReadonlySet<number> = new Set([4001, 4004, 4007, 4008]);
 
 export class MoonpatchClient {
   readonly view = new WorldView();

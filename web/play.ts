@@ -5,7 +5,7 @@
  * For tests: `window.moonpatch.client` / `.ready`, `body[data-state]` ('idle' | 'connecting' |
  * 'joined' | 'reconnecting' | 'closed'), and #tick / #version hold the latest tick and version.
  */
-import { MoonpatchClient } from '../client/client.ts';
+import { FINAL_CLOSES, MoonpatchClient } from '../client/client.ts';
 import type { Item, PlayerState, Round, World } from '../scripts/arena/world.ts';
 
 const GAME = 'arena';
@@ -82,7 +82,7 @@ async function join(): Promise<void> {
   c.on('version', (v) => notice(`script updated from ${v.from} to ${v.to} at tick ${v.tick}`, 'patch'));
   c.on('error', (e) => notice(`error ${e.code}${e.seq !== undefined ? ` (input ${e.seq})` : ''}: ${e.msg}`, 'error'));
   c.on('disconnect', (d) => {
-    const final = d.code === 4001 || d.code === 4004; // the client does not retry these
+    const final = FINAL_CLOSES.has(d.code); // the client does not retry these
     setState(final ? 'closed' : 'reconnecting', final ? `closed (${d.code})` : `reconnecting (closed ${d.code})`, final ? 'bad' : 'warn');
     notice(`disconnected (${d.code}${d.reason ? ` ${d.reason}` : ''})`, 'info');
   });

@@ -22,6 +22,7 @@ export const ErrorCodes = {
   BAD_ROOM_ID: { retry: false, text: 'room ids are 1-64 characters of A-Z a-z 0-9 _ -' },
   ROOM_FULL: { retry: true, text: 'the room has reached its maxPlayers' },
   RESUME_REJECTED: { retry: false, text: 'the resume token is unknown, expired or wrong: join again' },
+  EXPELLED: { retry: false, text: 'this user was expelled from the room a moment ago (their inputs kept stopping its tick): try again later' },
   ROOM_UNAVAILABLE: { retry: true, text: 'the room is not running on this server right now' },
   ROOM_LIMIT: { retry: true, text: 'this server runs as many rooms as its maxRooms; it cannot open another' },
   SEAT_TAKEN_OVER: { retry: false, text: 'the seat was resumed from another connection' },

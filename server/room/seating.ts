@@ -74,8 +74,13 @@ function hookErrorCode(thrown: ThrownInfo): ErrorCode {
   return thrown.code === 'STATE_INVALID_VALUE' ? 'STATE_INVALID_VALUE' : 'SCRIPT_ERROR';
 }
 
+/** How long a signed-in user who was expelled (close 4008) cannot take a seat in the room again, ms. */
+export const EXPELLED_USER_BAR_MS = 5 * 60_000;
+
 export class Seating {
   readonly seats = new Map<string, Seat>();
+  /** Signed-in users expelled lately, until when they may not join again (a new seat would let them carry on). */
+  private readonly barred = new Map<string, number>();
   /** Joins queued for the next tick, by the player id they will get. */
   private readonly pendingJoins = new Map<string, PendingJoin>();
   /** Seats whose record changed outside a join or leave (a rotated resume token): written with the next commit. */
@@ -103,6 +108,9 @@ export class Seating {
    */
   join(link: PlayerLink, name: string, userId: string | null = null): Promise<SeatHandle> {
     if (this.room.isStopped) return Promise.reject(new MoonpatchError('ROOM_UNAVAILABLE', 'the room is stopping'));
+    if (userId && this.isBarred(userId)) {
+      return Promise.reject(new MoonpatchError('EXPELLED', `user ${userId} was expelled from room ${this.room.id} and may join again in ${Math.ceil((this.barred.get(userId)! - Date.now()) / 1000)} s`));
+    }
     if (userId) {
       for (const seat of this.seats.values()) {
         if (seat.userId === userId && !seat.leaving) {
@@ -264,8 +272,9 @@ export class Seating {
 
   /**
    * Give up a player's seat now: its connection is closed with `closeCode`, its queued inputs
-   * are dropped and its leave is queued (the resume token stops working at once). False when
-   * the player has no seat or is already leaving.
+   * are dropped and its leave is queued (the resume token stops working at once); a signed-in
+   * user may not join this room again for {@link EXPELLED_USER_BAR_MS}. False when the player
+   * has no seat or is already leaving.
    */
   expel(playerId: string, closeCode: number, reason: string): boolean {
     const seat = this.seats.get(playerId);
@@ -278,7 +287,17 @@ export class Seating {
     }
     this.room.queue.dropInputsOf(playerId);
     this.queueLeave(seat);
+    // Without a signed-in user there is nobody to bar: a new connection is a new player.
+    if (seat.userId) this.barred.set(seat.userId, Date.now() + EXPELLED_USER_BAR_MS);
     return true;
+  }
+
+  private isBarred(userId: string): boolean {
+    const until = this.barred.get(userId);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.barred.delete(userId);
+    return false;
   }
 
   /** Every seat as Redis stores it, with its applied seq (writing the room back into Redis). */

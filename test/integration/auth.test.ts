@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCodes } from '../../server/errors/codes.ts';
 import { signPlayerToken } from '../../server/room/player-token.ts';
+import { EXPEL_AFTER_STOPS } from '../../server/room/stopped-ticks.ts';
 import { FIXTURE_GAMES, startTestServer, testClient } from '../helpers/server.ts';
 
 const SECRET = 'player-secret-0123456789abcdef';
@@ -55,6 +56,35 @@ describe('player tokens', () => {
     const seq = second.send({ op: 'add', n: 1 });
     await new Promise<void>((resolve) => second.on('settled', (s) => s.seq === seq && resolve()));
     second.close();
+  });
+});
+
+describe('expelled users', () => {
+  it('bars a signed-in user expelled for stopping ticks from taking a new seat in that room (EXPELLED), and no other user', async () => {
+    const room = 'auth-expel-' + Date.now();
+    const token = signPlayerToken({ sub: 'looper', exp: inAnHour() }, SECRET);
+    const looper = testClient(server.url, { room, game: 'probe', token, autoReconnect: false });
+    await looper.connect();
+    const closed = new Promise<number>((r) => looper.on('disconnect', (d) => r(d.code)));
+    // Each loop stops a tick (CPU budget); the room's clock runs them, one tick each: the next
+    // loop goes once the last was refused.
+    const refused: number[] = [];
+    looper.on('error', (e) => {
+      if (e.seq !== undefined) refused.push(e.seq);
+      if (refused.length < EXPEL_AFTER_STOPS) looper.send({ op: 'loop' });
+    });
+    looper.send({ op: 'loop' });
+    expect(await closed).toBe(CloseCodes.EXPELLED);
+    const again = testClient(server.url, { room, game: 'probe', token, autoReconnect: false });
+    const codes: string[] = [];
+    again.on('error', (e) => codes.push(e.code));
+    await expect(again.connect()).rejects.toThrow(/EXPELLED/);
+    expect(codes).toEqual(['EXPELLED']);
+    again.close();
+    // Another user joins as usual.
+    const other = testClient(server.url, { room, game: 'probe', token: signPlayerToken({ sub: 'someone-else', exp: inAnHour() }, SECRET), autoReconnect: false });
+    await other.connect();
+    other.close();
   });
 });
 

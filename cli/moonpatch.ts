@@ -215,7 +215,13 @@ async function cmdValidate(a: Args): Promise<number> {
       ? `validating ${gameName} v${to.number} (schema ${to.schema}) against ${start.label} (schema ${start.schema}, ${start.records.size} records)...`
       : `validating ${gameName} v${to.number} (schema ${to.schema}) against a world built by v${from.number} (schema ${from.schema})...`);
   }
-  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), { players, ticks, start, refusalMarginPercent: game.manifest.verifyRefusalMarginPercent });
+  const report = await validateVersion(from, to, readFileSync(API_DTS_PATH, 'utf8'), {
+    players,
+    ticks,
+    start,
+    refusalMarginPercent: game.manifest.verifyRefusalMarginPercent,
+    cpuBudgetMs: game.manifest.cpuBudgetMs,
+  });
   print(a, report, () => {
     for (const e of report.typeErrors) console.log(`type error: ${e}`);
     for (const f of report.failures) console.log(`${f.stage} failed: ${f.code}: ${f.message}${f.stack ? `\n${f.stack}` : ''}`);
@@ -225,6 +231,11 @@ async function cmdValidate(a: Args): Promise<number> {
       console.log(m.ran ? `migration ran: ${m.recordsChanged} records changed, ${m.recordsDeleted} deleted` : `no migration (same schema); the swap tick changed ${m.recordsChanged} records, deleted ${m.recordsDeleted}`);
       if (m.fieldsAdded.length) console.log(`  fields added:   ${m.fieldsAdded.join(', ')}`);
       if (m.fieldsRemoved.length) console.log(`  fields removed: ${m.fieldsRemoved.join(', ')}`);
+    }
+    if (report.tickCpuMs) {
+      const c = report.tickCpuMs;
+      const was = c.before ? `; v${report.from} ${c.before.p50} / ${c.before.p99} ms` : '';
+      console.log(`tick CPU on this machine: ${c.p50} / ${c.p99} ms (p50 / p99 of ${c.n} ticks, budget ${c.budgetMs} ms${was})`);
     }
     // What the hooks refused, when they refused anything (a failure above says when it is too much).
     for (const h of report.hooks) {

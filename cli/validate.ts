@@ -8,7 +8,9 @@
  * the end, so that every player hook runs. Reports errors with stacks mapped to the designer's
  * files, what the migration changed in the state, and how many of the bots' joins, inputs and
  * leaves each version's hooks refused: a version that refuses clearly more than the one before
- * (the game's `verifyRefusalMarginPercent`, as the live verification window judges) fails.
+ * (the game's `verifyRefusalMarginPercent`, as the live verification window judges) fails. And
+ * what its ticks cost in CPU on this machine against the version before's: a version whose
+ * ticks' 99th percentile passes the game's `cpuBudgetMs` fails (live, such ticks are undone).
  */
 import path from 'node:path';
 import { Unpackr } from 'msgpackr';
@@ -30,7 +32,7 @@ export interface ValidateReport {
   world: string;
   typeErrors: string[];
   /** Failures with the stage they happened in. */
-  failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick' | 'hooks'; code: string; message: string; stack?: string }[];
+  failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick' | 'hooks' | 'budget'; code: string; message: string; stack?: string }[];
   migration: { ran: boolean; recordsChanged: number; recordsDeleted: number; fieldsAdded: string[]; fieldsRemoved: string[] } | null;
   ticksRun: number;
   /**
@@ -39,6 +41,26 @@ export interface ValidateReport {
    * building the world (null: not known, a real world's or a hook it did not run).
    */
   hooks: HookReport[];
+  /**
+   * The isolate CPU of the new version's ticks after the swap, on this machine (the first
+   * {@link CPU_WARMUP_TICKS} left out: a fresh isolate is still compiling), and of the version
+   * before's while it built the world; null when too few ticks ran to say.
+   */
+  tickCpuMs: { p50: number; p99: number; max: number; n: number; budgetMs: number; before: { p50: number; p99: number; n: number } | null } | null;
+}
+
+/** A fresh isolate's first ticks compile the hooks: their CPU says nothing of the version's. */
+const CPU_WARMUP_TICKS = 5;
+/** Ticks measured before their CPU is judged against the budget. */
+const MIN_CPU_TICKS = 10;
+
+/** Nearest-rank percentile of `sorted` (ascending). */
+const percentile = (sorted: readonly number[], p: number) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+function cpuSummary(ms: number[]): { p50: number; p99: number; max: number; n: number } {
+  const sorted = [...ms].sort((a, b) => a - b);
+  return { p50: round2(percentile(sorted, 0.5)), p99: round2(percentile(sorted, 0.99)), max: round2(sorted[sorted.length - 1]!), n: sorted.length };
 }
 
 export type HookName = 'join' | 'input' | 'leave';
@@ -163,12 +185,14 @@ export async function validateVersion(
   from: GameVersion,
   to: GameVersion,
   apiDtsText: string,
-  opts: { players: number; ticks: number; start?: StartWorld; refusalMarginPercent?: number },
+  opts: { players: number; ticks: number; start?: StartWorld; refusalMarginPercent?: number; cpuBudgetMs?: number },
 ): Promise<ValidateReport> {
   const start = opts.start;
-  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, ticksRun: 0, hooks: [] };
+  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, ticksRun: 0, hooks: [], tickCpuMs: null };
   const hooksBefore: HookTallies | null = start ? null : newTallies();
   const hooksAfter = newTallies();
+  const cpuBefore: number[] = [];
+  const cpuAfter: number[] = [];
   report.typeErrors = typeCheck(to, apiDtsText);
   const limits = { memoryLimitMb: 128, cpuBudgetMs: 5000 };
   const w = new MsgpackWriter(1 << 20);
@@ -188,7 +212,7 @@ export async function validateVersion(
     fromSchema = start.schema;
     tick = start.tick + 1;
   } else {
-    const built = await buildWorld(from, limits, call, moves, opts.players, report, hooksBefore!);
+    const built = await buildWorld(from, limits, call, moves, opts.players, report, hooksBefore!, cpuBefore);
     if (!built) return report;
     ({ before, tick } = built);
     fromSchema = from.schema;
@@ -232,8 +256,10 @@ export async function validateVersion(
         break;
       }
       tallyHooks(hooksAfter, list as unknown[][], out);
+      if (i >= CPU_WARMUP_TICKS && i < opts.ticks) cpuAfter.push(out.cpuMs);
     }
     judgeHooks(report, hooksAfter, hooksBefore, opts.refusalMarginPercent ?? 25);
+    judgeCpu(report, cpuAfter, cpuBefore, opts.cpuBudgetMs ?? 20);
   } finally {
     fresh.dispose();
   }
@@ -261,6 +287,20 @@ function judgeHooks(report: ValidateReport, after: HookTallies, before: HookTall
   }
 }
 
+/** The ticks' CPU in the report, and a failure when their 99th percentile passes the budget. */
+function judgeCpu(report: ValidateReport, after: number[], before: number[], budgetMs: number): void {
+  if (after.length < MIN_CPU_TICKS) return;
+  const now = cpuSummary(after);
+  const was = before.length >= MIN_CPU_TICKS ? cpuSummary(before) : null;
+  report.tickCpuMs = { ...now, budgetMs, before: was && { p50: was.p50, p99: was.p99, n: was.n } };
+  if (now.p99 <= budgetMs) return;
+  report.failures.push({
+    stage: 'budget',
+    code: 'CPU_BUDGET',
+    message: `the ticks used ${now.p99} ms of CPU at the 99th percentile on this machine (median ${now.p50} ms${was ? `; the version before ${was.p50} / ${was.p99} ms` : ''}), over the game's cpuBudgetMs of ${budgetMs}: live, such ticks are undone and their inputs refused (CPU_BUDGET_EXCEEDED)`,
+  });
+}
+
 /** Play `from` with bots for 40 ticks; the world it leaves, or null (failures in the report). */
 async function buildWorld(
   from: GameVersion,
@@ -270,6 +310,7 @@ async function buildWorld(
   players: number,
   report: ValidateReport,
   hooks: HookTallies,
+  cpu: number[],
 ): Promise<{ before: Uint8Array; tick: number } | null> {
   const old = await GameSandbox.create(from.bundle, limits);
   try {
@@ -282,7 +323,10 @@ async function buildWorld(
       const list = moves(tick);
       const out = await old.tick(call(tick, list));
       if (!out.ok) report.failures.push(failure('world', out));
-      else tallyHooks(hooks, list as unknown[][], out);
+      else {
+        tallyHooks(hooks, list as unknown[][], out);
+        if (tick > CPU_WARMUP_TICKS) cpu.push(out.cpuMs);
+      }
     }
     if (report.failures.length > 0) return null;
     return { before: await old.exportRecords(), tick };

@@ -220,24 +220,33 @@ describe('moonpatch validate', () => {
   });
 
   it('reports the ticks\' CPU against the version before\'s, and fails a version whose ticks pass the game\'s cpuBudgetMs', async () => {
+    // The probe game with a budget of 5 ms, and a 002 whose tick hook burns 20M rounds of
+    // arithmetic (14 ms at 0.7 ns a round, the fastest a machine might go; 50-100 ms here).
+    const games = path.join(tmpDir, 'tight-games');
+    cpSync(path.join(FIXTURE_GAMES, 'probe'), path.join(games, 'probe'), { recursive: true });
+    const manifest = path.join(games, 'probe', 'game.json');
+    writeFileSync(manifest, JSON.stringify({ ...JSON.parse(readFileSync(manifest, 'utf8')), cpuBudgetMs: 5 }));
     const folder = path.join(tmpDir, 'probe', '002-slow-ticks');
     cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
     const ticking = path.join(folder, 'ticking.ts');
     const text = readFileSync(ticking, 'utf8');
-    // Over probe's 50 ms budget on any machine (60 ms at a nanosecond a round; 200-300 ms here).
-    const slow = text.replace('  world.meta.ticks += 1;', '  let x = 0;\n  for (let i = 0; i < 60_000_000; i++) x = (x * 31 + i) | 0;\n  world.meta.burnt = x;\n  world.meta.ticks += 1;');
+    const slow = text.replace('  world.meta.ticks += 1;', '  let x = 0;\n  for (let i = 0; i < 20_000_000; i++) x = (x * 31 + i) | 0;\n  world.meta.burnt = x;\n  world.meta.ticks += 1;');
     expect(slow).not.toBe(text);
     writeFileSync(ticking, slow);
-    const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '15'];
-    const [good, slowRun] = await Promise.all([moonpatch('validate', '2', '--game', 'probe', ...args, '--json'), moonpatch('validate', folder, ...args, '--json')]);
+    const args = ['--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '15', '--json'];
+    const [good, slowRun] = await Promise.all([
+      moonpatch('validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, ...args),
+      moonpatch('validate', folder, '--scripts', games, ...args),
+    ]);
     expect(good.code).toBe(0);
     const fine = JSON.parse(good.out).tickCpuMs as { p99: number; n: number; budgetMs: number; before: { n: number } | null };
     expect(fine).toMatchObject({ n: 10, budgetMs: 50, before: { n: 35 } }); // 15 ticks less 5 warming up; the world's ticks 6-40
     expect(fine.p99).toBeLessThanOrEqual(50);
     expect(slowRun.code).toBe(1);
     const report = JSON.parse(slowRun.out);
-    expect(report.tickCpuMs.p99).toBeGreaterThan(50);
-    expect(report.failures).toEqual([expect.objectContaining({ stage: 'budget', code: 'CPU_BUDGET', message: expect.stringMatching(/over the game's cpuBudgetMs of 50/) })]);
+    expect(report.tickCpuMs).toMatchObject({ budgetMs: 5, n: 10 });
+    expect(report.tickCpuMs.p99).toBeGreaterThan(5);
+    expect(report.failures).toEqual([expect.objectContaining({ stage: 'budget', code: 'CPU_BUDGET', message: expect.stringMatching(/over the game's cpuBudgetMs of 5:/) })]);
   });
 
   it('fails a patch whose migration throws, with the stack mapped to the patch file', async () => {

@@ -288,6 +288,7 @@ export function install(hooks: Hooks): void {
       if (failure !== null) failure.name = 'migration: ' + failure.name;
     }
     for (let i = 0; i < list.length && failure === null; i++) {
+      noteRunningEvent(i); // first: whatever this event costs, from here on, is charged to it
       const ev = list[i] as [number, string, string, number, unknown];
       const kind = ev[0];
       const id = ev[1];
@@ -296,7 +297,6 @@ export function install(hooks: Hooks): void {
       const player = playerObject(id, name);
       const mark = world.mark();
       let err: ThrownInfo | null = null;
-      noteRunningEvent(i);
       if (kind === EVENT_INPUT) {
         inputArgs[0] = world.root;
         inputArgs[1] = player;

@@ -220,8 +220,10 @@ function renderEvents(snap: DashboardSnapshot): void {
       time.textContent = new Date(e.time).toLocaleTimeString();
       const what = document.createElement('span');
       what.className = 'what';
-      what.textContent = e.what === 'events-refused' ? `${e.count} event${e.count === 1 ? '' : 's'} refused by the scripts: ${e.code}` : e.kind === 'error' ? `tick ${e.tick} failed: ${e.code}` : e.what;
-      const rest = e.kind === 'error' ? (e.message ?? '') : (e.detail ?? '');
+      what.textContent =
+        e.what === 'events-refused' ? `${e.count} event${e.count === 1 ? '' : 's'} refused by the scripts: ${e.code}` : e.what === 'tick-failed' ? `tick ${e.tick} failed: ${e.code}` : e.what;
+      // What was thrown, and what else is known (the player a tick stopped in, a patch's reason).
+      const rest = [e.message, e.detail].filter(Boolean).join('; ');
       li.append(time, what, ` ${e.roomId} ${e.version}${rest ? ` — ${rest}` : ''}`);
       return li;
     }),

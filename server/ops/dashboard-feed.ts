@@ -125,6 +125,7 @@ export class DashboardFeed {
         tick: e.tick,
         code: e.code,
         ...(e.thrown ? { message: e.thrown.message } : {}),
+        ...(e.culprit ? { detail: `stopped in player ${e.culprit.playerId}'s ${e.culprit.kind}${e.culprit.seq !== undefined ? ` ${e.culprit.seq}` : ''}` } : {}),
       });
     });
     this.on(channels.script, (e: ScriptOutputEvent) => {

@@ -46,6 +46,8 @@ export interface TickFailedEvent {
   /** Extra wall time the rollback (and isolate rebuild, if any) took, ms. */
   rollbackMs: number;
   isolateRebuilt: boolean;
+  /** The event whose hook the tick stopped in (CPU budget, memory), when it was one: its player is charged (room/stopped-ticks.ts). */
+  culprit?: { kind: 'join' | 'input' | 'leave'; playerId: string; seq?: number };
 }
 
 export interface BroadcastEvent {

@@ -548,11 +548,9 @@ export class Room {
     const rollbackMs = performance.now() - scriptDone;
     // The join or input whose hook the call was in when its budget ran out or its isolate died.
     const culprit = outcome.culprit === undefined ? undefined : events[outcome.culprit];
+    const named = culprit && { kind: culprit.kind, playerId: culprit.playerId, ...(culprit.kind === 'input' ? { seq: culprit.seq } : {}) };
     this.log.error(
-      {
-        roomId: this.id, tick, version: this.version, code: outcome.code, err: outcome.thrown ?? undefined, cause: outcome.cause ? String(outcome.cause) : undefined,
-        culprit: culprit && { kind: culprit.kind, playerId: culprit.playerId, seq: culprit.kind === 'input' ? culprit.seq : undefined },
-      },
+      { roomId: this.id, tick, version: this.version, code: outcome.code, err: outcome.thrown ?? undefined, cause: outcome.cause ? String(outcome.cause) : undefined, culprit: named },
       'tick failed and was rolled back',
     );
     // Leaves are kept for the next tick. Inputs and joins wait for a rollback while a patch is
@@ -579,7 +577,7 @@ export class Room {
     this.versions.tickFailed(tick);
     publish<TickFailedEvent>(channels.tickFailed, {
       roomId: this.id, game: this.game, version: this.version, tick, code: outcome.code,
-      thrown: outcome.thrown, scriptMs, rollbackMs, isolateRebuilt: rebuilt,
+      thrown: outcome.thrown, scriptMs, rollbackMs, isolateRebuilt: rebuilt, ...(named ? { culprit: named } : {}),
     });
   }
 

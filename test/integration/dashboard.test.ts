@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MoonpatchClient } from '../../client/client.ts';
+import { EXPEL_AFTER_STOPS } from '../../server/room/stopped-ticks.ts';
 import { openBrowserPage } from '../helpers/browser.ts';
 import { FIXTURE_GAMES, FIXTURE_PATCHES, startTestServer, testClient, waitFor } from '../helpers/server.ts';
 
@@ -107,6 +108,27 @@ describe('ops dashboard in a headless browser', () => {
     for (let i = 0; i < 3; i++) client!.send({ op: 'throw' });
     await page.waitForFunction(() => document.getElementById('events')!.textContent!.includes('3 events refused by the scripts: SCRIPT_ERROR'), undefined, WAIT);
     expect(await page.locator('#events li', { hasText: 'refused by the scripts' }).count()).toBe(1);
+
+    // A tick stopped in a player's input hook names them; a third one expels them. (In a room of
+    // its own: the first one is on watch after its patch, where nobody is charged.)
+    const loopRoom = `${room}-loops`;
+    const looper = testClient(server.url, { room: loopRoom, game: 'probe', name: 'looper', autoReconnect: false });
+    await looper.connect();
+    const refused = new Set<number>();
+    looper.on('error', (e) => e.seq !== undefined && refused.add(e.seq));
+    for (let i = 0; i < EXPEL_AFTER_STOPS; i++) {
+      const seq = looper.send({ op: 'loop' });
+      await page.waitForFunction((s) => document.getElementById('events')!.textContent!.includes(s), `stopped in player ${looper.playerId}'s input ${seq}`, WAIT);
+      if (i < EXPEL_AFTER_STOPS - 1) {
+        await waitFor(() => refused.has(seq), 'the loop refused');
+        const t = server.rooms.get(loopRoom)!.tick;
+        await waitFor(() => server.rooms.get(loopRoom)!.tick > t + 1, 'a tick committed in between');
+      }
+    }
+    const expelled = page.locator('#events li', { hasText: 'player-expelled' });
+    await expelled.first().waitFor(WAIT);
+    expect(await expelled.first().textContent()).toMatch(/player-expelled .* — your inputs stopped 3 ticks in 60 s \(CPU_BUDGET_EXCEEDED\)/);
+    expect(await page.locator('#events li', { hasText: /tick undefined/ }).count()).toBe(0);
 
     await page.waitForTimeout(1200); // one more poll so the screenshot shows a few seconds of data
     await page.screenshot({ path: '/tmp/moonpatch-dashboard.png' });

@@ -3,7 +3,7 @@
  * real event channels: hook errors of one room and version share an entry per window.
  */
 import { describe, expect, it } from 'vitest';
-import { channels, publish, type RoomLifecycleEvent, type ScriptOutputEvent, type TickCommittedEvent } from '../../server/ops/events.ts';
+import { channels, publish, type RoomLifecycleEvent, type ScriptOutputEvent, type TickCommittedEvent, type TickFailedEvent } from '../../server/ops/events.ts';
 import { DashboardFeed, EVENT_LIMIT, REFUSALS_WINDOW_MS } from '../../server/ops/dashboard-feed.ts';
 
 const thrown = { name: 'TypeError', message: 'boom', stack: '', code: null };
@@ -49,6 +49,29 @@ describe('dashboard feed: room events', () => {
       const events = feed.snapshot([]).events.filter((e) => e.roomId === 'r9');
       expect(events.map((e) => [e.what, e.kind])).toEqual([['player-expelled', 'error'], ['moved', 'room'], ['patch-applied', 'patch']]);
       expect(events[0]!.detail).toBe('player-expelled detail');
+    } finally {
+      feed.close();
+    }
+  });
+});
+
+describe('dashboard feed: failed ticks', () => {
+  it('names the player a tick stopped in, when it stopped in a player\'s hook', () => {
+    const feed = new DashboardFeed(() => 1_000);
+    try {
+      const failed = (culprit?: TickFailedEvent['culprit']) =>
+        publish<TickFailedEvent>(channels.tickFailed, {
+          roomId: 'rf', game: 'g', version: 'v', tick: 7, code: 'CPU_BUDGET_EXCEEDED', thrown: null, scriptMs: 150, rollbackMs: 1, isolateRebuilt: false, ...(culprit ? { culprit } : {}),
+        });
+      failed({ kind: 'input', playerId: 'p1', seq: 42 });
+      failed({ kind: 'leave', playerId: 'p2' });
+      failed();
+      const events = feed.snapshot([]).events.filter((e) => e.roomId === 'rf');
+      expect(events.map((e) => [e.what, e.code, e.detail])).toEqual([
+        ['tick-failed', 'CPU_BUDGET_EXCEEDED', "stopped in player p1's input 42"],
+        ['tick-failed', 'CPU_BUDGET_EXCEEDED', "stopped in player p2's leave"],
+        ['tick-failed', 'CPU_BUDGET_EXCEEDED', undefined],
+      ]);
     } finally {
       feed.close();
     }

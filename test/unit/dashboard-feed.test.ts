@@ -39,26 +39,32 @@ describe('dashboard feed: events refused by the scripts', () => {
   });
 });
 
+/** A feed on a fixed clock for the length of `check`. */
+function withFeed(check: (feed: DashboardFeed) => void): void {
+  const feed = new DashboardFeed(() => 1_000);
+  try {
+    check(feed);
+  } finally {
+    feed.close();
+  }
+}
+
 describe('dashboard feed: room events', () => {
   it('lists an expelled player as an error, moves as room events, and leaves out the rest of a room\'s life', () => {
-    const feed = new DashboardFeed(() => 1_000);
-    try {
+    withFeed((feed) => {
       for (const what of ['started', 'player-expelled', 'moved', 'sandbox-rebuilt', 'patch-applied'] as const) {
         publish<RoomLifecycleEvent>(channels.room, { roomId: 'r9', game: 'g', version: 'v', what, detail: `${what} detail` });
       }
       const events = feed.snapshot([]).events.filter((e) => e.roomId === 'r9');
       expect(events.map((e) => [e.what, e.kind])).toEqual([['player-expelled', 'error'], ['moved', 'room'], ['patch-applied', 'patch']]);
       expect(events[0]!.detail).toBe('player-expelled detail');
-    } finally {
-      feed.close();
-    }
+    });
   });
 });
 
 describe('dashboard feed: failed ticks', () => {
   it('names the player a tick stopped in, when it stopped in a player\'s hook', () => {
-    const feed = new DashboardFeed(() => 1_000);
-    try {
+    withFeed((feed) => {
       const failed = (culprit?: TickFailedEvent['culprit']) =>
         publish<TickFailedEvent>(channels.tickFailed, {
           roomId: 'rf', game: 'g', version: 'v', tick: 7, code: 'CPU_BUDGET_EXCEEDED', thrown: null, scriptMs: 150, rollbackMs: 1, isolateRebuilt: false, ...(culprit ? { culprit } : {}),
@@ -72,9 +78,7 @@ describe('dashboard feed: failed ticks', () => {
         ['tick-failed', 'CPU_BUDGET_EXCEEDED', "stopped in player p2's leave"],
         ['tick-failed', 'CPU_BUDGET_EXCEEDED', undefined],
       ]);
-    } finally {
-      feed.close();
-    }
+    });
   });
 });
 

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { configFromEnv } from '../server/config/config.ts';
+import { nearestRank } from '../server/ops/percentile.ts';
 import { startPrivateRedis, type PrivateRedis } from '../server/state/redis-launcher.ts';
 
 export const RESULTS_DIR = path.join(import.meta.dirname, 'results');
@@ -11,9 +12,7 @@ export const RESULTS_DIR = path.join(import.meta.dirname, 'results');
 /** The p-th percentile (0-100) of `values`, nearest-rank; NaN when empty. */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank]!;
+  return nearestRank([...values].sort((a, b) => a - b), p / 100);
 }
 
 export function summary(values: readonly number[]): { p50: number; p95: number; p99: number; max: number; n: number } {

@@ -15,6 +15,7 @@
 import path from 'node:path';
 import { Unpackr } from 'msgpackr';
 import ts from 'typescript';
+import { nearestRank } from '../server/ops/percentile.ts';
 import { baselineShare, refusalsTooHigh } from '../server/patch/refusals.ts';
 import type { GameVersion } from '../server/patch/versions.ts';
 import { MsgpackWriter } from '../server/sandbox/runtime/msgpack.ts';
@@ -54,13 +55,11 @@ const CPU_WARMUP_TICKS = 5;
 /** Ticks measured before their CPU is judged against the budget. */
 const MIN_CPU_TICKS = 10;
 
-/** Nearest-rank percentile of `sorted` (ascending). */
-const percentile = (sorted: readonly number[], p: number) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
 function cpuSummary(ms: number[]): { p50: number; p99: number; max: number; n: number } {
   const sorted = [...ms].sort((a, b) => a - b);
-  return { p50: round2(percentile(sorted, 0.5)), p99: round2(percentile(sorted, 0.99)), max: round2(sorted[sorted.length - 1]!), n: sorted.length };
+  return { p50: round2(nearestRank(sorted, 0.5)), p99: round2(nearestRank(sorted, 0.99)), max: round2(sorted[sorted.length - 1]!), n: sorted.length };
 }
 
 export type HookName = 'join' | 'input' | 'leave';

@@ -11,6 +11,7 @@
  */
 import type diagnostics_channel from 'node:diagnostics_channel';
 import { channels, subscribe, type RoomLifecycleEvent, type ScriptOutputEvent, type TickCommittedEvent, type TickFailedEvent } from './events.ts';
+import { nearestRank } from './percentile.ts';
 import type { RoomStatus } from '../room/room-manager.ts';
 
 export const SERIES_SECONDS = 300;
@@ -87,11 +88,6 @@ interface Bucket {
   failed: number;
   /** Percentiles, computed once the second is over. */
   done: { p50: number; p99: number } | null;
-}
-
-function percentile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
 export class DashboardFeed {
@@ -227,7 +223,7 @@ export class DashboardFeed {
       if (b.done) p = b.done;
       else {
         const sorted = [...b.samples].sort((x, y) => x - y);
-        p = { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) };
+        p = { p50: nearestRank(sorted, 0.5), p99: nearestRank(sorted, 0.99) };
         // A finished second never changes again: keep its figures, drop its samples.
         if (b.second < current) {
           b.done = p;

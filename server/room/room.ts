@@ -71,6 +71,8 @@ export class Room {
   private readonly clock: TickClock;
   /** Inputs and joins of failed ticks waiting for a rollback (see held-events.ts). */
   private readonly held = new HeldEvents();
+  /** Who stopped ticks lately, and what runs again after a stopped tick (stopped-ticks.ts). */
+  private readonly stoppedTicks = new StoppedTicks();
   private readonly eventWriter = new MsgpackWriter(16 * 1024);
   private readonly deltaWriter = new MsgpackWriter(64 * 1024);
   private readonly checkpointer: Checkpointer;
@@ -560,19 +562,14 @@ export class Room {
     // client may send it again (retry: true).
     const code: ErrorCode = outcome.code === 'SCRIPT_ERROR' ? 'TICK_FAILED' : outcome.code;
     const message = `tick ${tick} failed (${outcome.code}${outcome.thrown ? `: ${outcome.thrown.message}` : ''}) and was rolled back`;
-    const leaves = events.filter((e) => e.kind === 'leave');
-    const others = events.filter((e): e is JoinEvent | InputEvent => e.kind !== 'leave');
     const holding = this.versions.holdsFailedTickEvents;
+    if (!holding && this.held.size > 0) this.refuseHeld(tick);
     if (culprit) {
-      if (!holding && this.held.size > 0) this.refuseHeld(tick);
       this.afterStoppedTick(tick, events, culprit, code, message, holding);
-    } else if (holding) {
-      for (const e of this.held.hold(others, code, message)) this.seating.refuse(e, code, message);
-      this.queue.requeueFront(leaves);
     } else {
-      if (this.held.size > 0) this.refuseHeld(tick);
-      for (const e of others) this.seating.refuse(e, code, message);
-      this.queue.requeueFront(leaves);
+      const others = events.filter((e): e is JoinEvent | InputEvent => e.kind !== 'leave');
+      for (const e of holding ? this.held.hold(others, code, message) : others) this.seating.refuse(e, code, message);
+      this.queue.requeueFront(events.filter((e) => e.kind === 'leave'));
     }
     this.versions.tickFailed(tick);
     publish<TickFailedEvent>(channels.tickFailed, {
@@ -696,9 +693,6 @@ export class Room {
     }
     this.queue.requeueFront(verdict.again);
   }
-
-  /** Who stopped ticks lately, and what runs again after a stopped tick (stopped-ticks.ts). */
-  private readonly stoppedTicks = new StoppedTicks();
 
   /** After a rollback's swap tick: what the failing version could not run goes first in the next tick. */
   private releaseHeld(tick: number): void {

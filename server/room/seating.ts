@@ -250,13 +250,17 @@ export class Seating {
    * resumed elsewhere or here).
    */
   closeConnections(closeCode: number, reason: string): void {
-    for (const seat of this.seats.values()) {
-      const link = seat.link;
-      if (!link) continue;
+    for (const seat of this.seats.values()) this.unlink(seat)?.close(closeCode, reason);
+  }
+
+  /** Take the seat's connection off it (and off the broadcast); the connection, if it had one. */
+  private unlink(seat: Seat): PlayerLink | null {
+    const link = seat.link;
+    if (link) {
       this.room.broadcaster.remove(link);
       seat.link = null;
-      link.close(closeCode, reason);
     }
+    return link;
   }
 
   /** The room stopped: no seat waits for its window any more, every connection closes, every join is refused. */
@@ -279,12 +283,7 @@ export class Seating {
   expel(playerId: string, closeCode: number, reason: string): boolean {
     const seat = this.seats.get(playerId);
     if (!seat || seat.leaving) return false;
-    const link = seat.link;
-    if (link) {
-      this.room.broadcaster.remove(link);
-      seat.link = null;
-      link.close(closeCode, reason);
-    }
+    this.unlink(seat)?.close(closeCode, reason);
     this.room.queue.dropInputsOf(playerId);
     this.queueLeave(seat);
     // Without a signed-in user there is nobody to bar: a new connection is a new player.
@@ -311,10 +310,7 @@ export class Seating {
 
   /** Put a connection on an existing seat (resume, or a signed-in user coming back). */
   private attach(seat: Seat, link: PlayerLink, token: string): SeatHandle {
-    if (seat.link && seat.link !== link) {
-      this.room.broadcaster.remove(seat.link);
-      seat.link.close(CloseCodes.SEAT_TAKEN_OVER, 'seat resumed from another connection');
-    }
+    if (seat.link !== link) this.unlink(seat)?.close(CloseCodes.SEAT_TAKEN_OVER, 'seat resumed from another connection');
     if (seat.leaveTimer) clearTimeout(seat.leaveTimer);
     seat.leaveTimer = null;
     seat.link = link;
@@ -359,14 +355,12 @@ export class Seating {
       },
       leave: () => {
         if (seat.link !== link) return;
-        this.room.broadcaster.remove(link!);
-        seat.link = null;
+        this.unlink(seat);
         this.queueLeave(seat);
       },
       detach: () => {
         if (seat.link !== link) return; // already resumed elsewhere
-        this.room.broadcaster.remove(link!);
-        seat.link = null;
+        this.unlink(seat);
         this.startLeaveTimer(seat);
       },
     };

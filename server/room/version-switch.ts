@@ -74,7 +74,6 @@ const WARM_UP_RUNS = 12;
  */
 const POST_SWAP_GRACE_TICKS = 20;
 
-
 const percent = (part: number, whole: number) => `${Math.round((part / whole) * 100)}%`;
 
 export class VersionSwitch {

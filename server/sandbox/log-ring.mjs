@@ -50,8 +50,8 @@ export function readLogRing(ring) {
 
 /**
  * The index of the event whose hook the last tick call was running when it stopped, or -1 when
- * it was in no event's hook (init, a migration, the tick hook, or after them). Clamped, not
- * trusted: the caller checks it against the tick's events.
+ * it was in no event's hook (init, a migration, the tick hook, or after them). Not trusted: the
+ * caller looks it up among the tick's events, and an index that is none of them names nobody.
  * @param {SharedArrayBuffer} ring
  * @returns {number}
  */

@@ -62,7 +62,7 @@ export function semiSpaceFor(memoryLimitMb: number): number {
 export const EVENT_JOIN = 1;
 export const EVENT_LEAVE = 2;
 export const EVENT_INPUT = 3;
-/** A leave whose hook is not run: it stopped two ticks already (Room.runAgain). */
+/** A leave whose hook is not run: it stopped two ticks already (room/stopped-ticks.ts). */
 export const EVENT_LEAVE_WITHOUT_HOOK = 4;
 
 export interface TickCall {

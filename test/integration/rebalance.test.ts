@@ -144,6 +144,8 @@ describe('rebalancing by CPU (REBALANCE_BY=cpu)', () => {
   const heavy = `heavy-${stamp}`;
   const light = [`light-a1-${stamp}`, `light-a2-${stamp}`];
   const lightOnB = [1, 2, 3, 4].map((i) => `light-b${i}-${stamp}`);
+  /** The status a server last wrote to Redis. */
+  const status = async (node: string) => JSON.parse((await a.redis.get(`${a.prefix}:node:${node}`)) ?? '{"rooms":[]}') as { rooms: { room: string; cpuCores?: number }[] };
 
   beforeAll(async () => {
     const common = { scriptsDir: FIXTURE_GAMES, patchesDir: FIXTURE_PATCHES, defaultGame: 'probe', adminToken: TOKEN, takeover: false, rebalanceBy: 'cpu' as const };
@@ -160,7 +162,6 @@ describe('rebalancing by CPU (REBALANCE_BY=cpu)', () => {
     // The meter averages over ~10 s: wait until the heavy room weighs well over the gap a move
     // needs (a twentieth of a core); the light rooms measure one or two thousandths each.
     await waitFor(() => heavyRoom.cpuCores > 0.1, 'the heavy room\'s CPU measured', 60_000);
-    const status = async (node: string) => JSON.parse((await a.redis.get(`${a.prefix}:node:${node}`)) ?? '{"rooms":[]}') as { rooms: { cpuCores?: number }[] };
     await waitFor(async () => (await status('node-b')).rooms.length === 4, 'b\'s status current');
   }, 90_000);
   afterAll(async () => {
@@ -180,12 +181,11 @@ describe('rebalancing by CPU (REBALANCE_BY=cpu)', () => {
     expect(a.rooms.get(heavy)).toBeDefined();
     for (const id of light) expect(b.rooms.get(id)).toBeDefined();
     // The status every server writes carries each room's measure, which is how b weighs a.
-    const statusA = JSON.parse((await a.redis.get(`${a.prefix}:node:node-a`))!) as { rooms: { room: string; cpuCores: number }[] };
     await waitFor(async () => {
-      const s = JSON.parse((await a.redis.get(`${a.prefix}:node:node-a`))!) as { rooms: { room: string; cpuCores: number }[] };
-      return s.rooms.length === 1 && s.rooms[0]!.room === heavy && s.rooms[0]!.cpuCores > 0.05;
+      const s = await status('node-a');
+      return s.rooms.length === 1 && s.rooms[0]!.room === heavy && s.rooms[0]!.cpuCores! > 0.05;
     }, 'a\'s status shows only the heavy room, with its CPU');
-    expect(statusA.rooms.every((r) => typeof r.cpuCores === 'number')).toBe(true);
+    expect((await status('node-b')).rooms.every((r) => typeof r.cpuCores === 'number')).toBe(true);
     expect(await b.rebalancer!.pass()).toBeNull();
     // The burner never noticed.
     burner.send({ op: 'add', n: 1 });

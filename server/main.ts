@@ -6,14 +6,25 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startServer } from './app.ts';
-import { configFromEnv } from './config/config.ts';
-import { MoonpatchError } from './errors/errors.ts';
+import { configFromEnv, type ServerConfig } from './config/config.ts';
+import { ConfigError, MoonpatchError } from './errors/errors.ts';
 import { createLogger } from './ops/logger.ts';
 import { localSigningKey } from './patch/local-signing-key.ts';
 import { RedisNotInstalledError, resolveRedis } from './state/redis-launcher.ts';
 
-const config = configFromEnv();
+const config = configOrExit();
 const log = createLogger(config.logLevel);
+
+/** A bad setting stops the start with one line naming the variable, not a stack (exit code 2). */
+function configOrExit(): ServerConfig {
+  try {
+    return configFromEnv();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(`moonpatch: bad configuration: ${e.option} ${e.problem}`);
+    process.exit(2);
+  }
+}
 
 async function main(): Promise<void> {
   let redis;

@@ -351,8 +351,40 @@ export function makeConfig(overrides: Partial<ServerConfig> = {}): ServerConfig 
   return c;
 }
 
-/** The server configuration from environment variables (see ServerConfig for names). */
+/** Options whose environment variable is not their name in SCREAMING_SNAKE_CASE. */
+const ENV_NAME_EXCEPTIONS: Partial<Record<keyof ServerConfig, string>> = { inputRatePerSecond: 'INPUT_RATE' };
+
+/** Values never repeated in an error message. */
+const SECRET_ENV = new Set(['ADMIN_TOKEN', 'PLAYER_TOKEN_SECRET']);
+
+/** The environment variable an option is read from (`adminToken` -> `ADMIN_TOKEN`). */
+export function envNameOf(option: string): string {
+  return ENV_NAME_EXCEPTIONS[option as keyof ServerConfig] ?? option.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+/**
+ * The server configuration from environment variables (see ServerConfig for names). A bad
+ * value throws a ConfigError naming the variable, as the operator wrote it, and the value it
+ * had (`ROOM_EXPIRE_MS must be an integer from 0 to ... (got "soon")`), secrets excepted.
+ */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  // The variables optionsFromEnv looks at, so an error names one only if the server reads it.
+  const looked = new Set<string | symbol>();
+  const watched = new Proxy(env, { get: (target, key) => (looked.add(key), target[key as string]) });
+  try {
+    return makeConfig(optionsFromEnv(watched));
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    const name = envNameOf(e.option);
+    if (!looked.has(name)) throw e; // an option with no variable of its own
+    const raw = env[name];
+    const problem =
+      raw === undefined || SECRET_ENV.has(name) ? e.problem : `${e.problem.replace(/ \(got .*\)$/, '')} (got ${JSON.stringify(raw)})`;
+    throw new ConfigError(name, problem);
+  }
+}
+
+function optionsFromEnv(env: NodeJS.ProcessEnv): Partial<ServerConfig> {
   const o: Partial<ServerConfig> = {};
   const num = (k: string) => (env[k] !== undefined ? Number(env[k]) : undefined);
   if (env.PORT) o.port = num('PORT')!;
@@ -396,7 +428,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   if (env.REBALANCE_BY) o.rebalanceBy = env.REBALANCE_BY as ServerConfig['rebalanceBy'];
   if (env.DEV_RELOAD) o.devReload = env.DEV_RELOAD !== '0' && env.DEV_RELOAD !== 'false';
   if (env.DRAIN_ON_SHUTDOWN) o.drainOnShutdown = env.DRAIN_ON_SHUTDOWN !== '0' && env.DRAIN_ON_SHUTDOWN !== 'false';
-  return makeConfig(o);
+  return o;
 }
 
 /** Check a game.json and fill in defaults. `dir` is only used in messages. */

@@ -51,7 +51,7 @@ export class ProtocolError extends MoonpatchError {}
 export class ConfigError extends Error {
   constructor(
     readonly option: string,
-    problem: string,
+    readonly problem: string,
   ) {
     super(`config: ${option} ${problem}`);
     this.name = 'ConfigError';

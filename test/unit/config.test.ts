@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configFromEnv } from '../../server/config/config.ts';
+import { configFromEnv, envNameOf, makeConfig } from '../../server/config/config.ts';
 import { ConfigError } from '../../server/errors/errors.ts';
 
 describe('room lifecycle and isolate settings', () => {
@@ -61,25 +61,54 @@ describe('room lifecycle and isolate settings', () => {
   });
 
   it.each([
-    [{ ROOM_CREATION: 'closed' }, 'roomCreation'],
-    [{ ROOM_CREATION: 'ADMIN' }, 'roomCreation'],
-    [{ ROOM_EXPIRE_MS: '-1' }, 'roomExpireMs'],
-    [{ ROOM_EXPIRE_MS: '1.5' }, 'roomExpireMs'],
-    [{ ROOM_EXPIRE_MS: 'soon' }, 'roomExpireMs'],
-    [{ ROOM_EXPIRE_MS: String(400 * 86_400_000) }, 'roomExpireMs'],
-    [{ ISOLATE_SEMI_SPACE_MB: '-8' }, 'isolateSemiSpaceMb'],
-    [{ ISOLATE_SEMI_SPACE_MB: '1024' }, 'isolateSemiSpaceMb'],
-    [{ ISOLATE_SEMI_SPACE_MB: 'big' }, 'isolateSemiSpaceMb'],
-    [{ SHUTDOWN_TIMEOUT_MS: '0' }, 'shutdownTimeoutMs'],
-    [{ SHUTDOWN_TIMEOUT_MS: 'forever' }, 'shutdownTimeoutMs'],
-  ])('refuses %j, naming %s', (env, option) => {
-    let err: unknown;
-    try {
-      configFromEnv(env);
-    } catch (e) {
-      err = e;
+    [{ ROOM_CREATION: 'closed' }, 'ROOM_CREATION'],
+    [{ ROOM_CREATION: 'ADMIN' }, 'ROOM_CREATION'],
+    [{ ROOM_EXPIRE_MS: '-1' }, 'ROOM_EXPIRE_MS'],
+    [{ ROOM_EXPIRE_MS: '1.5' }, 'ROOM_EXPIRE_MS'],
+    [{ ROOM_EXPIRE_MS: 'soon' }, 'ROOM_EXPIRE_MS'],
+    [{ ROOM_EXPIRE_MS: String(400 * 86_400_000) }, 'ROOM_EXPIRE_MS'],
+    [{ ISOLATE_SEMI_SPACE_MB: '-8' }, 'ISOLATE_SEMI_SPACE_MB'],
+    [{ ISOLATE_SEMI_SPACE_MB: '1024' }, 'ISOLATE_SEMI_SPACE_MB'],
+    [{ ISOLATE_SEMI_SPACE_MB: 'big' }, 'ISOLATE_SEMI_SPACE_MB'],
+    [{ SHUTDOWN_TIMEOUT_MS: '0' }, 'SHUTDOWN_TIMEOUT_MS'],
+    [{ SHUTDOWN_TIMEOUT_MS: 'forever' }, 'SHUTDOWN_TIMEOUT_MS'],
+    [{ INPUT_RATE: 'fast' }, 'INPUT_RATE'],
+    [{ TLS_KEY_FILE: '/a.key' }, 'TLS_CERT_FILE'],
+  ])('refuses %j, naming the variable %s and the value it had', (env, name) => {
+    const err = configErrorOf(env);
+    expect(err.option).toBe(name);
+    expect(err.message).toContain(name);
+    const given = (env as Record<string, string>)[name];
+    if (given !== undefined) expect(err.message).toContain(`(got ${JSON.stringify(given)})`);
+  });
+
+  it('never repeats a secret it refuses', () => {
+    for (const [name, value] of [['ADMIN_TOKEN', 'short-admin'], ['PLAYER_TOKEN_SECRET', 'short-player']] as const) {
+      const err = configErrorOf({ [name]: value });
+      expect(err.option).toBe(name);
+      expect(err.message).not.toContain(value);
     }
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as Error).message).toContain(option);
+  });
+
+  it('names each option by the variable it is read from (every `if (env.X) o.option` line of config.ts)', () => {
+    const source = readFileSync(path.join(import.meta.dirname, '..', '..', 'server', 'config', 'config.ts'), 'utf8');
+    const pairs = [...source.matchAll(/if \(env\.([A-Z][A-Z0-9_]*)\) o\.(\w+) =/g)].map((m) => [m[2]!, m[1]!] as const);
+    expect(pairs.length).toBeGreaterThan(30);
+    expect(pairs.filter(([option, name]) => envNameOf(option) !== name)).toEqual([]);
+  });
+
+  it('an option with no variable of its own keeps its name', () => {
+    expect(() => configFromEnv({})).not.toThrow();
+    expect(() => makeConfig({ broadcastHardLimitBytes: 1, broadcastSoftLimitBytes: 2 })).toThrow(/config: broadcastHardLimitBytes/);
   });
 });
+
+function configErrorOf(env: Record<string, string>): ConfigError {
+  try {
+    configFromEnv(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error(`configFromEnv(${JSON.stringify(env)}) did not throw`);
+}

@@ -357,9 +357,25 @@ async function cmdVersions(a: Args): Promise<number> {
   return 0;
 }
 
-function outcomeLine(room: string, r: any, status: number): string {
+/** Names a script version (a bundle hash) for people: `v2 71a38285c8af`. */
+type VersionNamer = (hash: string) => string;
+
+/**
+ * The versions the server knows, named by their number as designers push them, with the hash
+ * that players' frames and the logs carry; a version it no longer lists (a build replaced by
+ * dev reload) by its hash alone. Only for human output: --json prints what the server said.
+ */
+async function versionNamer(a: Args): Promise<VersionNamer> {
+  if (a.flags.has('json')) return (hash) => hash;
+  const { status, body } = await api(a, 'GET', '/admin/games');
+  const numbers = new Map<string, number>();
+  if (status === 200) for (const g of body) for (const v of g.versions) numbers.set(v.version, v.number);
+  return (hash) => (numbers.has(hash) ? `v${numbers.get(hash)} ${hash}` : hash);
+}
+
+function outcomeLine(room: string, r: any, status: number, name: VersionNamer): string {
   if (status !== 200) return `${room}: error ${r.code}: ${r.msg}`;
-  if (r.ok) return `${room}: ${r.from} -> ${r.to} at tick ${r.tick} (schema ${r.fromSchema} -> ${r.toSchema}, swap tick ${r.swapTickMs.toFixed(1)} ms)`;
+  if (r.ok) return `${room}: ${name(r.from)} -> ${name(r.to)} at tick ${r.tick} (schema ${r.fromSchema} -> ${r.toSchema}, swap tick ${r.swapTickMs.toFixed(1)} ms)`;
   return `${room}: REFUSED at ${r.stage}: ${r.code}: ${r.message}${r.stack ? `\n${r.stack}` : ''}`;
 }
 
@@ -421,11 +437,12 @@ async function cmdPromote(a: Args): Promise<number> {
 async function cmdAbort(a: Args): Promise<number> {
   const n = versionArg(a);
   const rooms = (await gameRooms(a)).filter((r) => r.versionNumber === n).map((r) => r.room);
+  const name = await versionNamer(a);
   let failed = 0;
   for (const room of rooms) {
     const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, {});
     if (status !== 200 || !body.ok) failed++;
-    if (!a.flags.has('json')) console.log(outcomeLine(room, body, status));
+    if (!a.flags.has('json')) console.log(outcomeLine(room, body, status, name));
   }
   if (!a.flags.has('json')) console.log(rooms.length ? `${rooms.length - failed} of ${rooms.length} rooms rolled back from v${n}` : `no room runs v${n}`);
   await setGameTarget(a, n, true);
@@ -473,6 +490,7 @@ async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
   const safePoint = a.flags.has('safe-point');
   const deadline = intFlag(a, 'deadline', 1, 24 * 3600);
   const results: Record<string, unknown> = {};
+  const name = await versionNamer(a);
   let refused = 0;
   for (const room of rooms) {
     if (!a.flags.has('json')) process.stdout.write(`${room}: applying v${n}... `);
@@ -483,7 +501,7 @@ async function pushTo(a: Args, n: number, rooms: string[]): Promise<number> {
     });
     results[room] = body;
     if (status !== 200 || !body.ok) refused++;
-    if (!a.flags.has('json')) console.log('\r' + outcomeLine(room, body, status));
+    if (!a.flags.has('json')) console.log('\r' + outcomeLine(room, body, status, name));
   }
   if (!a.flags.has('watch')) {
     if (a.flags.has('json')) console.log(JSON.stringify(results, null, 2));
@@ -544,7 +562,8 @@ async function cmdRollback(a: Args): Promise<number> {
   if (!room) throw new UsageError('name the room: --room ID');
   const to = intFlag(a, 'to', 1);
   const { status, body } = await api(a, 'POST', `/admin/rooms/${encodeURIComponent(room)}/rollback`, to === undefined ? {} : { version: to });
-  print(a, body, () => console.log(outcomeLine(room, body, status)));
+  const name = await versionNamer(a);
+  print(a, body, () => console.log(outcomeLine(room, body, status, name)));
   return status === 200 && body.ok ? 0 : 1;
 }
 
@@ -553,9 +572,10 @@ async function cmdHistory(a: Args): Promise<number> {
   if (!room) throw new UsageError('name the room: --room ID');
   const { status, body } = await api(a, 'GET', `/admin/rooms/${encodeURIComponent(room)}/history`);
   if (status !== 200) throw new UsageError(`${body.code}: ${body.msg}`);
+  const name = await versionNamer(a);
   print(a, body, () => {
     if (body.length === 0) console.log('no patches yet');
-    for (const h of body) console.log(`${new Date(h.at).toISOString()}  tick ${h.tick}  ${h.kind.padEnd(16)} ${h.from} -> ${h.to}${h.reason ? `  (${h.reason})` : ''}`);
+    for (const h of body) console.log(`${new Date(h.at).toISOString()}  tick ${h.tick}  ${h.kind.padEnd(16)} ${name(h.from)} -> ${name(h.to)}${h.reason ? `  (${h.reason})` : ''}`);
   });
   return 0;
 }

@@ -353,7 +353,8 @@ describe('push, status, history, rollback', () => {
     await c.connect();
     const push = await moonpatch('push', '2', '--room', roomId);
     expect(push.code).toBe(0);
-    expect(push.out).toMatch(new RegExp(`${roomId}: \\w+ -> \\w+ at tick \\d+`));
+    // Versions named as designers push them, beside the hash players' frames carry.
+    expect(push.out).toMatch(new RegExp(`${roomId}: v1 [0-9a-f]{12} -> v2 [0-9a-f]{12} at tick \\d+`));
     const status = JSON.parse((await moonpatch('status', '--json')).out) as { room: string; versionNumber: number; schema: number }[];
     expect(status.find((s) => s.room === roomId)).toMatchObject({ versionNumber: 2, schema: 2, lastPatch: { kind: 'applied' } });
     // For people: a row per room, its CPU as a share of a core (the rooms have been ticking).
@@ -362,8 +363,11 @@ describe('push, status, history, rollback', () => {
     expect(table.find((l) => l.startsWith(roomId))).toMatch(/ \d+\.\d% +applied at tick \d+/);
     const back = await moonpatch('rollback', '--room', roomId);
     expect(back.code).toBe(0);
-    const history = JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out) as { kind: string }[];
+    expect(back.out).toMatch(new RegExp(`${roomId}: v2 [0-9a-f]{12} -> v1 [0-9a-f]{12} at tick \\d+`));
+    const history = JSON.parse((await moonpatch('history', '--room', roomId, '--json')).out) as { kind: string; from: string; to: string }[];
     expect(history.map((h) => h.kind)).toEqual(['rolled-back', 'applied']);
+    const lines = (await moonpatch('history', '--room', roomId)).out.trim().split('\n');
+    expect(lines[1]).toMatch(new RegExp(` applied +v1 ${history[1]!.from} -> v2 ${history[1]!.to}$`));
     expect(c.disconnects).toBe(0);
     c.close();
   });

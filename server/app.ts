@@ -117,7 +117,7 @@ export async function startServer(config: ServerConfig & { redisUrl: string }, l
   const dashboardData = async () => {
     const view = await nodes.view().catch(() => ({ rooms: rooms.status().map((r) => ({ ...r, node: store.leaseHolder.node })), latency: [] }));
     feed.mergeServers(view.latency);
-    return feed.snapshot(view.rooms, store.leaseHolder.node);
+    return feed.snapshot(view.rooms, store.leaseHolder.node, games.versionNumbers());
   };
   const pages = createHttpHandler({ rooms, redis, log, metrics, dashboard: { data: dashboardData } });
   // Moving a room asks the target through its admin API: only with the (shared) admin token.

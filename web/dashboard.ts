@@ -200,13 +200,19 @@ function renderRooms(snap: DashboardSnapshot): void {
     cell(tr, `${t.p50.toFixed(2)} / ${t.p99.toFixed(2)}`, true);
     // Absent from servers older than the measure.
     cell(tr, typeof r.cpuCores === 'number' ? `${(r.cpuCores * 100).toFixed(1)}%` : '–', true);
-    cell(tr, r.lastPatch ? `${r.lastPatch.kind} → ${r.lastPatch.to} @${r.lastPatch.tick}${r.lastPatch.reason ? ` (${r.lastPatch.reason})` : ''}` : '–');
+    cell(tr, r.lastPatch ? `${r.lastPatch.kind} → ${versionName(snap, r.lastPatch.to)} @${r.lastPatch.tick}${r.lastPatch.reason ? ` (${r.lastPatch.reason})` : ''}` : '–');
   }
 }
 
 function eventClass(e: DashboardEvent): string {
   if (e.kind === 'error') return 'bad';
   return markerColor(e.what) === COLORS.ok ? 'ok' : markerColor(e.what) ? 'bad' : 'info';
+}
+
+/** A version as the command line names it: `v2 71a38285c8af`, or the hash alone when unknown here. */
+function versionName(snap: DashboardSnapshot, hash: string): string {
+  const n = snap.versionNumbers?.[hash];
+  return n === undefined ? hash : `v${n} ${hash}`;
 }
 
 function renderEvents(snap: DashboardSnapshot): void {
@@ -224,7 +230,7 @@ function renderEvents(snap: DashboardSnapshot): void {
         e.what === 'events-refused' ? `${e.count} event${e.count === 1 ? '' : 's'} refused by the scripts: ${e.code}` : e.what === 'tick-failed' ? `tick ${e.tick} failed: ${e.code}` : e.what;
       // What was thrown, and what else is known (the player a tick stopped in, a patch's reason).
       const rest = [e.message, e.detail].filter(Boolean).join('; ');
-      li.append(time, what, ` ${e.roomId} ${e.version}${rest ? ` — ${rest}` : ''}`);
+      li.append(time, what, ` ${e.roomId} ${versionName(snap, e.version)}${rest ? ` — ${rest}` : ''}`);
       return li;
     }),
   );

@@ -78,6 +78,8 @@ export interface DashboardSnapshot {
   events: DashboardEvent[];
   /** Every server's rooms, each with the node running it (net/cluster.ts). */
   rooms: (RoomStatus & { node?: string })[];
+  /** Version numbers by bundle hash (GameRegistry.versionNumbers), to name events' versions. */
+  versionNumbers: Record<string, number>;
 }
 
 interface Bucket {
@@ -196,7 +198,7 @@ export class DashboardFeed {
     return this.series().filter((p) => p.t < current && p.t >= current - seconds * 1000 && p.ticks > 0);
   }
 
-  snapshot(rooms: (RoomStatus & { node?: string })[], node = ''): DashboardSnapshot {
+  snapshot(rooms: (RoomStatus & { node?: string })[], node = '', versionNumbers: Record<string, number> = {}): DashboardSnapshot {
     const now = this.clock();
     const oldest = (Math.floor(now / 1000) - SERIES_SECONDS + 1) * 1000;
     const servers: ServerSeries[] = [];
@@ -209,7 +211,7 @@ export class DashboardFeed {
       servers.push({ node: other, series: [...byTime.values()].sort((a, b) => a.t - b.t) });
     }
     servers.sort((a, b) => a.node.localeCompare(b.node));
-    return { now, node, series: this.series(), servers, events: [...this.events], rooms };
+    return { now, node, series: this.series(), servers, events: [...this.events], rooms, versionNumbers };
   }
 
   /** This server's points in the window, oldest first. */

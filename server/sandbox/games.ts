@@ -117,6 +117,18 @@ export class GameRegistry {
     return this.games.has(name);
   }
 
+  /**
+   * Every version's number by its bundle hash, across games (hashes are content hashes), for
+   * showing people `v3` where the wire and the logs say `0a1907b415d1`; builds dev reload
+   * replaced keep their number.
+   */
+  versionNumbers(): Record<string, number> {
+    const numbers: Record<string, number> = {};
+    for (const retired of this.retired.values()) for (const [hash, v] of retired) numbers[hash] = v.number;
+    for (const game of this.games.values()) for (const v of game.versions) numbers[v.bundle.version] = v.number;
+    return numbers;
+  }
+
   names(): string[] {
     return [...this.games.keys()];
   }

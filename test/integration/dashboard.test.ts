@@ -86,6 +86,11 @@ describe('ops dashboard in a headless browser', () => {
     await page.waitForFunction(() => Number(document.body.dataset.markers) >= 1, undefined, WAIT);
     await page.waitForFunction(() => document.getElementById('events')!.textContent!.includes('patch-applied'), undefined, WAIT);
     await page.waitForFunction((r) => document.querySelector(`#rooms tr[data-room="${r}"]`)?.textContent?.includes('v2') ?? false, room, WAIT);
+    // The event names the version by its number beside its hash, as the command line does.
+    const hash = server.rooms.get(room)!.version;
+    expect(await page.locator('#events li', { hasText: 'patch-applied' }).first().textContent()).toContain(`${room} v2 ${hash}`);
+    await page.waitForFunction((r) => document.querySelector(`#rooms tr[data-room="${r}"]`)?.textContent?.includes('applied') ?? false, room, WAIT);
+    expect(await row.locator('td').nth(9).textContent()).toMatch(new RegExp(`^applied → v2 ${hash} @\\d+$`));
 
     // The canvas holds more than its background: lines, grid, labels and the marker.
     const drawn = await page.evaluate(() => {

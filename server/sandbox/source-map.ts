@@ -46,10 +46,17 @@ export class StackMapper {
     return this.parsed;
   }
 
-  /** Rewrite every `<bundle>:line:col` in `stack` to `<source>:line:col`. */
+  /**
+   * Rewrite every `<bundle>:line:col` in `stack` to `<source>:line:col`, and drop the engine's
+   * frames below the designer's last one (see withoutEngineCallers).
+   */
   mapStack(stack: string): string {
     const map = this.load();
     if (!map) return stack;
+    return withoutEngineCallers(this.mapFrames(map, stack));
+  }
+
+  private mapFrames(map: SourceMap, stack: string): string {
     return stack.replace(this.frame, (whole, line: string, col: string) => {
       const entry = map.findEntry(Number(line) - 1, Number(col) - 1) as {
         originalSource?: string;
@@ -62,4 +69,24 @@ export class StackMapper {
       return `${source}:${entry.originalLine + 1}:${(entry.originalColumn ?? 0) + 1}`;
     });
   }
+}
+
+const ENGINE_FRAME = /^\s*at .*\bmoonpatch-runtime\//;
+const FRAME = /^\s*at /;
+
+/**
+ * A hook's stack ends in the engine code that called it (`at call (moonpatch-runtime/entry.ts:111)`,
+ * `at tick2 (...)`): the same for every error, and nothing a designer can act on. Those frames
+ * are dropped once the designer's own last frame is found; engine frames above it stay (an
+ * error thrown inside the engine, such as a refused world write, starts there), and a stack
+ * with no frame of the designer's is left whole.
+ */
+export function withoutEngineCallers(stack: string): string {
+  const lines = stack.split('\n');
+  let lastOwn = -1;
+  for (let i = 0; i < lines.length; i++) if (FRAME.test(lines[i]!) && !ENGINE_FRAME.test(lines[i]!)) lastOwn = i;
+  if (lastOwn < 0) return stack;
+  const tail = lines.slice(lastOwn + 1);
+  if (!tail.every((l) => ENGINE_FRAME.test(l))) return stack;
+  return lines.slice(0, lastOwn + 1).join('\n');
 }

@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bundleGame } from '../../server/sandbox/bundler.ts';
-import { StackMapper } from '../../server/sandbox/source-map.ts';
+import { GameSandbox } from '../../server/sandbox/sandbox.ts';
+import { MsgpackWriter } from '../../server/sandbox/runtime/msgpack.ts';
+import { StackMapper, withoutEngineCallers } from '../../server/sandbox/source-map.ts';
 
 describe('StackMapper', () => {
   it('maps a frame in the bundle to the designer\'s file and line, one mapper per bundle', async () => {
@@ -21,5 +23,37 @@ describe('StackMapper', () => {
     const mapper = new StackMapper('x@1.js', '{not a source map');
     const stack = 'Error: boom\n    at tick (x@1.js:10:5)';
     expect(mapper.mapStack(stack)).toBe(stack);
+  });
+
+  it("a hook's stack in a real isolate ends at the designer's last frame, not the engine's callers", async () => {
+    const bundle = await bundleGame({
+      name: 'maps-real',
+      entry: 'main.ts',
+      files: new Map([
+        ['main.ts', `import { step } from './step';\nexport function init(world: any) { world.n = 0; }\nexport function tick(world: any) {\n  step(world);\n}\n`],
+        ['step.ts', `export function step(world: any) {\n  world.n = world.missing.field;\n}\n`],
+      ]),
+    });
+    const sb = await GameSandbox.create(bundle, { memoryLimitMb: 32, cpuBudgetMs: 500 });
+    try {
+      const w = new MsgpackWriter();
+      w.value([]);
+      const out = await sb.tick({ events: w.bytes().slice(), seed: 1, tick: 1, nowMs: 0, dtSeconds: 0.05, runInit: true });
+      expect(out.ok).toBe(false);
+      const frames = (out.ok ? '' : (out.thrown?.stack ?? '')).split('\n').filter((l) => /^\s+at /.test(l));
+      expect(frames).toEqual([expect.stringMatching(/at step \(step\.ts:2:\d+\)$/), expect.stringMatching(/at tick \(main\.ts:4:\d+\)$/)]);
+    } finally {
+      sb.dispose();
+    }
+  });
+
+  it('keeps engine frames above the designer\'s and stacks with none of the designer\'s', () => {
+    const thrownInEngine = ['Error: cannot store a function', '    at set (moonpatch-runtime/world.ts:40)', '    at tick (main.ts:3:5)', '    at call (moonpatch-runtime/entry.ts:111)'].join('\n');
+    expect(withoutEngineCallers(thrownInEngine)).toBe(thrownInEngine.split('\n').slice(0, 3).join('\n'));
+    const engineOnly = 'Error: x\n    at call (moonpatch-runtime/entry.ts:111)';
+    expect(withoutEngineCallers(engineOnly)).toBe(engineOnly);
+    // An engine frame between two of the designer's (a callback the engine calls) stays.
+    const between = ['E', '    at cb (main.ts:9:1)', '    at forEach (moonpatch-runtime/guards.ts:5)', '    at tick (main.ts:3:5)', '    at call (moonpatch-runtime/entry.ts:111)'].join('\n');
+    expect(withoutEngineCallers(between)).toBe(between.split('\n').slice(0, 4).join('\n'));
   });
 });

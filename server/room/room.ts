@@ -667,14 +667,16 @@ export class Room {
 
   /**
    * A tick stopped in `culprit`'s hook (stopped-ticks.ts): its player is refused, the other
-   * events run again (or are refused on their second stop), and a player whose inputs keep
-   * stopping ticks is expelled. While a patch is on watch (`holding`), what would be refused is
+   * events run again (or are refused on their second stop), a player whose inputs keep
+   * stopping ticks is expelled, and a signed-in user whose joins keep stopping them is barred.
+   * While a patch is on watch (`holding`), what would be refused is
    * held for its rollback instead (held-events.ts) and nobody is charged: the new version may
    * be what stops on an ordinary input. A poison input then still costs only its own player,
    * refused at the next tick that commits.
    */
   private afterStoppedTick(tick: number, events: readonly RoomEvent[], culprit: RoomEvent, code: ErrorCode, message: string, holding: boolean): void {
-    const verdict = this.stoppedTicks.judge(events, culprit, !holding);
+    const joiner = culprit.kind === 'join' ? this.seating.joiningUser(culprit.playerId) : null;
+    const verdict = this.stoppedTicks.judge(events, culprit, !holding, joiner);
     const refuse = (list: (JoinEvent | InputEvent)[], why: string) => {
       for (const e of holding ? this.held.hold(list, code, why) : list) this.seating.refuse(e, code, why);
     };
@@ -690,6 +692,13 @@ export class Room {
         this.log.warn({ roomId: this.id, tick, version: this.version, code, playerId, stops }, 'player expelled: their inputs kept stopping the tick');
         publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'player-expelled', detail: reason });
       }
+    }
+    if (verdict.bar) {
+      const { userId, stops } = verdict.bar;
+      this.seating.bar(userId);
+      const reason = `user ${userId}'s joins stopped ${stops} ticks in ${EXPEL_WINDOW_MS / 1000} s (${code})`;
+      this.log.warn({ roomId: this.id, tick, version: this.version, code, userId, stops }, "user barred from the room: their joins kept stopping the tick");
+      publish(channels.room, { roomId: this.id, game: this.game, version: this.version, what: 'player-expelled', detail: reason });
     }
     this.queue.requeueFront(verdict.again);
   }

@@ -287,8 +287,18 @@ export class Seating {
     this.room.queue.dropInputsOf(playerId);
     this.queueLeave(seat);
     // Without a signed-in user there is nobody to bar: a new connection is a new player.
-    if (seat.userId) this.barred.set(seat.userId, Date.now() + EXPELLED_USER_BAR_MS);
+    if (seat.userId) this.bar(seat.userId);
     return true;
+  }
+
+  /** A signed-in user may not take a seat here for {@link EXPELLED_USER_BAR_MS} (their joins are refused with EXPELLED). */
+  bar(userId: string): void {
+    this.barred.set(userId, Date.now() + EXPELLED_USER_BAR_MS);
+  }
+
+  /** The signed-in user asking for a seat with a join queued as `playerId`, or null (anonymous, or no such join). */
+  joiningUser(playerId: string): string | null {
+    return this.pendingJoins.get(playerId)?.userId ?? null;
   }
 
   private isBarred(userId: string): boolean {

@@ -13,7 +13,12 @@
  *   - leaves always run again (a seat must be given up); a leave that is itself the culprit of
  *     two stopped ticks runs without its hook from then on;
  *   - a player whose inputs stopped {@link EXPEL_AFTER_STOPS} ticks within
- *     {@link EXPEL_WINDOW_MS} is expelled (close 4008), and their inputs do not run again.
+ *     {@link EXPEL_WINDOW_MS} is expelled (close 4008), and their inputs do not run again;
+ *   - a signed-in user whose joins stopped as many ticks in that window is barred from the
+ *     room like an expelled player: each join is a new player, so without the user's id
+ *     nothing would connect the attempts, and a client retrying a join whose hook loops
+ *     would stop a tick every few seconds for good. Anonymous joins (a server without
+ *     PLAYER_TOKEN_SECRET, for development) cannot be charged: an address may be many players.
  */
 import type { InputEvent, JoinEvent, RoomEvent } from './input-queue.ts';
 
@@ -34,6 +39,8 @@ export interface StoppedTickVerdict {
   leaveWithoutHook: boolean;
   /** The culprit's player, to expel (their inputs stopped too many ticks), or null. */
   expel: { playerId: string; stops: number } | null;
+  /** The culprit join's signed-in user, to bar (their joins stopped too many ticks), or null. */
+  bar: { userId: string; stops: number } | null;
 }
 
 export class StoppedTicks {
@@ -41,7 +48,7 @@ export class StoppedTicks {
   private readonly ranAgain = new WeakSet<RoomEvent>();
   /** Leaves whose hook stopped two ticks: they run without it. */
   private readonly hookless = new WeakSet<RoomEvent>();
-  /** When each player's inputs stopped a tick, within the expel window. */
+  /** When each player's inputs (`player:<id>`) or user's joins (`user:<id>`) stopped a tick, within the expel window. */
   private readonly stopsBy = new Map<string, number[]>();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -54,11 +61,19 @@ export class StoppedTicks {
   /**
    * A tick of `events` stopped in `culprit`'s hook (one of them): what becomes of each.
    * `charge`: count the stop against the culprit's player (not while a patch is on watch, when
-   * the new version may be what stops on an ordinary input).
+   * the new version may be what stops on an ordinary input). `joinerUserId`: the signed-in
+   * user asking for a seat when the culprit is a join (null for an anonymous one).
    */
-  judge(events: readonly RoomEvent[], culprit: RoomEvent, charge = true): StoppedTickVerdict {
-    const verdict: StoppedTickVerdict = { again: [], culprit: null, refused: [], leaveWithoutHook: false, expel: null };
-    if (culprit.kind === 'input' && charge) verdict.expel = this.charge(culprit.playerId);
+  judge(events: readonly RoomEvent[], culprit: RoomEvent, charge = true, joinerUserId: string | null = null): StoppedTickVerdict {
+    const verdict: StoppedTickVerdict = { again: [], culprit: null, refused: [], leaveWithoutHook: false, expel: null, bar: null };
+    if (culprit.kind === 'input' && charge) {
+      const stops = this.charge(`player:${culprit.playerId}`);
+      if (stops) verdict.expel = { playerId: culprit.playerId, stops };
+    }
+    if (culprit.kind === 'join' && charge && joinerUserId !== null) {
+      const stops = this.charge(`user:${joinerUserId}`);
+      if (stops) verdict.bar = { userId: joinerUserId, stops };
+    }
     for (const e of events) {
       if (e === culprit && e.kind !== 'leave') verdict.culprit = e;
       else if (e.kind === 'leave') {
@@ -81,16 +96,16 @@ export class StoppedTicks {
     return verdict;
   }
 
-  /** Count a stopped tick against `playerId`; the player to expel when that makes too many. */
-  private charge(playerId: string): { playerId: string; stops: number } | null {
+  /** Count a stopped tick against `key`; how many it stopped in the window when that makes too many, else null. */
+  private charge(key: string): number | null {
     const now = this.now();
-    const recent = (this.stopsBy.get(playerId) ?? []).filter((at) => now - at < EXPEL_WINDOW_MS);
+    const recent = (this.stopsBy.get(key) ?? []).filter((at) => now - at < EXPEL_WINDOW_MS);
     recent.push(now);
     if (recent.length >= EXPEL_AFTER_STOPS) {
-      this.stopsBy.delete(playerId);
-      return { playerId, stops: recent.length };
+      this.stopsBy.delete(key);
+      return recent.length;
     }
-    this.stopsBy.set(playerId, recent);
+    this.stopsBy.set(key, recent);
     if (this.stopsBy.size > REMEMBERED_PLAYERS) {
       for (const [id, at] of this.stopsBy) if (now - at[at.length - 1]! >= EXPEL_WINDOW_MS) this.stopsBy.delete(id);
     }

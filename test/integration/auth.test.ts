@@ -88,6 +88,34 @@ describe('expelled users', () => {
   });
 });
 
+describe('users whose joins stop ticks', () => {
+  it(`bars a signed-in user after ${EXPEL_AFTER_STOPS} joins that stopped the tick (EXPELLED), and no other user`, async () => {
+    const room = 'auth-loop-join-' + Date.now();
+    const honest = testClient(server.url, { room, game: 'probe', token: signPlayerToken({ sub: 'honest', exp: inAnHour() }, SECRET), autoReconnect: false });
+    await honest.connect();
+    // The probe's join hook never returns for this name: each attempt stops a tick (CPU budget).
+    const token = signPlayerToken({ sub: 'loop-join-user', name: 'loop-joiner', exp: inAnHour() }, SECRET);
+    const attempt = async () => {
+      const c = testClient(server.url, { room, game: 'probe', token, autoReconnect: false });
+      const codes: string[] = [];
+      c.on('error', (e) => codes.push(e.code));
+      await expect(c.connect()).rejects.toThrow();
+      c.close();
+      return codes[0];
+    };
+    for (let i = 0; i < EXPEL_AFTER_STOPS; i++) expect(await attempt()).toBe('CPU_BUDGET_EXCEEDED');
+    expect(await attempt()).toBe('EXPELLED');
+    // The room played on: the honest player's input applied once, and another user still joins.
+    const seq = honest.send({ op: 'add', n: 5 });
+    await new Promise<void>((resolve) => honest.on('settled', (s) => s.seq === seq && resolve()));
+    expect(server.rooms.get(room)!.seats.size).toBe(1);
+    const other = testClient(server.url, { room, game: 'probe', token: signPlayerToken({ sub: 'someone-else', exp: inAnHour() }, SECRET), autoReconnect: false });
+    await other.connect();
+    other.close();
+    honest.close();
+  });
+});
+
 describe('secrets stay out of the logs', () => {
   it('no log line carries the token secret, the admin token, a player token or a resume token', async () => {
     const ADMIN = 'admin-token-0123456789abcdef-xyz';

@@ -90,13 +90,37 @@ describe('StoppedTicks', () => {
     }
   });
 
-  it('charges joins to no one: a join that stops a tick is refused, but a new join is a new player', () => {
+  it('charges anonymous joins to no one: a join that stops a tick is refused, but a new join is a new player', () => {
     const { stops } = clocked();
     for (let i = 0; i < EXPEL_AFTER_STOPS + 2; i++) {
       const j = join(`p${i}`);
       const v = stops.judge([j], j);
       expect(v.culprit).toBe(j);
-      expect(v.expel).toBeNull();
+      expect([v.expel, v.bar]).toEqual([null, null]);
     }
+  });
+
+  it(`bars a signed-in user whose joins stop ${EXPEL_AFTER_STOPS} ticks within the window, each join a new player; other users and stops on watch are not counted`, () => {
+    const { stops, advance } = clocked();
+    const attempt = (userId: string | null, charge = true) => {
+      const j = join(`p${++seq}`);
+      const v = stops.judge([j, input('b')], j, charge, userId);
+      expect(v.culprit).toBe(j);
+      return v.bar;
+    };
+    expect(attempt('mallory')).toBeNull();
+    expect(attempt('alice')).toBeNull(); // another user's count is their own
+    expect(attempt('mallory', false)).toBeNull(); // on watch: not counted
+    advance(EXPEL_WINDOW_MS); // mallory's first stop falls out of the window
+    for (let i = 1; i < EXPEL_AFTER_STOPS; i++) expect(attempt('mallory')).toBeNull();
+    expect(attempt('mallory')).toEqual({ userId: 'mallory', stops: EXPEL_AFTER_STOPS });
+    // A user's joins and a player's inputs are counted apart, even under the same name.
+    advance(EXPEL_WINDOW_MS);
+    for (let i = 1; i < EXPEL_AFTER_STOPS; i++) {
+      const loop = input('alice');
+      expect(stops.judge([loop], loop).expel).toBeNull();
+    }
+    for (let i = 1; i < EXPEL_AFTER_STOPS; i++) expect(attempt('alice')).toBeNull();
+    expect(attempt('alice')).toEqual({ userId: 'alice', stops: EXPEL_AFTER_STOPS });
   });
 });

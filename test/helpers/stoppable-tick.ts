@@ -2,8 +2,8 @@
  * A child process for busy-machine.test.ts: one sandbox whose tick spins a loop, grown until a
  * tick takes at least 200 ms of CPU, then given a budget of twice that. It prints
  * {"ready":true,"budgetMs":...} when calibrated; each line it reads on stdin runs one tick,
- * announced by "running" just before the call and answered by the outcome as one JSON line
- * (with the call's clock time, `wallMs`).
+ * announced by "running" once the call into the isolate is made and answered by the outcome as
+ * one JSON line (with the call's clock time, `wallMs`, and the isolate's, `isolateMs`).
  * The test stops the process (SIGSTOP) while a tick runs.
  *
  *   node --no-node-snapshot --import tsx test/helpers/stoppable-tick.ts
@@ -43,9 +43,12 @@ for (let n = 1e6; cpuMs < 200; n *= 2) {
 const budgetMs = Math.ceil(cpuMs * 2);
 console.log(JSON.stringify({ ready: true, budgetMs, cpuMs }));
 for await (const _line of createInterface({ input: process.stdin })) {
-  console.log('running');
   const started = performance.now();
-  const out = await run(budgetMs);
+  // With a budget given, GameSandbox.tick calls into the isolate before its first await, so
+  // the call is on its way when "running" goes out (a pipe write is synchronous on Linux).
+  const pending = run(budgetMs);
+  console.log('running');
+  const out = await pending;
   // The call's clock time, stops included: tells the test whether its stop landed in the call.
   const wallMs = performance.now() - started;
   console.log(JSON.stringify(out.ok ? { ok: true, reruns: out.reruns, cpuMs: out.cpuMs, isolateMs: out.isolateMs, ticks: tick, wallMs } : { ok: false, code: out.code, cpuMs: out.cpuMs, wallMs }));

@@ -25,7 +25,8 @@ function instrumentedTests(): Plugin {
 export default defineConfig({
   plugins: [instrumentedTests()],
   test: {
-    include: ["test/**/*.test.ts"],
+    // The engine's tests, and the designers' tests of their games (scripts/tests).
+    include: ["test/**/*.test.ts", "scripts/tests/**/*.test.ts"],
     // isolated-vm asks for --no-node-snapshot on Node 20+; forks give each test file its own process.
     pool: 'forks',
     execArgv: ['--no-node-snapshot'],

@@ -78,8 +78,8 @@ export class TestRoom {
   private tickNo = 0;
   private view: WorldTree | null = null;
   private readonly writer = new MsgpackWriter();
-  /** The schema to migrate from in the next tick, after a patch. */
-  private migrateFrom: number | undefined = undefined;
+  /** A patch waiting for its swap tick: the version before, kept until that tick succeeds, and the schema to migrate from. */
+  private swap: { previous: { sandbox: GameSandbox; version: GameVersion }; migrateFrom: number | undefined } | null = null;
   /** The isolate's records after the last run (exportRecords' encoding), decoded by `world`. */
   private records: Uint8Array | null = null;
   /** The tick that killed the isolate (its memory limit): the room cannot go on. */
@@ -89,18 +89,24 @@ export class TestRoom {
     private sandbox: GameSandbox,
     private current: GameVersion,
     private readonly versions: readonly GameVersion[],
-    private readonly settings: { seed: number; startMs: number; tickHz: number; limits: { memoryLimitMb: number; cpuBudgetMs: number } },
+    /** Patch folders that did not load (each ends the chain of versions there). */
+    private readonly badPatches: readonly string[],
+    private readonly settings: { seed: number; startMs: number; tickHz: number; migrationBudgetMs: number; limits: { memoryLimitMb: number; cpuBudgetMs: number } },
   ) {}
 
   static async open(opts: TestRoomOptions): Promise<TestRoom> {
     const dir = path.resolve(opts.game);
     const patchesDir = path.resolve(opts.patchesDir ?? path.join(dir, '..', '..', 'patches'));
-    const game = await loadGame(dir, patchesDir);
+    // As on a server, a patch that does not load ends the chain there, and the versions before
+    // it are still there to test (the one being written does not break the others' tests).
+    const badPatches: string[] = [];
+    const game = await loadGame(dir, patchesDir, (name, folder, e) => badPatches.push(`${path.basename(patchesDir)}/${name}/${folder} did not load: ${(e as Error).message}`));
     const version = game.versions.find((v) => v.number === (opts.version ?? 1));
-    if (!version) throw new Error(`${game.manifest.name} has no version ${opts.version} (it has ${game.versions.map((v) => v.number).join(', ')})`);
-    const limits = { memoryLimitMb: game.manifest.memoryLimitMb, cpuBudgetMs: game.manifest.cpuBudgetMs };
-    const sandbox = await GameSandbox.create(version.bundle, limits);
-    return new TestRoom(sandbox, version, game.versions, { seed: opts.seed ?? 1, startMs: opts.startMs ?? 1_700_000_000_000, tickHz: game.manifest.tickHz, limits });
+    if (!version) throw new Error(`${game.manifest.name} has no version ${opts.version} (it has ${game.versions.map((v) => v.number).join(', ')}${badPatches.map((b) => `; ${b}`).join('')})`);
+    const m = game.manifest;
+    const limits = { memoryLimitMb: m.memoryLimitMb, cpuBudgetMs: m.cpuBudgetMs };
+    const settings = { seed: opts.seed ?? 1, startMs: opts.startMs ?? 1_700_000_000_000, tickHz: m.tickHz, migrationBudgetMs: m.migrationBudgetMs, limits };
+    return new TestRoom(await GameSandbox.create(version.bundle, limits), version, game.versions, badPatches, settings);
   }
 
   /** The last tick run (0 before the first). */
@@ -157,40 +163,54 @@ export class TestRoom {
         nowMs: Math.round(this.settings.startMs + (tick * 1000) / this.settings.tickHz),
         dtSeconds: 1 / this.settings.tickHz,
         runInit: tick === 1,
-        ...(this.migrateFrom !== undefined ? { migrateFrom: this.migrateFrom } : {}),
+        // The swap tick gets the migration's budget on top, as on a server.
+        ...(this.swap ? { migrateFrom: this.swap.migrateFrom, budgetMs: this.settings.limits.cpuBudgetMs + this.settings.migrationBudgetMs } : {}),
       });
       this.collect(tick, events, out);
       if (!out.ok) {
         const failed = new TestTickFailed(tick, out.code, out.thrown ? `${out.thrown.name}: ${out.thrown.message}\n${out.thrown.stack}` : '');
-        if (out.isolateDead) this.dead = failed;
-        else await this.readRecords();
+        if (this.swap) this.undoSwap(); // as on a server: the room stays on the version before
+        else if (out.isolateDead) this.dead = failed;
+        if (!this.dead) await this.readRecords();
         throw failed;
       }
       this.tickNo = tick;
-      this.migrateFrom = undefined;
+      if (this.swap) {
+        this.swap.previous.sandbox.dispose();
+        this.swap = null;
+      }
     }
     await this.readRecords();
   }
 
   /**
-   * Move to a later (or earlier, same-schema) version as live patching does: the world is
-   * loaded into the new version's isolate, and the next tick migrates it (when the schema
-   * changes) before it runs. A migration that throws fails that tick (TestTickFailed).
+   * Move to another version as live patching does: the world is loaded into the new version's
+   * isolate, and the next tick (the swap tick) migrates it when the schema changes, then runs.
+   * If that tick fails (a migration that throws, say) it throws TestTickFailed and the room
+   * stays on the version before, its world as it was, as a server's room would.
    */
   async patch(version: number): Promise<void> {
     this.checkAlive();
+    if (this.swap) throw new Error(`a patch to v${this.current.number} is waiting for its swap tick: run() first`);
     const to = this.versions.find((v) => v.number === version);
-    if (!to) throw new Error(`no version ${version} (there are ${this.versions.map((v) => v.number).join(', ')})`);
-    const records = await this.sandbox.exportRecords();
+    if (!to) throw new Error(`no version ${version} (there are ${this.versions.map((v) => v.number).join(', ')}${this.badPatches.map((b) => `; ${b}`).join('')})`);
     const fresh = await GameSandbox.create(to.bundle, this.settings.limits);
-    await fresh.load(records);
-    this.sandbox.dispose();
+    await fresh.load(await this.sandbox.exportRecords());
+    this.swap = { previous: { sandbox: this.sandbox, version: this.current }, migrateFrom: to.schema !== this.current.schema ? this.current.schema : undefined };
     this.sandbox = fresh;
-    this.migrateFrom = to.schema !== this.current.schema ? this.current.schema : undefined;
     this.current = to;
   }
 
+  private undoSwap(): void {
+    const swap = this.swap!;
+    this.sandbox.dispose();
+    this.sandbox = swap.previous.sandbox;
+    this.current = swap.previous.version;
+    this.swap = null;
+  }
+
   close(): void {
+    this.swap?.previous.sandbox.dispose();
     this.sandbox.dispose();
   }
 

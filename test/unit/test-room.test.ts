@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TestRoom, TestTickFailed } from '../../server/testing/test-room.ts';
-import { FIXTURE_GAMES } from '../helpers/server.ts';
+import { FIXTURE_GAMES, FIXTURE_PATCHES } from '../helpers/server.ts';
 
 const rooms: TestRoom[] = [];
 async function probe(): Promise<TestRoom> {
@@ -63,6 +63,30 @@ describe('TestRoom', () => {
     await expect(room.run()).rejects.toMatchObject({ name: 'TestTickFailed', code: 'MEMORY_LIMIT' });
     await expect(room.run()).rejects.toThrow(/isolate died in tick 2 \(MEMORY_LIMIT\)/);
     expect(() => room.world).toThrow(/open a new TestRoom/);
+  });
+
+  it('a patch whose migration throws fails its swap tick and leaves the room on the version before, world untouched', async () => {
+    const room = await TestRoom.open({ game: path.join(FIXTURE_GAMES, 'probe'), patchesDir: FIXTURE_PATCHES });
+    rooms.push(room);
+    const a = room.join('a');
+    await room.run();
+    room.input(a, { op: 'add', n: 3 });
+    await room.run();
+    const before = JSON.stringify(room.world);
+    await room.patch(4); // 004-bad-migration
+    await expect(room.run()).rejects.toMatchObject({ name: 'TestTickFailed', tick: 3 });
+    expect(room.version).toBe(1);
+    expect(JSON.stringify(room.world)).toBe(before);
+    room.input(a, { op: 'add', n: 1 });
+    await room.run();
+    expect((room.world as unknown as Probe).players[a]!.sum).toBe(4);
+    // The versions after a patch that does not build are not there, and it says why.
+    await expect(room.patch(6)).rejects.toThrow(/no version 6 \(there are 1, 2, 3, 4, 5; patches\/probe\/006-syntax-error did not load: /);
+    // A version that migrates does, and keeps what it migrated.
+    await room.patch(2); // 002-score: players' sum becomes score
+    await room.run();
+    expect(room.version).toBe(2);
+    expect((room.world as unknown as { players: Record<string, { score: number }> }).players[a]!.score).toBe(4);
   });
 
   it('refuses what the test gets wrong: an unknown player, an unknown version', async () => {

@@ -176,7 +176,7 @@ async function cmdValidate(a: Args): Promise<number> {
   // other command (status, push N, logs...) would pay for nothing.
   const { loadGame } = await import('../server/sandbox/games.ts');
   const { buildPatchVersion } = await import('../server/patch/versions.ts');
-  const { API_DTS_PATH, validateVersion } = await import('./validate.ts');
+  const { API_DTS_PATH, ROLLBACK_TICKS, validateVersion } = await import('./validate.ts');
   const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
   let to = game.versions.find((v) => v.number === n);
   if (folder) {
@@ -231,6 +231,14 @@ async function cmdValidate(a: Args): Promise<number> {
       console.log(m.ran ? `migration ran: ${m.recordsChanged} records changed, ${m.recordsDeleted} deleted` : `no migration (same schema); the swap tick changed ${m.recordsChanged} records, deleted ${m.recordsDeleted}`);
       if (m.fieldsAdded.length) console.log(`  fields added:   ${m.fieldsAdded.join(', ')}`);
       if (m.fieldsRemoved.length) console.log(`  fields removed: ${m.fieldsRemoved.join(', ')}`);
+    }
+    if (report.rollback) {
+      const r = report.rollback;
+      const schemas = `schema ${r.fromSchema} -> ${r.toSchema}`;
+      if (!r.downgrade) {
+        console.log(`rollback: v${to.number} exports no downgrade(world, toSchema), so going back (${schemas}) can only replay the ticks since its swap: on the server that swapped it, before a restart, within 12,000 ticks (docs/patching.md)`);
+      } else if (r.played) console.log(`rollback: downgrade (${schemas}) ran on the migrated world, and v${from.number} played ${ROLLBACK_TICKS} ticks on what it left`);
+      else if (r.played === null) console.log(`rollback: downgrade (${schemas}) not tried: the world is not v${from.number}'s`);
     }
     if (report.tickCpuMs) {
       const c = report.tickCpuMs;

@@ -33,8 +33,15 @@ export interface ValidateReport {
   world: string;
   typeErrors: string[];
   /** Failures with the stage they happened in. */
-  failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick' | 'hooks' | 'budget'; code: string; message: string; stack?: string }[];
+  failures: { stage: 'typecheck' | 'world' | 'migrate' | 'tick' | 'hooks' | 'budget' | 'rollback'; code: string; message: string; stack?: string }[];
   migration: { ran: boolean; recordsChanged: number; recordsDeleted: number; fieldsAdded: string[]; fieldsRemoved: string[] } | null;
+  /**
+   * Whether the version can be rolled back across its schema change (null: same schema, a plain
+   * swap back). `downgrade`: it exports `downgrade(world, toSchema)`; `played`: the downgrade ran
+   * on the migrated world and the version before played {@link ROLLBACK_TICKS} ticks on what it
+   * left (null when not tried: no downgrade, or a live room's world of another version).
+   */
+  rollback: { fromSchema: number; toSchema: number; downgrade: boolean; played: boolean | null } | null;
   ticksRun: number;
   /**
    * The bots' events each player hook of the new version ran after the swap and refused (threw
@@ -49,6 +56,9 @@ export interface ValidateReport {
    */
   tickCpuMs: { p50: number; p99: number; max: number; n: number; budgetMs: number; before: { p50: number; p99: number; n: number } | null } | null;
 }
+
+/** Ticks the version before plays on a downgraded world (see ValidateReport.rollback). */
+export const ROLLBACK_TICKS = 10;
 
 /** A fresh isolate's first ticks compile the hooks: their CPU says nothing of the version's. */
 const CPU_WARMUP_TICKS = 5;
@@ -187,7 +197,7 @@ export async function validateVersion(
   opts: { players: number; ticks: number; start?: StartWorld; refusalMarginPercent?: number; cpuBudgetMs?: number },
 ): Promise<ValidateReport> {
   const start = opts.start;
-  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, ticksRun: 0, hooks: [], tickCpuMs: null };
+  const report: ValidateReport = { ok: false, version: to.number, from: start ? start.versionNumber : from.number, world: start ? start.label : 'bots', typeErrors: [], failures: [], migration: null, rollback: null, ticksRun: 0, hooks: [], tickCpuMs: null };
   const hooksBefore: HookTallies | null = start ? null : newTallies();
   const hooksAfter = newTallies();
   const cpuBefore: number[] = [];
@@ -235,7 +245,8 @@ export async function validateVersion(
       return report;
     }
     const beforeRecs = decodeRecords(before);
-    const afterRecs = decodeRecords(await fresh.exportRecords());
+    const migrated = await fresh.exportRecords();
+    const afterRecs = decodeRecords(migrated);
     const [fb, fa] = [fieldsOf(beforeRecs), fieldsOf(afterRecs)];
     report.migration = {
       ran: migrating,
@@ -259,6 +270,11 @@ export async function validateVersion(
     }
     judgeHooks(report, hooksAfter, hooksBefore, opts.refusalMarginPercent ?? 25);
     judgeCpu(report, cpuAfter, cpuBefore, opts.cpuBudgetMs ?? 20);
+    if (migrating) {
+      // The version before plays a downgraded world only if it is the version that wrote it.
+      const back = !start || start.versionNumber === from.number ? from : null;
+      report.rollback = await checkRollback(to, back, fromSchema, migrated, fresh.hooks.includes('downgrade'), limits, call, moves, tick + 1, report);
+    }
   } finally {
     fresh.dispose();
   }
@@ -298,6 +314,56 @@ function judgeCpu(report: ValidateReport, after: number[], before: number[], bud
     code: 'CPU_BUDGET',
     message: `the ticks used ${now.p99} ms of CPU at the 99th percentile on this machine (median ${now.p50} ms${was ? `; the version before ${was.p50} / ${was.p99} ms` : ''}), over the game's cpuBudgetMs of ${budgetMs}: live, such ticks are undone and their inputs refused (CPU_BUDGET_EXCEEDED)`,
   });
+}
+
+/**
+ * Can `to` be rolled back across its schema change? Without a `downgrade` only by replaying the
+ * ticks since its swap (docs/patching.md), which ops should know before pushing. With one: run
+ * it on the migrated world, as a rollback's swap tick does, and let `back` (the version before)
+ * play that world; a downgrade that throws, or leaves a world the version before cannot play,
+ * is a failure now rather than in a rollback on a live room.
+ */
+async function checkRollback(
+  to: GameVersion,
+  back: GameVersion | null,
+  fromSchema: number,
+  migrated: Uint8Array,
+  hasDowngrade: boolean,
+  limits: { memoryLimitMb: number; cpuBudgetMs: number },
+  call: (t: number, list: unknown[], extra?: Partial<Parameters<GameSandbox['tick']>[0]>) => Parameters<GameSandbox['tick']>[0],
+  moves: (t: number) => unknown[],
+  tick: number,
+  report: ValidateReport,
+): Promise<NonNullable<ValidateReport['rollback']>> {
+  const result = { fromSchema: to.schema, toSchema: fromSchema, downgrade: hasDowngrade, played: null as boolean | null };
+  if (!hasDowngrade || !back) return result;
+  const fail = (code: string, message: string, stack?: string) => {
+    report.failures.push({ stage: 'rollback', code, message, stack });
+    result.played = false;
+    return result;
+  };
+  const current = await GameSandbox.create(to.bundle, limits);
+  let downgraded: Uint8Array;
+  try {
+    await current.load(migrated);
+    const down = await current.tick(call(tick, [], { downgradeTo: fromSchema }));
+    if (!down.ok) return fail(down.thrown?.code ?? down.code, `downgrade(world, ${fromSchema}) failed: ${down.thrown?.message ?? down.code}`, down.thrown?.stack);
+    downgraded = await current.exportRecords();
+  } finally {
+    current.dispose();
+  }
+  const older = await GameSandbox.create(back.bundle, limits);
+  try {
+    await older.load(downgraded);
+    for (let i = 0; i < ROLLBACK_TICKS; i++) {
+      const out = await older.tick(call(tick + i, moves(tick + i)));
+      if (!out.ok) return fail(out.thrown?.code ?? out.code, `v${back.number} failed on the downgraded world: ${out.thrown?.message ?? out.code}`, out.thrown?.stack);
+    }
+  } finally {
+    older.dispose();
+  }
+  result.played = true;
+  return result;
 }
 
 /** Play `from` with bots for 40 ticks; the world it leaves, or null (failures in the report). */

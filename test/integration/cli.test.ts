@@ -131,6 +131,29 @@ describe('moonpatch validate', () => {
     expect(report).toMatchObject({ ok: true, version: 2, from: 1 });
     expect(report.migration.fieldsAdded).toContain('players.score');
     expect(report.migration.fieldsRemoved).toContain('players.sum');
+    // Its downgrade ran on the migrated world and v1 played what it left.
+    expect(report.rollback).toEqual({ fromSchema: 2, toSchema: 1, downgrade: true, played: true });
+  });
+
+  it('tries the way back across a schema change: a downgrade that throws fails, a patch with none is told how it can be rolled back', async () => {
+    const copy = (name: string, file: string, edit: (text: string) => string) => {
+      const folder = path.join(tmpDir, 'probe', name);
+      cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
+      const text = readFileSync(path.join(folder, file), 'utf8');
+      const edited = edit(text);
+      expect(edited).not.toBe(text); // the edit found its place
+      writeFileSync(path.join(folder, file), edited);
+      return folder;
+    };
+    const throwing = copy('002-downgrade-throws', 'migration.ts', (t) => t.replace('p.sum = p.score;', "throw new Error('no way back');"));
+    const none = copy('002-no-downgrade', 'main.ts', (t) => t.replace('export { downgrade, migrate, validate }', 'export { migrate, validate }'));
+    const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '5'];
+    const [thrown, without] = await Promise.all([moonpatch('validate', throwing, ...args), moonpatch('validate', none, ...args)]);
+    expect(thrown.code).toBe(1);
+    expect(thrown.out).toMatch(/rollback failed: SCRIPT_ERROR: downgrade\(world, 1\) failed: no way back\n/);
+    expect(thrown.out).toMatch(/^\s+at downgrade \(migration\.ts:\d+:\d+\)$/m);
+    expect(without.code).toBe(0);
+    expect(without.out).toMatch(/rollback: v2 exports no downgrade\(world, toSchema\), so going back \(schema 2 -> 1\) can only replay the ticks since its swap/);
   });
 
   it('validates a patch folder as it is on disk, on top of the versions before it', async () => {

@@ -29,6 +29,23 @@ export interface SimulatedPlayers {
   stop(): void;
 }
 
+/** Codes a join is refused with that say "try again" (the tick that ran it failed as a whole). */
+const RETRYABLE = new Set(['CPU_BUDGET_EXCEEDED', 'MEMORY_LIMIT', 'TICK_FAILED']);
+
+/**
+ * Join as a real client does: a join whose tick failed (100 joins in a fresh isolate on a slow
+ * machine can pass the CPU budget) is asked for again, a few times, instead of ending the run.
+ */
+async function joinRetrying(room: Room, name: string): Promise<SeatHandle> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await room.join(new CountingLink(), name);
+    } catch (e) {
+      if (attempt >= 5 || !RETRYABLE.has((e as { code?: string }).code ?? '')) throw e;
+    }
+  }
+}
+
 /**
  * Seat `count` players in `room` (in batches of 100, each batch one tick) and make each send an
  * arena move every 1000/hz ms, turning every `turnEvery` inputs.
@@ -37,7 +54,7 @@ export async function simulatePlayers(room: Room, count: number, hz = 20, turnEv
   const seats: SeatHandle[] = [];
   for (let i = 0; i < count; i += 100) {
     const batch = [];
-    for (let j = i; j < Math.min(count, i + 100); j++) batch.push(room.join(new CountingLink(), `bot${j}`));
+    for (let j = i; j < Math.min(count, i + 100); j++) batch.push(joinRetrying(room, `bot${j}`));
     seats.push(...(await Promise.all(batch)));
   }
   let seq = 0;

@@ -3,6 +3,7 @@
  * WebSocket session makes after decoding a frame), with connections that only count bytes.
  * They measure the tick, not thousands of sockets on the same two cores.
  */
+import { ErrorCodes, type ErrorCode } from '../server/errors/codes.ts';
 import type { PlayerLink } from '../server/room/link.ts';
 import type { Room, SeatHandle } from '../server/room/room.ts';
 import { round } from './lib.ts';
@@ -29,9 +30,6 @@ export interface SimulatedPlayers {
   stop(): void;
 }
 
-/** Codes a join is refused with that say "try again" (the tick that ran it failed as a whole). */
-const RETRYABLE = new Set(['CPU_BUDGET_EXCEEDED', 'MEMORY_LIMIT', 'TICK_FAILED']);
-
 /**
  * Join as a real client does: a join whose tick failed (100 joins in a fresh isolate on a slow
  * machine can pass the CPU budget) is asked for again, a few times, instead of ending the run.
@@ -41,7 +39,9 @@ async function joinRetrying(room: Room, name: string): Promise<SeatHandle> {
     try {
       return await room.join(new CountingLink(), name);
     } catch (e) {
-      if (attempt >= 5 || !RETRYABLE.has((e as { code?: string }).code ?? '')) throw e;
+      // The catalog says which refusals may succeed if asked again (a failed tick's among them).
+      const code = (e as { code?: string }).code;
+      if (attempt >= 5 || !(code !== undefined && code in ErrorCodes && ErrorCodes[code as ErrorCode].retry)) throw e;
     }
   }
 }

@@ -177,6 +177,7 @@ async function cmdValidate(a: Args): Promise<number> {
   const { loadGame } = await import('../server/sandbox/games.ts');
   const { buildPatchVersion } = await import('../server/patch/versions.ts');
   const { API_DTS_PATH, ROLLBACK_TICKS, validateVersion } = await import('./validate.ts');
+  const { DEFAULT_SWAP_POINT_LIMITS } = await import('../server/room/replay.ts');
   const game = await loadGame(path.join(scripts, gameName), patches, (_g, folder, e) => problems.push(`${folder}: ${(e as Error).message}`));
   let to = game.versions.find((v) => v.number === n);
   if (folder) {
@@ -236,7 +237,8 @@ async function cmdValidate(a: Args): Promise<number> {
       const r = report.rollback;
       const schemas = `schema ${r.fromSchema} -> ${r.toSchema}`;
       if (!r.downgrade) {
-        console.log(`rollback: v${to.number} exports no downgrade(world, toSchema), so going back (${schemas}) can only replay the ticks since its swap: on the server that swapped it, before a restart, within 12,000 ticks (docs/patching.md)`);
+        const limits = DEFAULT_SWAP_POINT_LIMITS;
+        console.log(`rollback: v${to.number} exports no downgrade(world, toSchema), so going back (${schemas}) can only replay the ticks since its swap: on the server that swapped it, before a restart, within ${limits.maxTicks.toLocaleString('en-US')} ticks and ${limits.maxEventBytes / 2 ** 20} MB of events (docs/patching.md)`);
       } else if (r.played) console.log(`rollback: downgrade (${schemas}) ran on the migrated world, and v${from.number} played ${ROLLBACK_TICKS} ticks on what it left`);
       else if (r.played === null) console.log(`rollback: downgrade (${schemas}) not tried: the world is not v${from.number}'s`);
     }

@@ -124,6 +124,17 @@ describe('help and usage errors', () => {
 });
 
 describe('moonpatch validate', () => {
+  /** A copy of probe's patch 002 as a folder of game probe, with one of its files edited. */
+  const editedCopyOf002 = (name: string, file: string, edit: (text: string) => string) => {
+    const folder = path.join(tmpDir, 'probe', name);
+    cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
+    const text = readFileSync(path.join(folder, file), 'utf8');
+    const edited = edit(text);
+    expect(edited).not.toBe(text); // the edit found its place
+    writeFileSync(path.join(folder, file), edited);
+    return folder;
+  };
+
   it('passes a good patch and reports what its migration changed', async () => {
     const r = await moonpatch('validate', '2', '--game', 'probe', '--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '5', '--ticks', '20', '--json');
     expect(r.code).toBe(0);
@@ -136,17 +147,8 @@ describe('moonpatch validate', () => {
   });
 
   it('tries the way back across a schema change: a downgrade that throws fails, a patch with none is told how it can be rolled back', async () => {
-    const copy = (name: string, file: string, edit: (text: string) => string) => {
-      const folder = path.join(tmpDir, 'probe', name);
-      cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
-      const text = readFileSync(path.join(folder, file), 'utf8');
-      const edited = edit(text);
-      expect(edited).not.toBe(text); // the edit found its place
-      writeFileSync(path.join(folder, file), edited);
-      return folder;
-    };
-    const throwing = copy('002-downgrade-throws', 'migration.ts', (t) => t.replace('p.sum = p.score;', "throw new Error('no way back');"));
-    const none = copy('002-no-downgrade', 'main.ts', (t) => t.replace('export { downgrade, migrate, validate }', 'export { migrate, validate }'));
+    const throwing = editedCopyOf002('002-downgrade-throws', 'migration.ts', (t) => t.replace('p.sum = p.score;', "throw new Error('no way back');"));
+    const none = editedCopyOf002('002-no-downgrade', 'main.ts', (t) => t.replace('export { downgrade, migrate, validate }', 'export { migrate, validate }'));
     const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '3', '--ticks', '5'];
     const [thrown, without] = await Promise.all([moonpatch('validate', throwing, ...args), moonpatch('validate', none, ...args)]);
     expect(thrown.code).toBe(1);
@@ -205,18 +207,8 @@ describe('moonpatch validate', () => {
   });
 
   it('runs every player hook: a patch whose input or leave hook refuses what the version before took fails, with the first error mapped', async () => {
-    const copy = (name: string, edit: (main: string) => string) => {
-      const folder = path.join(tmpDir, 'probe', name);
-      cpSync(path.join(FIXTURE_PATCHES, 'probe', '002-score'), folder, { recursive: true });
-      const main = path.join(folder, 'main.ts');
-      const text = readFileSync(main, 'utf8');
-      const edited = edit(text);
-      expect(edited).not.toBe(text); // the edit found its place
-      writeFileSync(main, edited);
-      return folder;
-    };
-    const inputs = copy('002-refuses-moves', (t) => t.replace('const me = world.players[p.id]!;', "const me = world.players[p.id]!;\n  if (msg?.move) throw new Error('moves are refused now');"));
-    const leaves = copy('002-leave-throws', (t) => t.replace(/(export function leave\([^)]*\) \{\n)/, "$1  throw new Error('leave edited to throw');\n"));
+    const inputs = editedCopyOf002('002-refuses-moves', 'main.ts', (t) => t.replace('const me = world.players[p.id]!;', "const me = world.players[p.id]!;\n  if (msg?.move) throw new Error('moves are refused now');"));
+    const leaves = editedCopyOf002('002-leave-throws', 'main.ts', (t) => t.replace(/(export function leave\([^)]*\) \{\n)/, "$1  throw new Error('leave edited to throw');\n"));
     // Enough bots for their share to count (20 events at least), few ticks.
     const args = ['--scripts', FIXTURE_GAMES, '--patches', FIXTURE_PATCHES, '--players', '25', '--ticks', '3'];
     const [good, refusing, leaving, refusingJson] = await Promise.all([

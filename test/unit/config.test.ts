@@ -97,7 +97,7 @@ describe('room lifecycle and isolate settings', () => {
     expect(pairs.filter(([option, name]) => envNameOf(option) !== name)).toEqual([]);
   });
 
-  it('an option with no variable of its own keeps its name', () => {
+  it('the defaults pass, and makeConfig (options set in code) names the option as written', () => {
     expect(() => configFromEnv({})).not.toThrow();
     expect(() => makeConfig({ broadcastHardLimitBytes: 1, broadcastSoftLimitBytes: 2 })).toThrow(/config: broadcastHardLimitBytes/);
   });
